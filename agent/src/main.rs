@@ -1,0 +1,2 @@
+//! rustle-agent daemon.
+fn main() {}

@@ -1,0 +1,1 @@
+//! rustle-cross coordinator library.

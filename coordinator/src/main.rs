@@ -1,0 +1,2 @@
+//! rustle-cross CLI.
+fn main() {}

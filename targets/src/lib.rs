@@ -1,0 +1,17 @@
+//! The target model of rustle-cross: what a target triple means, what it takes
+//! to build for it here, and how optimization settings become cargo settings.
+//!
+//! This crate is pure: no processes, no file system beyond reading a custom
+//! target-spec JSON file, no network. Everything that runs programs lives in
+//! `rustle-build`.
+
+mod optimization;
+mod rules;
+mod spec;
+
+pub use optimization::{CompilationOptimization, OptimizationError, OptimizationLevel, PanicStrategy};
+pub use rules::{LinkerRoute, RunnerRoute, TargetRule, rule_for};
+pub use spec::{
+    Architecture, Endianness, GlibcVersion, LibcType, OsFamily, TargetError, TargetSpecification,
+    known_triples,
+};

@@ -1,0 +1,193 @@
+//! The per-target rules table: for each target this project knows how to
+//! build, where its std comes from, how it links, and how its binaries run.
+//!
+//! This is data, one row per triple. The toolchain manager combines a row
+//! with what is installed to answer "can this machine build T, and how".
+
+use crate::spec::{LibcType, TargetSpecification};
+
+/// How a target's binaries are linked (and its C code compiled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkerRoute {
+    /// The host's `cc` (the target is the host), or the linker the target
+    /// names itself in `TargetSpecification::linker`.
+    Host,
+    /// A GNU cross toolchain: `<prefix>-gcc`, `<prefix>-ar`.
+    GnuCross {
+        /// The GNU triple prefix (`aarch64-linux-gnu`).
+        prefix: &'static str,
+        /// Debian packages that provide it.
+        packages: &'static [&'static str],
+    },
+    /// MinGW-w64: `<prefix>-gcc`.
+    Mingw {
+        /// The MinGW prefix (`x86_64-w64-mingw32`).
+        prefix: &'static str,
+        /// Debian packages that provide it.
+        packages: &'static [&'static str],
+    },
+    /// zig as the linker and C compiler, through cargo-zigbuild.
+    Zig,
+    /// No route exists on a Linux build host.
+    Unavailable {
+        /// Why, and where such a target can be built.
+        reason: &'static str,
+    },
+}
+
+/// How a target's binaries can be executed here for a smoke test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunnerRoute {
+    /// Directly on this x86_64 Linux host.
+    Native,
+    /// Under qemu-user: `qemu-<arch>`, with `-L` pointing at the target's
+    /// libraries (`/` when the multiarch libc is installed, else
+    /// `/usr/<gnu_prefix>`).
+    Qemu {
+        /// qemu's name for the architecture (`aarch64`, `arm`, `ppc64le`).
+        arch: &'static str,
+        /// GNU triple prefix of the target's cross libc (`aarch64-linux-gnu`).
+        gnu_prefix: &'static str,
+    },
+    /// Under wine64.
+    Wine,
+    /// Cannot run here.
+    None {
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// One row of the rules table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetRule {
+    /// The rustc triple.
+    pub triple: &'static str,
+    /// Debian architecture whose `libstd-rust-web-dev:<arch>` ships a
+    /// prebuilt std for this target (multiarch).
+    pub debian_std_arch: Option<&'static str>,
+    /// How it links.
+    pub linker: LinkerRoute,
+    /// How its binaries run here.
+    pub runner: RunnerRoute,
+    /// rustc flags this route needs.
+    pub rustflags: &'static [&'static str],
+    /// Environment this route needs.
+    pub env: &'static [(&'static str, &'static str)],
+}
+
+const fn gnu(prefix: &'static str, packages: &'static [&'static str]) -> LinkerRoute {
+    LinkerRoute::GnuCross { prefix, packages }
+}
+
+const fn qemu(arch: &'static str, gnu_prefix: &'static str) -> RunnerRoute {
+    RunnerRoute::Qemu { arch, gnu_prefix }
+}
+
+const fn row(triple: &'static str, debian_std_arch: Option<&'static str>, linker: LinkerRoute, runner: RunnerRoute) -> TargetRule {
+    TargetRule { triple, debian_std_arch, linker, runner, rustflags: &[], env: &[] }
+}
+
+const NO_MACOS_RUNNER: RunnerRoute =
+    RunnerRoute::None { reason: "macOS binaries cannot run on Linux; the Mach-O header is checked instead" };
+const MACOS_ENV: &[(&str, &str)] = &[("MACOSX_DEPLOYMENT_TARGET", "11.0")];
+/// zig provides the C runtime objects for musl; rustc must not bring its own.
+const ZIG_MUSL_FLAGS: &[&str] = &["-C", "link-self-contained=no"];
+const MSVC: LinkerRoute = LinkerRoute::Unavailable {
+    reason: "the MSVC linker and Windows SDK are not available on Linux; build it on a Windows agent, or target x86_64-pc-windows-gnu",
+};
+
+/// The table. Adding a target here is all it takes for the toolchain manager,
+/// the build engine and `rustle-cross targets` to know it.
+#[rustfmt::skip]
+pub const RULES: &[TargetRule] = &[
+    row("x86_64-unknown-linux-gnu", None, LinkerRoute::Host, RunnerRoute::Native),
+    row("aarch64-unknown-linux-gnu", Some("arm64"), gnu("aarch64-linux-gnu", &["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"]), qemu("aarch64", "aarch64-linux-gnu")),
+    row("armv7-unknown-linux-gnueabihf", Some("armhf"), gnu("arm-linux-gnueabihf", &["gcc-arm-linux-gnueabihf", "libc6-dev-armhf-cross"]), qemu("arm", "arm-linux-gnueabihf")),
+    row("arm-unknown-linux-gnueabihf", None, gnu("arm-linux-gnueabihf", &["gcc-arm-linux-gnueabihf", "libc6-dev-armhf-cross"]), qemu("arm", "arm-linux-gnueabihf")),
+    row("i686-unknown-linux-gnu", Some("i386"), gnu("i686-linux-gnu", &["gcc-i686-linux-gnu", "libc6-dev-i386-cross"]), RunnerRoute::Native),
+    row("powerpc64le-unknown-linux-gnu", Some("ppc64el"), gnu("powerpc64le-linux-gnu", &["gcc-powerpc64le-linux-gnu", "libc6-dev-ppc64el-cross"]), qemu("ppc64le", "powerpc64le-linux-gnu")),
+    row("s390x-unknown-linux-gnu", None, gnu("s390x-linux-gnu", &["gcc-s390x-linux-gnu", "libc6-dev-s390x-cross"]), qemu("s390x", "s390x-linux-gnu")),
+    row("riscv64gc-unknown-linux-gnu", None, gnu("riscv64-linux-gnu", &["gcc-riscv64-linux-gnu", "libc6-dev-riscv64-cross"]), qemu("riscv64", "riscv64-linux-gnu")),
+    row("x86_64-pc-windows-gnu", None, LinkerRoute::Mingw { prefix: "x86_64-w64-mingw32", packages: &["gcc-mingw-w64-x86-64"] }, RunnerRoute::Wine),
+    TargetRule { rustflags: ZIG_MUSL_FLAGS, ..row("x86_64-unknown-linux-musl", None, LinkerRoute::Zig, RunnerRoute::Native) },
+    TargetRule { rustflags: ZIG_MUSL_FLAGS, ..row("aarch64-unknown-linux-musl", None, LinkerRoute::Zig, qemu("aarch64", "aarch64-linux-gnu")) },
+    TargetRule { env: MACOS_ENV, ..row("x86_64-apple-darwin", None, LinkerRoute::Zig, NO_MACOS_RUNNER) },
+    TargetRule { env: MACOS_ENV, ..row("aarch64-apple-darwin", None, LinkerRoute::Zig, NO_MACOS_RUNNER) },
+    row("x86_64-pc-windows-msvc", None, MSVC, RunnerRoute::Wine),
+    row("aarch64-pc-windows-msvc", None, MSVC, RunnerRoute::None { reason: "no ARM64 Windows runner here" }),
+    row("i686-pc-windows-msvc", None, MSVC, RunnerRoute::Wine),
+];
+
+/// The rule for a target. A glibc floor always routes through zig (only zig
+/// links against an older glibc's symbol versions). A target with no row gets
+/// `LinkerRoute::Unavailable` unless it names its own linker.
+pub fn rule_for(target: &TargetSpecification) -> TargetRule {
+    let base = RULES.iter().find(|r| r.triple == target.triple).copied().unwrap_or_else(|| fallback(target));
+    if target.glibc_floor.is_some() && target.libc == Some(LibcType::Glibc) {
+        return TargetRule { linker: LinkerRoute::Zig, ..base };
+    }
+    base
+}
+
+fn fallback(target: &TargetSpecification) -> TargetRule {
+    TargetRule {
+        triple: "",
+        debian_std_arch: None,
+        // A target outside the table builds only with a linker the user names.
+        linker: if target.linker.is_some() {
+            LinkerRoute::Host
+        } else {
+            LinkerRoute::Unavailable {
+                reason: "rustle-cross has no linker route for this target; set `linker` for it or build it on an agent of that platform",
+            }
+        },
+        runner: RunnerRoute::None { reason: "no runner known for this target" },
+        rustflags: &[],
+        env: &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(t: &str) -> TargetRule {
+        rule_for(&TargetSpecification::from_triple(t).unwrap())
+    }
+
+    #[test]
+    fn every_row_is_a_known_triple() {
+        for r in RULES {
+            TargetSpecification::from_triple(r.triple).unwrap_or_else(|e| panic!("{}: {e}", r.triple));
+        }
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(rule("x86_64-unknown-linux-gnu").linker, LinkerRoute::Host);
+        assert!(matches!(rule("aarch64-unknown-linux-gnu").linker, LinkerRoute::GnuCross { prefix: "aarch64-linux-gnu", .. }));
+        assert_eq!(rule("aarch64-unknown-linux-gnu").debian_std_arch, Some("arm64"));
+        assert_eq!(rule("x86_64-unknown-linux-musl").linker, LinkerRoute::Zig);
+        assert_eq!(rule("x86_64-unknown-linux-musl").rustflags, ZIG_MUSL_FLAGS);
+        assert_eq!(rule("aarch64-apple-darwin").env, MACOS_ENV);
+        assert!(matches!(rule("x86_64-pc-windows-gnu").linker, LinkerRoute::Mingw { .. }));
+        assert_eq!(rule("x86_64-pc-windows-gnu").runner, RunnerRoute::Wine);
+        assert!(matches!(rule("x86_64-pc-windows-msvc").linker, LinkerRoute::Unavailable { .. }));
+    }
+
+    #[test]
+    fn glibc_floor_routes_through_zig() {
+        let r = rule("aarch64-unknown-linux-gnu.2.17");
+        assert_eq!(r.linker, LinkerRoute::Zig);
+        assert_eq!(r.runner, RunnerRoute::Qemu { arch: "aarch64", gnu_prefix: "aarch64-linux-gnu" });
+    }
+
+    #[test]
+    fn unknown_to_table_is_unavailable_unless_linker_given() {
+        assert!(matches!(rule("mips64-unknown-linux-gnuabi64").linker, LinkerRoute::Unavailable { .. }));
+        let mut t = TargetSpecification::from_triple("x86_64-unknown-linux-gnux32").unwrap();
+        t.linker = Some("my-cc".into());
+        assert_eq!(rule_for(&t).linker, LinkerRoute::Host);
+    }
+}
