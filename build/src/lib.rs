@@ -2,4 +2,9 @@
 //! executor and the agent: toolchain discovery, per-target cargo builds and
 //! validation of the binaries they produce.
 
+pub mod engine;
 pub mod process;
+pub mod template;
+pub mod toolchain;
+pub mod validate;
+pub mod runner;

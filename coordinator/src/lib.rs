@@ -1,1 +1,29 @@
-//! rustle-cross coordinator library.
+//! The rustle-cross coordinator: the library rustle-deploy embeds to turn a
+//! template into one verified binary per target, and the engine behind the
+//! `rustle-cross` CLI.
+//!
+//! Start at [`CrossCompilationManager`]. The target model is re-exported as
+//! [`targets`], the build engine as [`build`].
+
+pub mod config;
+pub mod manager;
+
+pub use config::{ConfigError, CrossCompilationConfig, TargetOverrides};
+pub use manager::{CompatibilityReport, CrossCompilationError, CrossCompilationManager, ProgressSink, TargetOutcome};
+
+/// The target model (`TargetSpecification`, `CompilationOptimization`, ...).
+pub mod targets {
+    pub use rustle_targets::*;
+}
+
+/// The build engine (`CompiledBinary`, `GeneratedTemplate`, `ToolchainManager`, ...).
+pub mod build {
+    pub use rustle_build::engine::{BuildEvent, CompilationError, CompilationMetadata, CompiledBinary};
+    pub use rustle_build::runner::{RunnerPlan, run_binary};
+    pub use rustle_build::template::{GeneratedTemplate, TemplateSource};
+    pub use rustle_build::toolchain::{
+        BuildPlan, LinkerPlan, MissingRequirement, StdSource, TargetAvailability, Toolchain, ToolchainConfig,
+        ToolchainError, ToolchainManager,
+    };
+    pub use rustle_build::validate::{BinaryReport, ValidationError};
+}

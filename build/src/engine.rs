@@ -1,0 +1,536 @@
+//! The local build engine: runs cargo for one (template, target) with the
+//! toolchain plan, follows its JSON messages for progress and diagnostics,
+//! and returns a validated `CompiledBinary` or a typed failure.
+//!
+//! Each (template, target, toolchain) has its own persistent target
+//! directory under the cache, so a rebuild only recompiles what changed and
+//! parallel builds of different targets never wait on each other's lock.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustle_targets::{CompilationOptimization, OptimizationError, TargetSpecification, rule_for};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::process::{ProcessError, ProcessSpec};
+use crate::template::{PreparedTemplate, hex};
+use crate::toolchain::{BuildPlan, LinkerPlan, StdSource, last_lines};
+use crate::validate::{BinaryReport, ValidationError, validate_binary};
+
+/// What a finished binary was built with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompilationMetadata {
+    /// `rustc -V` of the toolchain actually used.
+    pub rustc_version: String,
+    /// `cargo -V` of the toolchain actually used.
+    pub cargo_version: String,
+    /// The cargo arguments and rustc flags of the build.
+    pub compilation_flags: Vec<String>,
+    /// `name@version` of every dependency in Cargo.lock.
+    pub dependencies: Vec<String>,
+    /// Cargo features enabled.
+    pub features_used: Vec<String>,
+}
+
+/// A built, validated binary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CompiledBinary {
+    /// The target it was built for.
+    pub target: TargetSpecification,
+    /// The binary's file name (`NAME` or `NAME.exe`).
+    pub file_name: String,
+    /// The binary.
+    #[serde(skip)]
+    pub binary_data: Vec<u8>,
+    /// Its size in bytes.
+    pub size: u64,
+    /// SHA-256 of the binary, lower-case hex.
+    pub checksum: String,
+    /// Wall time of the build.
+    pub compilation_time: Duration,
+    /// What it was built with.
+    pub metadata: CompilationMetadata,
+    /// What its header says (format, machine, glibc needed).
+    pub validation: BinaryReport,
+}
+
+/// Progress of one build, for progress bars and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildEvent {
+    /// cargo started.
+    Started {
+        /// The target.
+        triple: String,
+        /// Units expected (from the previous build of this target dir, or
+        /// the lock file when there is none).
+        expected_units: u64,
+    },
+    /// cargo finished a unit (a crate or build script).
+    Progress {
+        /// The target.
+        triple: String,
+        /// Units done.
+        done: u64,
+        /// Units expected; grows if cargo does more than expected.
+        total: u64,
+        /// The crate just finished.
+        unit: String,
+    },
+}
+
+/// Why a target did not produce a binary. A compile error in the template is
+/// data about the template (`CompileFailed`), never retried elsewhere;
+/// everything else is about the build environment.
+#[derive(Debug, thiserror::Error)]
+pub enum CompilationError {
+    /// The compiler rejected the code.
+    #[error("{triple}: the template does not compile:\n{diagnostics}")]
+    CompileFailed {
+        /// The target.
+        triple: String,
+        /// The compiler's rendered error messages.
+        diagnostics: String,
+    },
+    /// The linker failed (missing libraries or a broken cross toolchain).
+    #[error("{triple}: linking failed (check the cross toolchain: `rustle-cross doctor`):\n{diagnostics}")]
+    LinkFailed {
+        /// The target.
+        triple: String,
+        /// The linker's messages as rustc rendered them.
+        diagnostics: String,
+    },
+    /// cargo failed before or around compiling (resolution, network, a
+    /// build script, a missing tool).
+    #[error("{triple}: cargo failed ({status}): {stderr}")]
+    CargoFailed {
+        /// The target.
+        triple: String,
+        /// How cargo exited.
+        status: String,
+        /// The end of cargo's error output.
+        stderr: String,
+    },
+    /// The build ran past its deadline and was killed.
+    #[error("{triple}: the build did not finish within {}s and was killed (raise compilation_timeout_secs or RUSTLE_CROSS_COMPILE_TIMEOUT)", .timeout.as_secs())]
+    Timeout {
+        /// The target.
+        triple: String,
+        /// The deadline.
+        timeout: Duration,
+    },
+    /// cargo could not be run at all.
+    #[error("{triple}: {source}")]
+    Process {
+        /// The target.
+        triple: String,
+        /// What happened.
+        #[source]
+        source: ProcessError,
+    },
+    /// cargo reported success but no binary for the template.
+    #[error("{triple}: cargo finished but produced no binary named `{bin}`")]
+    NoArtifact {
+        /// The target.
+        triple: String,
+        /// The binary expected.
+        bin: String,
+    },
+    /// The binary is not what the target needs.
+    #[error("{triple}: {source}")]
+    Invalid {
+        /// The target.
+        triple: String,
+        /// The mismatch.
+        #[source]
+        source: ValidationError,
+    },
+    /// An optimization setting does not apply to the target.
+    #[error("{triple}: {source}")]
+    Optimization {
+        /// The target.
+        triple: String,
+        /// The setting.
+        #[source]
+        source: OptimizationError,
+    },
+    /// Reading or writing build files failed.
+    #[error("{triple}: failed to access {}: {source}", .path.display())]
+    Io {
+        /// The target.
+        triple: String,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The target cannot be built here (set by callers that plan).
+    #[error("{triple}: {reason}")]
+    Unavailable {
+        /// The target.
+        triple: String,
+        /// What is missing, with the way to install it.
+        reason: String,
+    },
+    /// The template itself is unusable.
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
+}
+
+impl CompilationError {
+    /// A failure of the template's code: retrying elsewhere cannot help.
+    pub fn is_compile_failure(&self) -> bool {
+        matches!(self, CompilationError::CompileFailed { .. } | CompilationError::Template(_))
+    }
+}
+
+/// One build: which template, how, where.
+#[derive(Debug, Clone)]
+pub struct BuildJob<'a> {
+    /// The template.
+    pub template: &'a PreparedTemplate,
+    /// The toolchain plan for the target.
+    pub plan: &'a BuildPlan,
+    /// Optimization settings.
+    pub optimization: &'a CompilationOptimization,
+    /// The cache root: target dirs live under `cache_dir/targets`.
+    pub cache_dir: &'a Path,
+    /// Deadline for the whole cargo run.
+    pub timeout: Duration,
+    /// rustc incremental compilation for the template's own crates.
+    pub incremental: bool,
+}
+
+impl BuildJob<'_> {
+    fn triple(&self) -> String {
+        self.plan.target.to_string()
+    }
+
+    /// The persistent target directory of this (template, target, toolchain).
+    pub fn target_dir(&self) -> PathBuf {
+        self.cache_dir
+            .join("targets")
+            .join(&self.template.id)
+            .join(self.plan.target.triple_with_floor())
+            .join(self.plan.toolchain.id())
+    }
+
+    /// The exact cargo invocation this build runs (what `--print-command`
+    /// shows and what the benchmark times as "plain cargo").
+    pub fn cargo_command(&self) -> Result<ProcessSpec, CompilationError> {
+        let plan = self.plan;
+        let target = &plan.target;
+        let rule = rule_for(target);
+        let toolchain = &plan.toolchain;
+        let shim = self.toolchain_shim()?;
+
+        let (program, mut args): (PathBuf, Vec<String>) = match &plan.linker {
+            LinkerPlan::Zig { cargo_zigbuild, .. } => {
+                (cargo_zigbuild.clone(), vec!["zigbuild".into(), "--target".into(), target.triple_with_floor()])
+            }
+            _ => (toolchain.cargo.clone(), vec!["build".into(), "--target".into(), target.cargo_target()]),
+        };
+        args.extend(
+            [
+                "--release",
+                "--message-format=json-render-diagnostics",
+                "--manifest-path",
+                &self.template.manifest.display().to_string(),
+                "--bin",
+                &self.template.bin_name,
+            ]
+            .map(str::to_owned),
+        );
+        if !target.features.is_empty() {
+            args.push("--features".into());
+            args.push(target.features.join(","));
+        }
+        if plan.std == StdSource::BuildStd {
+            args.push("-Zbuild-std=std,panic_abort".into());
+        }
+        args.extend(self.template.cargo_args.iter().cloned());
+
+        let mut rustflags: Vec<String> = rule.rustflags.iter().map(|s| (*s).to_owned()).collect();
+        rustflags.extend(target.rustflags.iter().cloned());
+        rustflags.extend(
+            self.optimization
+                .rustflags(target, &toolchain.host)
+                .map_err(|source| CompilationError::Optimization { triple: self.triple(), source })?,
+        );
+
+        let prefix = target.cargo_env_prefix();
+        let mut path = OsString::from(&shim);
+        path.push(":");
+        path.push(std::env::var_os("PATH").unwrap_or_default());
+        let mut spec = ProcessSpec::new(program)
+            .args(args)
+            .current_dir(&self.template.dir)
+            .timeout(self.timeout)
+            // The build is defined by the plan, not by whatever the caller's
+            // shell happens to export.
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_BUILD_RUSTFLAGS")
+            .env_remove("CARGO_BUILD_TARGET")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env("PATH", path)
+            .env("RUSTC", &toolchain.rustc)
+            .env("CARGO_TARGET_DIR", self.target_dir())
+            .env("CARGO_TERM_COLOR", "never")
+            .env("CARGO_PROFILE_RELEASE_INCREMENTAL", self.incremental.to_string())
+            .env(format!("{prefix}_RUSTFLAGS"), rustflags.join(" "));
+        for (key, value) in self.optimization.profile_env() {
+            spec = spec.env(key, value);
+        }
+        for (key, value) in rule.env {
+            spec = spec.env(key, value);
+        }
+        if plan.std == StdSource::BuildStd && !toolchain.is_nightly() {
+            spec = spec.env("RUSTC_BOOTSTRAP", "1");
+        }
+        if let LinkerPlan::Cross { linker, cc, ar } = &plan.linker {
+            let suffix = target.cc_env_suffix();
+            spec = spec.env(format!("{prefix}_LINKER"), linker).env(format!("CC_{suffix}"), cc);
+            if let Some(ar) = ar {
+                spec = spec.env(format!("AR_{suffix}"), ar);
+            }
+        }
+        Ok(spec)
+    }
+
+    /// A directory whose `cargo` and `rustc` are the plan's toolchain, put
+    /// first on PATH: cargo-zigbuild and build scripts that call `cargo` or
+    /// `rustc` by name then get the same toolchain as the build.
+    fn toolchain_shim(&self) -> Result<PathBuf, CompilationError> {
+        let toolchain = &self.plan.toolchain;
+        let dir = self.cache_dir.join("toolchains").join(toolchain.id()).join("bin");
+        let io = |path: &Path, source| CompilationError::Io { triple: self.triple(), path: path.to_path_buf(), source };
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        for (name, real) in [("cargo", &toolchain.cargo), ("rustc", &toolchain.rustc)] {
+            let link = dir.join(name);
+            if std::fs::read_link(&link).is_ok_and(|current| &current == real) {
+                continue;
+            }
+            let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+            let _ = std::fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(real, &tmp).map_err(|e| io(&tmp, e))?;
+            std::fs::rename(&tmp, &link).map_err(|e| io(&link, e))?;
+        }
+        Ok(dir)
+    }
+}
+
+/// Builds one target: cargo, then the binary's header is checked against
+/// the target before it is returned.
+pub async fn build(job: &BuildJob<'_>, on_event: &(dyn Fn(BuildEvent) + Send + Sync)) -> Result<CompiledBinary, CompilationError> {
+    let triple = job.triple();
+    let start = Instant::now();
+    let command = job.cargo_command()?;
+    let target_dir = job.target_dir();
+    let units_file = target_dir.join(".rustle-units");
+    let expected = std::fs::read_to_string(&units_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| lock_packages(&job.template.dir).len() as u64 + 1);
+    on_event(BuildEvent::Started { triple: triple.clone(), expected_units: expected });
+
+    let mut messages = CargoMessages::new(&job.template.bin_name);
+    let output = command
+        .run_with_lines(|line| {
+            if let Some(unit) = messages.observe(line) {
+                on_event(BuildEvent::Progress {
+                    triple: triple.clone(),
+                    done: messages.units,
+                    total: expected.max(messages.units),
+                    unit,
+                });
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            ProcessError::TimedOut { timeout, .. } => CompilationError::Timeout { triple: triple.clone(), timeout },
+            source => CompilationError::Process { triple: triple.clone(), source },
+        })?;
+
+    if !output.status.success() || !messages.errors.is_empty() {
+        return Err(classify_failure(&triple, &messages, &output.status.to_string(), &output.stderr_text()));
+    }
+    let _ = std::fs::write(&units_file, messages.units.to_string());
+    let executable = messages
+        .executable
+        .ok_or_else(|| CompilationError::NoArtifact { triple: triple.clone(), bin: job.template.bin_name.clone() })?;
+    let binary_data = std::fs::read(&executable).map_err(|source| CompilationError::Io {
+        triple: triple.clone(),
+        path: executable.clone(),
+        source,
+    })?;
+    let validation = validate_binary(&binary_data, &job.plan.target)
+        .map_err(|source| CompilationError::Invalid { triple: triple.clone(), source })?;
+    let mut flags: Vec<String> = command.get_args().iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    flags.extend(
+        command
+            .get_envs()
+            .iter()
+            .filter(|(k, _)| k.to_string_lossy().ends_with("_RUSTFLAGS"))
+            .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy())),
+    );
+    let target = &job.plan.target;
+    Ok(CompiledBinary {
+        target: target.clone(),
+        file_name: format!("{}{}", job.template.bin_name, target.exe_suffix()),
+        size: binary_data.len() as u64,
+        checksum: hex(&Sha256::digest(&binary_data)),
+        binary_data,
+        compilation_time: start.elapsed(),
+        metadata: CompilationMetadata {
+            rustc_version: job.plan.toolchain.rustc_version.clone(),
+            cargo_version: job.plan.toolchain.cargo_version.clone(),
+            compilation_flags: flags,
+            dependencies: lock_packages(&job.template.dir)
+                .into_iter()
+                .filter(|dep| !dep.starts_with(&format!("{}@", job.template.package)))
+                .collect(),
+            features_used: target.features.clone(),
+        },
+        validation,
+    })
+}
+
+fn classify_failure(triple: &str, messages: &CargoMessages, status: &str, stderr: &str) -> CompilationError {
+    let is_link_error = |d: &String| d.contains("linking with") || d.contains("linker `");
+    if !messages.errors.is_empty() {
+        let diagnostics = messages.errors.join("\n");
+        return if messages.errors.iter().all(is_link_error) {
+            CompilationError::LinkFailed { triple: triple.to_owned(), diagnostics }
+        } else {
+            CompilationError::CompileFailed { triple: triple.to_owned(), diagnostics }
+        };
+    }
+    CompilationError::CargoFailed { triple: triple.to_owned(), status: status.to_owned(), stderr: last_lines(stderr, 12) }
+}
+
+/// Follows cargo's `--message-format=json` stream.
+struct CargoMessages<'a> {
+    bin_name: &'a str,
+    units: u64,
+    executable: Option<PathBuf>,
+    errors: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct CargoMessage {
+    reason: String,
+    #[serde(default)]
+    target: Option<CargoTarget>,
+    #[serde(default)]
+    executable: Option<PathBuf>,
+    #[serde(default)]
+    message: Option<CompilerMessage>,
+}
+
+#[derive(Deserialize)]
+struct CargoTarget {
+    name: String,
+    #[serde(default)]
+    kind: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct CompilerMessage {
+    level: String,
+    #[serde(default)]
+    rendered: Option<String>,
+    #[serde(default)]
+    message: String,
+}
+
+impl<'a> CargoMessages<'a> {
+    fn new(bin_name: &'a str) -> Self {
+        Self { bin_name, units: 0, executable: None, errors: Vec::new() }
+    }
+
+    /// Takes one stdout line; returns the unit's name when a unit finished.
+    fn observe(&mut self, line: &str) -> Option<String> {
+        let msg: CargoMessage = serde_json::from_str(line).ok()?;
+        match msg.reason.as_str() {
+            "compiler-artifact" => {
+                self.units += 1;
+                let target = msg.target?;
+                if target.kind.iter().any(|k| k == "bin") && target.name == self.bin_name {
+                    self.executable = msg.executable;
+                }
+                Some(target.name)
+            }
+            "build-script-executed" => {
+                self.units += 1;
+                None
+            }
+            "compiler-message" => {
+                let m = msg.message?;
+                if m.level == "error" || m.level == "error: internal compiler error" {
+                    self.errors.push(m.rendered.unwrap_or(m.message));
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `name@version` of every package in the template's Cargo.lock.
+fn lock_packages(dir: &Path) -> Vec<String> {
+    #[derive(Deserialize)]
+    struct Lock {
+        #[serde(default)]
+        package: Vec<LockPackage>,
+    }
+    #[derive(Deserialize)]
+    struct LockPackage {
+        name: String,
+        version: String,
+    }
+    let Ok(text) = std::fs::read_to_string(dir.join("Cargo.lock")) else { return Vec::new() };
+    let Ok(lock) = toml::from_str::<Lock>(&text) else { return Vec::new() };
+    let set: BTreeSet<String> = lock.package.into_iter().map(|p| format!("{}@{}", p.name, p.version)).collect();
+    set.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follows_cargo_messages() {
+        let mut m = CargoMessages::new("app");
+        let artifact = |name: &str, kind: &str, exe: &str| {
+            format!(
+                r#"{{"reason":"compiler-artifact","target":{{"name":"{name}","kind":["{kind}"]}},"executable":{exe}}}"#
+            )
+        };
+        assert_eq!(m.observe(&artifact("serde", "lib", "null")).as_deref(), Some("serde"));
+        assert_eq!(m.observe(r#"{"reason":"build-script-executed"}"#), None);
+        assert_eq!(m.observe(&artifact("app", "bin", r#""/t/app""#)).as_deref(), Some("app"));
+        assert_eq!(m.observe("not json"), None);
+        m.observe(r#"{"reason":"compiler-message","message":{"level":"warning","rendered":"warning: x","message":"x"}}"#);
+        m.observe(r#"{"reason":"compiler-message","message":{"level":"error","rendered":"error[E0425]: y","message":"y"}}"#);
+        assert_eq!(m.units, 3);
+        assert_eq!(m.executable.as_deref(), Some(Path::new("/t/app")));
+        assert_eq!(m.errors, ["error[E0425]: y"]);
+    }
+
+    #[test]
+    fn failures_are_classified() {
+        let mut m = CargoMessages::new("app");
+        m.errors.push("error: linking with `cc` failed: exit status: 1".into());
+        assert!(matches!(classify_failure("t", &m, "1", ""), CompilationError::LinkFailed { .. }));
+        m.errors.push("error[E0308]: mismatched types".into());
+        let e = classify_failure("t", &m, "1", "");
+        assert!(e.is_compile_failure(), "{e}");
+        let e = classify_failure("t", &CargoMessages::new("app"), "exit status: 101", "error: failed to parse\nmore");
+        assert!(matches!(e, CompilationError::CargoFailed { .. }) && !e.is_compile_failure());
+        assert!(e.to_string().contains("failed to parse"), "{e}");
+    }
+}

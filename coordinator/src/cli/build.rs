@@ -1,0 +1,339 @@
+//! `rustle-cross build`: builds a template for the named targets (or every
+//! target this machine can build), with a live progress bar per target,
+//! writes `NAME-TRIPLE[.exe]` and a `.sha256` per binary, prints a summary.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rustle_cross::build::{BinaryReport, BuildEvent, CompilationError, CompiledBinary, TemplateSource, run_binary};
+use rustle_cross::targets::{CompilationOptimization, OptimizationLevel, PanicStrategy, TargetSpecification};
+use rustle_cross::{CrossCompilationConfig, CrossCompilationManager, ProgressSink, TargetOutcome};
+use serde_json::json;
+
+use super::table::Table;
+
+/// Optimization level names on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+enum Level {
+    Debug,
+    Release,
+    S,
+    Z,
+}
+
+/// Arguments of `rustle-cross build`.
+#[derive(Args)]
+pub struct BuildArgs {
+    /// The template: a directory with a Cargo.toml.
+    template: PathBuf,
+    /// A target to build (repeatable): a triple, `TRIPLE.2.17` for a glibc
+    /// floor, or a target-spec JSON file.
+    #[arg(long = "target", short = 't')]
+    targets: Vec<String>,
+    /// Build every supported target this machine can build.
+    #[arg(long, conflicts_with = "targets")]
+    all_available: bool,
+    /// Where binaries and their .sha256 files go.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// Optimization level.
+    #[arg(long, value_enum, default_value = "release")]
+    opt_level: Level,
+    /// Fat link-time optimization.
+    #[arg(long)]
+    lto: bool,
+    /// Codegen units.
+    #[arg(long)]
+    codegen_units: Option<u16>,
+    /// `-C target-cpu` (`native` only for the build host).
+    #[arg(long)]
+    target_cpu: Option<String>,
+    /// `-C target-feature` entries (repeatable: `+neon`, `-crc`).
+    #[arg(long = "target-feature")]
+    target_features: Vec<String>,
+    /// Strip symbols.
+    #[arg(long)]
+    strip: bool,
+    /// Abort on panic instead of unwinding.
+    #[arg(long)]
+    panic_abort: bool,
+    /// Targets built at once (overrides max_parallel_jobs).
+    #[arg(long, short = 'j')]
+    jobs: Option<usize>,
+    /// Per-target deadline in seconds (overrides compilation_timeout_secs).
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Run each binary that can run here (natively, qemu-user, wine) and
+    /// report its first line of output.
+    #[arg(long)]
+    smoke_test: bool,
+    /// Print the cargo command each target would run, and exit.
+    #[arg(long)]
+    print_command: bool,
+    /// Machine-readable results on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+impl BuildArgs {
+    fn optimization(&self) -> CompilationOptimization {
+        CompilationOptimization {
+            level: match self.opt_level {
+                Level::Debug => OptimizationLevel::Debug,
+                Level::Release => OptimizationLevel::Release,
+                Level::S => OptimizationLevel::Size,
+                Level::Z => OptimizationLevel::MinSize,
+            },
+            lto: self.lto,
+            codegen_units: self.codegen_units,
+            target_cpu: self.target_cpu.clone(),
+            target_features: self.target_features.clone(),
+            strip: self.strip,
+            panic_strategy: if self.panic_abort { PanicStrategy::Abort } else { PanicStrategy::Unwind },
+        }
+    }
+}
+
+/// Runs the command.
+pub async fn run(mut config: CrossCompilationConfig, args: BuildArgs) -> anyhow::Result<ExitCode> {
+    if let Some(jobs) = args.jobs {
+        anyhow::ensure!(jobs > 0, "--jobs must be at least 1");
+        config.max_parallel_jobs = jobs;
+    }
+    if let Some(timeout) = args.timeout {
+        anyhow::ensure!(timeout > 0, "--timeout must be at least 1 second");
+        config.compilation_timeout_secs = timeout;
+    }
+    let manager = CrossCompilationManager::new(config)?;
+    let toolchains = manager.setup_environment().await?;
+    let source = TemplateSource::Dir(args.template.clone());
+    let optimization = args.optimization();
+
+    let targets = if args.all_available {
+        let reports = super::targets::reports(&manager, &[]).await?;
+        let (available, skipped): (Vec<_>, Vec<_>) = reports.into_iter().partition(|r| r.is_buildable());
+        if !args.json {
+            for r in &skipped {
+                eprintln!("skipping {}: not buildable here (see `rustle-cross targets`)", r.target);
+            }
+        }
+        available.into_iter().map(|r| r.target).collect()
+    } else if args.targets.is_empty() {
+        let host = toolchains.first().map_or("x86_64-unknown-linux-gnu", |t| t.host.as_str());
+        vec![manager.config().target(host)?]
+    } else {
+        args.targets.iter().map(|t| manager.config().target(t)).collect::<Result<Vec<_>, _>>()?
+    };
+    anyhow::ensure!(!targets.is_empty(), "no target can be built here; run `rustle-cross targets` to see what is missing");
+
+    if args.print_command {
+        for target in &targets {
+            let cmd = manager.cargo_command(&source, target, &optimization).await?;
+            println!("# {target}");
+            for (k, v) in cmd.get_envs() {
+                println!("{}={} \\", k.to_string_lossy(), shell_quote(&v.to_string_lossy()));
+            }
+            let args: Vec<String> = cmd.get_args().iter().map(|a| shell_quote(&a.to_string_lossy())).collect();
+            println!("{} {}", cmd.program().display(), args.join(" "));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let progress = Progress::new(!args.json);
+    let outcomes = match manager.build(&source, &targets, &optimization, Some(progress.sink())).await {
+        Ok(outcomes) => outcomes,
+        Err(e) if e.is_compile_failure() => {
+            progress.clear();
+            return Err(anyhow::Error::new(e).context(format!("cannot build template {}", args.template.display())));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    progress.clear();
+
+    std::fs::create_dir_all(&args.out).with_context(|| format!("failed to create {}", args.out.display()))?;
+    let mut rows = Vec::new();
+    for outcome in &outcomes {
+        let written = match &outcome.result {
+            Ok(binary) => Some(write_binary(&args.out, binary)?),
+            Err(_) => None,
+        };
+        let smoke = match (&outcome.result, &written, args.smoke_test) {
+            (Ok(_), Some(path), true) => Some(smoke_test(&manager, &outcome.target, path).await),
+            _ => None,
+        };
+        rows.push((outcome, written, smoke));
+    }
+
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    if args.json {
+        let results: Vec<_> = rows.iter().map(|(o, path, smoke)| result_json(o, path.as_deref(), smoke.as_ref())).collect();
+        println!("{}", serde_json::to_string_pretty(&json!({ "results": results, "failed": failed }))?);
+    } else {
+        print_summary(&rows);
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Writes `NAME-TRIPLE[.exe]` and `NAME-TRIPLE[.exe].sha256` (sha256sum format).
+fn write_binary(out: &Path, binary: &CompiledBinary) -> anyhow::Result<PathBuf> {
+    let stem = binary.file_name.strip_suffix(binary.target.exe_suffix()).unwrap_or(&binary.file_name);
+    let name = format!("{stem}-{}{}", binary.target.triple_with_floor(), binary.target.exe_suffix());
+    let path = out.join(&name);
+    let tmp = out.join(format!(".{name}.partial"));
+    std::fs::write(&tmp, &binary.binary_data).with_context(|| format!("failed to write {}", tmp.display()))?;
+    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&tmp)?.permissions(), 0o755);
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("failed to write {}", path.display()))?;
+    std::fs::write(out.join(format!("{name}.sha256")), format!("{}  {name}\n", binary.checksum))?;
+    Ok(path)
+}
+
+/// The result of running a binary here.
+struct SmokeResult {
+    ok: bool,
+    detail: String,
+}
+
+async fn smoke_test(manager: &CrossCompilationManager, target: &TargetSpecification, binary: &Path) -> SmokeResult {
+    match run_binary(target, binary, &[], manager.cache_dir(), Duration::from_secs(120)).await {
+        Ok(out) if out.status.success() => {
+            SmokeResult { ok: true, detail: out.stdout_text().lines().next().unwrap_or_default().to_owned() }
+        }
+        Ok(out) => SmokeResult { ok: false, detail: format!("{}: {}", out.status, out.stderr_text().trim()) },
+        Err(e) => SmokeResult { ok: false, detail: e.to_string() },
+    }
+}
+
+fn status(result: &Result<CompiledBinary, CompilationError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) if e.is_compile_failure() => "compile-failed",
+        Err(CompilationError::Unavailable { .. }) => "unavailable",
+        Err(_) => "failed",
+    }
+}
+
+fn result_json(outcome: &TargetOutcome, path: Option<&Path>, smoke: Option<&SmokeResult>) -> serde_json::Value {
+    let mut value = json!({
+        "target": outcome.target.to_string(),
+        "status": status(&outcome.result),
+    });
+    match &outcome.result {
+        Ok(b) => {
+            value["file"] = json!(path);
+            value["size"] = json!(b.size);
+            value["sha256"] = json!(b.checksum);
+            value["compilation_time_secs"] = json!(b.compilation_time.as_secs_f64());
+            value["validation"] = json!(b.validation);
+            value["metadata"] = json!(b.metadata);
+        }
+        Err(e) => value["error"] = json!(e.to_string()),
+    }
+    if let Some(s) = smoke {
+        value["smoke_test"] = json!({ "ok": s.ok, "output": s.detail });
+    }
+    value
+}
+
+fn print_summary(rows: &[(&TargetOutcome, Option<PathBuf>, Option<SmokeResult>)]) {
+    let with_smoke = rows.iter().any(|r| r.2.is_some());
+    let mut header = vec!["TARGET", "STATUS", "SIZE", "TIME", "SHA256", "VALIDATION"];
+    if with_smoke {
+        header.push("RUN");
+    }
+    let mut table = Table::new(&header);
+    let mut errors = Vec::new();
+    for (outcome, _, smoke) in rows {
+        let mut row = vec![outcome.target.to_string(), status(&outcome.result).to_owned()];
+        match &outcome.result {
+            Ok(b) => {
+                row.push(human_size(b.size));
+                row.push(format!("{:.1}s", b.compilation_time.as_secs_f64()));
+                row.push(b.checksum[..16].to_owned());
+                row.push(describe_validation(&b.validation));
+            }
+            Err(e) => {
+                row.extend(["-", "-", "-", "-"].map(str::to_owned));
+                errors.push(e.to_string());
+            }
+        }
+        if with_smoke {
+            row.push(smoke.as_ref().map_or_else(|| "-".into(), |s| format!("{} {}", if s.ok { "ok" } else { "FAILED" }, s.detail)));
+        }
+        table.row(row);
+    }
+    println!("{}", table.render());
+    for e in errors {
+        eprintln!("\nerror: {e}");
+    }
+}
+
+/// `ELF aarch64 64-bit, glibc >= 2.34`.
+fn describe_validation(v: &BinaryReport) -> String {
+    let glibc = v.max_glibc.map(|g| format!(", glibc >= {g}")).unwrap_or_default();
+    format!("{} {} {}-bit{glibc}", v.format, v.machine, v.bits)
+}
+
+fn human_size(bytes: u64) -> String {
+    if bytes >= 1 << 20 { format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20)) } else { format!("{} KiB", bytes >> 10) }
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@".contains(c)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// One progress bar per target, fed by cargo's messages.
+struct Progress {
+    multi: MultiProgress,
+    bars: Arc<Mutex<HashMap<String, ProgressBar>>>,
+}
+
+impl Progress {
+    fn new(visible: bool) -> Self {
+        let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        Self { multi: MultiProgress::with_draw_target(target), bars: Arc::default() }
+    }
+
+    fn sink(&self) -> ProgressSink {
+        let multi = self.multi.clone();
+        let bars = self.bars.clone();
+        let style = ProgressStyle::with_template("{prefix:>32} [{bar:30}] {pos}/{len} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        Arc::new(move |event| {
+            let Ok(mut bars) = bars.lock() else { return };
+            match event {
+                BuildEvent::Started { triple, expected_units } => {
+                    let bar = multi.add(ProgressBar::new(expected_units).with_style(style.clone()).with_prefix(triple.clone()));
+                    bars.insert(triple, bar);
+                }
+                BuildEvent::Progress { triple, done, total, unit } => {
+                    if let Some(bar) = bars.get(&triple) {
+                        bar.set_length(total);
+                        bar.set_position(done);
+                        bar.set_message(unit);
+                    }
+                }
+            }
+        })
+    }
+
+    fn clear(&self) {
+        if let Ok(bars) = self.bars.lock() {
+            for bar in bars.values() {
+                bar.finish_and_clear();
+            }
+        }
+        let _ = self.multi.clear();
+    }
+}

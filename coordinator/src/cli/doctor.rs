@@ -1,0 +1,164 @@
+//! `rustle-cross doctor`: checks toolchains, linkers, runners, Docker, the
+//! cache directory and disk space, and says how to fix what is wrong.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use rustle_cross::build::TargetAvailability;
+use rustle_cross::manager::describe_missing;
+use rustle_cross::{CrossCompilationConfig, CrossCompilationManager};
+use rustle_build::process::ProcessSpec;
+
+use super::table::Table;
+
+/// Arguments of `rustle-cross doctor`.
+#[derive(Args)]
+pub struct DoctorArgs {
+    /// Free space below which the cache's disk is reported (GiB).
+    #[arg(long, default_value_t = 5)]
+    min_free_gib: u64,
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord, Clone, Copy)]
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+struct Check {
+    level: Level,
+    name: String,
+    detail: String,
+    fix: String,
+}
+
+impl Check {
+    fn new(level: Level, name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self { level, name: name.into(), detail: detail.into(), fix: fix.into() }
+    }
+}
+
+/// Runs the command. Exits 1 when a check fails (warnings do not fail).
+pub async fn run(config: CrossCompilationConfig, args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    let manager = CrossCompilationManager::new(config)?;
+    let mut checks = Vec::new();
+
+    match manager.setup_environment().await {
+        Ok(toolchains) => {
+            for t in toolchains.iter() {
+                let src = match &t.rust_src {
+                    Some(s) if s.matches_compiler => "rust-src (build-std)".to_owned(),
+                    Some(s) => format!("rust-src {} does not match", s.version.as_deref().unwrap_or("?")),
+                    None => "no rust-src".to_owned(),
+                };
+                checks.push(Check::new(
+                    Level::Ok,
+                    format!("toolchain {}", t.name),
+                    format!("{}; std for {} target(s); {src}", t.rustc_version, t.std_targets.len()),
+                    "",
+                ));
+            }
+            if !toolchains.iter().any(|t| t.can_build_std()) {
+                checks.push(Check::new(
+                    Level::Warn,
+                    "build-std",
+                    "no toolchain has a matching rust-src: targets without a prebuilt std cannot be built",
+                    "apt-get install rustc-web cargo-web rust-web-src (scripts/setup.sh)",
+                ));
+            }
+        }
+        Err(e) => checks.push(Check::new(Level::Fail, "toolchains", e.to_string(), "run scripts/setup.sh or install rustup")),
+    }
+
+    for report in super::targets::reports(&manager, &[]).await.unwrap_or_default() {
+        let name = format!("target {}", report.target);
+        checks.push(match &report.availability {
+            TargetAvailability::Available(plan) => {
+                let runner = match &report.runner {
+                    Ok(r) => format!("runs under {}", r.description),
+                    Err(e) => format!("cannot run here: {e}"),
+                };
+                Check::new(Level::Ok, name, format!("{} via {}; {runner}", plan.toolchain.name, plan.linker.describe()), "")
+            }
+            TargetAvailability::RequiresInstallation { missing, .. } => {
+                Check::new(Level::Warn, name, "cannot be built yet", describe_missing(missing))
+            }
+            TargetAvailability::NotSupported { reason, .. } => Check::new(Level::Warn, name, "not supported here", reason.clone()),
+        });
+    }
+
+    checks.push(docker_check().await);
+    checks.extend(cache_checks(manager.cache_dir(), args.min_free_gib).await);
+
+    let mut table = Table::new(&["", "CHECK", "DETAIL", "FIX"]);
+    for c in &checks {
+        let mark = match c.level {
+            Level::Ok => "ok",
+            Level::Warn => "warn",
+            Level::Fail => "FAIL",
+        };
+        table.row(vec![mark.into(), c.name.clone(), c.detail.clone(), c.fix.clone()]);
+    }
+    println!("{}", table.render());
+    let worst = checks.iter().map(|c| c.level).max().unwrap_or(Level::Ok);
+    Ok(if worst == Level::Fail { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+async fn docker_check() -> Check {
+    let Ok(docker) = which::which("docker") else {
+        return Check::new(Level::Warn, "docker", "no docker client on PATH", "apt-get install docker.io");
+    };
+    let out = ProcessSpec::new(docker)
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .timeout(Duration::from_secs(10))
+        .output()
+        .await;
+    match out {
+        Ok(out) if out.status.success() => {
+            Check::new(Level::Ok, "docker", format!("daemon {}", out.stdout_text().trim()), "")
+        }
+        Ok(out) => Check::new(
+            Level::Warn,
+            "docker",
+            format!("no daemon answers: {}", out.stderr_text().lines().last().unwrap_or_default()),
+            "start dockerd (Docker builds are a fallback; local toolchains still work)",
+        ),
+        Err(e) => Check::new(Level::Warn, "docker", e.to_string(), "check DOCKER_HOST"),
+    }
+}
+
+async fn cache_checks(dir: &Path, min_free_gib: u64) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let probe = dir.join(".doctor-write-test");
+    let writable = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&probe, b"ok"));
+    let _ = std::fs::remove_file(&probe);
+    checks.push(match writable {
+        Ok(()) => Check::new(Level::Ok, "cache dir", dir.display().to_string(), ""),
+        Err(e) => Check::new(
+            Level::Fail,
+            "cache dir",
+            format!("{}: {e}", dir.display()),
+            "set RUSTLE_TARGET_CACHE_DIR to a writable directory",
+        ),
+    });
+    let df = ProcessSpec::new("df").args(["-Pk"]).arg(dir).timeout(Duration::from_secs(10)).output().await;
+    let free_kib = df.ok().and_then(|o| {
+        o.stdout_text().lines().nth(1).and_then(|l| l.split_whitespace().nth(3)).and_then(|v| v.parse::<u64>().ok())
+    });
+    checks.push(match free_kib {
+        Some(kib) if kib / (1 << 20) >= min_free_gib => {
+            Check::new(Level::Ok, "disk", format!("{:.1} GiB free", kib as f64 / f64::from(1 << 20)), "")
+        }
+        Some(kib) => Check::new(
+            Level::Warn,
+            "disk",
+            format!("only {:.1} GiB free (a build-std target dir takes 160-250 MB)", kib as f64 / f64::from(1 << 20)),
+            format!("free space or move the cache: RUSTLE_TARGET_CACHE_DIR (now {})", dir.display()),
+        ),
+        None => Check::new(Level::Warn, "disk", "could not read free space (df)", ""),
+    });
+    checks
+}

@@ -1,0 +1,6 @@
+//! The CLI's subcommands, one file each, and the plain-text table they share.
+
+pub mod build;
+pub mod doctor;
+pub mod table;
+pub mod targets;

@@ -1,0 +1,361 @@
+//! Configuration: the `[cross_compilation]` section of a TOML file,
+//! overridden by `RUSTLE_*` environment variables, overridden by flags.
+//! Unknown keys are errors that name the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustle_build::toolchain::ToolchainConfig;
+use rustle_targets::{RULES, TargetError, TargetSpecification};
+use serde::{Deserialize, Serialize};
+
+/// Per-target settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TargetOverrides {
+    /// Linker to use instead of the rules table's.
+    pub linker: Option<String>,
+    /// Extra rustc flags.
+    pub rustflags: Vec<String>,
+    /// Cargo features to enable.
+    pub features: Vec<String>,
+}
+
+/// The `[cross_compilation]` configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrossCompilationConfig {
+    /// Build in Docker when no agent can take a target (when Docker builds
+    /// are available).
+    pub use_docker: bool,
+    /// Registry for build images (`RUSTLE_DOCKER_REGISTRY`).
+    pub docker_registry: String,
+    /// Remove build containers when done.
+    pub cleanup_containers: bool,
+    /// Deadline for one container.
+    pub container_timeout_secs: u64,
+    /// Install missing rustup targets automatically.
+    pub auto_install_toolchains: bool,
+    /// The rustup program (`RUSTLE_RUSTUP_PATH`).
+    pub rustup_path: PathBuf,
+    /// How often `rustup update` runs at most.
+    pub toolchain_update_interval_days: u64,
+    /// Targets built at once.
+    pub max_parallel_jobs: usize,
+    /// Deadline for one target's build (`RUSTLE_CROSS_COMPILE_TIMEOUT`).
+    pub compilation_timeout_secs: u64,
+    /// rustc incremental compilation for the template's own crate.
+    pub enable_incremental: bool,
+    /// Keep target directories between runs (off: every build is cold).
+    pub cache_enabled: bool,
+    /// Targets `--all-available` considers; empty means every target in
+    /// the rules table.
+    pub supported_targets: Vec<String>,
+    /// Build image per target.
+    pub docker_images: BTreeMap<String, String>,
+    /// Cache root (`RUSTLE_TARGET_CACHE_DIR`); default `~/.cache/rustle-cross`.
+    pub target_cache_dir: Option<PathBuf>,
+    /// Preferred toolchain when several can build a target.
+    pub default_toolchain: String,
+    /// Extra toolchains: name -> directory with `rustc` and `cargo`.
+    pub custom_toolchains: BTreeMap<String, PathBuf>,
+    /// Per-target settings, by triple.
+    pub targets: BTreeMap<String, TargetOverrides>,
+}
+
+impl Default for CrossCompilationConfig {
+    fn default() -> Self {
+        Self {
+            use_docker: false,
+            docker_registry: "docker.io".into(),
+            cleanup_containers: true,
+            container_timeout_secs: 1800,
+            auto_install_toolchains: true,
+            rustup_path: "rustup".into(),
+            toolchain_update_interval_days: 7,
+            max_parallel_jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            compilation_timeout_secs: 1800,
+            enable_incremental: true,
+            cache_enabled: true,
+            supported_targets: Vec::new(),
+            docker_images: BTreeMap::new(),
+            target_cache_dir: None,
+            default_toolchain: "stable".into(),
+            custom_toolchains: BTreeMap::new(),
+            targets: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    cross_compilation: CrossCompilationConfig,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("failed to read config file {}: {source}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid (syntax, unknown key, wrong type).
+    #[error("invalid config file {}: {message}", .path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the key and line).
+        message: String,
+    },
+    /// An environment variable has an unusable value.
+    #[error("invalid {name}={value:?}: {expected}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// A value is out of range.
+    #[error("invalid `{key}` = {value}: {expected}")]
+    Value {
+        /// The key.
+        key: &'static str,
+        /// Its value.
+        value: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// A target named in the configuration is not a target.
+    #[error("invalid target in `{key}`: {source}")]
+    Target {
+        /// The key that named it.
+        key: String,
+        /// Why.
+        #[source]
+        source: TargetError,
+    },
+}
+
+impl CrossCompilationConfig {
+    /// Parses a config file's text.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        file.cross_compilation.validate()?;
+        Ok(file.cross_compilation)
+    }
+
+    /// Reads a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::from_toml(path, &text)
+    }
+
+    /// Applies the `RUSTLE_*` variables found by `lookup` (pass
+    /// `|k| std::env::var(k).ok()` for the process environment).
+    pub fn apply_env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        if let Some(v) = lookup("RUSTLE_DOCKER_REGISTRY") {
+            self.docker_registry = v;
+        }
+        if let Some(v) = lookup("RUSTLE_RUSTUP_PATH") {
+            self.rustup_path = v.into();
+        }
+        if let Some(v) = lookup("RUSTLE_CROSS_COMPILE_TIMEOUT") {
+            self.compilation_timeout_secs = v.trim().parse().ok().filter(|s| *s > 0).ok_or(ConfigError::Env {
+                name: "RUSTLE_CROSS_COMPILE_TIMEOUT",
+                value: v.clone(),
+                expected: "a whole number of seconds greater than 0",
+            })?;
+        }
+        if let Some(v) = lookup("RUSTLE_TARGET_CACHE_DIR") {
+            self.target_cache_dir = Some(v.into());
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_parallel_jobs == 0 {
+            return Err(ConfigError::Value {
+                key: "max_parallel_jobs",
+                value: "0".into(),
+                expected: "at least 1",
+            });
+        }
+        if self.compilation_timeout_secs == 0 {
+            return Err(ConfigError::Value {
+                key: "compilation_timeout_secs",
+                value: "0".into(),
+                expected: "at least 1 second",
+            });
+        }
+        for t in &self.supported_targets {
+            TargetSpecification::from_triple(t)
+                .map_err(|source| ConfigError::Target { key: "supported_targets".into(), source })?;
+        }
+        for t in self.targets.keys().chain(self.docker_images.keys()) {
+            TargetSpecification::from_triple(t).map_err(|source| ConfigError::Target { key: t.clone(), source })?;
+        }
+        Ok(())
+    }
+
+    /// The cache root.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.target_cache_dir.clone().unwrap_or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::home_dir().map(|h| h.join(".cache")))
+                .unwrap_or_else(std::env::temp_dir)
+                .join("rustle-cross")
+        })
+    }
+
+    /// The per-target deadline.
+    pub fn compilation_timeout(&self) -> Duration {
+        Duration::from_secs(self.compilation_timeout_secs)
+    }
+
+    /// The targets `--all-available` considers.
+    pub fn supported_target_names(&self) -> Vec<String> {
+        if self.supported_targets.is_empty() {
+            RULES.iter().map(|r| r.triple.to_owned()).collect()
+        } else {
+            self.supported_targets.clone()
+        }
+    }
+
+    /// A target with this configuration's per-target settings applied.
+    pub fn target(&self, name: &str) -> Result<TargetSpecification, TargetError> {
+        let mut spec = TargetSpecification::from_triple(name)?;
+        if let Some(o) = self.targets.get(name).or_else(|| self.targets.get(&spec.triple)) {
+            spec.linker = o.linker.clone().or(spec.linker);
+            spec.rustflags.extend(o.rustflags.iter().cloned());
+            spec.features.extend(o.features.iter().cloned());
+        }
+        spec.docker_image = self.docker_images.get(name).or_else(|| self.docker_images.get(&spec.triple)).cloned();
+        Ok(spec)
+    }
+
+    /// The toolchain manager's settings, with the cache at `cache_dir`.
+    pub fn toolchain_config(&self, cache_dir: &Path) -> ToolchainConfig {
+        ToolchainConfig {
+            auto_install: self.auto_install_toolchains,
+            update_interval: Duration::from_secs(self.toolchain_update_interval_days * 24 * 3600),
+            default_toolchain: self.default_toolchain.clone(),
+            custom_toolchains: self.custom_toolchains.clone(),
+            rustup_path: self.rustup_path.clone(),
+            cache_dir: cache_dir.to_path_buf(),
+            ..ToolchainConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC_EXAMPLE: &str = r#"
+[cross_compilation]
+use_docker = true
+docker_registry = "docker.io"
+cleanup_containers = true
+container_timeout_secs = 1800
+auto_install_toolchains = true
+rustup_path = "rustup"
+toolchain_update_interval_days = 7
+max_parallel_jobs = 8
+compilation_timeout_secs = 600
+enable_incremental = true
+cache_enabled = true
+supported_targets = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "x86_64-apple-darwin", "aarch64-apple-darwin", "x86_64-pc-windows-gnu"]
+
+[cross_compilation.docker_images]
+"x86_64-unknown-linux-gnu" = "rustembedded/cross:x86_64-unknown-linux-gnu"
+"aarch64-unknown-linux-gnu" = "rustembedded/cross:aarch64-unknown-linux-gnu"
+"#;
+
+    #[test]
+    fn the_specs_example_config_loads() {
+        let c = CrossCompilationConfig::from_toml(Path::new("c.toml"), SPEC_EXAMPLE).unwrap();
+        assert_eq!(c.max_parallel_jobs, 8);
+        assert_eq!(c.compilation_timeout_secs, 600);
+        assert_eq!(c.supported_targets.len(), 5);
+        assert_eq!(c.docker_images.len(), 2);
+        let t = c.target("aarch64-unknown-linux-gnu").unwrap();
+        assert_eq!(t.docker_image.as_deref(), Some("rustembedded/cross:aarch64-unknown-linux-gnu"));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = CrossCompilationConfig::from_toml(Path::new("c.toml"), "[cross_compilation]\nmax_paralel_jobs = 3\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("max_paralel_jobs"), "{err}");
+        let err = CrossCompilationConfig::from_toml(Path::new("c.toml"), "[cross_compile]\n").unwrap_err();
+        assert!(err.to_string().contains("cross_compile"), "{err}");
+        let err = CrossCompilationConfig::from_toml(
+            Path::new("c.toml"),
+            "[cross_compilation.targets.aarch64-unknown-linux-gnu]\nlinkr = \"x\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("linkr"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = CrossCompilationConfig::from_toml(Path::new("c.toml"), "[cross_compilation]\nmax_parallel_jobs = 0\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("max_parallel_jobs"), "{err}");
+        let err = CrossCompilationConfig::from_toml(
+            Path::new("c.toml"),
+            "[cross_compilation]\nsupported_targets = [\"arm64-linux\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("arm64-linux"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let c = CrossCompilationConfig::from_toml(Path::new("c.toml"), SPEC_EXAMPLE).unwrap();
+        let env: BTreeMap<&str, &str> = [
+            ("RUSTLE_DOCKER_REGISTRY", "registry.local:5000"),
+            ("RUSTLE_RUSTUP_PATH", "/opt/rustup"),
+            ("RUSTLE_CROSS_COMPILE_TIMEOUT", "42"),
+            ("RUSTLE_TARGET_CACHE_DIR", "/var/cache/rc"),
+        ]
+        .into();
+        let c = c.apply_env(|k| env.get(k).map(|v| (*v).to_owned())).unwrap();
+        assert_eq!(c.docker_registry, "registry.local:5000");
+        assert_eq!(c.rustup_path, PathBuf::from("/opt/rustup"));
+        assert_eq!(c.compilation_timeout(), Duration::from_secs(42));
+        assert_eq!(c.cache_dir(), PathBuf::from("/var/cache/rc"));
+        let err = CrossCompilationConfig::default()
+            .apply_env(|k| (k == "RUSTLE_CROSS_COMPILE_TIMEOUT").then(|| "ten".to_owned()))
+            .unwrap_err();
+        assert!(err.to_string().contains("RUSTLE_CROSS_COMPILE_TIMEOUT"), "{err}");
+    }
+
+    #[test]
+    fn per_target_overrides_apply() {
+        let c = CrossCompilationConfig::from_toml(
+            Path::new("c.toml"),
+            "[cross_compilation.targets.\"aarch64-unknown-linux-gnu\"]\nlinker = \"my-ld\"\nfeatures = [\"arm\"]\n",
+        )
+        .unwrap();
+        let t = c.target("aarch64-unknown-linux-gnu").unwrap();
+        assert_eq!(t.linker.as_deref(), Some("my-ld"));
+        assert_eq!(t.features, ["arm"]);
+        assert!(c.target("x86_64-unknown-linux-gnu").unwrap().linker.is_none());
+    }
+}

@@ -1,0 +1,342 @@
+//! `CrossCompilationManager`: the façade rustle-deploy embeds. It owns the
+//! configuration, the toolchain manager and the cache, and builds templates
+//! for targets, one or many at once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use rustle_build::engine::{self, BuildEvent, BuildJob, CompilationError, CompiledBinary};
+use rustle_build::process::ProcessSpec;
+use rustle_build::runner::{RunnerPlan, plan_runner};
+use rustle_build::template::{GeneratedTemplate, PreparedTemplate, TemplateSource};
+use rustle_build::toolchain::{
+    BuildPlan, MissingRequirement, TargetAvailability, Toolchain, ToolchainError, ToolchainKind, ToolchainManager,
+};
+use rustle_targets::{CompilationOptimization, TargetError, TargetSpecification};
+use serde::Serialize;
+
+use crate::config::{ConfigError, CrossCompilationConfig};
+
+/// Errors of the façade that are not about one target's build.
+#[derive(Debug, thiserror::Error)]
+pub enum CrossCompilationError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A target is not a target.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    /// Toolchain discovery or installation failed.
+    #[error(transparent)]
+    Toolchain(#[from] ToolchainError),
+    /// The cache directory cannot be used.
+    #[error("cache directory {} is not usable: {source}; set RUSTLE_TARGET_CACHE_DIR to a writable directory", .path.display())]
+    Cache {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One target's result in a multi-target build: a failure never discards
+/// the other targets' binaries.
+#[derive(Debug)]
+pub struct TargetOutcome {
+    /// The target.
+    pub target: TargetSpecification,
+    /// Its binary, or why there is none.
+    pub result: Result<CompiledBinary, CompilationError>,
+}
+
+/// What can build a target here, by which route, and what is missing.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompatibilityReport {
+    /// The target.
+    pub target: TargetSpecification,
+    /// Whether it builds here, with the plan or what to install.
+    pub availability: TargetAvailability,
+    /// How its binaries can be run here for a smoke test, or why not.
+    pub runner: Result<RunnerPlan, String>,
+}
+
+impl CompatibilityReport {
+    /// Whether the target builds here as things are.
+    pub fn is_buildable(&self) -> bool {
+        self.availability.plan().is_some()
+    }
+}
+
+/// A progress callback shared by the builds of one run.
+pub type ProgressSink = Arc<dyn Fn(BuildEvent) + Send + Sync>;
+
+/// Builds Rust templates for many targets.
+///
+/// ```no_run
+/// use rustle_cross::{CrossCompilationConfig, CrossCompilationManager};
+/// use rustle_cross::build::GeneratedTemplate;
+/// use rustle_cross::targets::{CompilationOptimization, TargetSpecification};
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let manager = CrossCompilationManager::new(CrossCompilationConfig::default())?;
+/// manager.setup_environment().await?;
+/// let template = GeneratedTemplate {
+///     cargo_toml: "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n".into(),
+///     source_files: [("src/main.rs".into(), "fn main() { println!(\"hi\"); }".into())].into(),
+///     ..Default::default()
+/// };
+/// let targets = [
+///     TargetSpecification::from_triple("x86_64-unknown-linux-gnu")?,
+///     TargetSpecification::from_triple("aarch64-unknown-linux-gnu")?,
+/// ];
+/// for outcome in manager.cross_compile_parallel(&template, &targets).await {
+///     match outcome.result {
+///         Ok(binary) => println!("{}: {} bytes, sha256 {}", outcome.target, binary.size, binary.checksum),
+///         Err(e) => eprintln!("{e}"),
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+pub struct CrossCompilationManager {
+    config: CrossCompilationConfig,
+    toolchains: ToolchainManager,
+    supported: Vec<TargetSpecification>,
+    cache_dir: PathBuf,
+    /// Holds the throw-away cache when `cache_enabled` is off.
+    _scratch_cache: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for CrossCompilationManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CrossCompilationManager").field("cache_dir", &self.cache_dir).finish_non_exhaustive()
+    }
+}
+
+impl CrossCompilationManager {
+    /// A manager for this configuration. Nothing is discovered or built yet.
+    pub fn new(config: CrossCompilationConfig) -> Result<Self, CrossCompilationError> {
+        let (cache_dir, scratch) = if config.cache_enabled {
+            (config.cache_dir(), None)
+        } else {
+            let dir = tempfile::Builder::new()
+                .prefix("rustle-cross-nocache-")
+                .tempdir()
+                .map_err(|source| CrossCompilationError::Cache { path: std::env::temp_dir(), source })?;
+            (dir.path().to_path_buf(), Some(dir))
+        };
+        let supported = config
+            .supported_target_names()
+            .iter()
+            .map(|t| config.target(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let toolchains = ToolchainManager::new(config.toolchain_config(&cache_dir));
+        Ok(Self { config, toolchains, supported, cache_dir, _scratch_cache: scratch })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CrossCompilationConfig {
+        &self.config
+    }
+
+    /// The toolchain manager.
+    pub fn toolchain_manager(&self) -> &ToolchainManager {
+        &self.toolchains
+    }
+
+    /// The cache root in use.
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    /// Prepares the machine: creates the cache and discovers toolchains.
+    pub async fn setup_environment(&self) -> Result<Arc<[Toolchain]>, CrossCompilationError> {
+        std::fs::create_dir_all(&self.cache_dir)
+            .map_err(|source| CrossCompilationError::Cache { path: self.cache_dir.clone(), source })?;
+        Ok(self.toolchains.toolchains().await?)
+    }
+
+    /// Installs what the targets need where rustup can provide it (their std
+    /// for the default toolchain), then checks again. Errors list what is
+    /// still missing and how to install it.
+    pub async fn install_required_toolchains(&self, targets: &[TargetSpecification]) -> Result<(), ToolchainError> {
+        let has_rustup = self.toolchains.toolchains().await?.iter().any(|t| t.kind == ToolchainKind::Rustup);
+        let mut installed_any = false;
+        for target in targets {
+            if let TargetAvailability::RequiresInstallation { missing, .. } = self.toolchains.availability(target).await? {
+                let needs_std = missing.iter().any(|m| m.what.starts_with("a std for"));
+                if needs_std && has_rustup && target.custom_spec.is_none() {
+                    self.toolchains.add_target(&self.config.default_toolchain, &target.triple).await?;
+                    installed_any = true;
+                }
+            }
+        }
+        if installed_any {
+            self.toolchains.refresh().await;
+        }
+        for target in targets {
+            self.toolchains.plan(target).await?;
+        }
+        Ok(())
+    }
+
+    /// The targets this configuration supports (`supported_targets`, or the
+    /// whole rules table), whether or not they build here.
+    pub fn get_supported_targets(&self) -> &[TargetSpecification] {
+        &self.supported
+    }
+
+    /// Whether a target builds here, by which route, and what is missing.
+    pub async fn validate_target_compatibility(
+        &self,
+        target: &TargetSpecification,
+    ) -> Result<CompatibilityReport, CrossCompilationError> {
+        Ok(CompatibilityReport {
+            target: target.clone(),
+            availability: self.toolchains.availability(target).await?,
+            runner: plan_runner(target).map_err(|e| e.to_string()),
+        })
+    }
+
+    /// Builds an in-memory template for one target.
+    pub async fn cross_compile_binary(
+        &self,
+        template: &GeneratedTemplate,
+        target: &TargetSpecification,
+        optimization: CompilationOptimization,
+    ) -> Result<CompiledBinary, CompilationError> {
+        let source = TemplateSource::Generated(template.clone());
+        let mut outcomes = self.build(&source, std::slice::from_ref(target), &optimization, None).await?;
+        outcomes.pop().map_or_else(
+            || Err(CompilationError::Unavailable { triple: target.to_string(), reason: "no result".into() }),
+            |o| o.result,
+        )
+    }
+
+    /// Builds an in-memory template for many targets, up to
+    /// `max_parallel_jobs` at once, with default optimization. Returns one
+    /// outcome per target, in the order given.
+    pub async fn cross_compile_parallel(
+        &self,
+        template: &GeneratedTemplate,
+        targets: &[TargetSpecification],
+    ) -> Vec<TargetOutcome> {
+        let source = TemplateSource::Generated(template.clone());
+        match self.build(&source, targets, &CompilationOptimization::default(), None).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => failed_all(targets, &e),
+        }
+    }
+
+    /// Builds a template (directory or in-memory) for many targets, reporting
+    /// progress. Fails as a whole only when the template itself is unusable.
+    pub async fn build(
+        &self,
+        source: &TemplateSource,
+        targets: &[TargetSpecification],
+        optimization: &CompilationOptimization,
+        progress: Option<ProgressSink>,
+    ) -> Result<Vec<TargetOutcome>, CompilationError> {
+        let template = source.prepare(&self.cache_dir.join("templates"))?;
+        let plans: Vec<Result<BuildPlan, CompilationError>> =
+            futures_util::future::join_all(targets.iter().map(|t| self.plan(t))).await;
+        if let Some(plan) = plans.iter().find_map(|p| p.as_ref().ok()) {
+            self.ensure_lockfile(&template, plan).await?;
+        }
+        let progress = progress.unwrap_or_else(|| Arc::new(|_| {}));
+        let template = &template;
+        let builds = targets.iter().zip(plans).map(|(target, plan)| {
+            let progress = progress.clone();
+            async move {
+                let result = match plan {
+                    Ok(plan) => {
+                        let job = BuildJob {
+                            template,
+                            plan: &plan,
+                            optimization,
+                            cache_dir: &self.cache_dir,
+                            timeout: self.config.compilation_timeout(),
+                            incremental: self.config.enable_incremental,
+                        };
+                        engine::build(&job, &*progress).await
+                    }
+                    Err(e) => Err(e),
+                };
+                TargetOutcome { target: target.clone(), result }
+            }
+        });
+        Ok(futures_util::stream::iter(builds).buffered(self.config.max_parallel_jobs).collect().await)
+    }
+
+    /// The cargo command a build of `target` would run (for `--print-command`
+    /// and the benchmark's plain-cargo baseline).
+    pub async fn cargo_command(
+        &self,
+        source: &TemplateSource,
+        target: &TargetSpecification,
+        optimization: &CompilationOptimization,
+    ) -> Result<ProcessSpec, CompilationError> {
+        let template = source.prepare(&self.cache_dir.join("templates"))?;
+        let plan = self.plan(target).await?;
+        BuildJob {
+            template: &template,
+            plan: &plan,
+            optimization,
+            cache_dir: &self.cache_dir,
+            timeout: self.config.compilation_timeout(),
+            incremental: self.config.enable_incremental,
+        }
+        .cargo_command()
+    }
+
+    async fn plan(&self, target: &TargetSpecification) -> Result<BuildPlan, CompilationError> {
+        self.toolchains.plan(target).await.map_err(|e| CompilationError::Unavailable {
+            triple: target.to_string(),
+            reason: match e {
+                ToolchainError::Unavailable { reason, .. } => reason,
+                other => other.to_string(),
+            },
+        })
+    }
+
+    /// Parallel cargo runs must not race to write the template's Cargo.lock:
+    /// resolve it once first.
+    async fn ensure_lockfile(&self, template: &PreparedTemplate, plan: &BuildPlan) -> Result<(), CompilationError> {
+        if template.dir.join("Cargo.lock").is_file() {
+            return Ok(());
+        }
+        let triple = plan.target.to_string();
+        let out = ProcessSpec::new(&plan.toolchain.cargo)
+            .args(["generate-lockfile", "--manifest-path"])
+            .arg(&template.manifest)
+            .env("RUSTC", &plan.toolchain.rustc)
+            .timeout(self.config.compilation_timeout())
+            .output()
+            .await
+            .map_err(|source| CompilationError::Process { triple: triple.clone(), source })?;
+        if !out.status.success() {
+            return Err(CompilationError::CargoFailed {
+                triple,
+                status: out.status.to_string(),
+                stderr: out.stderr_text().trim().to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn failed_all(targets: &[TargetSpecification], error: &CompilationError) -> Vec<TargetOutcome> {
+    targets
+        .iter()
+        .map(|t| TargetOutcome {
+            target: t.clone(),
+            result: Err(CompilationError::Unavailable { triple: t.to_string(), reason: error.to_string() }),
+        })
+        .collect()
+}
+
+/// Renders a missing requirement as one line.
+pub fn describe_missing(missing: &[MissingRequirement]) -> String {
+    missing.iter().map(|m| format!("{}: {}", m.what, m.install.join(" | "))).collect::<Vec<_>>().join("; ")
+}
