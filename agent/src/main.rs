@@ -49,14 +49,14 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let toolchains =
         ToolchainManager::new(ToolchainConfig { cache_dir: args.work_dir.join("cache"), ..ToolchainConfig::default() });
-    let agent_id = args
-        .agent_id
-        .or_else(|| sysinfo::System::host_name().ok())
-        .unwrap_or_else(|| "rustle-agent".to_owned());
+    let agent_id =
+        args.agent_id.or_else(|| sysinfo::System::host_name().ok()).unwrap_or_else(|| "rustle-agent".to_owned());
     let report = capabilities::report(&agent_id, &toolchains, args.max_concurrent_jobs).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     if !args.print_capabilities {
-        eprintln!("rustle-agent: serving builds over QUIC is not implemented yet; this build only reports capabilities");
+        eprintln!(
+            "rustle-agent: serving builds over QUIC is not implemented yet; this build only reports capabilities"
+        );
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)

@@ -79,8 +79,11 @@ impl Toolchain {
     /// target directories.
     pub fn id(&self) -> String {
         let commit: String = self.commit_hash.chars().take(9).collect();
-        let safe_name: String =
-            self.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+        let safe_name: String = self
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+            .collect();
         format!("{safe_name}-{}-{commit}", self.release)
     }
 
@@ -365,7 +368,10 @@ impl ToolchainManager {
                 Err(e) => tracing::warn!("skipping toolchain: {e}"),
             }
         }
-        write_cache(&cache_file, &DiscoveryCache { fingerprint: fingerprint(&candidates, &toolchains), toolchains: toolchains.clone() });
+        write_cache(
+            &cache_file,
+            &DiscoveryCache { fingerprint: fingerprint(&candidates, &toolchains), toolchains: toolchains.clone() },
+        );
         Ok(toolchains)
     }
 
@@ -374,13 +380,20 @@ impl ToolchainManager {
         let mut out = Vec::new();
         let mut seen = BTreeSet::new();
         let mut push = |c: Candidate, seen: &mut BTreeSet<PathBuf>| {
-            if c.rustc.is_file() && c.cargo.is_file() && seen.insert(c.rustc.canonicalize().unwrap_or(c.rustc.clone())) {
+            if c.rustc.is_file() && c.cargo.is_file() && seen.insert(c.rustc.canonicalize().unwrap_or(c.rustc.clone()))
+            {
                 out.push(c);
             }
         };
         for (name, path) in &self.config.custom_toolchains {
-            let dir = if path.is_dir() { path.clone() } else { path.parent().map(Path::to_path_buf).unwrap_or_default() };
-            let c = Candidate { name: name.clone(), kind: ToolchainKind::Custom, rustc: dir.join("rustc"), cargo: dir.join("cargo") };
+            let dir =
+                if path.is_dir() { path.clone() } else { path.parent().map(Path::to_path_buf).unwrap_or_default() };
+            let c = Candidate {
+                name: name.clone(),
+                kind: ToolchainKind::Custom,
+                rustc: dir.join("rustc"),
+                cargo: dir.join("cargo"),
+            };
             if !c.rustc.is_file() || !c.cargo.is_file() {
                 return Err(ToolchainError::BadCustomToolchain {
                     name: name.clone(),
@@ -398,12 +411,14 @@ impl ToolchainManager {
             for dir in dirs {
                 let Some(name) = dir.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };
                 let bin = dir.join("bin");
-                push(Candidate { name, kind: ToolchainKind::Rustup, rustc: bin.join("rustc"), cargo: bin.join("cargo") }, &mut seen);
+                push(
+                    Candidate { name, kind: ToolchainKind::Rustup, rustc: bin.join("rustc"), cargo: bin.join("cargo") },
+                    &mut seen,
+                );
             }
         }
         let cargo_home_bin = cargo_home().join("bin");
-        let path_rustcs = which::which_all("rustc").into_iter().flatten();
-        for rustc in path_rustcs.chain([PathBuf::from("/usr/bin/rustc")]) {
+        for rustc in which::which_all("rustc").into_iter().flatten() {
             if rustc.starts_with(&cargo_home_bin) || is_rustup_proxy(&rustc) {
                 continue;
             }
@@ -600,7 +615,11 @@ impl ToolchainManager {
     }
 }
 
-fn std_requirement(target: &TargetSpecification, debian_arch: Option<&str>, toolchains: &[Toolchain]) -> MissingRequirement {
+fn std_requirement(
+    target: &TargetSpecification,
+    debian_arch: Option<&str>,
+    toolchains: &[Toolchain],
+) -> MissingRequirement {
     let mut install = Vec::new();
     if target.custom_spec.is_none() && toolchains.iter().any(|t| t.kind == ToolchainKind::Rustup) {
         install.push(format!("rustup target add {}", target.triple));
@@ -624,7 +643,11 @@ async fn query(c: &Candidate) -> Result<Toolchain, ToolchainError> {
                 .timeout(Duration::from_secs(30))
                 .output()
                 .await
-                .map_err(|e| ToolchainError::Query { toolchain: name.clone(), program: program.clone(), reason: e.to_string() })?;
+                .map_err(|e| ToolchainError::Query {
+                    toolchain: name.clone(),
+                    program: program.clone(),
+                    reason: e.to_string(),
+                })?;
             if !out.status.success() {
                 return Err(ToolchainError::Query {
                     toolchain: name,
@@ -635,11 +658,8 @@ async fn query(c: &Candidate) -> Result<Toolchain, ToolchainError> {
             Ok(out.stdout_text())
         }
     };
-    let (vv, sysroot, cargo_v) = tokio::try_join!(
-        run(&c.rustc, &["-vV"]),
-        run(&c.rustc, &["--print", "sysroot"]),
-        run(&c.cargo, &["-V"]),
-    )?;
+    let (vv, sysroot, cargo_v) =
+        tokio::try_join!(run(&c.rustc, &["-vV"]), run(&c.rustc, &["--print", "sysroot"]), run(&c.cargo, &["-V"]),)?;
     let field = |key: &str| {
         vv.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim().to_owned()).unwrap_or_else(|| "unknown".into())
     };
@@ -687,7 +707,10 @@ fn find_rust_src(sysroot: &Path, release: &str, kind: ToolchainKind) -> Option<R
     }
     let from_component = kind == ToolchainKind::Rustup && sysroot.join("lib/rustlib/manifest-rust-src").is_file();
     let version = std::fs::read_to_string(root.join("RELEASES.md")).ok().and_then(|text| {
-        text.lines().find_map(|l| l.strip_prefix("Version ")).and_then(|v| v.split_whitespace().next()).map(str::to_owned)
+        text.lines()
+            .find_map(|l| l.strip_prefix("Version "))
+            .and_then(|v| v.split_whitespace().next())
+            .map(str::to_owned)
     });
     let compiler_version = release.split('-').next().unwrap_or(release);
     let matches_compiler = from_component || version.as_deref() == Some(compiler_version);
@@ -729,7 +752,11 @@ fn write_cache(path: &Path, cache: &DiscoveryCache) {
     if std::fs::create_dir_all(dir).is_err() {
         return;
     }
-    let tmp = dir.join(format!(".toolchains.{}.{}", std::process::id(), SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)));
+    let tmp = dir.join(format!(
+        ".toolchains.{}.{}",
+        std::process::id(),
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    ));
     if let Ok(bytes) = serde_json::to_vec_pretty(cache)
         && std::fs::write(&tmp, bytes).is_ok()
     {

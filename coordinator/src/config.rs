@@ -188,11 +188,7 @@ impl CrossCompilationConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.max_parallel_jobs == 0 {
-            return Err(ConfigError::Value {
-                key: "max_parallel_jobs",
-                value: "0".into(),
-                expected: "at least 1",
-            });
+            return Err(ConfigError::Value { key: "max_parallel_jobs", value: "0".into(), expected: "at least 1" });
         }
         if self.compilation_timeout_secs == 0 {
             return Err(ConfigError::Value {
@@ -314,8 +310,9 @@ supported_targets = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "x
 
     #[test]
     fn bad_values_are_named() {
-        let err = CrossCompilationConfig::from_toml(Path::new("c.toml"), "[cross_compilation]\nmax_parallel_jobs = 0\n")
-            .unwrap_err();
+        let err =
+            CrossCompilationConfig::from_toml(Path::new("c.toml"), "[cross_compilation]\nmax_parallel_jobs = 0\n")
+                .unwrap_err();
         assert!(err.to_string().contains("max_parallel_jobs"), "{err}");
         let err = CrossCompilationConfig::from_toml(
             Path::new("c.toml"),

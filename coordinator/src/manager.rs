@@ -126,11 +126,8 @@ impl CrossCompilationManager {
                 .map_err(|source| CrossCompilationError::Cache { path: std::env::temp_dir(), source })?;
             (dir.path().to_path_buf(), Some(dir))
         };
-        let supported = config
-            .supported_target_names()
-            .iter()
-            .map(|t| config.target(t))
-            .collect::<Result<Vec<_>, _>>()?;
+        let supported =
+            config.supported_target_names().iter().map(|t| config.target(t)).collect::<Result<Vec<_>, _>>()?;
         let toolchains = ToolchainManager::new(config.toolchain_config(&cache_dir));
         Ok(Self { config, toolchains, supported, cache_dir, _scratch_cache: scratch })
     }
@@ -164,7 +161,9 @@ impl CrossCompilationManager {
         let has_rustup = self.toolchains.toolchains().await?.iter().any(|t| t.kind == ToolchainKind::Rustup);
         let mut installed_any = false;
         for target in targets {
-            if let TargetAvailability::RequiresInstallation { missing, .. } = self.toolchains.availability(target).await? {
+            if let TargetAvailability::RequiresInstallation { missing, .. } =
+                self.toolchains.availability(target).await?
+            {
                 let needs_std = missing.iter().any(|m| m.what.starts_with("a std for"));
                 if needs_std && has_rustup && target.custom_spec.is_none() {
                     self.toolchains.add_target(&self.config.default_toolchain, &target.triple).await?;

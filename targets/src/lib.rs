@@ -12,6 +12,5 @@ mod spec;
 pub use optimization::{CompilationOptimization, OptimizationError, OptimizationLevel, PanicStrategy};
 pub use rules::{LinkerRoute, RULES, RunnerRoute, TargetRule, rule_for};
 pub use spec::{
-    Architecture, Endianness, GlibcVersion, LibcType, OsFamily, TargetError, TargetSpecification,
-    known_triples,
+    Architecture, Endianness, GlibcVersion, LibcType, OsFamily, TargetError, TargetSpecification, known_triples,
 };

@@ -162,7 +162,10 @@ mod tests {
         assert_eq!(env["CARGO_PROFILE_RELEASE_CODEGEN_UNITS"], "1");
         assert_eq!(env["CARGO_PROFILE_RELEASE_STRIP"], "symbols");
         assert_eq!(env["CARGO_PROFILE_RELEASE_PANIC"], "abort");
-        assert_eq!(env_of(&CompilationOptimization { level: OptimizationLevel::Size, ..o })["CARGO_PROFILE_RELEASE_OPT_LEVEL"], "s");
+        assert_eq!(
+            env_of(&CompilationOptimization { level: OptimizationLevel::Size, ..o })["CARGO_PROFILE_RELEASE_OPT_LEVEL"],
+            "s"
+        );
         let debug = CompilationOptimization { level: OptimizationLevel::Debug, ..Default::default() };
         assert_eq!(env_of(&debug)["CARGO_PROFILE_RELEASE_OPT_LEVEL"], "0");
         assert_eq!(env_of(&debug)["CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS"], "true");
@@ -181,7 +184,10 @@ mod tests {
             vec!["-Ctarget-cpu=cortex-a72", "-Ctarget-feature=+neon,-crc"]
         );
         let bad = CompilationOptimization { target_features: vec!["+a b".into()], ..Default::default() };
-        assert!(matches!(bad.rustflags(&arm, "x86_64-unknown-linux-gnu"), Err(OptimizationError::InvalidTargetFeature(_))));
+        assert!(matches!(
+            bad.rustflags(&arm, "x86_64-unknown-linux-gnu"),
+            Err(OptimizationError::InvalidTargetFeature(_))
+        ));
     }
 
     #[test]

@@ -84,7 +84,12 @@ const fn qemu(arch: &'static str, gnu_prefix: &'static str) -> RunnerRoute {
     RunnerRoute::Qemu { arch, gnu_prefix }
 }
 
-const fn row(triple: &'static str, debian_std_arch: Option<&'static str>, linker: LinkerRoute, runner: RunnerRoute) -> TargetRule {
+const fn row(
+    triple: &'static str,
+    debian_std_arch: Option<&'static str>,
+    linker: LinkerRoute,
+    runner: RunnerRoute,
+) -> TargetRule {
     TargetRule { triple, debian_std_arch, linker, runner, rustflags: &[], env: &[] }
 }
 
@@ -166,7 +171,10 @@ mod tests {
     #[test]
     fn routes() {
         assert_eq!(rule("x86_64-unknown-linux-gnu").linker, LinkerRoute::Host);
-        assert!(matches!(rule("aarch64-unknown-linux-gnu").linker, LinkerRoute::GnuCross { prefix: "aarch64-linux-gnu", .. }));
+        assert!(matches!(
+            rule("aarch64-unknown-linux-gnu").linker,
+            LinkerRoute::GnuCross { prefix: "aarch64-linux-gnu", .. }
+        ));
         assert_eq!(rule("aarch64-unknown-linux-gnu").debian_std_arch, Some("arm64"));
         assert_eq!(rule("x86_64-unknown-linux-musl").linker, LinkerRoute::Zig);
         assert_eq!(rule("x86_64-unknown-linux-musl").rustflags, ZIG_MUSL_FLAGS);

@@ -214,10 +214,7 @@ impl TargetSpecification {
             serde_json::from_str(&text).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
         let field = |k: &str| json.get(k).and_then(serde_json::Value::as_str);
         let llvm_target = field("llvm-target").ok_or_else(|| invalid("missing `llvm-target`".into()))?;
-        let name = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .ok_or_else(|| invalid("file name is not UTF-8".into()))?;
+        let name = path.file_stem().and_then(|s| s.to_str()).ok_or_else(|| invalid("file name is not UTF-8".into()))?;
         let parsed = Triple::from_str(llvm_target)
             .map_err(|e| invalid(format!("`llvm-target` {llvm_target:?} is not a triple: {e}")))?;
         let mut spec = Self::classify(name, &parsed, field("env"));
@@ -242,11 +239,7 @@ impl TargetSpecification {
             tl::Architecture::Aarch64(_) => Architecture::Aarch64,
             tl::Architecture::Arm(arm) => {
                 let n = arm.into_str();
-                if n.starts_with("armv7") || n.starts_with("thumbv7") {
-                    Architecture::Armv7
-                } else {
-                    Architecture::Arm
-                }
+                if n.starts_with("armv7") || n.starts_with("thumbv7") { Architecture::Armv7 } else { Architecture::Arm }
             }
             tl::Architecture::X86_32(_) => Architecture::I686,
             tl::Architecture::Mips32(_) | tl::Architecture::Mips64(_) => Architecture::Mips,
@@ -355,8 +348,7 @@ fn split_glibc_floor(input: &str) -> Result<(&str, Option<GlibcVersion>), Target
 fn closest_triples(input: &str) -> Vec<String> {
     let mut scored: Vec<(f64, &str)> = known_triples()
         .map(|known| {
-            let parts_shared =
-                input.split('-').filter(|p| known.split('-').any(|k| k == *p)).count() as f64;
+            let parts_shared = input.split('-').filter(|p| known.split('-').any(|k| k == *p)).count() as f64;
             (strsim::jaro_winkler(input, known) + 0.05 * parts_shared, known)
         })
         .collect();
@@ -373,8 +365,10 @@ mod tests {
     }
 
     /// (triple, arch, os, libc, endian, pointer width)
+    type Row = (&'static str, Architecture, OsFamily, Option<LibcType>, Endianness, u8);
+
     #[rustfmt::skip]
-    const CLASSIFICATION: &[(&str, Architecture, OsFamily, Option<LibcType>, Endianness, u8)] = &[
+    const CLASSIFICATION: &[Row] = &[
         ("x86_64-unknown-linux-gnu", Architecture::X86_64, OsFamily::Linux, Some(LibcType::Glibc), Endianness::Little, 64),
         ("x86_64-unknown-linux-musl", Architecture::X86_64, OsFamily::Linux, Some(LibcType::Musl), Endianness::Little, 64),
         ("aarch64-unknown-linux-gnu", Architecture::Aarch64, OsFamily::Linux, Some(LibcType::Glibc), Endianness::Little, 64),

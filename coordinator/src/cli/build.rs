@@ -130,7 +130,10 @@ pub async fn run(mut config: CrossCompilationConfig, args: BuildArgs) -> anyhow:
     } else {
         args.targets.iter().map(|t| manager.config().target(t)).collect::<Result<Vec<_>, _>>()?
     };
-    anyhow::ensure!(!targets.is_empty(), "no target can be built here; run `rustle-cross targets` to see what is missing");
+    anyhow::ensure!(
+        !targets.is_empty(),
+        "no target can be built here; run `rustle-cross targets` to see what is missing"
+    );
 
     if args.print_command {
         for target in &targets {
@@ -172,7 +175,8 @@ pub async fn run(mut config: CrossCompilationConfig, args: BuildArgs) -> anyhow:
 
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     if args.json {
-        let results: Vec<_> = rows.iter().map(|(o, path, smoke)| result_json(o, path.as_deref(), smoke.as_ref())).collect();
+        let results: Vec<_> =
+            rows.iter().map(|(o, path, smoke)| result_json(o, path.as_deref(), smoke.as_ref())).collect();
         println!("{}", serde_json::to_string_pretty(&json!({ "results": results, "failed": failed }))?);
     } else {
         print_summary(&rows);
@@ -264,7 +268,11 @@ fn print_summary(rows: &[(&TargetOutcome, Option<PathBuf>, Option<SmokeResult>)]
             }
         }
         if with_smoke {
-            row.push(smoke.as_ref().map_or_else(|| "-".into(), |s| format!("{} {}", if s.ok { "ok" } else { "FAILED" }, s.detail)));
+            row.push(
+                smoke
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |s| format!("{} {}", if s.ok { "ok" } else { "FAILED" }, s.detail)),
+            );
         }
         table.row(row);
     }
@@ -281,7 +289,11 @@ fn describe_validation(v: &BinaryReport) -> String {
 }
 
 fn human_size(bytes: u64) -> String {
-    if bytes >= 1 << 20 { format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20)) } else { format!("{} KiB", bytes >> 10) }
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+    } else {
+        format!("{} KiB", bytes >> 10)
+    }
 }
 
 fn shell_quote(s: &str) -> String {
@@ -314,7 +326,8 @@ impl Progress {
             let Ok(mut bars) = bars.lock() else { return };
             match event {
                 BuildEvent::Started { triple, expected_units } => {
-                    let bar = multi.add(ProgressBar::new(expected_units).with_style(style.clone()).with_prefix(triple.clone()));
+                    let bar = multi
+                        .add(ProgressBar::new(expected_units).with_style(style.clone()).with_prefix(triple.clone()));
                     bars.insert(triple, bar);
                 }
                 BuildEvent::Progress { triple, done, total, unit } => {

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use rustle_build::process::ProcessSpec;
 use rustle_cross::build::TargetAvailability;
 use rustle_cross::manager::describe_missing;
 use rustle_cross::{CrossCompilationConfig, CrossCompilationManager};
-use rustle_build::process::ProcessSpec;
 
 use super::table::Table;
 
@@ -70,7 +70,9 @@ pub async fn run(config: CrossCompilationConfig, args: DoctorArgs) -> anyhow::Re
                 ));
             }
         }
-        Err(e) => checks.push(Check::new(Level::Fail, "toolchains", e.to_string(), "run scripts/setup.sh or install rustup")),
+        Err(e) => {
+            checks.push(Check::new(Level::Fail, "toolchains", e.to_string(), "run scripts/setup.sh or install rustup"))
+        }
     }
 
     for report in super::targets::reports(&manager, &[]).await.unwrap_or_default() {
@@ -81,12 +83,19 @@ pub async fn run(config: CrossCompilationConfig, args: DoctorArgs) -> anyhow::Re
                     Ok(r) => format!("runs under {}", r.description),
                     Err(e) => format!("cannot run here: {e}"),
                 };
-                Check::new(Level::Ok, name, format!("{} via {}; {runner}", plan.toolchain.name, plan.linker.describe()), "")
+                Check::new(
+                    Level::Ok,
+                    name,
+                    format!("{} via {}; {runner}", plan.toolchain.name, plan.linker.describe()),
+                    "",
+                )
             }
             TargetAvailability::RequiresInstallation { missing, .. } => {
                 Check::new(Level::Warn, name, "cannot be built yet", describe_missing(missing))
             }
-            TargetAvailability::NotSupported { reason, .. } => Check::new(Level::Warn, name, "not supported here", reason.clone()),
+            TargetAvailability::NotSupported { reason, .. } => {
+                Check::new(Level::Warn, name, "not supported here", reason.clone())
+            }
         });
     }
 

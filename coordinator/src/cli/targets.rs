@@ -23,10 +23,7 @@ pub struct TargetsArgs {
 }
 
 /// Every report for the supported targets (or the named ones).
-pub async fn reports(
-    manager: &CrossCompilationManager,
-    names: &[String],
-) -> anyhow::Result<Vec<CompatibilityReport>> {
+pub async fn reports(manager: &CrossCompilationManager, names: &[String]) -> anyhow::Result<Vec<CompatibilityReport>> {
     let targets = if names.is_empty() {
         manager.get_supported_targets().to_vec()
     } else {

@@ -1,0 +1,105 @@
+//! Shared helpers for the CLI end-to-end tests: the real `rustle-cross`
+//! binary, one cache shared by every test of a cargo target dir (so each
+//! target is built cold once per machine, then incrementally), and scratch
+//! templates.
+
+#![allow(dead_code, reason = "each test file uses a different subset")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The cache every end-to-end test shares.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("RUSTLE_TEST_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("rustle-cache"))
+}
+
+/// `rustle-cross ARGS` with the shared cache.
+pub fn rustle_cross(args: &[&str]) -> Output {
+    rustle_cross_env(args, &[])
+}
+
+/// `rustle-cross ARGS` with extra environment.
+pub fn rustle_cross_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rustle-cross"));
+    cmd.args(args).env("RUSTLE_TARGET_CACHE_DIR", cache_dir()).env_remove("RUSTLE_CROSS_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run rustle-cross");
+    eprintln!(
+        "$ rustle-cross {}\n--- exit {:?}\n--- stderr\n{}",
+        args.join(" "),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A copy of the bundled example template at a stable path (so its target
+/// dirs stay warm between runs). The copy is refreshed from the source.
+pub fn example_template() -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello-template");
+    let dst = Path::new(env!("CARGO_TARGET_TMPDIR")).join("templates/hello-template");
+    copy_tree(&src, &dst);
+    dst
+}
+
+/// Writes a template from (path, content) pairs at a stable path named `name`.
+pub fn scratch_template(name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("templates").join(name);
+    for (path, content) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(*content) {
+            std::fs::write(&path, content).expect("write template file");
+        }
+    }
+    dir
+}
+
+fn copy_tree(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).expect("mkdir");
+    for entry in std::fs::read_dir(src).expect("read template") {
+        let entry = entry.expect("entry");
+        let to = dst.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            if entry.file_name() != "target" {
+                copy_tree(&entry.path(), &to);
+            }
+        } else {
+            let content = std::fs::read(entry.path()).expect("read");
+            // Rewrite only what changed: unchanged mtimes keep builds warm.
+            if std::fs::read(&to).ok() != Some(content.clone()) {
+                std::fs::write(&to, content).expect("write");
+            }
+        }
+    }
+}
+
+/// stdout as JSON.
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Fails with a message naming the set-up script when a cross tool is
+/// missing, unless RUSTLE_SKIP_CROSS_TOOLS=1 (then prints the skip and
+/// returns false).
+pub fn require_cross_tools(tools: &[&str]) -> bool {
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| which::which(t).is_err()).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("RUSTLE_SKIP_CROSS_TOOLS").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: cross tools missing ({}) and RUSTLE_SKIP_CROSS_TOOLS=1", missing.join(", "));
+        return false;
+    }
+    panic!("cross tools missing: {}; run `scripts/setup.sh` as root first", missing.join(", "));
+}

@@ -1,0 +1,192 @@
+//! The real CLI's `targets` and `doctor`, and its failure cases: bad input
+//! gets a clear error naming the thing and the way out, and one target's
+//! failure loses nothing of the others.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{json, require_cross_tools, rustle_cross, rustle_cross_env, scratch_template, stderr};
+
+const SMALL_MANIFEST: &str = "[package]\nname = \"small\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n";
+
+#[test]
+fn targets_lists_routes_and_reasons() {
+    let out = rustle_cross(&["targets", "--json"]);
+    assert!(out.status.success());
+    let reports = json(&out);
+    let find = |triple: &str| {
+        reports.as_array().expect("array").iter().find(|r| r["target"]["triple"] == triple).cloned().expect(triple)
+    };
+    let host = find("x86_64-unknown-linux-gnu");
+    assert_eq!(host["availability"]["status"], "available", "{host:#}");
+    assert_eq!(host["availability"]["std"], "prebuilt", "{host:#}");
+    let msvc = find("x86_64-pc-windows-msvc");
+    assert_eq!(msvc["availability"]["status"], "not-supported", "{msvc:#}");
+    assert!(msvc["availability"]["reason"].as_str().is_some_and(|r| r.contains("Windows agent")), "{msvc:#}");
+
+    let table = rustle_cross(&["targets"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("TARGET") && text.contains("x86_64-unknown-linux-gnu"), "{text}");
+    assert!(text.contains("targets can be built here"), "{text}");
+}
+
+#[test]
+fn doctor_reports_toolchains_cache_and_disk() {
+    let out = rustle_cross(&["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("toolchain stable-"), "{text}");
+    assert!(text.contains("cache dir"), "{text}");
+    assert!(text.contains("GiB free"), "{text}");
+    assert!(text.contains("docker"), "{text}");
+}
+
+#[test]
+fn unknown_triple_is_named_with_suggestions() {
+    let out = rustle_cross(&["build", ".", "--target", "aarch64-unknown-linux-gnux"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("unknown target triple `aarch64-unknown-linux-gnux`"), "{err}");
+    assert!(err.contains("did you mean `aarch64-unknown-linux-gnu`"), "{err}");
+}
+
+#[test]
+fn no_toolchain_at_all_says_what_to_install() {
+    let empty = tempfile::tempdir().expect("tmp");
+    let out = rustle_cross_env(
+        &["targets"],
+        &[("PATH", empty.path().to_str().expect("utf-8")), ("RUSTUP_HOME", empty.path().to_str().expect("utf-8"))],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("no Rust toolchain found"), "{err}");
+    assert!(err.contains("rustc-web"), "must say what to install: {err}");
+}
+
+#[test]
+fn target_without_std_or_linker_says_what_to_install() {
+    // Only rustup's toolchain (host std only) and no cross gcc on PATH.
+    let cargo_bin = std::env::home_dir().expect("home").join(".cargo/bin");
+    let bin_only = tempfile::tempdir().expect("tmp");
+    let out = rustle_cross_env(
+        &["build", ".", "--target", "aarch64-unknown-linux-gnu", "--out", bin_only.path().to_str().expect("utf-8")],
+        &[("PATH", cargo_bin.to_str().expect("utf-8"))],
+    );
+    assert_eq!(out.status.code(), Some(1), "an unbuildable target is a failed target");
+    let err = stderr(&out);
+    assert!(err.contains("rustup target add aarch64-unknown-linux-gnu"), "{err}");
+    assert!(err.contains("libstd-rust-web-dev:arm64"), "{err}");
+    assert!(err.contains("gcc-aarch64-linux-gnu"), "{err}");
+}
+
+#[test]
+fn compile_error_for_one_target_keeps_the_others() {
+    if !require_cross_tools(&["aarch64-linux-gnu-gcc"]) {
+        return;
+    }
+    let template = scratch_template(
+        "arch-specific-error",
+        &[
+            ("Cargo.toml", SMALL_MANIFEST),
+            (
+                "src/main.rs",
+                "#[cfg(target_arch = \"aarch64\")]\nfn main() { let x: u32 = \"not a number\"; }\n\
+                 #[cfg(not(target_arch = \"aarch64\"))]\nfn main() { println!(\"fine\"); }\n",
+            ),
+        ],
+    );
+    let out_dir = tempfile::tempdir().expect("tmp");
+    let out = rustle_cross(&[
+        "build",
+        template.to_str().expect("utf-8"),
+        "--json",
+        "--out",
+        out_dir.path().to_str().expect("utf-8"),
+        "--target",
+        "x86_64-unknown-linux-gnu",
+        "--target",
+        "aarch64-unknown-linux-gnu",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = json(&out);
+    let results = report["results"].as_array().expect("results");
+    assert_eq!(results[0]["status"], "ok", "{report:#}");
+    assert!(Path::new(results[0]["file"].as_str().expect("file")).is_file());
+    assert_eq!(results[1]["status"], "compile-failed", "{report:#}");
+    let error = results[1]["error"].as_str().expect("error");
+    assert!(error.contains("E0308") && error.contains("mismatched types"), "{error}");
+    assert!(!out_dir.path().join("small-aarch64-unknown-linux-gnu").exists());
+}
+
+#[test]
+fn build_past_its_timeout_is_killed_with_everything_it_started() {
+    let pid_file = Path::new(env!("CARGO_TARGET_TMPDIR")).join("slow-build.pid");
+    let _ = std::fs::remove_file(&pid_file);
+    let build_rs = format!(
+        "fn main() {{\n    let child = std::process::Command::new(\"sleep\").arg(\"300\").spawn().unwrap();\n    \
+         std::fs::write({:?}, child.id().to_string()).unwrap();\n    \
+         std::thread::sleep(std::time::Duration::from_secs(300));\n}}\n",
+        pid_file.display().to_string()
+    );
+    let template = scratch_template(
+        "slow-build",
+        &[("Cargo.toml", SMALL_MANIFEST), ("build.rs", &build_rs), ("src/main.rs", "fn main() {}\n")],
+    );
+    // Touch build.rs so cargo runs it again even when a previous run's
+    // output is in the cache.
+    std::fs::write(template.join("build.rs"), &build_rs).expect("touch");
+    let out_dir = tempfile::tempdir().expect("tmp");
+    let start = Instant::now();
+    let out = rustle_cross(&[
+        "build",
+        template.to_str().expect("utf-8"),
+        "--timeout",
+        "8",
+        "--out",
+        out_dir.path().to_str().expect("utf-8"),
+        "--target",
+        "x86_64-unknown-linux-gnu",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("did not finish within 8s"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(120), "the deadline was not enforced");
+    // The build script's child (a grandchild of cargo) must be gone too.
+    let pid = std::fs::read_to_string(&pid_file).expect("build script ran and wrote its child's pid");
+    let proc_dir = format!("/proc/{}", pid.trim());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&proc_dir).exists()
+        && !std::fs::read_to_string(format!("{proc_dir}/stat")).unwrap_or_default().contains(") Z")
+    {
+        assert!(Instant::now() < deadline, "stray process {} survived the timeout", pid.trim());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn corrupted_cargo_toml_is_named_and_nothing_is_built() {
+    let template = scratch_template(
+        "corrupted-manifest",
+        &[("Cargo.toml", "[package]\nname = \"broken\"\nversion = 0.1.0\"\n"), ("src/main.rs", "fn main() {}\n")],
+    );
+    let out_dir = tempfile::tempdir().expect("tmp");
+    let out =
+        rustle_cross(&["build", template.to_str().expect("utf-8"), "--out", out_dir.path().to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("Cargo.toml is malformed"), "{err}");
+    assert!(err.contains("line 3"), "the error must point at the line: {err}");
+    assert_eq!(std::fs::read_dir(out_dir.path()).expect("out").count(), 0);
+}
+
+#[test]
+fn unknown_config_key_is_named() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("rustle.toml");
+    std::fs::write(&config, "[cross_compilation]\nmax_parallel_job = 4\n").expect("write");
+    let out = rustle_cross(&["--config", config.to_str().expect("utf-8"), "targets"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("max_parallel_job"), "{}", stderr(&out));
+}
