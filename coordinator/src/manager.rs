@@ -148,6 +148,17 @@ impl CrossCompilationManager {
     }
 
     /// Prepares the machine: creates the cache and discovers toolchains.
+    /// ```no_run
+    /// # use rustle_cross::{CrossCompilationConfig, CrossCompilationManager};
+    /// # use rustle_cross::targets::*;
+    /// # use rustle_cross::build::*;
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = CrossCompilationManager::new(CrossCompilationConfig::default())?;
+    /// for toolchain in manager.setup_environment().await?.iter() {
+    ///     println!("{} {}", toolchain.name, toolchain.rustc_version);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn setup_environment(&self) -> Result<Arc<[Toolchain]>, CrossCompilationError> {
         std::fs::create_dir_all(&self.cache_dir)
             .map_err(|source| CrossCompilationError::Cache { path: self.cache_dir.clone(), source })?;
@@ -157,6 +168,16 @@ impl CrossCompilationManager {
     /// Installs what the targets need where rustup can provide it (their std
     /// for the default toolchain), then checks again. Errors list what is
     /// still missing and how to install it.
+    /// ```no_run
+    /// # use rustle_cross::{CrossCompilationConfig, CrossCompilationManager};
+    /// # use rustle_cross::targets::*;
+    /// # use rustle_cross::build::*;
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = CrossCompilationManager::new(CrossCompilationConfig::default())?;
+    /// let targets = [TargetSpecification::from_triple("aarch64-unknown-linux-gnu")?];
+    /// manager.install_required_toolchains(&targets).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn install_required_toolchains(&self, targets: &[TargetSpecification]) -> Result<(), ToolchainError> {
         let has_rustup = self.toolchains.toolchains().await?.iter().any(|t| t.kind == ToolchainKind::Rustup);
         let mut installed_any = false;
@@ -182,11 +203,36 @@ impl CrossCompilationManager {
 
     /// The targets this configuration supports (`supported_targets`, or the
     /// whole rules table), whether or not they build here.
+    /// ```no_run
+    /// # use rustle_cross::{CrossCompilationConfig, CrossCompilationManager};
+    /// # use rustle_cross::targets::*;
+    /// # use rustle_cross::build::*;
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = CrossCompilationManager::new(CrossCompilationConfig::default())?;
+    /// let triples: Vec<&str> = manager.get_supported_targets().iter().map(|t| t.triple.as_str()).collect();
+    /// assert!(triples.contains(&"aarch64-unknown-linux-gnu"));
+    /// # Ok(()) }
+    /// ```
     pub fn get_supported_targets(&self) -> &[TargetSpecification] {
         &self.supported
     }
 
     /// Whether a target builds here, by which route, and what is missing.
+    /// ```no_run
+    /// # use rustle_cross::{CrossCompilationConfig, CrossCompilationManager};
+    /// # use rustle_cross::targets::*;
+    /// # use rustle_cross::build::*;
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = CrossCompilationManager::new(CrossCompilationConfig::default())?;
+    /// let target = TargetSpecification::from_triple("x86_64-pc-windows-gnu")?;
+    /// let report = manager.validate_target_compatibility(&target).await?;
+    /// match &report.availability {
+    ///     TargetAvailability::Available(plan) => println!("builds with {} via {}", plan.toolchain.name, plan.linker.describe()),
+    ///     TargetAvailability::RequiresInstallation { missing, .. } => println!("missing: {missing:?}"),
+    ///     TargetAvailability::NotSupported { reason, .. } => println!("unsupported: {reason}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn validate_target_compatibility(
         &self,
         target: &TargetSpecification,
@@ -199,6 +245,23 @@ impl CrossCompilationManager {
     }
 
     /// Builds an in-memory template for one target.
+    /// ```no_run
+    /// # use rustle_cross::{CrossCompilationConfig, CrossCompilationManager};
+    /// # use rustle_cross::targets::*;
+    /// # use rustle_cross::build::*;
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = CrossCompilationManager::new(CrossCompilationConfig::default())?;
+    /// let template = GeneratedTemplate {
+    ///     cargo_toml: "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n".into(),
+    ///     source_files: [("src/main.rs".into(), "fn main() {}".into())].into(),
+    ///     ..Default::default()
+    /// };
+    /// let target = TargetSpecification::from_triple("aarch64-unknown-linux-gnu")?;
+    /// let optimization = CompilationOptimization { level: OptimizationLevel::Size, strip: true, ..Default::default() };
+    /// let binary = manager.cross_compile_binary(&template, &target, optimization).await?;
+    /// std::fs::write(&binary.file_name, &binary.binary_data)?;
+    /// # Ok(()) }
+    /// ```
     pub async fn cross_compile_binary(
         &self,
         template: &GeneratedTemplate,
@@ -216,6 +279,26 @@ impl CrossCompilationManager {
     /// Builds an in-memory template for many targets, up to
     /// `max_parallel_jobs` at once, with default optimization. Returns one
     /// outcome per target, in the order given.
+    /// ```no_run
+    /// # use rustle_cross::{CrossCompilationConfig, CrossCompilationManager};
+    /// # use rustle_cross::targets::*;
+    /// # use rustle_cross::build::*;
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = CrossCompilationManager::new(CrossCompilationConfig::default())?;
+    /// # let template = GeneratedTemplate::default();
+    /// let targets = [
+    ///     TargetSpecification::from_triple("x86_64-unknown-linux-gnu")?,
+    ///     TargetSpecification::from_triple("armv7-unknown-linux-gnueabihf")?,
+    /// ];
+    /// for outcome in manager.cross_compile_parallel(&template, &targets).await {
+    ///     match outcome.result {
+    ///         Ok(binary) => println!("{}: {}", outcome.target, binary.checksum),
+    ///         Err(e) if e.is_compile_failure() => eprintln!("template error: {e}"),
+    ///         Err(e) => eprintln!("build environment error: {e}"),
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn cross_compile_parallel(
         &self,
         template: &GeneratedTemplate,

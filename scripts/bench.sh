@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Benchmark: cold, no-op and one-line-change build times per target, for
+# `rustle-cross build` and for plain cargo running the very same command
+# (`rustle-cross build --print-command`) in its own target dir, in the same
+# run on the same machine. Prints a Markdown table for the README.
+#
+# Usage: scripts/bench.sh [TARGET ...]
+#   default targets: one per route (host, multiarch std + gcc, build-std +
+#   mingw, zig). BENCH_DIR (default ./bench-out) holds everything it builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+TARGETS=("$@")
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-pc-windows-gnu x86_64-unknown-linux-musl)
+BENCH_DIR="$(realpath -m "${BENCH_DIR:-bench-out}")"
+RUNS=3
+
+cargo build --release --locked -q -p rustle-cross
+RC="$PWD/target/release/rustle-cross"
+
+rm -rf "$BENCH_DIR"
+mkdir -p "$BENCH_DIR/out"
+cp -r examples/hello-template "$BENCH_DIR/template"
+TEMPLATE="$BENCH_DIR/template"
+export RUSTLE_TARGET_CACHE_DIR="$BENCH_DIR/rustle-cache"
+
+now() { date +%s.%N; }
+# elapsed CMD...: runs it quietly, prints seconds.
+elapsed() {
+  local t0 t1
+  t0=$(now)
+  "$@" >/dev/null 2>"$BENCH_DIR/last.err" || { cat "$BENCH_DIR/last.err" >&2; return 1; }
+  t1=$(now)
+  echo "$t1 - $t0" | bc -l
+}
+median() { printf '%s\n' "$@" | sort -g | sed -n "$((($# + 1) / 2))p"; }
+fmt() { printf '%.2f' "$1"; }
+
+# The plain-cargo command for a target: rustle-cross's exact invocation with
+# its own target dir.
+plain_script() {
+  local t=$1 script="$BENCH_DIR/plain-$t.sh"
+  {
+    echo "#!/bin/sh"
+    echo "cd '$TEMPLATE'"
+    "$RC" build "$TEMPLATE" --target "$t" --print-command |
+      grep -v '^#' | sed "s#^CARGO_TARGET_DIR=.*#CARGO_TARGET_DIR=$BENCH_DIR/plain-target/$t \\\\#"
+  } >"$script"
+  chmod +x "$script"
+  echo "$script"
+}
+
+change_line() { # a one-line change to the template's main.rs
+  sed -i "s#^    let runtime = tokio.*#    let runtime = tokio::runtime::Builder::new_multi_thread() // bench $1#" "$TEMPLATE/src/main.rs"
+}
+
+declare -A COLD_R COLD_P NOOP_R NOOP_P CHG_R CHG_P
+for t in "${TARGETS[@]}"; do
+  echo "bench: $t" >&2
+  script=$(plain_script "$t")
+  COLD_R[$t]=$(elapsed "$RC" build "$TEMPLATE" --target "$t" --out "$BENCH_DIR/out")
+  COLD_P[$t]=$(elapsed "$script")
+  r=(); p=()
+  for _ in $(seq $RUNS); do
+    r+=("$(elapsed "$RC" build "$TEMPLATE" --target "$t" --out "$BENCH_DIR/out")")
+    p+=("$(elapsed "$script")")
+  done
+  NOOP_R[$t]=$(median "${r[@]}")
+  NOOP_P[$t]=$(median "${p[@]}")
+  change_line "r-$t"
+  CHG_R[$t]=$(elapsed "$RC" build "$TEMPLATE" --target "$t" --out "$BENCH_DIR/out")
+  change_line "p-$t"
+  CHG_P[$t]=$(elapsed "$script")
+done
+
+# The whole set in one rustle-cross invocation, nothing changed, against
+# the sum of plain cargo's no-op builds. Both sides are brought up to date
+# with the current sources first.
+all_args=()
+for t in "${TARGETS[@]}"; do all_args+=(--target "$t"); done
+"$RC" build "$TEMPLATE" "${all_args[@]}" --out "$BENCH_DIR/out" >/dev/null 2>&1
+for t in "${TARGETS[@]}"; do "$BENCH_DIR/plain-$t.sh" >/dev/null 2>&1; done
+r=()
+for _ in $(seq $RUNS); do r+=("$(elapsed "$RC" build "$TEMPLATE" "${all_args[@]}" --out "$BENCH_DIR/out")"); done
+ALL_NOOP_R=$(median "${r[@]}")
+SUM_NOOP_P=0; SUM_CHG_R=0; SUM_CHG_P=0
+for t in "${TARGETS[@]}"; do
+  SUM_NOOP_P=$(echo "$SUM_NOOP_P + ${NOOP_P[$t]}" | bc -l)
+  SUM_CHG_R=$(echo "$SUM_CHG_R + ${CHG_R[$t]}" | bc -l)
+  SUM_CHG_P=$(echo "$SUM_CHG_P + ${CHG_P[$t]}" | bc -l)
+done
+NOOP_BAR=$(echo "1.2 * $SUM_NOOP_P + 0.2" | bc -l)
+CHG_BAR=$(echo "1.1 * $SUM_CHG_P" | bc -l)
+
+echo
+echo "| target | cold: rustle-cross | cold: cargo | no-op: rustle-cross | no-op: cargo | one-line change: rustle-cross | one-line change: cargo |"
+echo "|---|---|---|---|---|---|---|"
+for t in "${TARGETS[@]}"; do
+  echo "| $t | $(fmt "${COLD_R[$t]}") s | $(fmt "${COLD_P[$t]}") s | $(fmt "${NOOP_R[$t]}") s | $(fmt "${NOOP_P[$t]}") s | $(fmt "${CHG_R[$t]}") s | $(fmt "${CHG_P[$t]}") s |"
+done
+echo
+echo "All ${#TARGETS[@]} targets, one \`rustle-cross build\`, nothing changed: $(fmt "$ALL_NOOP_R") s (bar: 1.2 x $(fmt "$SUM_NOOP_P") s + 0.2 s = $(fmt "$NOOP_BAR") s)."
+echo "One-line change, sum over targets: rustle-cross $(fmt "$SUM_CHG_R") s, cargo $(fmt "$SUM_CHG_P") s (bar: 1.1 x = $(fmt "$CHG_BAR") s)."
+git -C "$PWD" checkout -q -- examples/hello-template 2>/dev/null || true
