@@ -325,7 +325,10 @@ impl BuildJob<'_> {
 
 /// Builds one target: cargo, then the binary's header is checked against
 /// the target before it is returned.
-pub async fn build(job: &BuildJob<'_>, on_event: &(dyn Fn(BuildEvent) + Send + Sync)) -> Result<CompiledBinary, CompilationError> {
+pub async fn build(
+    job: &BuildJob<'_>,
+    on_event: &(dyn Fn(BuildEvent) + Send + Sync),
+) -> Result<CompiledBinary, CompilationError> {
     let triple = job.triple();
     let start = Instant::now();
     let command = job.cargo_command()?;
@@ -409,7 +412,11 @@ fn classify_failure(triple: &str, messages: &CargoMessages, status: &str, stderr
             CompilationError::CompileFailed { triple: triple.to_owned(), diagnostics }
         };
     }
-    CompilationError::CargoFailed { triple: triple.to_owned(), status: status.to_owned(), stderr: last_lines(stderr, 12) }
+    CompilationError::CargoFailed {
+        triple: triple.to_owned(),
+        status: status.to_owned(),
+        stderr: last_lines(stderr, 12),
+    }
 }
 
 /// Follows cargo's `--message-format=json` stream.
@@ -514,8 +521,12 @@ mod tests {
         assert_eq!(m.observe(r#"{"reason":"build-script-executed"}"#), None);
         assert_eq!(m.observe(&artifact("app", "bin", r#""/t/app""#)).as_deref(), Some("app"));
         assert_eq!(m.observe("not json"), None);
-        m.observe(r#"{"reason":"compiler-message","message":{"level":"warning","rendered":"warning: x","message":"x"}}"#);
-        m.observe(r#"{"reason":"compiler-message","message":{"level":"error","rendered":"error[E0425]: y","message":"y"}}"#);
+        m.observe(
+            r#"{"reason":"compiler-message","message":{"level":"warning","rendered":"warning: x","message":"x"}}"#,
+        );
+        m.observe(
+            r#"{"reason":"compiler-message","message":{"level":"error","rendered":"error[E0425]: y","message":"y"}}"#,
+        );
         assert_eq!(m.units, 3);
         assert_eq!(m.executable.as_deref(), Some(Path::new("/t/app")));
         assert_eq!(m.errors, ["error[E0425]: y"]);

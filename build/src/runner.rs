@@ -307,7 +307,7 @@ pub async fn run_with_plan(
             warm_up_wine(wine, wineserver.as_deref(), &prefix).await;
             // `err+module` keeps Wine silent except when a DLL fails to load,
             // which is the one Wine message a failed smoke test needs.
-            wine_env(ProcessSpec::new(wine), &prefix).env("WINEDEBUG", "-all,err+module").arg(binary.as_os_str())
+            wine_env(ProcessSpec::new(wine), &prefix, "-all,err+module").arg(binary.as_os_str())
         }
     };
     spec.args(args.iter().copied()).timeout(timeout).output().await.map_err(|source| RunnerError::Process {
@@ -317,11 +317,12 @@ pub async fn run_with_plan(
     })
 }
 
-fn wine_env(spec: ProcessSpec, prefix: &Path) -> ProcessSpec {
-    // Headless: no window for the desktop process even when the caller has a
-    // display.
+/// The environment of every Wine process: the prefix, `debug` as
+/// `WINEDEBUG`, no Mono/Gecko installers, and headless (no window for the
+/// desktop process even when the caller has a display).
+fn wine_env(spec: ProcessSpec, prefix: &Path, debug: &str) -> ProcessSpec {
     spec.env("WINEPREFIX", prefix.as_os_str())
-        .env("WINEDEBUG", "-all")
+        .env("WINEDEBUG", debug)
         .env("WINEDLLOVERRIDES", WINE_DLL_OVERRIDES)
         .env_remove("DISPLAY")
         .env_remove("WAYLAND_DISPLAY")
@@ -444,7 +445,7 @@ async fn ensure_prefix(wine: &Path, prefix: &Path) -> Result<(), RunnerError> {
             .map_err(|e| setup_err(step, format!("removing the incomplete {}: {e}", prefix.display())))?;
     }
     tracing::info!(prefix = %prefix.display(), "creating a wine prefix (once; ~700 MB)");
-    let out = wine_env(ProcessSpec::new(wine), prefix)
+    let out = wine_env(ProcessSpec::new(wine), prefix, "-all")
         .args(["wineboot", "--init"])
         .timeout(PREFIX_INIT_TIMEOUT)
         .output()
@@ -489,7 +490,7 @@ async fn warm_up_wine(wine: &Path, wineserver: Option<&Path>, prefix: &Path) {
     const SCRIPT: &str = r#"if [ -n "$1" ]; then "$1" -p"$3" </dev/null >/dev/null 2>&1; fi
 exec "$2" wineboot </dev/null >/dev/null 2>&1"#;
     let server = wineserver.map(|p| p.as_os_str().to_owned()).unwrap_or_default();
-    let spec = wine_env(ProcessSpec::new("sh"), prefix)
+    let spec = wine_env(ProcessSpec::new("sh"), prefix, "-all")
         .args(["-c", SCRIPT, "sh"])
         .arg(server)
         .arg(wine.as_os_str())
@@ -503,7 +504,6 @@ exec "$2" wineboot </dev/null >/dev/null 2>&1"#;
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
 mod tests {
     use super::*;
 

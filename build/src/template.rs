@@ -143,7 +143,8 @@ fn parse_manifest(path: &Path, text: &str) -> Result<(String, String), TemplateE
         path: path.to_path_buf(),
         message: e.to_string().trim().replace('\n', " "),
     })?;
-    let not_bin = |problem: &str| TemplateError::NotABinaryPackage { path: path.to_path_buf(), problem: problem.into() };
+    let not_bin =
+        |problem: &str| TemplateError::NotABinaryPackage { path: path.to_path_buf(), problem: problem.into() };
     let package = table
         .get("package")
         .and_then(|p| p.get("name"))
@@ -282,7 +283,10 @@ mod tests {
     #[test]
     fn directory_template_without_manifest_or_binary() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(TemplateSource::Dir(dir.path().into()).prepare(dir.path()), Err(TemplateError::NoManifest(_))));
+        assert!(matches!(
+            TemplateSource::Dir(dir.path().into()).prepare(dir.path()),
+            Err(TemplateError::NoManifest(_))
+        ));
         std::fs::write(dir.path().join("Cargo.toml"), MANIFEST).unwrap();
         let err = TemplateSource::Dir(dir.path().into()).prepare(dir.path()).unwrap_err();
         assert!(err.to_string().contains("no binary target"), "{err}");

@@ -13,11 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustle_targets::{LinkerRoute, TargetError, TargetSpecification, rule_for};
+use rustle_targets::{GlibcVersion, LinkerRoute, TargetError, TargetSpecification, rule_for_build};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OnceCell};
 
 use crate::process::{ProcessError, ProcessSpec};
 
@@ -312,12 +312,13 @@ struct DiscoveryCache {
 pub struct ToolchainManager {
     config: ToolchainConfig,
     discovered: Mutex<Option<Arc<[Toolchain]>>>,
+    build_glibc: OnceCell<Option<GlibcVersion>>,
 }
 
 impl ToolchainManager {
     /// A manager; nothing is discovered until first asked.
     pub fn new(config: ToolchainConfig) -> Self {
-        Self { config, discovered: Mutex::new(None) }
+        Self { config, discovered: Mutex::new(None), build_glibc: OnceCell::new() }
     }
 
     /// Its configuration.
@@ -428,6 +429,24 @@ impl ToolchainManager {
         Ok(out)
     }
 
+    /// The glibc this machine's C toolchains link against (`getconf
+    /// GNU_LIBC_VERSION`; Debian's cross libcs are of the same release), or
+    /// `None` when it has none.
+    pub async fn build_glibc(&self) -> Option<GlibcVersion> {
+        *self
+            .build_glibc
+            .get_or_init(|| async {
+                let out = ProcessSpec::new("getconf")
+                    .arg("GNU_LIBC_VERSION")
+                    .timeout(Duration::from_secs(5))
+                    .output()
+                    .await
+                    .ok()?;
+                out.stdout_text().trim().strip_prefix("glibc ")?.parse().ok()
+            })
+            .await
+    }
+
     /// Whether this machine can build `target`, and how; or what is missing.
     pub async fn get_target_availability(&self, target: &str) -> Result<TargetAvailability, ToolchainError> {
         let spec = TargetSpecification::from_triple(target)?;
@@ -437,7 +456,7 @@ impl ToolchainManager {
     /// [`Self::get_target_availability`] for an already parsed target.
     pub async fn availability(&self, target: &TargetSpecification) -> Result<TargetAvailability, ToolchainError> {
         let toolchains = self.toolchains().await?;
-        let rule = rule_for(target);
+        let rule = rule_for_build(target, self.build_glibc().await);
         let mut missing = Vec::new();
 
         let linker = match (rule.linker, &target.linker) {
@@ -829,6 +848,17 @@ mod tests {
         let plan = a.plan().expect("host target available");
         assert_eq!(plan.std, StdSource::Prebuilt);
         assert_eq!(plan.linker, LinkerPlan::Host);
+    }
+
+    #[tokio::test]
+    async fn build_glibc_is_read_and_decides_the_floor_route() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(dir.path());
+        let glibc = m.build_glibc().await.expect("this Debian machine has glibc");
+        assert_eq!(glibc.major, 2);
+        let at_build = format!("x86_64-unknown-linux-gnu.{glibc}");
+        let plan = m.get_target_availability(&at_build).await.unwrap();
+        assert_eq!(plan.plan().map(|p| &p.linker), Some(&LinkerPlan::Host), "{plan:?}");
     }
 
     #[tokio::test]

@@ -477,7 +477,6 @@ fn parse_glibc_version(name: &[u8]) -> Option<GlibcVersion> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
 mod tests {
     use super::*;
 

@@ -4,7 +4,7 @@
 //! glibc floor enforced both ways, and no panic on truncated or corrupted
 //! input.
 
-#![allow(clippy::unwrap_used, reason = "tests")]
+#![allow(clippy::unwrap_used, reason = "test helpers outside #[test] fns")]
 
 mod common;
 

@@ -234,14 +234,21 @@ impl CrossCompilationConfig {
 
     /// A target with this configuration's per-target settings applied.
     pub fn target(&self, name: &str) -> Result<TargetSpecification, TargetError> {
-        let mut spec = TargetSpecification::from_triple(name)?;
-        if let Some(o) = self.targets.get(name).or_else(|| self.targets.get(&spec.triple)) {
+        Ok(self.configure(TargetSpecification::from_triple(name)?))
+    }
+
+    /// Applies the per-target settings (`[cross_compilation.targets.T]`,
+    /// `docker_images`) to a target, keyed by its full name (with a glibc
+    /// floor) first, then by its triple.
+    pub fn configure(&self, mut spec: TargetSpecification) -> TargetSpecification {
+        let name = spec.to_string();
+        if let Some(o) = self.targets.get(&name).or_else(|| self.targets.get(&spec.triple)) {
             spec.linker = o.linker.clone().or(spec.linker);
             spec.rustflags.extend(o.rustflags.iter().cloned());
             spec.features.extend(o.features.iter().cloned());
         }
-        spec.docker_image = self.docker_images.get(name).or_else(|| self.docker_images.get(&spec.triple)).cloned();
-        Ok(spec)
+        spec.docker_image = self.docker_images.get(&name).or_else(|| self.docker_images.get(&spec.triple)).cloned();
+        spec
     }
 
     /// The toolchain manager's settings, with the cache at `cache_dir`.

@@ -16,6 +16,11 @@ pub mod targets {
     pub use rustle_targets::*;
 }
 
+/// Target detection from inventories, facts and SSH probes.
+pub mod detect {
+    pub use rustle_detect::*;
+}
+
 /// The build engine (`CompiledBinary`, `GeneratedTemplate`, `ToolchainManager`, ...).
 pub mod build {
     pub use rustle_build::engine::{BuildEvent, CompilationError, CompilationMetadata, CompiledBinary};

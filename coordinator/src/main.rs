@@ -29,6 +29,8 @@ enum Command {
     Targets(cli::targets::TargetsArgs),
     /// Build a template for one or more targets.
     Build(cli::build::BuildArgs),
+    /// Work out each inventory host's target, grouped by triple.
+    Detect(cli::detect::DetectArgs),
     /// Check toolchains, linkers, runners, Docker and disk, with fixes.
     Doctor(cli::doctor::DoctorArgs),
 }
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Targets(args) => cli::targets::run(config, args).await,
             Command::Build(args) => cli::build::run(config, args).await,
+            Command::Detect(args) => cli::detect::run(config, args).await,
             Command::Doctor(args) => cli::doctor::run(config, args).await,
         }
     });

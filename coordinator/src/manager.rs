@@ -13,6 +13,7 @@ use rustle_build::template::{GeneratedTemplate, PreparedTemplate, TemplateSource
 use rustle_build::toolchain::{
     BuildPlan, MissingRequirement, TargetAvailability, Toolchain, ToolchainError, ToolchainKind, ToolchainManager,
 };
+use rustle_detect::{DetectOptions, ParsedInventory, TargetDetectionError, TargetDetector, TargetPlan};
 use rustle_targets::{CompilationOptimization, TargetError, TargetSpecification};
 use serde::Serialize;
 
@@ -242,6 +243,31 @@ impl CrossCompilationManager {
             availability: self.toolchains.availability(target).await?,
             runner: plan_runner(target).map_err(|e| e.to_string()),
         })
+    }
+
+    /// The distinct targets of an inventory's hosts, from explicit triples
+    /// and cached facts (no SSH probing; use [`Self::detect_target_plan`]
+    /// for that and for the host grouping). Fails when any host has no
+    /// target, naming the host and the way out.
+    pub async fn detect_targets_from_inventory(
+        &self,
+        inventory: &ParsedInventory,
+    ) -> Result<Vec<TargetSpecification>, TargetDetectionError> {
+        let plan = self.detect_target_plan(inventory, &DetectOptions { strict: true, ..Default::default() }).await?;
+        Ok(plan.targets)
+    }
+
+    /// The full detection result: every host's target with its evidence,
+    /// hosts grouped by triple, glibc floors, unresolved hosts and
+    /// conflicts. Targets carry this configuration's per-target settings.
+    pub async fn detect_target_plan(
+        &self,
+        inventory: &ParsedInventory,
+        options: &DetectOptions,
+    ) -> Result<TargetPlan, TargetDetectionError> {
+        let mut plan = TargetDetector::new().detect_from_inventory(inventory, options).await?;
+        plan.targets = plan.targets.into_iter().map(|t| self.config.configure(t)).collect();
+        Ok(plan)
     }
 
     /// Builds an in-memory template for one target.

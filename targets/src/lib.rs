@@ -10,7 +10,7 @@ mod rules;
 mod spec;
 
 pub use optimization::{CompilationOptimization, OptimizationError, OptimizationLevel, PanicStrategy};
-pub use rules::{LinkerRoute, RULES, RunnerRoute, TargetRule, rule_for};
+pub use rules::{LinkerRoute, RULES, RunnerRoute, TargetRule, rule_for, rule_for_build};
 pub use spec::{
     Architecture, Endianness, GlibcVersion, LibcType, OsFamily, TargetError, TargetSpecification, known_triples,
 };

@@ -4,7 +4,7 @@
 //! This is data, one row per triple. The toolchain manager combines a row
 //! with what is installed to answer "can this machine build T, and how".
 
-use crate::spec::{LibcType, TargetSpecification};
+use crate::spec::{GlibcVersion, LibcType, TargetSpecification};
 
 /// How a target's binaries are linked (and its C code compiled).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,15 +124,25 @@ pub const RULES: &[TargetRule] = &[
     row("i686-pc-windows-msvc", None, MSVC, RunnerRoute::Wine),
 ];
 
-/// The rule for a target. A glibc floor always routes through zig (only zig
-/// links against an older glibc's symbol versions). A target with no row gets
-/// `LinkerRoute::Unavailable` unless it names its own linker.
+/// The rule for a target, not knowing the build machine's glibc: a glibc
+/// floor always routes through zig. See [`rule_for_build`].
 pub fn rule_for(target: &TargetSpecification) -> TargetRule {
+    rule_for_build(target, None)
+}
+
+/// The rule for a target on a build machine whose C library (the one its
+/// cross toolchains link against) is `build_glibc`. A glibc floor below it
+/// routes through zig, which links against an older glibc's symbol versions;
+/// a floor at or above it needs nothing special, since a binary cannot need
+/// a newer glibc than the one it was linked against. A target with no row
+/// gets `LinkerRoute::Unavailable` unless it names its own linker.
+pub fn rule_for_build(target: &TargetSpecification, build_glibc: Option<GlibcVersion>) -> TargetRule {
     let base = RULES.iter().find(|r| r.triple == target.triple).copied().unwrap_or_else(|| fallback(target));
-    if target.glibc_floor.is_some() && target.libc == Some(LibcType::Glibc) {
-        return TargetRule { linker: LinkerRoute::Zig, ..base };
+    match (target.glibc_floor, build_glibc) {
+        (Some(floor), Some(build)) if floor >= build => base,
+        (Some(_), _) if target.libc == Some(LibcType::Glibc) => TargetRule { linker: LinkerRoute::Zig, ..base },
+        _ => base,
     }
-    base
 }
 
 fn fallback(target: &TargetSpecification) -> TargetRule {
@@ -189,6 +199,16 @@ mod tests {
         let r = rule("aarch64-unknown-linux-gnu.2.17");
         assert_eq!(r.linker, LinkerRoute::Zig);
         assert_eq!(r.runner, RunnerRoute::Qemu { arch: "aarch64", gnu_prefix: "aarch64-linux-gnu" });
+    }
+
+    #[test]
+    fn glibc_floor_at_or_above_the_build_glibc_needs_no_zig() {
+        let t = TargetSpecification::from_triple("aarch64-unknown-linux-gnu.2.36").unwrap();
+        let build = Some(GlibcVersion { major: 2, minor: 36 });
+        assert!(matches!(rule_for_build(&t, build).linker, LinkerRoute::GnuCross { .. }));
+        let old = TargetSpecification::from_triple("aarch64-unknown-linux-gnu.2.17").unwrap();
+        assert_eq!(rule_for_build(&old, build).linker, LinkerRoute::Zig);
+        assert_eq!(rule_for_build(&t, None).linker, LinkerRoute::Zig, "unknown build glibc: be safe");
     }
 
     #[test]

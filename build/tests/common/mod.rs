@@ -6,7 +6,7 @@
 //! `RUSTLE_SKIP_CROSS_TOOLS=1` is set: then the test prints that it skipped.
 
 #![allow(dead_code, reason = "each test crate uses a subset of the helpers")]
-#![allow(clippy::unwrap_used, reason = "test helpers")]
+#![allow(clippy::unwrap_used, reason = "test helpers outside #[test] fns")]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rustle_cross::build::{BinaryReport, BuildEvent, CompilationError, CompiledBinary, TemplateSource, run_binary};
+use rustle_cross::detect::TargetPlan;
 use rustle_cross::targets::{CompilationOptimization, OptimizationLevel, PanicStrategy, TargetSpecification};
 use rustle_cross::{CrossCompilationConfig, CrossCompilationManager, ProgressSink, TargetOutcome};
 use serde_json::json;
@@ -39,6 +40,12 @@ pub struct BuildArgs {
     /// Build every supported target this machine can build.
     #[arg(long, conflicts_with = "targets")]
     all_available: bool,
+    /// Build exactly the targets this inventory's hosts need, and write
+    /// `manifest.json` (host, triple, file, sha256) into `--out`.
+    #[arg(long, short = 'i', conflicts_with_all = ["targets", "all_available"])]
+    inventory: Option<PathBuf>,
+    #[command(flatten)]
+    inventory_options: super::detect::InventoryArgs,
     /// Where binaries and their .sha256 files go.
     #[arg(long, default_value = "out")]
     out: PathBuf,
@@ -115,7 +122,21 @@ pub async fn run(mut config: CrossCompilationConfig, args: BuildArgs) -> anyhow:
     let source = TemplateSource::Dir(args.template.clone());
     let optimization = args.optimization();
 
-    let targets = if args.all_available {
+    let mut plan = None;
+    let targets = if let Some(inventory) = &args.inventory {
+        let detected = super::detect::plan(&manager, inventory, &args.inventory_options).await?;
+        if !super::detect::accept(&detected, &args.inventory_options) {
+            eprintln!("{}", detected.render_table());
+            anyhow::bail!(
+                "{} host(s) in {} have no target; fix them or pass --allow-unresolved",
+                detected.unresolved.len(),
+                inventory.display()
+            );
+        }
+        let targets = detected.targets.clone();
+        plan = Some(detected);
+        targets
+    } else if args.all_available {
         let reports = super::targets::reports(&manager, &[]).await?;
         let (available, skipped): (Vec<_>, Vec<_>) = reports.into_iter().partition(|r| r.is_buildable());
         if !args.json {
@@ -173,6 +194,9 @@ pub async fn run(mut config: CrossCompilationConfig, args: BuildArgs) -> anyhow:
         rows.push((outcome, written, smoke));
     }
 
+    if let Some(plan) = &plan {
+        write_manifest(&args.out, plan, &rows)?;
+    }
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     if args.json {
         let results: Vec<_> =
@@ -197,6 +221,34 @@ fn write_binary(out: &Path, binary: &CompiledBinary) -> anyhow::Result<PathBuf> 
     std::fs::write(out.join(format!("{name}.sha256")), format!("{}  {name}\n", binary.checksum))?;
     Ok(path)
 }
+
+/// Writes `manifest.json`: which binary each inventory host gets.
+fn write_manifest(out: &Path, plan: &TargetPlan, rows: &[Row<'_>]) -> anyhow::Result<()> {
+    let mut hosts = Vec::new();
+    for host in plan.evidence.keys() {
+        let Some(target) = plan.target_for_host(host) else { continue };
+        let name = target.to_string();
+        let Some((outcome, file, _)) = rows.iter().find(|(o, _, _)| o.target.to_string() == name) else { continue };
+        let mut entry = json!({ "host": host, "triple": name });
+        match (&outcome.result, file) {
+            (Ok(binary), Some(file)) => {
+                entry["file"] = json!(file);
+                entry["sha256"] = json!(binary.checksum);
+            }
+            (Err(e), _) => entry["error"] = json!(e.to_string()),
+            (Ok(_), None) => {}
+        }
+        hosts.push(entry);
+    }
+    let unresolved: serde_json::Map<String, serde_json::Value> =
+        plan.unresolved.iter().map(|(h, e)| (h.clone(), json!(e.to_string()))).collect();
+    let path = out.join("manifest.json");
+    let text = serde_json::to_string_pretty(&json!({ "hosts": hosts, "unresolved": unresolved }))?;
+    std::fs::write(&path, text).with_context(|| format!("failed to write {}", path.display()))
+}
+
+/// One target's line in the results: outcome, written file, smoke test.
+type Row<'a> = (&'a TargetOutcome, Option<PathBuf>, Option<SmokeResult>);
 
 /// The result of running a binary here.
 struct SmokeResult {
@@ -245,7 +297,7 @@ fn result_json(outcome: &TargetOutcome, path: Option<&Path>, smoke: Option<&Smok
     value
 }
 
-fn print_summary(rows: &[(&TargetOutcome, Option<PathBuf>, Option<SmokeResult>)]) {
+fn print_summary(rows: &[Row<'_>]) {
     let with_smoke = rows.iter().any(|r| r.2.is_some());
     let mut header = vec!["TARGET", "STATUS", "SIZE", "TIME", "SHA256", "VALIDATION"];
     if with_smoke {

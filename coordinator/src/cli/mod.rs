@@ -1,6 +1,7 @@
 //! The CLI's subcommands, one file each, and the plain-text table they share.
 
 pub mod build;
+pub mod detect;
 pub mod doctor;
 pub mod table;
 pub mod targets;

@@ -1,0 +1,83 @@
+//! `rustle-cross detect`: works out every inventory host's target (explicit
+//! triple, cached facts, or an SSH probe), grouped by triple, and lists the
+//! hosts it could not resolve with the reason.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use rustle_cross::detect::{DetectOptions, ParsedInventory, TargetPlan};
+use rustle_cross::{CrossCompilationConfig, CrossCompilationManager};
+
+/// Where targets come from: shared by `detect` and `build --inventory`.
+#[derive(Args, Clone)]
+pub struct InventoryArgs {
+    /// Fact cache directory (Ansible's jsonfile cache plugin).
+    #[arg(long)]
+    facts: Option<PathBuf>,
+    /// Probe hosts without an explicit triple or cached facts over SSH.
+    #[arg(long)]
+    probe: bool,
+    /// Only hosts matching this Ansible pattern (`web:db`, `all:!old`).
+    #[arg(long)]
+    limit: Option<String>,
+    /// Stop at the first host that cannot be resolved.
+    #[arg(long)]
+    strict: bool,
+    /// Exit 0 even when some hosts have no target.
+    #[arg(long)]
+    allow_unresolved: bool,
+}
+
+/// Arguments of `rustle-cross detect`.
+#[derive(Args)]
+pub struct DetectArgs {
+    /// The inventory: an INI, YAML or JSON file, or a directory of them.
+    #[arg(long, short = 'i')]
+    inventory: PathBuf,
+    #[command(flatten)]
+    options: InventoryArgs,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Detects the plan for an inventory.
+pub async fn plan(
+    manager: &CrossCompilationManager,
+    inventory: &std::path::Path,
+    args: &InventoryArgs,
+) -> anyhow::Result<TargetPlan> {
+    let mut parsed = ParsedInventory::load(inventory)?;
+    if let Some(pattern) = &args.limit {
+        parsed = parsed.limit(pattern)?;
+    }
+    let options = DetectOptions {
+        fact_cache_dir: args.facts.clone(),
+        probe: args.probe,
+        strict: args.strict,
+        ..DetectOptions::default()
+    };
+    manager
+        .detect_target_plan(&parsed, &options)
+        .await
+        .with_context(|| format!("cannot detect targets for {}", inventory.display()))
+}
+
+/// Whether an incomplete plan is acceptable.
+pub fn accept(plan: &TargetPlan, args: &InventoryArgs) -> bool {
+    plan.is_complete() || args.allow_unresolved
+}
+
+/// Runs the command: exits 1 when a host is unresolved (unless allowed).
+pub async fn run(config: CrossCompilationConfig, args: DetectArgs) -> anyhow::Result<ExitCode> {
+    let manager = CrossCompilationManager::new(config)?;
+    let plan = plan(&manager, &args.inventory, &args.options).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        println!("{}", plan.render_table());
+    }
+    Ok(if accept(&plan, &args.options) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
