@@ -402,21 +402,49 @@ pub async fn build(
     })
 }
 
+/// Sorts a failed cargo run. With `json-render-diagnostics` cargo renders
+/// rustc's diagnostics to stderr and says `could not compile` for each crate
+/// rustc rejected; JSON `compiler-message`s count too when present.
 fn classify_failure(triple: &str, messages: &CargoMessages, status: &str, stderr: &str) -> CompilationError {
-    let is_link_error = |d: &String| d.contains("linking with") || d.contains("linker `");
-    if !messages.errors.is_empty() {
-        let diagnostics = messages.errors.join("\n");
-        return if messages.errors.iter().all(is_link_error) {
-            CompilationError::LinkFailed { triple: triple.to_owned(), diagnostics }
-        } else {
-            CompilationError::CompileFailed { triple: triple.to_owned(), diagnostics }
+    let rendered = if stderr.contains("could not compile") { rendered_errors(stderr) } else { Vec::new() };
+    let errors: Vec<&str> = messages.errors.iter().chain(&rendered).map(String::as_str).collect();
+    if errors.is_empty() {
+        return CompilationError::CargoFailed {
+            triple: triple.to_owned(),
+            status: status.to_owned(),
+            stderr: last_lines(stderr, 12),
         };
     }
-    CompilationError::CargoFailed {
-        triple: triple.to_owned(),
-        status: status.to_owned(),
-        stderr: last_lines(stderr, 12),
+    let is_link_error = |d: &str| d.contains("linking with") || d.contains("linker `");
+    let diagnostics = errors.join("\n");
+    if errors.iter().filter(|e| !e.starts_with("error: could not compile")).all(|e| is_link_error(e)) {
+        CompilationError::LinkFailed { triple: triple.to_owned(), diagnostics }
+    } else {
+        CompilationError::CompileFailed { triple: triple.to_owned(), diagnostics }
     }
+}
+
+/// The error diagnostics cargo rendered to stderr: each block from a line
+/// starting with `error` up to the next diagnostic or cargo status line.
+fn rendered_errors(stderr: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in stderr.lines() {
+        let starts_diagnostic = line.starts_with("error") || line.starts_with("warning");
+        // cargo's status lines: a right-aligned capitalised verb ("   Compiling").
+        let is_status = line.starts_with("   ") && line.trim_start().starts_with(|c: char| c.is_ascii_uppercase());
+        if starts_diagnostic || is_status {
+            blocks.extend(current.take());
+            if line.starts_with("error") {
+                current = Some(line.to_owned());
+            }
+        } else if let Some(block) = &mut current {
+            block.push('\n');
+            block.push_str(line);
+        }
+    }
+    blocks.extend(current);
+    blocks.into_iter().filter(|b| !b.starts_with("error: aborting due to")).map(|b| b.trim_end().to_owned()).collect()
 }
 
 /// Follows cargo's `--message-format=json` stream.
@@ -530,6 +558,23 @@ mod tests {
         assert_eq!(m.units, 3);
         assert_eq!(m.executable.as_deref(), Some(Path::new("/t/app")));
         assert_eq!(m.errors, ["error[E0425]: y"]);
+    }
+
+    #[test]
+    fn rendered_compile_errors_are_found_in_stderr() {
+        let stderr = "   Compiling small v0.1.0 (/t)\nerror[E0308]: mismatched types\n --> src/main.rs:2:26\n  |\n2 | let x: u32 = \"a\";\n  |              ^^^ expected `u32`\n\nFor more information about this error, try `rustc --explain E0308`.\nerror: could not compile `small` (bin \"small\") due to 1 previous error\n";
+        let e = classify_failure("t", &CargoMessages::new("small"), "exit status: 101", stderr);
+        let CompilationError::CompileFailed { diagnostics, .. } = &e else { panic!("{e:?}") };
+        assert!(diagnostics.starts_with("error[E0308]: mismatched types\n --> src/main.rs:2:26"), "{diagnostics}");
+        assert!(!diagnostics.contains("Compiling"), "{diagnostics}");
+
+        let link = "   Compiling app v0.1.0\nerror: linking with `aarch64-linux-gnu-gcc` failed: exit status: 1\n  |\n  = note: ld: cannot find -lfoo\n\nerror: could not compile `app` (bin \"app\") due to 1 previous error\n";
+        let e = classify_failure("t", &CargoMessages::new("app"), "exit status: 101", link);
+        assert!(matches!(e, CompilationError::LinkFailed { .. }), "{e:?}");
+
+        let infra = "error: failed to run custom build command for `zstd-sys v2.0.0`\n\nCaused by:\n  process didn't exit successfully\n";
+        let e = classify_failure("t", &CargoMessages::new("app"), "exit status: 101", infra);
+        assert!(matches!(e, CompilationError::CargoFailed { .. }), "{e:?}");
     }
 
     #[test]

@@ -8,11 +8,18 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Where the tests keep templates and the cache: outside this repository,
+/// because cargo refuses to build a package that sits inside another
+/// workspace's directory without being its member.
+pub fn work_root() -> PathBuf {
+    std::env::var_os("RUSTLE_TEST_WORK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("rustle-cross-e2e"))
+}
+
 /// The cache every end-to-end test shares.
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("RUSTLE_TEST_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("rustle-cache"))
+    work_root().join("cache")
 }
 
 /// `rustle-cross ARGS` with the shared cache.
@@ -41,14 +48,14 @@ pub fn rustle_cross_env(args: &[&str], env: &[(&str, &str)]) -> Output {
 /// dirs stay warm between runs). The copy is refreshed from the source.
 pub fn example_template() -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello-template");
-    let dst = Path::new(env!("CARGO_TARGET_TMPDIR")).join("templates/hello-template");
+    let dst = work_root().join("templates/hello-template");
     copy_tree(&src, &dst);
     dst
 }
 
 /// Writes a template from (path, content) pairs at a stable path named `name`.
 pub fn scratch_template(name: &str, files: &[(&str, &str)]) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("templates").join(name);
+    let dir = work_root().join("templates").join(name);
     for (path, content) in files {
         let path = dir.join(path);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");

@@ -1,0 +1,116 @@
+//! End to end: `rustle-cross detect` on a mixed inventory groups hosts by
+//! triple with their evidence and names the unresolved ones, and
+//! `rustle-cross build --inventory` builds one validated binary per group
+//! and writes the host -> binary manifest.
+
+mod common;
+
+use common::{example_template, json, require_cross_tools, rustle_cross, stderr};
+
+const INVENTORY: &str = "\
+[web]
+web1 ansible_host=10.0.0.1 rustle_target_triple=x86_64-unknown-linux-gnu
+
+[pis]
+pi1 ansible_host=10.0.0.11 ansible_architecture=aarch64 ansible_system=Linux ansible_os_family=Debian
+pi2 ansible_host=10.0.0.12 ansible_architecture=arm64 ansible_system=Linux ansible_os_family=Debian
+
+[macs]
+mac1 ansible_architecture=arm64 ansible_system=Darwin ansible_os_family=Darwin ansible_distribution_version=14.2
+
+[windows]
+win1 ansible_os_family=Windows ansible_architecture=64-bit
+
+[mystery]
+ghost ansible_host=10.0.0.99
+";
+
+fn inventory() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("hosts.ini"), INVENTORY).expect("write inventory");
+    dir
+}
+
+#[test]
+fn detect_groups_hosts_and_names_the_unresolved() {
+    let dir = inventory();
+    let inv = dir.path().join("hosts.ini");
+    let inv = inv.to_str().expect("utf-8");
+
+    let out = rustle_cross(&["detect", "-i", inv, "--json"]);
+    assert_eq!(out.status.code(), Some(1), "an unresolved host fails the run");
+    let plan = json(&out);
+    let group = |triple: &str| plan["hosts_by_triple"][triple].clone();
+    assert_eq!(group("x86_64-unknown-linux-gnu"), serde_json::json!(["web1"]), "{plan:#}");
+    assert_eq!(group("aarch64-unknown-linux-gnu"), serde_json::json!(["pi1", "pi2"]), "{plan:#}");
+    assert_eq!(group("aarch64-apple-darwin"), serde_json::json!(["mac1"]), "{plan:#}");
+    assert_eq!(group("x86_64-pc-windows-msvc"), serde_json::json!(["win1"]), "{plan:#}");
+    let ghost = plan["unresolved"]["ghost"].as_str().expect("ghost is unresolved");
+    assert!(ghost.contains("cannot determine target for ghost"), "{ghost}");
+    assert!(ghost.contains("rustle_target_triple") && ghost.contains("--probe"), "{ghost}");
+
+    let table = rustle_cross(&["detect", "-i", inv, "--allow-unresolved"]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    let text = String::from_utf8_lossy(&table.stdout);
+    for needle in ["web1", "pi2", "mac1", "aarch64-apple-darwin", "ghost"] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn build_from_inventory_writes_one_binary_per_group_and_the_manifest() {
+    if !require_cross_tools(&["aarch64-linux-gnu-gcc"]) {
+        return;
+    }
+    let dir = inventory();
+    let inv = dir.path().join("hosts.ini");
+    let out_dir = tempfile::tempdir().expect("tmp");
+    let template = example_template();
+
+    // Unresolved hosts stop the build before anything is compiled.
+    let refused = rustle_cross(&[
+        "build",
+        template.to_str().expect("utf-8"),
+        "--inventory",
+        inv.to_str().expect("utf-8"),
+        "--out",
+        out_dir.path().to_str().expect("utf-8"),
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("have no target"), "{}", stderr(&refused));
+    assert!(!out_dir.path().join("manifest.json").exists());
+
+    let out = rustle_cross(&[
+        "build",
+        template.to_str().expect("utf-8"),
+        "--inventory",
+        inv.to_str().expect("utf-8"),
+        "--limit",
+        "web:pis",
+        "--json",
+        "--out",
+        out_dir.path().to_str().expect("utf-8"),
+    ]);
+    let report = json(&out);
+    assert!(out.status.success(), "{report:#}");
+    assert_eq!(report["results"].as_array().map(Vec::len), Some(2), "one build per triple: {report:#}");
+
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.path().join("manifest.json")).expect("manifest written"))
+            .expect("manifest is JSON");
+    let hosts = manifest["hosts"].as_array().expect("hosts");
+    let entry = |host: &str| hosts.iter().find(|h| h["host"] == host).cloned().unwrap_or_else(|| panic!("{host}"));
+    let (pi1, pi2, web1) = (entry("pi1"), entry("pi2"), entry("web1"));
+    assert_eq!(pi1["triple"], "aarch64-unknown-linux-gnu");
+    assert_eq!(pi1["file"], pi2["file"], "hosts of one triple share one binary");
+    assert_eq!(pi1["sha256"], pi2["sha256"]);
+    assert_ne!(pi1["sha256"], web1["sha256"]);
+    assert_eq!(web1["triple"], "x86_64-unknown-linux-gnu");
+    for h in [&pi1, &web1] {
+        let file = std::path::Path::new(h["file"].as_str().expect("file"));
+        let data = std::fs::read(file).expect("binary exists");
+        use sha2::Digest;
+        assert_eq!(h["sha256"], format!("{:x}", sha2::Sha256::digest(&data)));
+    }
+    assert!(hosts.iter().all(|h| h["host"] != "mac1"), "--limit keeps other groups out");
+}
