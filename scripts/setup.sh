@@ -58,7 +58,7 @@ apt_update || log "apt-get update failed; trying with the lists we have"
 # Host pieces: Debian's rustc-web (a second toolchain with multiarch std and a
 # matching rust-src for build-std), C toolchains, runners.
 BASE=(rustc-web cargo-web rust-web-src build-essential pkg-config file
-  qemu-user libc6-i386 python3-venv openssh-client)
+  qemu-user libc6-i386 lib32gcc-s1 python3-venv openssh-client bc)
 apt_install "${BASE[@]}" && note "base: ok (rustc-web, rust-web-src, qemu-user)" || note "base: some packages missing"
 
 if [ $MINIMAL = 0 ]; then

@@ -1,0 +1,589 @@
+//! The scheduling state machine, [`Scheduler`]: events in with `handle_*`, actions out with `poll_*`.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use rustle_protocol::{AgentId, BuildOutcome, CapabilityReport, JobId, LoadUpdate, RejectReason};
+use rustle_targets::TargetSpecification;
+use serde::Serialize;
+
+use crate::actions::{Action, AgentLoss, Cancel, CancelReason, Dispatch, EventOutcome, JobReport, JobResult};
+use crate::agents::{AgentRecord, AgentState, AgentStatus};
+use crate::config::{ConfigError, SchedulerConfig};
+use crate::executor::Executor;
+use crate::placement::{Decision, Exclusion, FallbackRecord, Fleet, PlacementRequest, SpeedHistory, place};
+use crate::time::Timestamp;
+
+/// A build to schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRequest {
+    /// What to build for.
+    pub target: TargetSpecification,
+    /// Time from submission after which the job is cancelled and reported as
+    /// timed out; `None` uses [`SchedulerConfig::default_deadline`].
+    pub deadline: Option<Duration>,
+}
+
+impl JobRequest {
+    /// A job for `target` with the default deadline.
+    pub fn new(target: TargetSpecification) -> Self {
+        Self { target, deadline: None }
+    }
+
+    /// The same job with its own deadline.
+    pub fn with_deadline(self, deadline: Duration) -> Self {
+        Self { deadline: Some(deadline), ..self }
+    }
+}
+
+/// Where an unfinished job is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for a free slot on an executor that can build it.
+    Queued,
+    /// Offered to an agent that has not accepted yet.
+    Offered {
+        /// The agent.
+        executor: Executor,
+        /// When it was offered.
+        since: Timestamp,
+    },
+    /// Accepted by an agent, or started on a fallback.
+    Running {
+        /// Where it runs.
+        executor: Executor,
+        /// When it was accepted or started.
+        since: Timestamp,
+    },
+}
+
+impl JobState {
+    /// The executor holding the job, if one does.
+    pub fn executor(&self) -> Option<&Executor> {
+        match self {
+            Self::Queued => None,
+            Self::Offered { executor, .. } | Self::Running { executor, .. } => Some(executor),
+        }
+    }
+}
+
+/// What the scheduler keeps about an unfinished job.
+#[derive(Debug, Clone)]
+struct Job {
+    target: TargetSpecification,
+    submitted_at: Timestamp,
+    deadline_at: Timestamp,
+    state: JobState,
+    dispatches: u32,
+    failures: u32,
+    exclusions: BTreeMap<Executor, Exclusion>,
+    last_failure: Option<(Executor, String)>,
+    decisions: Vec<Decision>,
+}
+
+impl Job {
+    fn is_held_by(&self, executor: &Executor) -> bool {
+        self.state.executor() == Some(executor)
+    }
+}
+
+/// The pure scheduling core: which executor builds which job, retries,
+/// deadlines and agent liveness. It performs no I/O and reads no clock; every
+/// method that depends on time takes `now`.
+///
+/// Methods, grouped as in quinn-proto's `Connection`:
+/// - getters: [`agents`](Self::agents), [`job_state`](Self::job_state),
+///   [`decisions`](Self::decisions), [`assigned_to`](Self::assigned_to), …
+/// - `handle_*` for incoming events: agents connecting, reporting load and
+///   disconnecting; jobs being submitted, accepted, rejected, progressing and
+///   finishing; and [`handle_timeout`](Self::handle_timeout);
+/// - `poll_*` for outgoing work: [`poll_action`](Self::poll_action) for
+///   [`Action`]s, [`poll_timeout`](Self::poll_timeout) for when to call
+///   `handle_timeout` next.
+///
+/// Placement runs inside the `handle_*` methods, so after any of them the
+/// state is settled and the resulting actions are waiting in order.
+///
+/// # Guarantees
+/// - Every submitted job gets exactly one [`Action::Report`].
+/// - A job is dispatched to at most one executor at a time, and never again
+///   to an agent that rejected it, was lost holding it, or left its offer
+///   unanswered. Results, acceptances and progress from anywhere but the
+///   job's current executor are ignored ([`EventOutcome::Ignored`]);
+///   acceptances and progress are answered with a [`Cancel`].
+/// - An executor never holds more dispatched, unfinished jobs than its slots.
+/// - A compile failure is reported, never re-dispatched.
+///
+/// # What the caller must do
+/// - Feed `BuildOutcome::Success` only once the artifact arrived and matched
+///   its checksum; a failed transfer is a retryable infrastructure failure.
+/// - Call [`handle_agent_disconnected`](Self::handle_agent_disconnected)
+///   before re-registering an agent whose connection was replaced, and stop
+///   feeding events from a connection once it is closed.
+/// - Close the connection of an agent named by [`Action::AgentLost`].
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    config: SchedulerConfig,
+    agents: BTreeMap<AgentId, AgentRecord>,
+    fallbacks: Vec<FallbackRecord>,
+    speeds: SpeedHistory,
+    jobs: BTreeMap<JobId, Job>,
+    next_job: u64,
+    actions: VecDeque<Action>,
+}
+
+impl Scheduler {
+    /// A scheduler with no agents and no jobs, after checking `config`.
+    pub fn new(config: SchedulerConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let fallbacks = config
+            .fallbacks
+            .iter()
+            .map(|fallback| FallbackRecord { config: fallback.clone(), assigned: BTreeSet::new() })
+            .collect();
+        Ok(Self {
+            config,
+            agents: BTreeMap::new(),
+            fallbacks,
+            speeds: SpeedHistory::default(),
+            jobs: BTreeMap::new(),
+            next_job: 1,
+            actions: VecDeque::new(),
+        })
+    }
+
+    // ---- getters -------------------------------------------------------
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    /// Every agent ever registered, in name order, with its state and jobs.
+    pub fn agents(&self) -> Vec<AgentStatus> {
+        self.agents.values().map(AgentRecord::status).collect()
+    }
+
+    /// One agent's status.
+    pub fn agent(&self, agent: &AgentId) -> Option<AgentStatus> {
+        self.agents.get(agent).map(AgentRecord::status)
+    }
+
+    /// Where an unfinished job is; `None` once it has been reported (or was never submitted).
+    pub fn job_state(&self, job: JobId) -> Option<&JobState> {
+        self.jobs.get(&job).map(|j| &j.state)
+    }
+
+    /// The placement decisions made so far for an unfinished job.
+    pub fn decisions(&self, job: JobId) -> Option<&[Decision]> {
+        self.jobs.get(&job).map(|j| j.decisions.as_slice())
+    }
+
+    /// Jobs submitted and not yet reported.
+    pub fn unfinished_jobs(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Jobs dispatched to `executor` and not finished, in id order.
+    pub fn assigned_to(&self, executor: &Executor) -> Vec<JobId> {
+        match executor {
+            Executor::Agent(agent) => {
+                self.agents.get(agent).map(|a| a.assigned.iter().copied().collect()).unwrap_or_default()
+            }
+            Executor::Fallback(id) => self
+                .fallbacks
+                .iter()
+                .find(|f| &f.config.id == id)
+                .map(|f| f.assigned.iter().copied().collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The moving average of successful build durations of `triple` on `executor`.
+    pub fn measured_build_time(&self, executor: &Executor, triple: &str) -> Option<Duration> {
+        self.speeds.average_ms(executor, triple).map(Duration::from_millis)
+    }
+
+    // ---- incoming events -----------------------------------------------
+
+    /// An agent connected and reported its capabilities, or a connected agent
+    /// sent a new report. A new registration replaces a lost or disconnected
+    /// record of the same name; a refresh keeps the agent's jobs.
+    pub fn handle_agent_connected(&mut self, report: CapabilityReport, now: Timestamp) {
+        match self.agents.get_mut(&report.agent_id) {
+            Some(agent) if agent.is_connected() => {
+                agent.load = report.load;
+                agent.report = report;
+                agent.last_heard = agent.last_heard.max(now);
+            }
+            _ => {
+                self.agents.insert(report.agent_id.clone(), AgentRecord::new(report, now));
+            }
+        }
+        self.schedule(now);
+    }
+
+    /// A load update (the agent's heartbeat) arrived.
+    pub fn handle_load_update(&mut self, agent: &AgentId, update: &LoadUpdate, now: Timestamp) -> EventOutcome {
+        match self.agents.get_mut(agent) {
+            Some(record) if record.is_connected() => {
+                record.apply_load(update, now);
+                EventOutcome::Applied
+            }
+            _ => EventOutcome::Ignored,
+        }
+    }
+
+    /// An agent's connection closed. Its jobs are placed elsewhere; it remains
+    /// usable for them as a last resort once it reconnects.
+    pub fn handle_agent_disconnected(&mut self, agent: &AgentId, now: Timestamp) -> EventOutcome {
+        let Some(record) = self.agents.get_mut(agent).filter(|a| a.is_connected()) else {
+            return EventOutcome::Ignored;
+        };
+        record.state = AgentState::Disconnected { since: now };
+        let held = std::mem::take(&mut record.assigned);
+        let executor = Executor::Agent(agent.clone());
+        for job in held {
+            let reason = "the connection closed while the agent held the job".to_owned();
+            self.fail_attempt(job, &executor, Exclusion::Failed { reason: reason.clone() }, reason, now);
+        }
+        self.schedule(now);
+        EventOutcome::Applied
+    }
+
+    /// A build was submitted. Returns its id; the job is placed at once if an
+    /// executor has a free slot.
+    pub fn handle_job_submitted(&mut self, request: JobRequest, now: Timestamp) -> JobId {
+        let id = JobId(self.next_job);
+        self.next_job += 1;
+        let deadline = request.deadline.unwrap_or(self.config.default_deadline);
+        self.jobs.insert(
+            id,
+            Job {
+                target: request.target,
+                submitted_at: now,
+                deadline_at: now + deadline,
+                state: JobState::Queued,
+                dispatches: 0,
+                failures: 0,
+                exclusions: BTreeMap::new(),
+                last_failure: None,
+                decisions: Vec::new(),
+            },
+        );
+        self.schedule(now);
+        id
+    }
+
+    /// `executor` accepted the job.
+    pub fn handle_job_accepted(&mut self, executor: &Executor, job: JobId, now: Timestamp) -> EventOutcome {
+        self.touch(executor, now);
+        match self.jobs.get_mut(&job).filter(|j| j.is_held_by(executor)) {
+            Some(j) => {
+                if let JobState::Offered { .. } = j.state {
+                    j.state = JobState::Running { executor: executor.clone(), since: now };
+                }
+                EventOutcome::Applied
+            }
+            None => self.answer_stranger(executor, job),
+        }
+    }
+
+    /// `executor` reported progress on the job. Progress before an acceptance counts as one.
+    pub fn handle_job_progress(&mut self, executor: &Executor, job: JobId, now: Timestamp) -> EventOutcome {
+        self.handle_job_accepted(executor, job, now)
+    }
+
+    /// `executor` turned the job down; it is placed elsewhere and never offered there again.
+    pub fn handle_job_rejected(
+        &mut self,
+        executor: &Executor,
+        job: JobId,
+        reason: &RejectReason,
+        now: Timestamp,
+    ) -> EventOutcome {
+        self.touch(executor, now);
+        let Some(j) = self.jobs.get_mut(&job).filter(|j| j.is_held_by(executor)) else {
+            return EventOutcome::Ignored;
+        };
+        j.state = JobState::Queued;
+        j.exclusions.insert(executor.clone(), Exclusion::Rejected { reason: reason.to_string() });
+        self.release(job, executor);
+        self.schedule(now);
+        EventOutcome::Applied
+    }
+
+    /// `executor` reported how the job ended. A success or a compile failure
+    /// is final; a retryable infrastructure failure (or a cancellation the
+    /// scheduler did not ask for) is retried elsewhere while attempts remain.
+    pub fn handle_job_finished(
+        &mut self,
+        executor: &Executor,
+        job: JobId,
+        outcome: BuildOutcome,
+        now: Timestamp,
+    ) -> EventOutcome {
+        self.touch(executor, now);
+        let Some(j) = self.jobs.get(&job).filter(|j| j.is_held_by(executor)) else {
+            return EventOutcome::Ignored;
+        };
+        match outcome {
+            BuildOutcome::Success { checksum, size, compile_time_ms, rustc_version, cargo_version } => {
+                if let JobState::Offered { since, .. } | JobState::Running { since, .. } = j.state {
+                    let took = now.saturating_duration_since(since);
+                    self.speeds.record(executor, &j.target.triple, took, self.config.speed_smoothing);
+                }
+                let result = JobResult::Succeeded {
+                    executor: executor.clone(),
+                    checksum,
+                    size,
+                    compile_time_ms,
+                    rustc_version,
+                    cargo_version,
+                };
+                self.finish(job, result, now);
+            }
+            BuildOutcome::CompileFailed { diagnostics } => {
+                self.finish(job, JobResult::CompileFailed { executor: executor.clone(), diagnostics }, now);
+            }
+            BuildOutcome::InfrastructureFailure { reason, retryable: true } => {
+                let exclusion = Exclusion::Failed { reason: reason.clone() };
+                self.fail_attempt(job, executor, exclusion, reason, now);
+            }
+            BuildOutcome::InfrastructureFailure { reason, retryable: false } => {
+                let failures = j.failures + 1;
+                let result = JobResult::InfrastructureFailed { executor: executor.clone(), reason, failures };
+                self.finish(job, result, now);
+            }
+            BuildOutcome::Cancelled => {
+                let reason = "the executor cancelled the job on its own".to_owned();
+                let exclusion = Exclusion::Failed { reason: reason.clone() };
+                self.fail_attempt(job, executor, exclusion, reason, now);
+            }
+        }
+        self.schedule(now);
+        EventOutcome::Applied
+    }
+
+    /// Time passed: cancels and reports jobs past their deadline, declares
+    /// silent agents lost and re-places their jobs, withdraws unanswered
+    /// offers. Call it when [`poll_timeout`](Self::poll_timeout) is reached.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let expired: Vec<JobId> = self.jobs.iter().filter(|(_, j)| j.deadline_at <= now).map(|(id, _)| *id).collect();
+        for job in expired {
+            let Some(j) = self.jobs.get(&job) else { continue };
+            let executor = j.state.executor().cloned();
+            let deadline = j.deadline_at;
+            if let Some(executor) = &executor {
+                self.actions.push_back(Action::Cancel(Cancel {
+                    job,
+                    executor: executor.clone(),
+                    reason: CancelReason::DeadlineExpired,
+                }));
+            }
+            self.finish(job, JobResult::TimedOut { executor, deadline }, now);
+        }
+
+        let silent: Vec<AgentId> = self
+            .agents
+            .values()
+            .filter(|a| a.is_connected() && a.last_heard + self.config.heartbeat_timeout <= now)
+            .map(|a| a.report.agent_id.clone())
+            .collect();
+        for agent in silent {
+            self.lose_agent(&agent, now);
+        }
+
+        let unanswered: Vec<(JobId, Executor)> = self
+            .jobs
+            .iter()
+            .filter_map(|(id, j)| match &j.state {
+                JobState::Offered { executor, since } if *since + self.config.offer_timeout <= now => {
+                    Some((*id, executor.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        for (job, executor) in unanswered {
+            self.actions.push_back(Action::Cancel(Cancel {
+                job,
+                executor: executor.clone(),
+                reason: CancelReason::OfferUnanswered,
+            }));
+            if let Some(j) = self.jobs.get_mut(&job) {
+                j.state = JobState::Queued;
+                j.exclusions.insert(executor.clone(), Exclusion::OfferUnanswered);
+            }
+            self.release(job, &executor);
+        }
+
+        self.schedule(now);
+    }
+
+    // ---- outgoing work -------------------------------------------------
+
+    /// The next thing to do, oldest first.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called:
+    /// the earliest job deadline, offer timeout or heartbeat bound. `None`
+    /// when nothing is waiting on time.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let deadlines = self.jobs.values().map(|j| j.deadline_at);
+        let offers = self.jobs.values().filter_map(|j| match j.state {
+            JobState::Offered { since, .. } => Some(since + self.config.offer_timeout),
+            _ => None,
+        });
+        let heartbeats =
+            self.agents.values().filter(|a| a.is_connected()).map(|a| a.last_heard + self.config.heartbeat_timeout);
+        deadlines.chain(offers).chain(heartbeats).min()
+    }
+
+    // ---- internals -----------------------------------------------------
+
+    /// Any message from a connected agent shows it is alive.
+    fn touch(&mut self, executor: &Executor, now: Timestamp) {
+        if let Some(agent) = executor.agent().and_then(|id| self.agents.get_mut(id)).filter(|a| a.is_connected()) {
+            agent.last_heard = agent.last_heard.max(now);
+        }
+    }
+
+    /// An acceptance or progress report about a job the sender does not hold:
+    /// tell it to stop.
+    fn answer_stranger(&mut self, executor: &Executor, job: JobId) -> EventOutcome {
+        self.actions.push_back(Action::Cancel(Cancel {
+            job,
+            executor: executor.clone(),
+            reason: CancelReason::NotAssigned,
+        }));
+        EventOutcome::Ignored
+    }
+
+    fn assigned_mut(&mut self, executor: &Executor) -> Option<&mut BTreeSet<JobId>> {
+        match executor {
+            Executor::Agent(agent) => self.agents.get_mut(agent).map(|a| &mut a.assigned),
+            Executor::Fallback(id) => self.fallbacks.iter_mut().find(|f| &f.config.id == id).map(|f| &mut f.assigned),
+        }
+    }
+
+    /// Frees the job's slot on `executor`.
+    fn release(&mut self, job: JobId, executor: &Executor) {
+        if let Some(assigned) = self.assigned_mut(executor) {
+            assigned.remove(&job);
+        }
+    }
+
+    /// Ends the job: frees its slot and queues its report.
+    fn finish(&mut self, job: JobId, result: JobResult, now: Timestamp) {
+        let Some(j) = self.jobs.remove(&job) else { return };
+        if let Some(executor) = j.state.executor() {
+            self.release(job, executor);
+        }
+        self.actions.push_back(Action::Report(JobReport {
+            job,
+            target: j.target.triple,
+            result,
+            submitted_at: j.submitted_at,
+            finished_at: now,
+            decisions: j.decisions,
+        }));
+    }
+
+    /// One dispatch of the job ended without a verdict: exclude the executor
+    /// as told, and queue the job again unless its attempts are used up.
+    fn fail_attempt(&mut self, job: JobId, executor: &Executor, exclusion: Exclusion, reason: String, now: Timestamp) {
+        self.release(job, executor);
+        let Some(j) = self.jobs.get_mut(&job) else { return };
+        j.state = JobState::Queued;
+        j.failures += 1;
+        j.exclusions.insert(executor.clone(), exclusion);
+        j.last_failure = Some((executor.clone(), reason.clone()));
+        if j.failures >= self.config.max_attempts {
+            let failures = j.failures;
+            self.finish(job, JobResult::InfrastructureFailed { executor: executor.clone(), reason, failures }, now);
+        }
+    }
+
+    fn lose_agent(&mut self, agent: &AgentId, now: Timestamp) {
+        let Some(record) = self.agents.get_mut(agent) else { return };
+        record.state = AgentState::Lost { since: now };
+        let last_heard = record.last_heard;
+        let held = std::mem::take(&mut record.assigned);
+        self.actions.push_back(Action::AgentLost(AgentLoss {
+            agent: agent.clone(),
+            last_heard,
+            jobs: held.iter().copied().collect(),
+        }));
+        let executor = Executor::Agent(agent.clone());
+        for job in held {
+            let reason = format!("lost: not heard from since {last_heard}");
+            self.fail_attempt(job, &executor, Exclusion::Lost, reason, now);
+        }
+    }
+
+    /// Places every queued job that has a free executor, oldest first; reports
+    /// the ones nothing can build. Jobs past their deadline are left for
+    /// [`handle_timeout`](Self::handle_timeout).
+    fn schedule(&mut self, now: Timestamp) {
+        let queued: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.state == JobState::Queued && j.deadline_at > now)
+            .map(|(id, _)| *id)
+            .collect();
+        for job in queued {
+            let Some(j) = self.jobs.get(&job) else { continue };
+            let placement = place(
+                &PlacementRequest { job, target: &j.target, attempt: j.dispatches + 1, exclusions: &j.exclusions, now },
+                &Fleet {
+                    agents: &self.agents,
+                    fallbacks: &self.fallbacks,
+                    speeds: &self.speeds,
+                    load_resolution: self.config.load_resolution,
+                },
+            );
+            match placement.decision.chosen.clone() {
+                Some(executor) => self.dispatch(job, executor, placement.decision, now),
+                None if !placement.eligible => {
+                    let triple = &j.target.triple;
+                    let reason = match &j.last_failure {
+                        Some((failed, last)) => format!(
+                            "no other agent or fallback can build {triple} after the last failure ({failed}: {last})"
+                        ),
+                        None => format!("no connected agent or configured fallback can build {triple}"),
+                    };
+                    if let Some(j) = self.jobs.get_mut(&job) {
+                        j.decisions.push(placement.decision);
+                    }
+                    self.finish(job, JobResult::NoExecutor { reason }, now);
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn dispatch(&mut self, job: JobId, executor: Executor, decision: Decision, now: Timestamp) {
+        if let Some(assigned) = self.assigned_mut(&executor) {
+            assigned.insert(job);
+        }
+        let Some(j) = self.jobs.get_mut(&job) else { return };
+        j.dispatches += 1;
+        j.state = match executor {
+            Executor::Agent(_) => JobState::Offered { executor: executor.clone(), since: now },
+            Executor::Fallback(_) => JobState::Running { executor: executor.clone(), since: now },
+        };
+        j.decisions.push(decision.clone());
+        self.actions.push_back(Action::Dispatch(Box::new(Dispatch {
+            job,
+            executor,
+            target: j.target.clone(),
+            toolchain: decision.toolchain.clone(),
+            attempt: j.dispatches,
+            deadline: j.deadline_at,
+            decision,
+        })));
+    }
+}
