@@ -207,6 +207,15 @@ pub fn plan_runner_in(target: &TargetSpecification, probe: &HostProbe) -> Result
                         "it lets this x86_64 machine run i686 binaries; scripts/setup.sh installs it",
                     ));
                 }
+                // Rust's i686 std unwinds through the 32-bit libgcc_s.
+                let libgcc = probe.file("/usr/lib32/libgcc_s.so.1");
+                if !libgcc.exists() {
+                    return Err(missing(
+                        format!("the 32-bit {}", libgcc.display()),
+                        "lib32gcc-s1",
+                        "Rust's i686 binaries load it at start; scripts/setup.sh installs it",
+                    ));
+                }
                 return Ok(RunnerPlan {
                     kind: RunnerKind::Native,
                     description: format!("native (32-bit, {})", loader.display()),
@@ -538,6 +547,19 @@ mod tests {
             assert!(matches!(err, RunnerError::MissingRunner { .. }), "{text}");
             assert!(text.contains(triple) && text.contains(package), "{text}");
         }
+    }
+
+    #[test]
+    fn i686_needs_the_32_bit_libgcc_too() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("lib")).unwrap();
+        std::fs::write(dir.path().join("lib/ld-linux.so.2"), b"").unwrap();
+        let err = plan_runner_in(&spec("i686-unknown-linux-gnu"), &empty_probe(dir.path())).unwrap_err();
+        assert!(err.to_string().contains("lib32gcc-s1"), "{err}");
+        std::fs::create_dir_all(dir.path().join("usr/lib32")).unwrap();
+        std::fs::write(dir.path().join("usr/lib32/libgcc_s.so.1"), b"").unwrap();
+        let plan = plan_runner_in(&spec("i686-unknown-linux-gnu"), &empty_probe(dir.path())).unwrap();
+        assert!(plan.description.starts_with("native (32-bit"), "{}", plan.description);
     }
 
     #[test]

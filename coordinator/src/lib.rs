@@ -24,7 +24,7 @@ pub mod detect {
 /// The build engine (`CompiledBinary`, `GeneratedTemplate`, `ToolchainManager`, ...).
 pub mod build {
     pub use rustle_build::engine::{BuildEvent, CompilationError, CompilationMetadata, CompiledBinary};
-    pub use rustle_build::runner::{RunnerPlan, run_binary};
+    pub use rustle_build::runner::{RunnerError, RunnerPlan, run_binary};
     pub use rustle_build::template::{GeneratedTemplate, TemplateSource};
     pub use rustle_build::toolchain::{
         BuildPlan, LinkerPlan, MissingRequirement, StdSource, TargetAvailability, Toolchain, ToolchainConfig,

@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rustle_cross::build::{BinaryReport, BuildEvent, CompilationError, CompiledBinary, TemplateSource, run_binary};
+use rustle_cross::build::{
+    BinaryReport, BuildEvent, CompilationError, CompiledBinary, RunnerError, TemplateSource, run_binary,
+};
 use rustle_cross::detect::TargetPlan;
 use rustle_cross::targets::{CompilationOptimization, OptimizationLevel, PanicStrategy, TargetSpecification};
 use rustle_cross::{CrossCompilationConfig, CrossCompilationManager, ProgressSink, TargetOutcome};
@@ -250,19 +252,31 @@ fn write_manifest(out: &Path, plan: &TargetPlan, rows: &[Row<'_>]) -> anyhow::Re
 /// One target's line in the results: outcome, written file, smoke test.
 type Row<'a> = (&'a TargetOutcome, Option<PathBuf>, Option<SmokeResult>);
 
-/// The result of running a binary here.
+/// The result of running a binary here: passed, failed, or not runnable
+/// on this machine (macOS binaries on Linux).
 struct SmokeResult {
-    ok: bool,
+    ok: Option<bool>,
     detail: String,
+}
+
+impl SmokeResult {
+    fn label(&self) -> &'static str {
+        match self.ok {
+            Some(true) => "ok",
+            Some(false) => "FAILED",
+            None => "not run",
+        }
+    }
 }
 
 async fn smoke_test(manager: &CrossCompilationManager, target: &TargetSpecification, binary: &Path) -> SmokeResult {
     match run_binary(target, binary, &[], manager.cache_dir(), Duration::from_secs(120)).await {
         Ok(out) if out.status.success() => {
-            SmokeResult { ok: true, detail: out.stdout_text().lines().next().unwrap_or_default().to_owned() }
+            SmokeResult { ok: Some(true), detail: out.stdout_text().lines().next().unwrap_or_default().to_owned() }
         }
-        Ok(out) => SmokeResult { ok: false, detail: format!("{}: {}", out.status, out.stderr_text().trim()) },
-        Err(e) => SmokeResult { ok: false, detail: e.to_string() },
+        Ok(out) => SmokeResult { ok: Some(false), detail: format!("{}: {}", out.status, out.stderr_text().trim()) },
+        Err(e @ RunnerError::Unsupported { .. }) => SmokeResult { ok: None, detail: e.to_string() },
+        Err(e) => SmokeResult { ok: Some(false), detail: e.to_string() },
     }
 }
 
@@ -292,7 +306,7 @@ fn result_json(outcome: &TargetOutcome, path: Option<&Path>, smoke: Option<&Smok
         Err(e) => value["error"] = json!(e.to_string()),
     }
     if let Some(s) = smoke {
-        value["smoke_test"] = json!({ "ok": s.ok, "output": s.detail });
+        value["smoke_test"] = json!({ "result": s.label(), "output": s.detail });
     }
     value
 }
@@ -320,11 +334,7 @@ fn print_summary(rows: &[Row<'_>]) {
             }
         }
         if with_smoke {
-            row.push(
-                smoke
-                    .as_ref()
-                    .map_or_else(|| "-".into(), |s| format!("{} {}", if s.ok { "ok" } else { "FAILED" }, s.detail)),
-            );
+            row.push(smoke.as_ref().map_or_else(|| "-".into(), |s| format!("{} {}", s.label(), s.detail)));
         }
         table.row(row);
     }
