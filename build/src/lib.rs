@@ -2,6 +2,7 @@
 //! executor and the agent: toolchain discovery, per-target cargo builds and
 //! validation of the binaries they produce.
 
+pub mod bundle;
 pub mod engine;
 pub mod process;
 pub mod template;

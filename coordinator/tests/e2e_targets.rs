@@ -131,7 +131,6 @@ fn example_builds_validates_and_runs_for_the_required_targets() {
             "cargo-zigbuild",
             "qemu-aarch64",
             "qemu-arm",
-            "wine64",
         ],
     );
 }
