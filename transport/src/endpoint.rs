@@ -1,0 +1,212 @@
+//! The two ends: [`AgentListener`] accepts and authenticates coordinators, [`CoordinatorDialer`] dials agents by address and name.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustle_protocol::Role;
+
+use crate::TransportOptions;
+use crate::ca::CertBundle;
+use crate::connection::Connection;
+use crate::error::{Peer, TransportError, close_code, from_connection_error};
+use crate::tls;
+
+/// How long [`AgentListener::shutdown`] waits for peers to acknowledge the close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Which coordinators an agent accepts, beyond requiring a certificate from its fleet CA.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AllowedCoordinators {
+    /// Any coordinator whose certificate the fleet CA issued.
+    #[default]
+    AnyFromFleetCa,
+    /// Only these names (compared case-insensitively, as DNS names are).
+    Named(Vec<String>),
+}
+
+impl AllowedCoordinators {
+    /// Whether a coordinator with this certificate name may connect.
+    pub fn allows(&self, name: &str) -> bool {
+        match self {
+            Self::AnyFromFleetCa => true,
+            Self::Named(names) => names.iter().any(|allowed| allowed.eq_ignore_ascii_case(name)),
+        }
+    }
+}
+
+fn endpoint_on(
+    socket: UdpSocket,
+    server: Option<quinn::ServerConfig>,
+) -> Result<(quinn::Endpoint, SocketAddr), TransportError> {
+    let requested = socket.local_addr().unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+    let bind_error = |source| TransportError::Bind { addr: requested, source };
+    let endpoint =
+        quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, Arc::new(quinn::TokioRuntime))
+            .map_err(bind_error)?;
+    let local_addr = endpoint.local_addr().map_err(bind_error)?;
+    Ok((endpoint, local_addr))
+}
+
+fn bind_socket(addr: SocketAddr) -> Result<UdpSocket, TransportError> {
+    UdpSocket::bind(addr).map_err(|source| TransportError::Bind { addr, source })
+}
+
+/// An agent's listening endpoint. Each accepted connection is authenticated
+/// with [`IncomingConnection::authenticate`], which can run in its own task.
+#[derive(Debug)]
+pub struct AgentListener {
+    endpoint: quinn::Endpoint,
+    local_addr: SocketAddr,
+    allowed: Arc<AllowedCoordinators>,
+    options: TransportOptions,
+}
+
+impl AgentListener {
+    /// Binds `addr` (port 0 picks a free port) with default options;
+    /// returns the listener and the address it is bound to.
+    pub fn bind(
+        addr: SocketAddr,
+        bundle: &CertBundle,
+        allowed: AllowedCoordinators,
+    ) -> Result<(Self, SocketAddr), TransportError> {
+        Self::from_socket(bind_socket(addr)?, bundle, allowed, TransportOptions::default())
+    }
+
+    /// Listens on an already bound socket.
+    pub fn from_socket(
+        socket: UdpSocket,
+        bundle: &CertBundle,
+        allowed: AllowedCoordinators,
+        options: TransportOptions,
+    ) -> Result<(Self, SocketAddr), TransportError> {
+        let server = tls::agent_server_config(bundle, &options)?;
+        let (endpoint, local_addr) = endpoint_on(socket, Some(server))?;
+        Ok((Self { endpoint, local_addr, allowed: Arc::new(allowed), options }, local_addr))
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The next connection attempt, or `None` once the listener is shut down.
+    pub async fn accept(&self) -> Option<IncomingConnection> {
+        let incoming = self.endpoint.accept().await?;
+        Some(IncomingConnection { incoming, allowed: self.allowed.clone(), options: self.options.clone() })
+    }
+
+    /// Closes every connection with `reason`, stops accepting, and waits
+    /// (briefly) for peers to hear about it.
+    pub async fn shutdown(&self, reason: &str) {
+        self.endpoint.close(quinn::VarInt::from_u32(close_code::NORMAL), reason.as_bytes());
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.endpoint.wait_idle()).await;
+    }
+}
+
+/// A connection attempt an [`AgentListener`] received, not yet authenticated.
+#[derive(Debug)]
+pub struct IncomingConnection {
+    incoming: quinn::Incoming,
+    allowed: Arc<AllowedCoordinators>,
+    options: TransportOptions,
+}
+
+impl IncomingConnection {
+    /// Where it comes from.
+    pub fn remote_address(&self) -> SocketAddr {
+        self.incoming.remote_address()
+    }
+
+    /// Completes the TLS handshake (the coordinator's certificate must chain
+    /// to the fleet CA) and checks its name against the allow-list. A
+    /// coordinator that is not allowed is told why before the connection closes.
+    pub async fn authenticate(self) -> Result<Connection, TransportError> {
+        let addr = self.incoming.remote_address();
+        let unnamed = Peer::unnamed(Role::Coordinator, addr);
+        let timeout = self.options.handshake_timeout;
+        let connection = match tokio::time::timeout(timeout, self.incoming).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(error)) => return Err(from_connection_error(&unnamed, error)),
+            Err(_) => return Err(TransportError::Timeout { peer: unnamed, timeout, during: "the TLS handshake" }),
+        };
+        let name = match tls::peer_certificate_name(&connection) {
+            Ok(name) => name,
+            Err(reason) => {
+                connection.close(quinn::VarInt::from_u32(close_code::PROTOCOL), reason.as_bytes());
+                return Err(TransportError::PeerCertificateRefused {
+                    peer: unnamed,
+                    why: "its name cannot be read".into(),
+                    reason,
+                });
+            }
+        };
+        let peer = Peer::named(Role::Coordinator, name.clone(), addr);
+        if let AllowedCoordinators::Named(allowed) = self.allowed.as_ref()
+            && !self.allowed.allows(&name)
+        {
+            let reason = format!("coordinator {name} is not on this agent's list of allowed coordinators");
+            connection.close(quinn::VarInt::from_u32(close_code::NOT_ALLOWED), reason.as_bytes());
+            return Err(TransportError::CoordinatorNotAllowed { peer, allowed: allowed.clone() });
+        }
+        Ok(Connection::new(connection, peer, self.options))
+    }
+}
+
+/// A coordinator's endpoint for dialling agents.
+#[derive(Debug)]
+pub struct CoordinatorDialer {
+    endpoint: quinn::Endpoint,
+    local_addr: SocketAddr,
+    client: quinn::ClientConfig,
+    options: TransportOptions,
+}
+
+impl CoordinatorDialer {
+    /// A dialer on an ephemeral port (IPv6 dual-stack where available, else IPv4) with default options.
+    pub fn new(bundle: &CertBundle) -> Result<Self, TransportError> {
+        let socket = bind_socket(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))
+            .or_else(|_| bind_socket(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))))?;
+        Self::from_socket(socket, bundle, TransportOptions::default())
+    }
+
+    /// A dialer on an already bound socket.
+    pub fn from_socket(
+        socket: UdpSocket,
+        bundle: &CertBundle,
+        options: TransportOptions,
+    ) -> Result<Self, TransportError> {
+        let client = tls::coordinator_client_config(bundle, &options)?;
+        let (endpoint, local_addr) = endpoint_on(socket, None)?;
+        Ok(Self { endpoint, local_addr, client, options })
+    }
+
+    /// The local address connections leave from.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Dials the agent `agent_name` at `addr`. Its certificate must chain to
+    /// the fleet CA and carry `agent_name`. An agent that refuses our
+    /// certificate or name may only say so on the first stream operation, so
+    /// such errors can also come from [`Connection::open_control`].
+    pub async fn connect(&self, addr: SocketAddr, agent_name: &str) -> Result<Connection, TransportError> {
+        let peer = Peer::named(Role::Agent, agent_name, addr);
+        let connecting = self
+            .endpoint
+            .connect_with(self.client.clone(), addr, agent_name)
+            .map_err(|error| TransportError::Dial { agent: agent_name.to_owned(), addr, reason: error.to_string() })?;
+        let timeout = self.options.connect_timeout;
+        match tokio::time::timeout(timeout, connecting).await {
+            Ok(Ok(connection)) => Ok(Connection::new(connection, peer, self.options.clone())),
+            Ok(Err(error)) => Err(from_connection_error(&peer, error)),
+            Err(_) => Err(TransportError::Timeout { peer, timeout, during: "connecting" }),
+        }
+    }
+
+    /// Closes every connection with `reason` and waits (briefly) for agents to hear about it.
+    pub async fn shutdown(&self, reason: &str) {
+        self.endpoint.close(quinn::VarInt::from_u32(close_code::NORMAL), reason.as_bytes());
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.endpoint.wait_idle()).await;
+    }
+}

@@ -1,0 +1,533 @@
+//! [`TransportError`] and [`Peer`]: every failure names the peer, its address and the way out.
+//!
+//! quinn reports failures as connection, read and write errors whose meaning
+//! depends on which side saw them; [`from_connection_error`] turns them into
+//! variants that say who refused what and how to fix it.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rustle_protocol::{BulkError, BulkKind, CodecError, HandshakeError, JobId, Role};
+
+/// The other end of a connection, as far as it is known.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// What the peer is: an agent when we are the coordinator, and the other way round.
+    pub role: Role,
+    /// Its authenticated name: the agent name dialled, or the name on the
+    /// coordinator's certificate. `None` until the TLS handshake succeeded.
+    pub name: Option<String>,
+    /// Its UDP address.
+    pub addr: SocketAddr,
+}
+
+impl Peer {
+    /// A peer whose name is known.
+    pub fn named(role: Role, name: impl Into<String>, addr: SocketAddr) -> Self {
+        Self { role, name: Some(name.into()), addr }
+    }
+
+    /// A peer not authenticated yet.
+    pub fn unnamed(role: Role, addr: SocketAddr) -> Self {
+        Self { role, name: None, addr }
+    }
+
+    /// Whether this side of the connection is the coordinator.
+    fn we_are_coordinator(&self) -> bool {
+        self.role == Role::Agent
+    }
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.name, self.role) {
+            (Some(name), role) => write!(f, "{role} {name} at {}", self.addr),
+            (None, Role::Agent) => write!(f, "an agent at {}", self.addr),
+            (None, Role::Coordinator) => write!(f, "a coordinator at {}", self.addr),
+        }
+    }
+}
+
+/// Why a transport operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The certificate bundle could not be turned into a TLS configuration.
+    #[error(
+        "failed to use the certificate bundle: its {part} is unusable ({reason}); issue a new bundle \
+         with `rustle-cross ca issue` from the fleet CA"
+    )]
+    InvalidBundle {
+        /// `"certificate"`, `"private key"` or `"CA certificate"`.
+        part: &'static str,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The UDP socket could not be bound or registered.
+    #[error("failed to bind a UDP socket on {addr}: {source}; pick a free port or another address")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The operating system's answer.
+        #[source]
+        source: io::Error,
+    },
+    /// quinn refused to start a connection (an unusable name or address).
+    #[error("failed to dial agent {agent} at {addr}: {reason}; agent names must be DNS names or IP addresses")]
+    Dial {
+        /// The agent name.
+        agent: String,
+        /// The address dialled.
+        addr: SocketAddr,
+        /// quinn's reason.
+        reason: String,
+    },
+    /// The peer did not answer in time.
+    #[error(
+        "{peer} did not answer within {} s while {during}; check that it is running and that UDP \
+         port {} is reachable from here",
+        timeout.as_secs_f32(),
+        peer.addr.port()
+    )]
+    Timeout {
+        /// Who was silent.
+        peer: Peer,
+        /// The bound that expired.
+        timeout: Duration,
+        /// What we were waiting for, e.g. `"connecting"`.
+        during: &'static str,
+    },
+    /// The peer refused our certificate during the TLS handshake.
+    #[error("{peer} rejected our certificate: {why} ({detail}); {}", rejection_advice(peer))]
+    CertificateRejectedByPeer {
+        /// Who refused.
+        peer: Peer,
+        /// What is wrong with our certificate, from the peer's TLS alert.
+        why: String,
+        /// The peer's TLS alert and reason.
+        detail: String,
+    },
+    /// We refused the peer's certificate during the TLS handshake.
+    #[error("refused the certificate of {peer}: {why} ({reason}); {}", refusal_advice(peer))]
+    PeerCertificateRefused {
+        /// Whose certificate.
+        peer: Peer,
+        /// What is wrong with it.
+        why: String,
+        /// rustls' reason, e.g. `invalid peer certificate: UnknownIssuer`.
+        reason: String,
+    },
+    /// The coordinator's certificate is from the fleet CA but its name is not allowed here.
+    #[error(
+        "refused {peer}: this agent only accepts coordinators named {}; add {} to \
+         allowed_coordinators in the agent's config, or use a certificate issued for one of those names",
+        allowed.join(", "),
+        peer.name.as_deref().unwrap_or("its name")
+    )]
+    CoordinatorNotAllowed {
+        /// The refused coordinator.
+        peer: Peer,
+        /// The names the agent accepts.
+        allowed: Vec<String>,
+    },
+    /// The agent closed the connection because our name is not on its allow-list.
+    #[error(
+        "{peer} does not accept this coordinator ({reason}); add this coordinator's name to \
+         allowed_coordinators in that agent's config"
+    )]
+    NotAllowedByAgent {
+        /// The agent.
+        peer: Peer,
+        /// The agent's reason.
+        reason: String,
+    },
+    /// The two hellos are incompatible (we read the peer's).
+    #[error("failed the version handshake with {peer}: {source}")]
+    Handshake {
+        /// The peer.
+        peer: Peer,
+        /// Both hellos and the advice.
+        #[source]
+        source: Box<HandshakeError>,
+    },
+    /// The peer refused the handshake before we could read its hello.
+    #[error("{peer} refused the version handshake: {reason}")]
+    HandshakeRefusedByPeer {
+        /// The peer.
+        peer: Peer,
+        /// The peer's reason, which names both versions.
+        reason: String,
+    },
+    /// The peer closed the connection.
+    #[error("{peer} closed the connection: {reason}")]
+    ClosedByPeer {
+        /// The peer.
+        peer: Peer,
+        /// Its reason, or `"no reason given"`.
+        reason: String,
+    },
+    /// The connection broke (timeout, reset, protocol violation).
+    #[error("lost the connection to {peer}: {reason}; it will have to be dialled again")]
+    ConnectionLost {
+        /// The peer.
+        peer: Peer,
+        /// What happened.
+        reason: String,
+    },
+    /// This side had already closed the connection.
+    #[error("the connection to {peer} was already closed by this side")]
+    LocallyClosed {
+        /// The peer.
+        peer: Peer,
+    },
+    /// A frame could not be encoded or decoded; the stream is out of step.
+    #[error("failed to exchange frames with {peer}: {source}; the connection must be re-established")]
+    Codec {
+        /// The peer.
+        peer: Peer,
+        /// The codec's complaint.
+        #[source]
+        source: CodecError,
+    },
+    /// The peer broke the stream discipline.
+    #[error("{peer} broke the protocol: {reason}")]
+    Protocol {
+        /// The peer.
+        peer: Peer,
+        /// What it did.
+        reason: String,
+    },
+    /// A received bulk transfer failed its checks; nothing of it was handed over.
+    #[error("refused the bulk transfer from {peer}: {source}; ask for it again")]
+    Bulk {
+        /// The sender.
+        peer: Peer,
+        /// What failed.
+        #[source]
+        source: Box<BulkError>,
+    },
+    /// A received bulk transfer was cut off; nothing of it was handed over.
+    #[error("refused the bulk transfer from {peer}: {source} ({cause}); ask for it again")]
+    BulkCutShort {
+        /// The sender.
+        peer: Peer,
+        /// The [`BulkError::Truncated`] verdict.
+        #[source]
+        source: Box<BulkError>,
+        /// Why the stream ended early.
+        cause: String,
+    },
+    /// A bulk stream ended before its header arrived.
+    #[error("{peer} abandoned a bulk transfer before its header arrived ({cause}); ask for it again")]
+    BulkAbandoned {
+        /// The sender.
+        peer: Peer,
+        /// How the stream ended.
+        cause: String,
+    },
+    /// The receiver stopped our bulk stream before taking all of it.
+    #[error(
+        "{peer} stopped the {kind} for job {job} (code {code}); it says why on the control stream, \
+         fix that and send it again"
+    )]
+    BulkStoppedByPeer {
+        /// The receiver.
+        peer: Peer,
+        /// What was being sent.
+        kind: BulkKind,
+        /// The job.
+        job: JobId,
+        /// The STOP_SENDING code.
+        code: u64,
+    },
+    /// A bulk transfer we send does not match its own header.
+    #[error("failed to send the {kind} for job {job} to {peer}: {reason}")]
+    BulkMismatch {
+        /// The receiver.
+        peer: Peer,
+        /// What was being sent.
+        kind: BulkKind,
+        /// The job.
+        job: JobId,
+        /// What did not match.
+        reason: String,
+    },
+    /// A local file could not be read or written.
+    #[error("failed to {action} {}: {source}", path.display())]
+    File {
+        /// e.g. `"write the artifact to"`.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's answer.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl TransportError {
+    /// The peer the error is about, if it is about one.
+    pub fn peer(&self) -> Option<&Peer> {
+        match self {
+            Self::Timeout { peer, .. }
+            | Self::CertificateRejectedByPeer { peer, .. }
+            | Self::PeerCertificateRefused { peer, .. }
+            | Self::CoordinatorNotAllowed { peer, .. }
+            | Self::NotAllowedByAgent { peer, .. }
+            | Self::Handshake { peer, .. }
+            | Self::HandshakeRefusedByPeer { peer, .. }
+            | Self::ClosedByPeer { peer, .. }
+            | Self::ConnectionLost { peer, .. }
+            | Self::LocallyClosed { peer }
+            | Self::Codec { peer, .. }
+            | Self::Protocol { peer, .. }
+            | Self::Bulk { peer, .. }
+            | Self::BulkCutShort { peer, .. }
+            | Self::BulkAbandoned { peer, .. }
+            | Self::BulkStoppedByPeer { peer, .. }
+            | Self::BulkMismatch { peer, .. } => Some(peer),
+            Self::InvalidBundle { .. } | Self::Bind { .. } | Self::Dial { .. } | Self::File { .. } => None,
+        }
+    }
+
+    /// Whether the error is about trust (certificates, allow-lists) or
+    /// versions, so that dialling again without a change cannot help.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidBundle { .. }
+                | Self::Dial { .. }
+                | Self::CertificateRejectedByPeer { .. }
+                | Self::PeerCertificateRefused { .. }
+                | Self::CoordinatorNotAllowed { .. }
+                | Self::NotAllowedByAgent { .. }
+                | Self::Handshake { .. }
+                | Self::HandshakeRefusedByPeer { .. }
+        )
+    }
+}
+
+fn rejection_advice(peer: &Peer) -> String {
+    if peer.we_are_coordinator() {
+        "issue one with `rustle-cross ca issue --coordinator NAME` from the same CA as the agent's certificate"
+            .to_owned()
+    } else {
+        "make sure the coordinator dials this agent by a name on its certificate, or issue the agent a \
+         certificate for that name with `rustle-cross ca issue --agent NAME [--san HOST]` from the \
+         coordinator's fleet CA"
+            .to_owned()
+    }
+}
+
+fn refusal_advice(peer: &Peer) -> String {
+    match (&peer.name, peer.we_are_coordinator()) {
+        (Some(name), true) => format!(
+            "issue the agent a certificate from this fleet's CA with `rustle-cross ca issue --agent {name}` \
+             and install it there, or dial the agent by the name on its certificate"
+        ),
+        (None, true) => "issue the agent a certificate from this fleet's CA with `rustle-cross ca issue --agent \
+                         NAME`"
+            .to_owned(),
+        (_, false) => "coordinators need a client certificate from this agent's fleet CA; issue one with \
+                       `rustle-cross ca issue --coordinator NAME` from that CA"
+            .to_owned(),
+    }
+}
+
+/// What a TLS alert about a certificate means, in words: `refusing_side`
+/// sent the alert about the certificate of `certificate_side`.
+fn certificate_problem(alert: u8, reason: &str, refusing_side: Role, certificate_side: Role) -> String {
+    match alert {
+        48 | 51 => format!("it is not signed by the fleet CA the {refusing_side} trusts"),
+        116 => format!("the {certificate_side} presented no certificate"),
+        45 => "it has expired or is not valid yet (check both clocks)".to_owned(),
+        42 if reason.contains("not valid for name") => "it does not carry the name that was dialled".to_owned(),
+        43 => match certificate_side {
+            Role::Agent => "it is not a server certificate".to_owned(),
+            Role::Coordinator => "it is not a client certificate".to_owned(),
+        },
+        44 => "it has been revoked".to_owned(),
+        _ => "it is not acceptable".to_owned(),
+    }
+}
+
+/// Application close codes on our connections.
+pub(crate) mod close_code {
+    /// A normal close; the reason says why.
+    pub const NORMAL: u32 = 0;
+    /// The version handshake failed; the reason is the [`HandshakeError`](rustle_protocol::HandshakeError) message.
+    pub const HANDSHAKE: u32 = 1;
+    /// The coordinator's name is not on the agent's allow-list.
+    pub const NOT_ALLOWED: u32 = 2;
+    /// The peer broke the protocol.
+    pub const PROTOCOL: u32 = 3;
+}
+
+/// Stream codes for STOP_SENDING and RESET_STREAM.
+pub(crate) mod stream_code {
+    /// The receiver refused a bulk stream (size, name, checksum).
+    pub const BULK_REFUSED: u32 = 1;
+    /// The sender gave up on a bulk stream.
+    pub const BULK_ABORTED: u32 = 2;
+}
+
+/// TLS alert numbers (RFC 8446 §6) that mean "your certificate is not acceptable".
+fn certificate_alert_name(alert: u8) -> Option<&'static str> {
+    Some(match alert {
+        42 => "bad_certificate",
+        43 => "unsupported_certificate",
+        44 => "certificate_revoked",
+        45 => "certificate_expired",
+        46 => "certificate_unknown",
+        48 => "unknown_ca",
+        49 => "access_denied",
+        51 => "decrypt_error",
+        116 => "certificate_required",
+        _ => return None,
+    })
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes).trim().to_owned();
+    if text.is_empty() { "no reason given".to_owned() } else { text }
+}
+
+/// Turns a quinn connection error seen while talking to `peer` into a [`TransportError`].
+pub(crate) fn from_connection_error(peer: &Peer, error: quinn::ConnectionError) -> TransportError {
+    use quinn::ConnectionError as E;
+    let peer = peer.clone();
+    match error {
+        E::ApplicationClosed(close) => {
+            let reason = lossy(&close.reason);
+            match u32::try_from(close.error_code.into_inner()) {
+                Ok(close_code::HANDSHAKE) => TransportError::HandshakeRefusedByPeer { peer, reason },
+                Ok(close_code::NOT_ALLOWED) => TransportError::NotAllowedByAgent { peer, reason },
+                _ => TransportError::ClosedByPeer { peer, reason },
+            }
+        }
+        E::ConnectionClosed(close) => {
+            let code = u64::from(close.error_code);
+            let alert = (0x100..0x200).contains(&code).then_some((code & 0xff) as u8);
+            match alert.and_then(|alert| Some((alert, certificate_alert_name(alert)?))) {
+                Some((alert, name)) => {
+                    let reason = lossy(&close.reason);
+                    let our_role = if peer.we_are_coordinator() { Role::Coordinator } else { Role::Agent };
+                    let why = certificate_problem(alert, &reason, peer.role, our_role);
+                    let detail = match reason.as_str() {
+                        "no reason given" => format!("TLS alert {name}"),
+                        _ => format!("TLS alert {name}: {reason}"),
+                    };
+                    TransportError::CertificateRejectedByPeer { peer, why, detail }
+                }
+                None => TransportError::ConnectionLost { peer, reason: format!("the peer aborted it: {close}") },
+            }
+        }
+        E::TransportError(error) => {
+            let code = u64::from(error.code);
+            if (0x100..0x200).contains(&code) {
+                let our_role = if peer.we_are_coordinator() { Role::Coordinator } else { Role::Agent };
+                let why = certificate_problem((code & 0xff) as u8, &error.reason, our_role, peer.role);
+                TransportError::PeerCertificateRefused { peer, why, reason: error.reason }
+            } else {
+                TransportError::ConnectionLost { peer, reason: error.to_string() }
+            }
+        }
+        E::TimedOut => TransportError::ConnectionLost {
+            peer,
+            reason: "no packets arrived within the idle timeout (the host or network is down, or the \
+                     process was killed)"
+                .to_owned(),
+        },
+        E::LocallyClosed => TransportError::LocallyClosed { peer },
+        error @ (E::VersionMismatch | E::Reset | E::CidsExhausted) => {
+            TransportError::ConnectionLost { peer, reason: error.to_string() }
+        }
+    }
+}
+
+/// Turns a stream write error into a [`TransportError`]; `Stopped` is left to the caller.
+pub(crate) fn from_write_error(peer: &Peer, error: quinn::WriteError, what: &str) -> TransportError {
+    match error {
+        quinn::WriteError::ConnectionLost(error) => from_connection_error(peer, error),
+        quinn::WriteError::Stopped(code) => {
+            TransportError::Protocol { peer: peer.clone(), reason: format!("it stopped the {what} (code {code})") }
+        }
+        quinn::WriteError::ClosedStream | quinn::WriteError::ZeroRttRejected => {
+            TransportError::Protocol { peer: peer.clone(), reason: format!("the {what} is closed: {error}") }
+        }
+    }
+}
+
+/// Turns a stream read error into a [`TransportError`].
+pub(crate) fn from_read_error(peer: &Peer, error: quinn::ReadError, what: &str) -> TransportError {
+    match error {
+        quinn::ReadError::ConnectionLost(error) => from_connection_error(peer, error),
+        quinn::ReadError::Reset(code) => {
+            TransportError::Protocol { peer: peer.clone(), reason: format!("it reset the {what} (code {code})") }
+        }
+        error @ (quinn::ReadError::ClosedStream
+        | quinn::ReadError::IllegalOrderedRead
+        | quinn::ReadError::ZeroRttRejected) => {
+            TransportError::Protocol { peer: peer.clone(), reason: format!("reading the {what} failed: {error}") }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 4433))
+    }
+
+    #[test]
+    fn peers_display_with_and_without_names() {
+        assert_eq!(Peer::named(Role::Agent, "builder-1", addr()).to_string(), "agent builder-1 at 127.0.0.1:4433");
+        assert_eq!(Peer::unnamed(Role::Coordinator, addr()).to_string(), "a coordinator at 127.0.0.1:4433");
+    }
+
+    #[test]
+    fn coordinator_told_how_to_fix_a_rejected_certificate() {
+        let error = TransportError::CertificateRejectedByPeer {
+            peer: Peer::named(Role::Agent, "builder-1", addr()),
+            why: certificate_problem(48, "", Role::Agent, Role::Coordinator),
+            detail: "TLS alert unknown_ca".into(),
+        };
+        let message = error.to_string();
+        assert!(
+            message.starts_with(
+                "agent builder-1 at 127.0.0.1:4433 rejected our certificate: it is not signed by the fleet CA \
+                 the agent trusts (TLS alert unknown_ca); issue one with `rustle-cross ca issue --coordinator NAME`"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("`rustle-cross ca issue --coordinator NAME`"), "{message}");
+        assert!(error.is_permanent());
+    }
+
+    #[test]
+    fn application_close_codes_map_to_their_variants() {
+        let peer = Peer::named(Role::Agent, "builder-1", addr());
+        let close = |code: u32| {
+            quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
+                error_code: quinn::VarInt::from_u32(code),
+                reason: b"because".to_vec().into(),
+            })
+        };
+        assert!(matches!(
+            from_connection_error(&peer, close(close_code::HANDSHAKE)),
+            TransportError::HandshakeRefusedByPeer { .. }
+        ));
+        assert!(matches!(
+            from_connection_error(&peer, close(close_code::NOT_ALLOWED)),
+            TransportError::NotAllowedByAgent { .. }
+        ));
+        assert_eq!(
+            from_connection_error(&peer, close(close_code::NORMAL)).to_string(),
+            "agent builder-1 at 127.0.0.1:4433 closed the connection: because"
+        );
+    }
+}

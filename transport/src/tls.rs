@@ -1,0 +1,173 @@
+//! rustls and quinn configurations for both ends: ring provider only, TLS 1.3 only, [`ALPN`](rustle_protocol::ALPN), mutual TLS against the fleet CA.
+//!
+//! There is deliberately no way to build a configuration that skips
+//! verification: the agent requires a client certificate chaining to the
+//! fleet CA ([`WebPkiClientVerifier`]), and the coordinator trusts the fleet
+//! CA alone and checks the agent's certificate for the name it dialled.
+//! The crypto provider is passed explicitly (`builder_with_provider`), so no
+//! process-wide default provider is ever installed.
+
+use std::sync::Arc;
+
+use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use x509_parser::extensions::GeneralName;
+
+use crate::TransportOptions;
+use crate::ca::CertBundle;
+use crate::error::TransportError;
+
+/// The only crypto provider this crate uses.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A bundle parsed into rustls types.
+struct ParsedBundle {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    roots: Arc<RootCertStore>,
+}
+
+fn parse(bundle: &CertBundle) -> Result<ParsedBundle, TransportError> {
+    let invalid = |part: &'static str| move |reason: String| TransportError::InvalidBundle { part, reason };
+    let chain = CertificateDer::pem_slice_iter(bundle.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| invalid("certificate")(error.to_string()))?;
+    if chain.is_empty() {
+        return Err(invalid("certificate")("no PEM certificate found".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(bundle.key_pem.as_bytes())
+        .map_err(|error| invalid("private key")(error.to_string()))?;
+    let mut roots = RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(bundle.ca_pem.as_bytes()) {
+        let ca = ca.map_err(|error| invalid("CA certificate")(error.to_string()))?;
+        roots.add(ca).map_err(|error| invalid("CA certificate")(error.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(invalid("CA certificate")("no PEM certificate found".into()));
+    }
+    Ok(ParsedBundle { chain, key, roots: Arc::new(roots) })
+}
+
+fn tls_error(part: &'static str) -> impl Fn(rustls::Error) -> TransportError {
+    move |error| TransportError::InvalidBundle { part, reason: error.to_string() }
+}
+
+fn transport_config(options: &TransportOptions) -> Result<Arc<quinn::TransportConfig>, TransportError> {
+    let mut config = quinn::TransportConfig::default();
+    let idle = quinn::IdleTimeout::try_from(options.idle_timeout).map_err(|error| TransportError::InvalidBundle {
+        part: "transport options",
+        reason: format!("idle timeout {:?}: {error}", options.idle_timeout),
+    })?;
+    config.max_idle_timeout(Some(idle)).keep_alive_interval(Some(options.keep_alive_interval));
+    Ok(Arc::new(config))
+}
+
+/// The agent's server configuration: presents the agent certificate and
+/// requires a client certificate chaining to the fleet CA.
+pub(crate) fn agent_server_config(
+    bundle: &CertBundle,
+    options: &TransportOptions,
+) -> Result<quinn::ServerConfig, TransportError> {
+    let ParsedBundle { chain, key, roots } = parse(bundle)?;
+    let provider = provider();
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+        .build()
+        .map_err(|error| TransportError::InvalidBundle { part: "CA certificate", reason: error.to_string() })?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_error("TLS configuration"))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(tls_error("private key"))?;
+    tls.alpn_protocols = vec![rustle_protocol::ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|error| TransportError::InvalidBundle { part: "TLS configuration", reason: error.to_string() })?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    config.transport_config(transport_config(options)?);
+    Ok(config)
+}
+
+/// The coordinator's client configuration: trusts the fleet CA only and
+/// presents the coordinator certificate.
+pub(crate) fn coordinator_client_config(
+    bundle: &CertBundle,
+    options: &TransportOptions,
+) -> Result<quinn::ClientConfig, TransportError> {
+    let ParsedBundle { chain, key, roots } = parse(bundle)?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_error("TLS configuration"))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(tls_error("private key"))?;
+    tls.alpn_protocols = vec![rustle_protocol::ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|error| TransportError::InvalidBundle { part: "TLS configuration", reason: error.to_string() })?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(transport_config(options)?);
+    Ok(config)
+}
+
+/// The name on the peer's verified end-entity certificate: its first DNS
+/// SAN, else its common name.
+pub(crate) fn peer_certificate_name(connection: &quinn::Connection) -> Result<String, String> {
+    let identity = connection.peer_identity().ok_or("it presented no certificate")?;
+    let chain = identity
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .map_err(|_| "its identity is not an X.509 certificate chain".to_owned())?;
+    let end_entity = chain.first().ok_or("it presented an empty certificate chain")?;
+    let (_, cert) = x509_parser::parse_x509_certificate(end_entity)
+        .map_err(|error| format!("its certificate cannot be parsed: {error}"))?;
+    if let Ok(Some(sans)) = cert.subject_alternative_name() {
+        let dns = sans.value.general_names.iter().find_map(|name| match name {
+            GeneralName::DNSName(name) => Some(*name),
+            _ => None,
+        });
+        if let Some(name) = dns {
+            return Ok(name.to_owned());
+        }
+    }
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|name| name.as_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| "its certificate carries neither a DNS name nor a common name".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::FleetCa;
+
+    #[test]
+    fn configurations_build_from_issued_bundles() {
+        let ca = FleetCa::generate().expect("CA");
+        let options = TransportOptions::default();
+        agent_server_config(&ca.issue_agent("builder-1", &[]).expect("agent"), &options).expect("server config");
+        coordinator_client_config(&ca.issue_coordinator("deploy").expect("coordinator"), &options)
+            .expect("client config");
+    }
+
+    #[test]
+    fn garbage_bundles_name_the_bad_part() {
+        let ca = FleetCa::generate().expect("CA");
+        let good = ca.issue_agent("builder-1", &[]).expect("agent");
+        let options = TransportOptions::default();
+        for (bundle, part) in [
+            (CertBundle { cert_pem: "nope".into(), ..good.clone() }, "certificate"),
+            (CertBundle { key_pem: "nope".into(), ..good.clone() }, "private key"),
+            (CertBundle { ca_pem: String::new(), ..good.clone() }, "CA certificate"),
+        ] {
+            match agent_server_config(&bundle, &options) {
+                Err(TransportError::InvalidBundle { part: found, .. }) => assert_eq!(found, part),
+                other => panic!("expected an invalid {part}, got {other:?}"),
+            }
+        }
+    }
+}
