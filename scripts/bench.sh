@@ -6,17 +6,19 @@
 #
 # Usage: scripts/bench.sh [TARGET ...]
 #   default targets: one per route (host, multiarch std + gcc, build-std +
-#   mingw, zig). BENCH_DIR (default ./bench-out) holds everything it builds.
+#   mingw, zig). BENCH_DIR (default $TMPDIR/rustle-cross-bench, outside this
+#   repository: cargo refuses a package inside another workspace's
+#   directory) holds everything it builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-pc-windows-gnu x86_64-unknown-linux-musl)
-BENCH_DIR="$(realpath -m "${BENCH_DIR:-bench-out}")"
+BENCH_DIR="$(realpath -m "${BENCH_DIR:-${TMPDIR:-/tmp}/rustle-cross-bench}")"
 RUNS=3
 
-cargo build --release --locked -q -p rustle-cross
+cargo build --release -q -p rustle-cross
 RC="$PWD/target/release/rustle-cross"
 
 rm -rf "$BENCH_DIR"
@@ -102,4 +104,3 @@ done
 echo
 echo "All ${#TARGETS[@]} targets, one \`rustle-cross build\`, nothing changed: $(fmt "$ALL_NOOP_R") s (bar: 1.2 x $(fmt "$SUM_NOOP_P") s + 0.2 s = $(fmt "$NOOP_BAR") s)."
 echo "One-line change, sum over targets: rustle-cross $(fmt "$SUM_CHG_R") s, cargo $(fmt "$SUM_CHG_P") s (bar: 1.1 x = $(fmt "$CHG_BAR") s)."
-git -C "$PWD" checkout -q -- examples/hello-template 2>/dev/null || true

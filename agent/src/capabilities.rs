@@ -5,20 +5,31 @@ use std::collections::BTreeMap;
 
 use rustle_build::toolchain::{LinkerPlan, StdSource, TargetAvailability, ToolchainManager};
 use rustle_protocol::{
-    AgentId, BuildRoute, BuildableTarget, CapabilityReport, LibcReport, LoadAverage, ToolchainReport,
+    AgentId, BuildRoute, BuildableTarget, CapabilityReport, LibcReport, LoadAverage, LoadUpdate, ToolchainReport,
+    WarmCache,
 };
 use rustle_targets::{RULES, TargetSpecification};
 
-/// Builds the report for this host.
+use crate::AgentError;
+use crate::config::AgentConfig;
+
+/// Builds the report for this host: every target of the rules table a
+/// toolchain here can build and `config.allowed_targets` permits, and the
+/// warm caches held.
 pub async fn report(
-    agent_id: &str,
+    config: &AgentConfig,
     toolchains: &ToolchainManager,
-    max_concurrent_jobs: u32,
-) -> anyhow::Result<CapabilityReport> {
+    warm_caches: Vec<WarmCache>,
+) -> Result<CapabilityReport, AgentError> {
+    let failed = |reason: String| AgentError::Capabilities { reason };
     let mut by_toolchain: BTreeMap<String, Vec<BuildableTarget>> = BTreeMap::new();
     for rule in RULES {
-        let target = TargetSpecification::from_triple(rule.triple)?;
-        if let TargetAvailability::Available(plan) = toolchains.availability(&target).await? {
+        if !config.target_allowed(rule.triple) {
+            continue;
+        }
+        let target = TargetSpecification::from_triple(rule.triple).map_err(|e| failed(e.to_string()))?;
+        let availability = toolchains.availability(&target).await.map_err(|e| failed(e.to_string()))?;
+        if let TargetAvailability::Available(plan) = availability {
             let route = match (&plan.linker, plan.std) {
                 (LinkerPlan::Zig { .. }, _) => BuildRoute::Zig,
                 (_, StdSource::BuildStd) => BuildRoute::BuildStd,
@@ -30,7 +41,7 @@ pub async fn report(
                 .push(BuildableTarget { triple: target.triple.clone(), route });
         }
     }
-    let installed = toolchains.toolchains().await?;
+    let installed = toolchains.toolchains().await.map_err(|e| failed(e.to_string()))?;
     let toolchain_reports = installed
         .iter()
         .map(|t| ToolchainReport {
@@ -41,33 +52,73 @@ pub async fn report(
         })
         .collect();
 
-    let mut system = sysinfo::System::new()?;
-    system.refresh_memory();
-    let load = sysinfo::System::load_average()?;
-    let work_dir = toolchains.config().cache_dir.clone();
-    let disks = sysinfo::Disks::new_with_refreshed_list()?;
-    let disk_free_bytes = disks
-        .iter()
-        .filter(|d| work_dir.starts_with(d.mount_point()))
-        .max_by_key(|d| d.mount_point().as_os_str().len())
-        .map_or(0, |d| d.available_space());
+    let host = HostLoad::measure(&config.work_dir);
     Ok(CapabilityReport {
-        agent_id: AgentId(agent_id.to_owned()),
+        agent_id: AgentId(config.resolved_agent_id()),
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         arch: std::env::consts::ARCH.to_owned(),
         os: std::env::consts::OS.to_owned(),
         os_version: sysinfo::System::long_os_version().unwrap_or_default(),
         libc: libc_report(),
         cores: u32::try_from(std::thread::available_parallelism().map_or(1, |n| n.get())).unwrap_or(u32::MAX),
-        memory_total_bytes: system.total_memory(),
-        memory_available_bytes: system.available_memory(),
-        load: LoadAverage { one: load.one, five: load.five, fifteen: load.fifteen },
-        disk_free_bytes,
+        memory_total_bytes: host.memory_total_bytes,
+        memory_available_bytes: host.memory_available_bytes,
+        load: host.load,
+        disk_free_bytes: host.disk_free_bytes,
         toolchains: toolchain_reports,
         docker_available: which::which("docker").is_ok() && std::path::Path::new("/var/run/docker.sock").exists(),
-        max_concurrent_jobs,
-        warm_caches: Vec::new(),
+        max_concurrent_jobs: config.max_concurrent_jobs,
+        warm_caches,
     })
+}
+
+/// Memory, load and disk of this host at one moment. Values that cannot be
+/// read are reported as zero.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostLoad {
+    /// Installed memory.
+    pub memory_total_bytes: u64,
+    /// Memory available now.
+    pub memory_available_bytes: u64,
+    /// Load average now.
+    pub load: LoadAverage,
+    /// Free space on the file system holding `work_dir`.
+    pub disk_free_bytes: u64,
+}
+
+impl HostLoad {
+    /// Reads the host's state now; `work_dir` picks the disk.
+    pub fn measure(work_dir: &std::path::Path) -> Self {
+        let mut out = Self::default();
+        if let Ok(mut system) = sysinfo::System::new() {
+            system.refresh_memory();
+            out.memory_total_bytes = system.total_memory();
+            out.memory_available_bytes = system.available_memory();
+        }
+        if let Ok(load) = sysinfo::System::load_average() {
+            out.load = LoadAverage { one: load.one, five: load.five, fifteen: load.fifteen };
+        }
+        let work_dir = work_dir.canonicalize().unwrap_or_else(|_| work_dir.to_owned());
+        if let Ok(disks) = sysinfo::Disks::new_with_refreshed_list() {
+            out.disk_free_bytes = disks
+                .iter()
+                .filter(|d| work_dir.starts_with(d.mount_point()))
+                .max_by_key(|d| d.mount_point().as_os_str().len())
+                .map_or(0, |d| d.available_space());
+        }
+        out
+    }
+
+    /// The heartbeat carrying this measurement.
+    pub fn update(&self, sequence: u64, running_jobs: u32) -> LoadUpdate {
+        LoadUpdate {
+            sequence,
+            running_jobs,
+            memory_available_bytes: self.memory_available_bytes,
+            load: self.load,
+            disk_free_bytes: self.disk_free_bytes,
+        }
+    }
 }
 
 /// The C library this agent binary was built against.

@@ -1,36 +1,47 @@
-//! `rustle-agent`: the build-host daemon of rustle-cross. For now it reports
-//! what this host can build (`--print-capabilities`); serving builds to a
-//! coordinator over QUIC comes with the fleet.
-
-mod capabilities;
+//! `rustle-agent`: the build-host daemon of rustle-cross. `--config FILE`
+//! serves builds to coordinators over QUIC with mutual TLS;
+//! `--print-capabilities` prints what this host can build and exits.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Parser;
-use rustle_build::toolchain::{ToolchainConfig, ToolchainManager};
+use rustle_agent::{AgentConfig, capabilities};
+use rustle_build::toolchain::ToolchainManager;
+use rustle_transport::{AgentListener, CertBundle, CertFiles, TransportOptions};
 
 /// The rustle-cross build-host daemon.
 #[derive(Parser)]
 #[command(name = "rustle-agent", version, about)]
 struct Args {
+    /// The agent config file (TOML); without it the defaults apply.
+    #[arg(long, env = "RUSTLE_AGENT_CONFIG")]
+    config: Option<PathBuf>,
     /// Print this host's capability report as JSON and exit.
     #[arg(long)]
     print_capabilities: bool,
-    /// The agent's id in reports (default: the host name).
+    /// The agent's id in reports (overrides `agent_id`).
     #[arg(long)]
     agent_id: Option<String>,
-    /// Work and cache directory.
-    #[arg(long, env = "RUSTLE_AGENT_WORK_DIR", default_value = "/var/lib/rustle-agent")]
-    work_dir: PathBuf,
-    /// Builds run at once.
-    #[arg(long, default_value_t = 2)]
-    max_concurrent_jobs: u32,
+    /// Work and cache directory (overrides `work_dir`).
+    #[arg(long, env = "RUSTLE_AGENT_WORK_DIR")]
+    work_dir: Option<PathBuf>,
+    /// Builds run at once (overrides `max_concurrent_jobs`).
+    #[arg(long)]
+    max_concurrent_jobs: Option<u32>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: failed to start the async runtime: {e}");
@@ -38,7 +49,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(args)) {
-        Ok(code) => code,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
@@ -46,18 +57,63 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let toolchains =
-        ToolchainManager::new(ToolchainConfig { cache_dir: args.work_dir.join("cache"), ..ToolchainConfig::default() });
-    let agent_id =
-        args.agent_id.or_else(|| sysinfo::System::host_name().ok()).unwrap_or_else(|| "rustle-agent".to_owned());
-    let report = capabilities::report(&agent_id, &toolchains, args.max_concurrent_jobs).await?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    if !args.print_capabilities {
-        eprintln!(
-            "rustle-agent: serving builds over QUIC is not implemented yet; this build only reports capabilities"
-        );
-        return Ok(ExitCode::from(2));
+async fn run(args: Args) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => AgentConfig::load(path)?,
+        None => AgentConfig::default(),
+    };
+    if let Some(id) = args.agent_id {
+        config.agent_id = Some(id);
     }
-    Ok(ExitCode::SUCCESS)
+    if let Some(dir) = args.work_dir {
+        config.work_dir = dir;
+    }
+    if let Some(jobs) = args.max_concurrent_jobs {
+        config.max_concurrent_jobs = jobs;
+    }
+    config.validate().map_err(|reason| anyhow::anyhow!("invalid agent config: {reason}"))?;
+
+    if args.print_capabilities {
+        let toolchains = ToolchainManager::new(config.toolchain_config());
+        let warm = rustle_agent::warm::scan(&rustle_agent::warm::WorkLayout::new(&config.work_dir))
+            .iter()
+            .flat_map(|(id, record)| record.caches(id).collect::<Vec<_>>())
+            .collect();
+        let report = capabilities::report(&config, &toolchains, warm).await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+
+    let files = CertFiles { cert: config.cert.clone(), key: config.key.clone(), ca: config.ca.clone() };
+    let bundle = CertBundle::load(&files).context("failed to load the agent's certificates (ca, cert, key)")?;
+    let socket = std::net::UdpSocket::bind(config.listen)
+        .with_context(|| format!("failed to bind UDP {} (listen)", config.listen))?;
+    let (listener, addr) = AgentListener::from_socket(socket, &bundle, config.allowed(), TransportOptions::default())
+        .context("failed to start the QUIC listener")?;
+    eprintln!("rustle-agent: listening on {addr}");
+    rustle_agent::serve(listener, config, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }

@@ -1,0 +1,458 @@
+//! The job actor: one accepted job. Receives and syncs its source bundle,
+//! runs cargo through the build engine in a spawned task, streams events,
+//! sends the artifact and the outcome; on cancel (or when its session ends)
+//! drops the build, which kills cargo's process group, and removes its
+//! scratch dirs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rustle_build::bundle::{BundleLimits, sync_bundle};
+use rustle_build::engine::{self, BuildJob, CompilationError, CompiledBinary};
+use rustle_build::template::TemplateSource;
+use rustle_protocol::{
+    AgentToCoordinator, BuildEvent, BuildOutcome, BulkAck, BulkHeader, BulkKind, JobOffer, Lto, OptLevel,
+    OptimizationSettings, PanicStrategy, Sha256Digest, Strip,
+};
+use rustle_targets::{CompilationOptimization, OptimizationLevel, TargetSpecification};
+use rustle_transport::{BulkIncoming, Connection};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinHandle;
+
+use super::listener::ListenerMsg;
+use super::{Context, JobKey, Placement};
+use crate::warm;
+
+/// How long the job waits for its source bundle after accepting.
+const BUNDLE_WAIT: Duration = Duration::from_secs(120);
+/// Bound on receiving a bundle once its stream has started.
+const BUNDLE_RECEIVE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Bound on waiting for a killed build task to be gone.
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on sending the artifact.
+const ARTIFACT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Build deadline when the offer gives none.
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(3600);
+
+/// The job actor.
+pub(crate) struct JobActor;
+
+/// What a job is started with.
+pub(crate) struct JobArguments {
+    /// Configuration and toolchains.
+    pub context: Context,
+    /// The job.
+    pub key: JobKey,
+    /// What to build.
+    pub offer: JobOffer,
+    /// Where to build.
+    pub placement: Placement,
+    /// For the artifact stream.
+    pub connection: Connection,
+    /// The session's frame queue.
+    pub outbound: UnboundedSender<AgentToCoordinator>,
+    /// Told when the job ends.
+    pub listener: ActorRef<ListenerMsg>,
+}
+
+/// Why a bundle could not be synced.
+pub(crate) enum SyncFailure {
+    /// The bundle is hostile, corrupt or over the limits: never retry it.
+    Invalid(String),
+    /// This machine failed (disk, permissions): another agent may succeed.
+    Local(String),
+}
+
+/// A successful build and the toolchain that made it.
+pub(crate) struct Built {
+    binary: CompiledBinary,
+    toolchain: String,
+}
+
+/// The job's messages.
+pub(crate) enum JobMsg {
+    /// The coordinator opened the source bundle stream.
+    Bundle(Box<BulkIncoming>),
+    /// The bundle's bytes arrived and were verified (or not).
+    BundleReceived(Result<Vec<u8>, String>),
+    /// The bundle was synced into the source dir (or refused).
+    BundleSynced(Result<(), SyncFailure>),
+    /// cargo finished.
+    BuildDone(Box<Result<Built, CompilationError>>),
+    /// The artifact's bytes were written to its stream (or not).
+    ArtifactWritten(Result<(), String>),
+    /// The coordinator has the whole artifact (or the transfer failed).
+    ArtifactDelivered(Result<(), String>),
+    /// No bundle arrived in time.
+    BundleTimeout,
+    /// The coordinator cancelled the job.
+    Cancel,
+    /// The agent is shutting down: end the job as a retryable failure.
+    Abandon(String, RpcReplyPort<()>),
+}
+
+/// Where the job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    AwaitingBundle,
+    ReceivingBundle,
+    Syncing,
+    Building,
+    SendingArtifact,
+}
+
+/// The job's state.
+pub(crate) struct JobState {
+    context: Context,
+    key: JobKey,
+    offer: JobOffer,
+    placement: Placement,
+    connection: Connection,
+    outbound: UnboundedSender<AgentToCoordinator>,
+    listener: ActorRef<ListenerMsg>,
+    stage: Stage,
+    task: Option<JoinHandle<()>>,
+    outcome_sent: bool,
+    released: bool,
+    built: Option<(String, String)>,
+    pending_success: Option<BuildOutcome>,
+}
+
+impl JobState {
+    fn push(&self, message: AgentToCoordinator) {
+        let _ = self.outbound.send(message);
+    }
+
+    /// Frees the slot (and scratch dirs), then reports the outcome, so the
+    /// slot is free before the coordinator can hear that the job ended.
+    async fn finish(&mut self, outcome: BuildOutcome) {
+        if !self.outcome_sent {
+            self.outcome_sent = true;
+            self.release().await;
+            self.push(AgentToCoordinator::Finished { job: self.offer.job, outcome });
+        }
+    }
+
+    /// Removes scratch dirs and tells the listener the slot is free; once.
+    /// The build task must have ended.
+    async fn release(&mut self) {
+        if self.released {
+            return;
+        }
+        self.released = true;
+        if self.placement == Placement::Scratch {
+            let base = self.base_dir();
+            let _ = tokio::task::spawn_blocking(move || warm::remove_tree(&base)).await;
+        }
+        let _ = self.listener.send_message(ListenerMsg::JobEnded { key: self.key, built: self.built.take() });
+    }
+
+    fn ack(&self, ack: BulkAck) {
+        self.push(AgentToCoordinator::BulkAck(ack));
+    }
+
+    /// The job's base dir: the template's warm dir, or its scratch dir.
+    fn base_dir(&self) -> PathBuf {
+        match self.placement {
+            Placement::Warm => self.context.layout.warm_dir(&self.offer.template_id.0),
+            Placement::Scratch => self.context.layout.jobs_root().join(self.key.to_string()),
+        }
+    }
+
+    /// Stops the running task and waits (bounded) until it is gone: a
+    /// dropped build future kills cargo's process group.
+    async fn kill_task(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = tokio::time::timeout(KILL_TIMEOUT, task).await;
+        }
+    }
+}
+
+impl Actor for JobActor {
+    type Msg = JobMsg;
+    type State = JobState;
+    type Arguments = JobArguments;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.send_after(BUNDLE_WAIT, || JobMsg::BundleTimeout);
+        Ok(JobState {
+            context: args.context,
+            key: args.key,
+            offer: args.offer,
+            placement: args.placement,
+            connection: args.connection,
+            outbound: args.outbound,
+            listener: args.listener,
+            stage: Stage::AwaitingBundle,
+            task: None,
+            outcome_sent: false,
+            released: false,
+            built: None,
+            pending_success: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let job = state.offer.job;
+        match message {
+            JobMsg::Bundle(incoming) => {
+                if state.stage != Stage::AwaitingBundle {
+                    incoming.refuse();
+                    return Ok(());
+                }
+                state.stage = Stage::ReceivingBundle;
+                let me = myself.clone();
+                state.task = Some(tokio::spawn(async move {
+                    let received = match tokio::time::timeout(BUNDLE_RECEIVE_TIMEOUT, incoming.read_to_vec()).await {
+                        Ok(result) => result.map_err(|e| e.to_string()),
+                        Err(_) => {
+                            Err(format!("the bundle did not arrive within {}s", BUNDLE_RECEIVE_TIMEOUT.as_secs()))
+                        }
+                    };
+                    let _ = me.send_message(JobMsg::BundleReceived(received));
+                }));
+            }
+            JobMsg::BundleReceived(Err(reason)) => {
+                // A truncated or corrupt transfer: the coordinator may send it again.
+                state.ack(BulkAck::Rejected { job, kind: BulkKind::SourceBundle, reason });
+                state.stage = Stage::AwaitingBundle;
+                state.task = None;
+            }
+            JobMsg::BundleReceived(Ok(bytes)) => {
+                let template_id = &state.offer.template_id.0;
+                if !warm::is_safe_template_id(template_id) {
+                    let reason = format!(
+                        "template id {template_id:?} cannot name a directory (use letters, digits, '-', '_' and '.')"
+                    );
+                    refuse_bundle(&myself, state, reason).await;
+                    return Ok(());
+                }
+                state.stage = Stage::Syncing;
+                let src = state.base_dir().join("src");
+                let me = myself.clone();
+                state.task = Some(tokio::spawn(async move {
+                    let synced = tokio::task::spawn_blocking(move || {
+                        sync_bundle(&bytes, &src, &BundleLimits::default()).map(|_| ()).map_err(|error| {
+                            if error.is_invalid_bundle() {
+                                SyncFailure::Invalid(error.to_string())
+                            } else {
+                                SyncFailure::Local(error.to_string())
+                            }
+                        })
+                    })
+                    .await
+                    .unwrap_or_else(|error| Err(SyncFailure::Local(format!("the unpacking task failed: {error}"))));
+                    let _ = me.send_message(JobMsg::BundleSynced(synced));
+                }));
+            }
+            JobMsg::BundleSynced(Err(SyncFailure::Invalid(reason))) => refuse_bundle(&myself, state, reason).await,
+            JobMsg::BundleSynced(Err(SyncFailure::Local(reason))) => {
+                state.ack(BulkAck::Verified { job, kind: BulkKind::SourceBundle });
+                let reason = format!("failed to write the source tree on agent: {reason}");
+                state.finish(BuildOutcome::InfrastructureFailure { reason, retryable: true }).await;
+                myself.stop(None);
+            }
+            JobMsg::BundleSynced(Ok(())) => {
+                state.ack(BulkAck::Verified { job, kind: BulkKind::SourceBundle });
+                state.stage = Stage::Building;
+                start_build(&myself, state);
+            }
+            JobMsg::BuildDone(result) => match *result {
+                Ok(built) => {
+                    state.stage = Stage::SendingArtifact;
+                    state.built = Some((built.binary.target.triple.clone(), built.toolchain.clone()));
+                    send_artifact(&myself, state, built.binary);
+                }
+                Err(error) => {
+                    state.task = None;
+                    state.finish(outcome_of(error)).await;
+                    myself.stop(None);
+                }
+            },
+            JobMsg::ArtifactWritten(Ok(())) => {
+                if let Some(outcome) = state.pending_success.take() {
+                    state.finish(outcome).await;
+                }
+            }
+            JobMsg::ArtifactWritten(Err(reason)) | JobMsg::ArtifactDelivered(Err(reason)) => {
+                let reason = format!("failed to send the artifact: {reason}");
+                state.finish(BuildOutcome::InfrastructureFailure { reason, retryable: true }).await;
+                state.task = None;
+                myself.stop(None);
+            }
+            JobMsg::ArtifactDelivered(Ok(())) => {
+                state.task = None;
+                myself.stop(None);
+            }
+            JobMsg::BundleTimeout => {
+                if state.stage == Stage::AwaitingBundle {
+                    let reason = format!("no source bundle arrived within {}s of accepting", BUNDLE_WAIT.as_secs());
+                    state.finish(BuildOutcome::InfrastructureFailure { reason, retryable: true }).await;
+                    myself.stop(None);
+                }
+            }
+            JobMsg::Cancel => {
+                state.kill_task().await;
+                state.finish(BuildOutcome::Cancelled).await;
+                myself.stop(None);
+            }
+            JobMsg::Abandon(reason, reply) => {
+                state.kill_task().await;
+                state.finish(BuildOutcome::InfrastructureFailure { reason, retryable: true }).await;
+                let _ = reply.send(());
+                myself.stop(None);
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        state.kill_task().await;
+        state.release().await;
+        Ok(())
+    }
+}
+
+/// A hostile or unusable bundle: refused, and the job fails for good.
+async fn refuse_bundle(myself: &ActorRef<JobMsg>, state: &mut JobState, reason: String) {
+    let job = state.offer.job;
+    tracing::warn!("job {}: refused its source bundle: {reason}", state.key);
+    state.ack(BulkAck::Rejected { job, kind: BulkKind::SourceBundle, reason: reason.clone() });
+    let reason = format!("the source bundle was refused: {reason}");
+    state.finish(BuildOutcome::InfrastructureFailure { reason, retryable: false }).await;
+    state.task = None;
+    myself.stop(None);
+}
+
+/// Runs cargo in a task; events go straight to the session's frame queue.
+fn start_build(myself: &ActorRef<JobMsg>, state: &mut JobState) {
+    let context = state.context.clone();
+    let base = state.base_dir();
+    let offer = state.offer.clone();
+    let outbound = state.outbound.clone();
+    let me = myself.clone();
+    state.task = Some(tokio::spawn(async move {
+        let result = run_build(&context, &base, &offer, outbound).await;
+        let _ = me.send_message(JobMsg::BuildDone(Box::new(result)));
+    }));
+}
+
+async fn run_build(
+    context: &Context,
+    base: &std::path::Path,
+    offer: &JobOffer,
+    outbound: UnboundedSender<AgentToCoordinator>,
+) -> Result<Built, CompilationError> {
+    let triple = offer.target_triple.clone();
+    let src = base.join("src");
+    let cache_dir = base.join("cache");
+    let template = TemplateSource::Dir(src.clone()).prepare(&src)?;
+    let unavailable = |reason: String| CompilationError::Unavailable { triple: triple.clone(), reason };
+    let target = TargetSpecification::from_triple(&triple).map_err(|e| unavailable(e.to_string()))?;
+    let plan = context.toolchains.plan(&target).await.map_err(|e| unavailable(e.to_string()))?;
+    let optimization = optimization_of(&offer.optimization);
+    let timeout = if offer.deadline_secs == 0 { DEFAULT_DEADLINE } else { Duration::from_secs(offer.deadline_secs) };
+    let build = BuildJob {
+        template: &template,
+        plan: &plan,
+        optimization: &optimization,
+        cache_dir: &cache_dir,
+        timeout,
+        incremental: true,
+    };
+    let job = offer.job;
+    let on_event = move |event: engine::BuildEvent| {
+        let event = match event {
+            engine::BuildEvent::Started { .. } => BuildEvent::Started,
+            engine::BuildEvent::Progress { done, total, .. } => BuildEvent::Progress {
+                done: u32::try_from(done).unwrap_or(u32::MAX),
+                total: u32::try_from(total).unwrap_or(u32::MAX),
+            },
+        };
+        let _ = outbound.send(AgentToCoordinator::Event { job, event });
+    };
+    let binary = engine::build(&build, &on_event).await?;
+    Ok(Built { binary, toolchain: plan.toolchain.name.clone() })
+}
+
+/// Sends the artifact on its own stream; the outcome goes out once its
+/// bytes are written, and the job ends once the coordinator has them all.
+fn send_artifact(myself: &ActorRef<JobMsg>, state: &mut JobState, binary: CompiledBinary) {
+    let job = state.offer.job;
+    let sha256 = Sha256Digest::of(&binary.binary_data);
+    state.pending_success = Some(BuildOutcome::Success {
+        checksum: sha256,
+        size: binary.size,
+        compile_time_ms: u64::try_from(binary.compilation_time.as_millis()).unwrap_or(u64::MAX),
+        rustc_version: binary.metadata.rustc_version.clone(),
+        cargo_version: binary.metadata.cargo_version.clone(),
+    });
+    let header = BulkHeader {
+        kind: BulkKind::Artifact,
+        job,
+        file_name: binary.file_name.clone(),
+        total_len: binary.size,
+        sha256,
+    };
+    let connection = state.connection.clone();
+    let me = myself.clone();
+    state.task = Some(tokio::spawn(async move {
+        let transfer = async {
+            let mut sender = connection.open_bulk(header).await.map_err(|e| e.to_string())?;
+            let written = sender.write_all(&binary.binary_data).await.map_err(|e| e.to_string());
+            let _ = me.send_message(JobMsg::ArtifactWritten(written.clone()));
+            written?;
+            sender.finish().await.map_err(|e| e.to_string())
+        };
+        let delivered = tokio::time::timeout(ARTIFACT_TIMEOUT, transfer)
+            .await
+            .unwrap_or_else(|_| Err(format!("the transfer took longer than {}s", ARTIFACT_TIMEOUT.as_secs())));
+        let _ = me.send_message(JobMsg::ArtifactDelivered(delivered));
+    }));
+}
+
+/// A failed build as the coordinator sees it: the template's fault, or the machine's.
+fn outcome_of(error: CompilationError) -> BuildOutcome {
+    match error {
+        CompilationError::CompileFailed { diagnostics, .. } => BuildOutcome::CompileFailed { diagnostics },
+        error @ CompilationError::Template(_) => BuildOutcome::CompileFailed { diagnostics: error.to_string() },
+        error @ CompilationError::Optimization { .. } => {
+            BuildOutcome::InfrastructureFailure { reason: error.to_string(), retryable: false }
+        }
+        error => BuildOutcome::InfrastructureFailure { reason: error.to_string(), retryable: true },
+    }
+}
+
+/// The wire's profile settings in the build engine's terms. The engine has
+/// no separate opt-levels 1 and 2 or thin LTO, so those map to the nearest
+/// it has (release, and cargo's default LTO).
+fn optimization_of(settings: &OptimizationSettings) -> CompilationOptimization {
+    CompilationOptimization {
+        level: match settings.opt_level {
+            OptLevel::O0 => OptimizationLevel::Debug,
+            OptLevel::O1 | OptLevel::O2 | OptLevel::O3 => OptimizationLevel::Release,
+            OptLevel::S => OptimizationLevel::Size,
+            OptLevel::Z => OptimizationLevel::MinSize,
+        },
+        lto: settings.lto == Lto::Fat,
+        codegen_units: settings.codegen_units.map(|units| u16::try_from(units).unwrap_or(u16::MAX)),
+        target_cpu: settings.target_cpu.clone(),
+        target_features: settings.target_features.clone(),
+        strip: settings.strip == Strip::Symbols,
+        panic_strategy: match settings.panic {
+            PanicStrategy::Unwind => rustle_targets::PanicStrategy::Unwind,
+            PanicStrategy::Abort => rustle_targets::PanicStrategy::Abort,
+        },
+    }
+}

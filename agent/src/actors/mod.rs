@@ -1,0 +1,66 @@
+//! The agent's actors, one per file: [`listener`] (accepts coordinators,
+//! owns job slots and the warm-dir registry), [`session`] (one per
+//! coordinator connection) and [`job`] (one per accepted job).
+//!
+//! No state is shared between them: a session asks the listener for a slot
+//! and the running-job count by request/reply with a timeout, and a job
+//! tells the listener when it ends. Long work (handshakes, receiving
+//! bundles, cargo, sending artifacts) runs in spawned tasks that report
+//! back as messages, so no mailbox waits on the network or on cargo.
+
+pub(crate) mod job;
+pub(crate) mod listener;
+pub(crate) mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustle_build::toolchain::ToolchainManager;
+use rustle_protocol::JobId;
+
+use crate::config::AgentConfig;
+use crate::warm::WorkLayout;
+
+/// Bound on every request/reply between actors.
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What every actor may read: the configuration and the toolchain manager
+/// (whose discovery cache is its own business). Immutable.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The configuration.
+    pub config: AgentConfig,
+    /// Paths in the work directory.
+    pub layout: WorkLayout,
+    /// Finds toolchains and plans builds.
+    pub toolchains: ToolchainManager,
+}
+
+/// Shared, immutable context.
+pub(crate) type Context = Arc<Shared>;
+
+/// A job, unique across the agent: the coordinator's job id is only unique
+/// per connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct JobKey {
+    /// The session (connection) number.
+    pub session: u64,
+    /// The coordinator's job id.
+    pub job: JobId,
+}
+
+impl std::fmt::Display for JobKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.session, self.job)
+    }
+}
+
+/// Where a job builds: in its template's warm dir, or (when another job
+/// holds that) in scratch dirs removed afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// `warm/<template_id>`.
+    Warm,
+    /// `jobs/<job-key>`.
+    Scratch,
+}

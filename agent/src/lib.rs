@@ -1,0 +1,86 @@
+//! `rustle-agent` as a library: serve build jobs to coordinators over an
+//! injected [`AgentListener`] until a shutdown future resolves.
+//!
+//! The session flow (the coordinator dials):
+//!
+//! 1. The coordinator opens the control stream; both sides exchange `Hello`.
+//! 2. The agent sends `Capabilities` (honouring `allowed_targets`, listing
+//!    warm caches), then a `Load` heartbeat every `heartbeat_interval_ms`.
+//! 3. To an `Offer` the agent answers `Accept` (a free slot and a toolchain
+//!    for the target) or `Reject`.
+//! 4. The coordinator sends the source bundle on a bulk stream; the agent
+//!    answers `BulkAck` and syncs it into `work_dir/warm/<template_id>/src`.
+//! 5. The agent builds, streaming `Event`s (queued, started, progress).
+//! 6. On success it sends the binary on a bulk stream, then `Finished`
+//!    with `Success`; otherwise `Finished` with `CompileFailed` or
+//!    `InfrastructureFailure`.
+//! 7. `Cancel`, or the connection dropping, kills the build's process group
+//!    and removes its scratch state (`Finished{Cancelled}` if still connected).
+//!
+//! The work is done by ractor actors, one per file in `actors/`: a listener,
+//! a session per connection and a job per accepted job.
+
+mod actors;
+pub mod capabilities;
+pub mod config;
+mod error;
+pub mod warm;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::Actor;
+use rustle_build::toolchain::ToolchainManager;
+use rustle_transport::AgentListener;
+
+pub use config::AgentConfig;
+pub use error::AgentError;
+
+use crate::actors::listener::{ListenerActor, ListenerArguments, ListenerMsg};
+use crate::actors::{Context, Shared};
+use crate::warm::WorkLayout;
+
+/// How long the actors may take to wind down after the drain.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves coordinators on `listener` until `shutdown` resolves, then shuts
+/// down gracefully: stops accepting connections and jobs, lets running jobs
+/// finish for up to `shutdown_drain_secs`, ends the rest as retryable
+/// failures (killing their builds), and closes every connection.
+///
+/// The listener's certificates and allowed coordinators are the caller's
+/// business (see [`AgentConfig::allowed`]); `config.listen`, `ca`, `cert`
+/// and `key` are not used here.
+pub async fn serve(
+    listener: AgentListener,
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    config.validate().map_err(|reason| AgentError::ConfigInvalid { reason })?;
+    for dir in [config.work_dir.clone(), config.cache_dir()] {
+        std::fs::create_dir_all(&dir).map_err(|source| AgentError::WorkDir { path: dir.clone(), source })?;
+    }
+    let drain = Duration::from_secs(config.shutdown_drain_secs);
+    let context: Context = Arc::new(Shared {
+        layout: WorkLayout::new(&config.work_dir),
+        toolchains: ToolchainManager::new(config.toolchain_config()),
+        config,
+    });
+    let listener = Arc::new(listener);
+    let args = ListenerArguments { context, listener: listener.clone() };
+    let (actor, handle) = Actor::spawn(None, ListenerActor, args)
+        .await
+        .map_err(|error| AgentError::Actor { actor: "listener", reason: error.to_string() })?;
+    tracing::info!("rustle-agent listening on {}", listener.local_addr());
+
+    shutdown.await;
+    tracing::info!("rustle-agent shutting down: draining running jobs for up to {}s", drain.as_secs());
+    if !matches!(actor.call(ListenerMsg::Drain, Some(drain)).await, Ok(ractor::rpc::CallResult::Success(()))) {
+        tracing::warn!("jobs still running after {}s; ending them", drain.as_secs());
+    }
+    let _ = actor.stop_and_wait(Some("shutdown".into()), Some(STOP_TIMEOUT)).await;
+    let _ = tokio::time::timeout(STOP_TIMEOUT, handle).await;
+    listener.shutdown("the agent is shutting down").await;
+    Ok(())
+}
