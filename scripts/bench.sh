@@ -19,7 +19,7 @@ BENCH_DIR="$(realpath -m "${BENCH_DIR:-${TMPDIR:-/tmp}/rustle-cross-bench}")"
 RUNS=3
 
 cargo build --release -q -p rustle-cross
-RC="$PWD/target/release/rustle-cross"
+RC="${CARGO_TARGET_DIR:-$PWD/target}/release/rustle-cross"
 
 rm -rf "$BENCH_DIR"
 mkdir -p "$BENCH_DIR/out"

@@ -5,7 +5,7 @@
 pub mod bundle;
 pub mod engine;
 pub mod process;
+pub mod runner;
 pub mod template;
 pub mod toolchain;
 pub mod validate;
-pub mod runner;

@@ -6,9 +6,10 @@
 //! [`targets`], the build engine as [`build`].
 
 pub mod config;
+pub mod fleet;
 pub mod manager;
 
-pub use config::{ConfigError, CrossCompilationConfig, TargetOverrides};
+pub use config::{AgentEndpoint, ConfigError, CrossCompilationConfig, FleetConfig, TargetOverrides};
 pub use manager::{CompatibilityReport, CrossCompilationError, CrossCompilationManager, ProgressSink, TargetOutcome};
 
 /// The target model (`TargetSpecification`, `CompilationOptimization`, ...).

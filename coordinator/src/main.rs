@@ -33,6 +33,10 @@ enum Command {
     Detect(cli::detect::DetectArgs),
     /// Check toolchains, linkers, runners, Docker and disk, with fixes.
     Doctor(cli::doctor::DoctorArgs),
+    /// Create the fleet CA and issue agent and coordinator certificates.
+    Ca(cli::ca::CaArgs),
+    /// Show the configured build agents: capabilities, load, running jobs.
+    Fleet(cli::fleet::FleetArgs),
 }
 
 /// Exit codes: 0 success, 1 a target failed, 2 bad usage or configuration.
@@ -64,9 +68,11 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Targets(args) => cli::targets::run(config, args).await,
-            Command::Build(args) => cli::build::run(config, args).await,
+            Command::Build(args) => cli::build::run(config, args, cli.verbose > 0).await,
             Command::Detect(args) => cli::detect::run(config, args).await,
             Command::Doctor(args) => cli::doctor::run(config, args).await,
+            Command::Ca(args) => cli::ca::run(args),
+            Command::Fleet(args) => cli::fleet::run(config, args).await,
         }
     });
     match result {

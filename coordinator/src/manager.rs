@@ -18,6 +18,7 @@ use rustle_targets::{CompilationOptimization, TargetError, TargetSpecification};
 use serde::Serialize;
 
 use crate::config::{ConfigError, CrossCompilationConfig};
+use crate::fleet::{BuildSource, Decision, Executor, FallbackId, Fleet, FleetOptions, LocalBuilder, LocalFallback};
 
 /// Errors of the façade that are not about one target's build.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,12 @@ pub struct TargetOutcome {
     pub target: TargetSpecification,
     /// Its binary, or why there is none.
     pub result: Result<CompiledBinary, CompilationError>,
+    /// Where it was built (an agent, or the `local` fallback); `None` when
+    /// nothing could take it.
+    pub executor: Option<Executor>,
+    /// Why it went there: every placement decision the scheduler made for
+    /// it, in order (empty without a fleet: everything builds locally).
+    pub decisions: Vec<Decision>,
 }
 
 /// What can build a target here, by which route, and what is missing.
@@ -353,6 +360,9 @@ impl CrossCompilationManager {
             self.ensure_lockfile(&template, plan).await?;
         }
         let progress = progress.unwrap_or_else(|| Arc::new(|_| {}));
+        if self.config.fleet.is_enabled() {
+            return self.build_on_fleet(&template, targets, plans, optimization, progress).await;
+        }
         let template = &template;
         let builds = targets.iter().zip(plans).map(|(target, plan)| {
             let progress = progress.clone();
@@ -371,10 +381,119 @@ impl CrossCompilationManager {
                     }
                     Err(e) => Err(e),
                 };
-                TargetOutcome { target: target.clone(), result }
+                TargetOutcome {
+                    target: target.clone(),
+                    result,
+                    executor: Some(local_executor()),
+                    decisions: Vec::new(),
+                }
             }
         });
         Ok(futures_util::stream::iter(builds).buffered(self.config.max_parallel_jobs).collect().await)
+    }
+
+    /// The fleet path of [`build`](Self::build): each target goes to the
+    /// scheduler, which places it on an agent or the local fallback (the
+    /// targets this machine can plan), and comes back with the decisions.
+    async fn build_on_fleet(
+        &self,
+        template: &PreparedTemplate,
+        targets: &[TargetSpecification],
+        plans: Vec<Result<BuildPlan, CompilationError>>,
+        optimization: &CompilationOptimization,
+        progress: ProgressSink,
+    ) -> Result<Vec<TargetOutcome>, CompilationError> {
+        let fleet_error = |reason: String| CompilationError::Unavailable { triple: "fleet".into(), reason };
+        let bundle = rustle_build::bundle::pack_template(template)
+            .map_err(|e| fleet_error(format!("failed to pack the template for the build agents: {e}")))?;
+        let mut local_plans = std::collections::HashMap::new();
+        let mut local_errors = Vec::new();
+        for (target, plan) in targets.iter().zip(plans) {
+            match plan {
+                Ok(plan) => {
+                    local_plans.insert(target.triple.clone(), plan);
+                    local_errors.push(None);
+                }
+                Err(error) => local_errors.push(Some(error)),
+            }
+        }
+        let local = LocalFallback {
+            triples: local_plans.keys().cloned().collect(),
+            slots: u32::try_from(self.config.max_parallel_jobs).unwrap_or(u32::MAX),
+            builder: self.local_builder(template, local_plans, optimization),
+        };
+        let options = FleetOptions::from_config(&self.config.fleet).map_err(|e| fleet_error(e.to_string()))?;
+        let fleet = Fleet::start(options, Some(local)).await.map_err(|e| fleet_error(e.to_string()))?;
+        let source = BuildSource::new(template.id.clone(), bundle.bytes, optimization);
+        // Room for the build, the transfers and a retry elsewhere.
+        let deadline = self.config.compilation_timeout().saturating_mul(2) + std::time::Duration::from_secs(60);
+        let mut pending = Vec::new();
+        for target in targets {
+            pending.push(fleet.submit(target.clone(), source.clone(), deadline, progress.clone()));
+        }
+        let mut outcomes = Vec::new();
+        for ((target, receiver), local_error) in targets.iter().zip(pending).zip(local_errors) {
+            let result = match receiver {
+                Ok(receiver) => receiver.await.map_err(|_| "the fleet stopped before reporting".to_owned()),
+                Err(e) => Err(e.to_string()),
+            };
+            let mut outcome = result.unwrap_or_else(|reason| TargetOutcome {
+                target: target.clone(),
+                result: Err(CompilationError::Unavailable { triple: target.to_string(), reason }),
+                executor: None,
+                decisions: Vec::new(),
+            });
+            // Nothing took it: add what this machine lacks, with the way to install it.
+            if let (None, Err(CompilationError::Unavailable { reason: fleet, .. }), Some(local)) =
+                (&outcome.executor, &outcome.result, local_error)
+            {
+                let local = match local {
+                    CompilationError::Unavailable { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                let reason = format!("{fleet}; not buildable here either: {local}");
+                outcome.result = Err(CompilationError::Unavailable { triple: target.to_string(), reason });
+            }
+            outcomes.push(outcome);
+        }
+        fleet.shutdown().await;
+        Ok(outcomes)
+    }
+
+    /// The local engine path as a fallback executor the fleet can run on its own.
+    fn local_builder(
+        &self,
+        template: &PreparedTemplate,
+        plans: std::collections::HashMap<String, BuildPlan>,
+        optimization: &CompilationOptimization,
+    ) -> LocalBuilder {
+        let template = Arc::new(template.clone());
+        let plans = Arc::new(plans);
+        let optimization = Arc::new(optimization.clone());
+        let cache_dir = Arc::new(self.cache_dir.clone());
+        let timeout = self.config.compilation_timeout();
+        let incremental = self.config.enable_incremental;
+        Arc::new(move |target: TargetSpecification, progress: ProgressSink| {
+            let (template, plans, optimization, cache_dir) =
+                (template.clone(), plans.clone(), optimization.clone(), cache_dir.clone());
+            Box::pin(async move {
+                let Some(plan) = plans.get(&target.triple) else {
+                    return Err(CompilationError::Unavailable {
+                        triple: target.to_string(),
+                        reason: "no local toolchain plan for this target".into(),
+                    });
+                };
+                let job = BuildJob {
+                    template: &template,
+                    plan,
+                    optimization: &optimization,
+                    cache_dir: &cache_dir,
+                    timeout,
+                    incremental,
+                };
+                engine::build(&job, &*progress).await
+            })
+        })
     }
 
     /// The cargo command a build of `target` would run (for `--print-command`
@@ -440,8 +559,15 @@ fn failed_all(targets: &[TargetSpecification], error: &CompilationError) -> Vec<
         .map(|t| TargetOutcome {
             target: t.clone(),
             result: Err(CompilationError::Unavailable { triple: t.to_string(), reason: error.to_string() }),
+            executor: None,
+            decisions: Vec::new(),
         })
         .collect()
+}
+
+/// The executor of builds made with this machine's toolchains.
+pub fn local_executor() -> Executor {
+    Executor::Fallback(FallbackId("local".into()))
 }
 
 /// Renders a missing requirement as one line.

@@ -110,7 +110,8 @@ impl BuildArgs {
 }
 
 /// Runs the command.
-pub async fn run(mut config: CrossCompilationConfig, args: BuildArgs) -> anyhow::Result<ExitCode> {
+/// `verbose` (`-v`) prints why each target went where it did.
+pub async fn run(mut config: CrossCompilationConfig, args: BuildArgs, verbose: bool) -> anyhow::Result<ExitCode> {
     if let Some(jobs) = args.jobs {
         anyhow::ensure!(jobs > 0, "--jobs must be at least 1");
         config.max_parallel_jobs = jobs;
@@ -206,6 +207,9 @@ pub async fn run(mut config: CrossCompilationConfig, args: BuildArgs) -> anyhow:
         println!("{}", serde_json::to_string_pretty(&json!({ "results": results, "failed": failed }))?);
     } else {
         print_summary(&rows);
+        if verbose {
+            print_decisions(&outcomes);
+        }
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -293,6 +297,8 @@ fn result_json(outcome: &TargetOutcome, path: Option<&Path>, smoke: Option<&Smok
     let mut value = json!({
         "target": outcome.target.to_string(),
         "status": status(&outcome.result),
+        "executor": outcome.executor,
+        "decisions": outcome.decisions,
     });
     match &outcome.result {
         Ok(b) => {
@@ -313,14 +319,18 @@ fn result_json(outcome: &TargetOutcome, path: Option<&Path>, smoke: Option<&Smok
 
 fn print_summary(rows: &[Row<'_>]) {
     let with_smoke = rows.iter().any(|r| r.2.is_some());
-    let mut header = vec!["TARGET", "STATUS", "SIZE", "TIME", "SHA256", "VALIDATION"];
+    let mut header = vec!["TARGET", "STATUS", "BUILT ON", "SIZE", "TIME", "SHA256", "VALIDATION"];
     if with_smoke {
         header.push("RUN");
     }
     let mut table = Table::new(&header);
     let mut errors = Vec::new();
     for (outcome, _, smoke) in rows {
-        let mut row = vec![outcome.target.to_string(), status(&outcome.result).to_owned()];
+        let mut row = vec![
+            outcome.target.to_string(),
+            status(&outcome.result).to_owned(),
+            outcome.executor.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string),
+        ];
         match &outcome.result {
             Ok(b) => {
                 row.push(human_size(b.size));
@@ -341,6 +351,19 @@ fn print_summary(rows: &[Row<'_>]) {
     println!("{}", table.render());
     for e in errors {
         eprintln!("\nerror: {e}");
+    }
+}
+
+/// Why each target went where it did (the scheduler's decisions), for `-v`.
+fn print_decisions(outcomes: &[TargetOutcome]) {
+    for outcome in outcomes {
+        if outcome.decisions.is_empty() {
+            continue;
+        }
+        println!("\n{}:", outcome.target);
+        for decision in &outcome.decisions {
+            println!("  {}", decision.to_string().replace('\n', "\n  "));
+        }
     }
 }
 

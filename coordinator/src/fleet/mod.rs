@@ -1,0 +1,375 @@
+//! The build fleet: dials `rustle-agent`s over QUIC with mutual TLS, schedules each target on an agent or the local fallback, and brings back validated binaries.
+//!
+//! # Shape
+//!
+//! Four kinds of actor, one per file, each with its `Msg` enum, `State` and
+//! `Arguments`, talking only through their mailboxes (no shared mutable
+//! state):
+//!
+//! - [`fleet`](self::fleet): owns the agent registry (configured address,
+//!   connection state, last capability report) and starts one session per agent;
+//! - [`session`]: one per agent connection; reads the control stream,
+//!   forwards what the agent says to the scheduler, sends offers and source
+//!   bundles, receives and verifies artifacts;
+//! - [`scheduler`]: wraps the pure [`rustle_scheduler::Scheduler`], feeds it
+//!   events with `now` from a monotonic clock, carries out its actions and
+//!   wakes it at `poll_timeout()`;
+//! - [`job`]: one per build; collects progress, the artifact and the final
+//!   report, and runs the local-fallback build when the scheduler sends the
+//!   job there.
+//!
+//! They are ractor actors (spawned unlinked: a session or job ending is
+//! normal, not a failure to propagate). Long work (dialling, reading and
+//! writing streams, local builds) runs in spawned tasks that report back as
+//! messages, so no mailbox waits on the network; every request/reply
+//! ([`Fleet::status`], the readiness wait) has a timeout.
+
+#[expect(clippy::module_inception, reason = "the fleet actor lives in the fleet module, as the other actors do")]
+mod fleet;
+mod job;
+mod scheduler;
+mod session;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef};
+use rustle_build::engine::{CompilationError, CompiledBinary};
+pub use rustle_protocol::CapabilityReport;
+use rustle_protocol::{Hello, OptimizationSettings, Role, Sha256Digest, TemplateId};
+pub use rustle_scheduler::{AgentStatus, Decision, Executor, FallbackId, SchedulerConfig};
+use rustle_scheduler::{FallbackExecutor, JobRequest};
+use rustle_targets::{CompilationOptimization, OptimizationLevel, PanicStrategy, TargetSpecification};
+use rustle_transport::{CertBundle, CertFiles, CoordinatorDialer, TransportError, TransportOptions};
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::config::{AgentEndpoint, FleetConfig};
+use crate::manager::{ProgressSink, TargetOutcome};
+
+/// How long a request to an actor waits for its reply.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors of the fleet as a whole (one target's failure is a [`TargetOutcome`]).
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// The coordinator's certificate files cannot be used.
+    #[error(
+        "failed to load the coordinator certificate ({}, {}, {}): {source}; \
+         issue one with `rustle-cross ca issue --coordinator NAME`",
+        .files.cert.display(), .files.key.display(), .files.ca.display()
+    )]
+    Certificate {
+        /// The files.
+        files: Box<CertFiles>,
+        /// Why.
+        #[source]
+        source: Box<rustle_transport::CaError>,
+    },
+    /// `[cross_compilation.fleet]` lacks a certificate path.
+    #[error("failed to set up the fleet: `fleet.{key}` is not set; point it at a PEM file")]
+    MissingPath {
+        /// The key.
+        key: &'static str,
+    },
+    /// The QUIC endpoint could not be created.
+    #[error("failed to open the coordinator's QUIC endpoint: {0}")]
+    Transport(Box<TransportError>),
+    /// The agents' inventory cannot be read or names a bad port.
+    #[error("failed to read the build agents from the inventory: {0}")]
+    Inventory(String),
+    /// The scheduler's settings are invalid.
+    #[error(transparent)]
+    Scheduler(#[from] rustle_scheduler::ConfigError),
+    /// An actor could not be started.
+    #[error("failed to start the fleet's {actor} actor: {reason}")]
+    Spawn {
+        /// Which actor.
+        actor: &'static str,
+        /// ractor's reason.
+        reason: String,
+    },
+    /// An actor stopped or did not answer in time.
+    #[error("failed to reach the fleet's {actor} actor: it stopped or did not answer within {}s", REPLY_TIMEOUT.as_secs())]
+    ActorGone {
+        /// Which actor.
+        actor: &'static str,
+    },
+}
+
+/// What the fleet needs to start.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    /// Agents to dial.
+    pub agents: Vec<AgentEndpoint>,
+    /// This coordinator's certificate, key and the fleet CA.
+    pub certificate: CertBundle,
+    /// Heartbeat bound, offer timeout, attempts (the fallback chain is set by [`Fleet::start`]).
+    pub scheduler: SchedulerConfig,
+    /// QUIC timeouts.
+    pub transport: TransportOptions,
+    /// How long [`Fleet::start`] waits for every agent to connect and report its capabilities.
+    pub connect_timeout: Duration,
+}
+
+impl FleetOptions {
+    /// Options from `[cross_compilation.fleet]`, reading the certificate files.
+    pub fn from_config(config: &FleetConfig) -> Result<Self, FleetError> {
+        let path = |value: &Option<std::path::PathBuf>, key| value.clone().ok_or(FleetError::MissingPath { key });
+        let files = CertFiles {
+            cert: path(&config.cert, "cert")?,
+            key: path(&config.key, "key")?,
+            ca: path(&config.ca, "ca")?,
+        };
+        let certificate = CertBundle::load(&files)
+            .map_err(|source| FleetError::Certificate { files: Box::new(files), source: Box::new(source) })?;
+        let mut agents = config.agents.clone();
+        if let Some(path) = &config.inventory {
+            let inventory = rustle_detect::ParsedInventory::load(path)
+                .map_err(|e| FleetError::Inventory(format!("{}: {e}", path.display())))?;
+            let listed = config.agents_from_inventory(&inventory).map_err(|e| FleetError::Inventory(e.to_string()))?;
+            // An agent listed in the config wins over the inventory's entry of the same name.
+            agents.extend(listed.into_iter().filter(|a| !config.agents.iter().any(|c| c.name == a.name)));
+        }
+        let scheduler = SchedulerConfig {
+            heartbeat_timeout: Duration::from_secs(config.heartbeat_timeout_secs),
+            ..SchedulerConfig::default()
+        };
+        Ok(Self {
+            agents,
+            certificate,
+            scheduler,
+            transport: TransportOptions::default(),
+            connect_timeout: Duration::from_secs(config.connect_timeout_secs),
+        })
+    }
+}
+
+/// Builds one target on this machine: the local engine path of
+/// [`CrossCompilationManager`](crate::CrossCompilationManager).
+pub type LocalBuilder = Arc<
+    dyn Fn(TargetSpecification, ProgressSink) -> BoxFuture<'static, Result<CompiledBinary, CompilationError>>
+        + Send
+        + Sync,
+>;
+
+/// The local fallback: what this machine can build, how many at once, and how.
+#[derive(Clone)]
+pub struct LocalFallback {
+    /// Triples the local toolchains can build.
+    pub triples: BTreeSet<String>,
+    /// Builds at once.
+    pub slots: u32,
+    /// Runs one build.
+    pub builder: LocalBuilder,
+}
+
+impl std::fmt::Debug for LocalFallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalFallback").field("triples", &self.triples).field("slots", &self.slots).finish()
+    }
+}
+
+/// The source of one build, shared by all its targets.
+#[derive(Debug, Clone)]
+pub struct BuildSource {
+    /// Names the template (keys the agents' warm caches).
+    pub template_id: TemplateId,
+    /// The packed template (`tar.zst`, from `rustle_build::bundle::pack_template`).
+    pub bundle: Arc<Vec<u8>>,
+    /// Its SHA-256.
+    pub bundle_sha256: Sha256Digest,
+    /// Cargo profile settings.
+    pub optimization: OptimizationSettings,
+}
+
+impl BuildSource {
+    /// A source from packed bundle bytes.
+    pub fn new(template_id: impl Into<String>, bundle: Vec<u8>, optimization: &CompilationOptimization) -> Self {
+        let bundle_sha256 = Sha256Digest::of(&bundle);
+        Self {
+            template_id: TemplateId(template_id.into()),
+            bundle: Arc::new(bundle),
+            bundle_sha256,
+            optimization: wire_optimization(optimization),
+        }
+    }
+}
+
+/// The protocol's form of the optimization settings.
+pub fn wire_optimization(optimization: &CompilationOptimization) -> OptimizationSettings {
+    use rustle_protocol::{Lto, OptLevel, PanicStrategy as WirePanic, Strip};
+    OptimizationSettings {
+        opt_level: match optimization.level {
+            OptimizationLevel::Debug => OptLevel::O0,
+            OptimizationLevel::Release => OptLevel::O3,
+            OptimizationLevel::Size => OptLevel::S,
+            OptimizationLevel::MinSize => OptLevel::Z,
+        },
+        lto: if optimization.lto { Lto::Fat } else { Lto::ThinLocal },
+        codegen_units: optimization.codegen_units.map(u32::from),
+        target_cpu: optimization.target_cpu.clone(),
+        target_features: optimization.target_features.clone(),
+        strip: if optimization.strip { Strip::Symbols } else { Strip::None },
+        panic: match optimization.panic_strategy {
+            PanicStrategy::Unwind => WirePanic::Unwind,
+            PanicStrategy::Abort => WirePanic::Abort,
+        },
+    }
+}
+
+/// How an agent's connection stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ConnectionState {
+    /// Dialling, or waiting for its capability report.
+    Connecting,
+    /// Connected; it reported its capabilities.
+    Connected,
+    /// The connection failed or ended.
+    Failed {
+        /// Why, naming the agent.
+        reason: String,
+    },
+}
+
+/// One configured agent as `rustle-cross fleet status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentView {
+    /// Its name.
+    pub name: String,
+    /// Where it was dialled.
+    pub address: String,
+    /// The connection.
+    pub connection: ConnectionState,
+    /// Its last capability report.
+    pub capabilities: Option<CapabilityReport>,
+    /// The scheduler's view: load, slots, running jobs.
+    pub status: Option<AgentStatus>,
+}
+
+/// A running fleet: the handle to its actors. Dropping it stops them;
+/// [`shutdown`](Self::shutdown) also lets the agents hear the connections close.
+#[derive(Debug)]
+pub struct Fleet {
+    fleet: ActorRef<fleet::Msg>,
+    scheduler: ActorRef<scheduler::Msg>,
+    dialer: Arc<CoordinatorDialer>,
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        self.fleet.stop(None);
+        self.scheduler.stop(None);
+    }
+}
+
+impl Fleet {
+    /// Starts the actors, dials every agent, and waits (up to the connect
+    /// timeout) until each has reported its capabilities or failed.
+    pub async fn start(options: FleetOptions, local: Option<LocalFallback>) -> Result<Self, FleetError> {
+        let socket = std::net::UdpSocket::bind((std::net::Ipv6Addr::UNSPECIFIED, 0))
+            .or_else(|_| std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)))
+            .map_err(|source| {
+                FleetError::Transport(Box::new(TransportError::Bind {
+                    addr: std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+                    source,
+                }))
+            })?;
+        let dialer = Arc::new(
+            CoordinatorDialer::from_socket(socket, &options.certificate, options.transport.clone())
+                .map_err(|e| FleetError::Transport(Box::new(e)))?,
+        );
+        let mut config = options.scheduler.clone();
+        config.fallbacks = local
+            .as_ref()
+            .map(|l| vec![FallbackExecutor::local(l.triples.iter().cloned(), l.slots.max(1))])
+            .unwrap_or_default();
+        let core = rustle_scheduler::Scheduler::new(config)?;
+        let spawn_error = |actor| move |error: ractor::SpawnErr| FleetError::Spawn { actor, reason: error.to_string() };
+        let (scheduler, _) = Actor::spawn(
+            None,
+            scheduler::SchedulerActor,
+            scheduler::Arguments { core, local: local.map(|l| l.builder) },
+        )
+        .await
+        .map_err(spawn_error("scheduler"))?;
+        let fleet_args = fleet::Arguments {
+            agents: options.agents.clone(),
+            dialer: dialer.clone(),
+            scheduler: scheduler.clone(),
+            hello: Hello::new(Role::Coordinator, env!("CARGO_PKG_VERSION")),
+            connect_timeout: options.connect_timeout,
+        };
+        let fleet = match Actor::spawn(None, fleet::FleetActor, fleet_args).await {
+            Ok((fleet, _)) => fleet,
+            Err(error) => {
+                scheduler.stop(None);
+                return Err(spawn_error("fleet")(error));
+            }
+        };
+        let handle = Self { fleet, scheduler, dialer };
+        // Agents still connecting after the bound are used once they do.
+        let bound = options.connect_timeout + Duration::from_secs(1);
+        let _ = handle.fleet.call(fleet::Msg::WaitReady, Some(bound)).await;
+        Ok(handle)
+    }
+
+    /// Every configured agent with its connection, capabilities and load.
+    pub async fn status(&self) -> Result<Vec<AgentView>, FleetError> {
+        let mut views = call(&self.fleet, fleet::Msg::Registry, "fleet").await?;
+        let statuses = call(&self.scheduler, scheduler::Msg::Status, "scheduler").await?;
+        for view in &mut views {
+            view.status = statuses.iter().find(|s| s.agent.0 == view.name).cloned();
+        }
+        Ok(views)
+    }
+
+    /// Submits a build of `target`; the returned future resolves to its
+    /// outcome, which says where it was built and why.
+    pub fn submit(
+        &self,
+        target: TargetSpecification,
+        source: BuildSource,
+        deadline: Duration,
+        progress: ProgressSink,
+    ) -> Result<oneshot::Receiver<TargetOutcome>, FleetError> {
+        let (reply, outcome) = oneshot::channel();
+        let request = JobRequest::new(target.clone()).with_deadline(deadline);
+        self.scheduler
+            .send_message(scheduler::Msg::Submit(Box::new(scheduler::Submission {
+                request,
+                target,
+                source,
+                progress,
+                reply,
+            })))
+            .map_err(|_| FleetError::ActorGone { actor: "scheduler" })?;
+        Ok(outcome)
+    }
+
+    /// Closes every agent connection and stops the actors.
+    pub async fn shutdown(self) {
+        let bound = Some(REPLY_TIMEOUT);
+        let _ = self.fleet.stop_and_wait(None, bound).await;
+        let _ = self.scheduler.stop_and_wait(None, bound).await;
+        self.dialer.shutdown("the coordinator is done").await;
+    }
+}
+
+/// A request/reply to an actor, bounded by [`REPLY_TIMEOUT`].
+async fn call<M: ractor::Message, T: Send + 'static>(
+    actor: &ActorRef<M>,
+    request: impl FnOnce(ractor::RpcReplyPort<T>) -> M,
+    name: &'static str,
+) -> Result<T, FleetError> {
+    match actor.call(request, Some(REPLY_TIMEOUT)).await {
+        Ok(CallResult::Success(value)) => Ok(value),
+        _ => Err(FleetError::ActorGone { actor: name }),
+    }
+}

@@ -1,0 +1,307 @@
+//! The scheduler actor: wraps the pure `rustle_scheduler::Scheduler`, feeds it events with `now` from a monotonic clock, carries out its actions and wakes it at `poll_timeout()`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rustle_build::engine::CompiledBinary;
+use rustle_protocol::{AgentId, BuildEvent, BuildOutcome, CapabilityReport, JobId, JobOffer, LoadUpdate, RejectReason};
+use rustle_scheduler::{Action, AgentStatus, EventOutcome, Executor, JobRequest, Scheduler, Timestamp};
+use rustle_targets::TargetSpecification;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{BuildSource, LocalBuilder, job, session};
+use crate::manager::{ProgressSink, TargetOutcome};
+
+/// What the scheduler actor is told.
+pub(crate) enum Msg {
+    /// A build of one target (from [`Fleet::submit`](super::Fleet::submit)).
+    Submit(Box<Submission>),
+    /// An agent reported its capabilities (first, or again).
+    AgentConnected {
+        /// Its report, `agent_id` set to the authenticated name.
+        report: Box<CapabilityReport>,
+        /// Its session.
+        session: ActorRef<session::Msg>,
+    },
+    /// An agent's connection ended.
+    AgentDisconnected {
+        /// The agent.
+        agent: AgentId,
+    },
+    /// A heartbeat.
+    Load {
+        /// The agent.
+        agent: AgentId,
+        /// Its load.
+        update: LoadUpdate,
+    },
+    /// An agent took a job.
+    Accepted {
+        /// The agent.
+        agent: AgentId,
+        /// The job.
+        job: JobId,
+    },
+    /// An agent turned a job down.
+    Rejected {
+        /// The agent.
+        agent: AgentId,
+        /// The job.
+        job: JobId,
+        /// Why.
+        reason: RejectReason,
+    },
+    /// Progress of a job on an agent.
+    Progress {
+        /// The agent.
+        agent: AgentId,
+        /// The job.
+        job: JobId,
+        /// What happened.
+        event: BuildEvent,
+    },
+    /// A job ended on an executor. `Success` only with a verified, validated artifact.
+    Finished {
+        /// Where.
+        executor: Executor,
+        /// The job.
+        job: JobId,
+        /// How.
+        outcome: BuildOutcome,
+        /// The binary, for agent successes (local ones keep theirs in the job actor).
+        artifact: Option<Box<CompiledBinary>>,
+    },
+    /// Reply with every agent's status.
+    Status(RpcReplyPort<Vec<AgentStatus>>),
+    /// The time the core asked to be woken at may have come.
+    Tick,
+}
+
+/// A build of one target.
+pub(crate) struct Submission {
+    /// The scheduler's request.
+    pub(crate) request: JobRequest,
+    /// The target, as the caller configured it.
+    pub(crate) target: TargetSpecification,
+    /// What to build.
+    pub(crate) source: BuildSource,
+    /// Where progress goes.
+    pub(crate) progress: ProgressSink,
+    /// Where the outcome goes.
+    pub(crate) reply: oneshot::Sender<TargetOutcome>,
+}
+
+/// What the scheduler actor starts with.
+pub(crate) struct Arguments {
+    /// The pure core, configured (fallback chain included).
+    pub(crate) core: Scheduler,
+    /// Runs local-fallback builds.
+    pub(crate) local: Option<LocalBuilder>,
+}
+
+/// A job's actor and what its offers need.
+struct JobEntry {
+    actor: ActorRef<job::Msg>,
+    source: BuildSource,
+}
+
+/// The scheduler actor.
+pub(crate) struct SchedulerActor;
+
+/// The core, the clock, and who to tell what.
+pub(crate) struct State {
+    core: Scheduler,
+    epoch: Instant,
+    local: Option<LocalBuilder>,
+    sessions: HashMap<AgentId, ActorRef<session::Msg>>,
+    jobs: HashMap<JobId, JobEntry>,
+    /// The pending wake-up for `poll_timeout()`.
+    timer: Option<JoinHandle<Result<(), ractor::MessagingErr<Msg>>>>,
+}
+
+impl Actor for SchedulerActor {
+    type Msg = Msg;
+    type State = State;
+    type Arguments = Arguments;
+
+    async fn pre_start(&self, _myself: ActorRef<Msg>, args: Arguments) -> Result<State, ActorProcessingErr> {
+        Ok(State {
+            core: args.core,
+            epoch: Instant::now(),
+            local: args.local,
+            sessions: HashMap::new(),
+            jobs: HashMap::new(),
+            timer: None,
+        })
+    }
+
+    async fn handle(&self, myself: ActorRef<Msg>, msg: Msg, state: &mut State) -> Result<(), ActorProcessingErr> {
+        state.handle(&myself, msg).await;
+        state.run_actions();
+        state.arm_timer(&myself);
+        Ok(())
+    }
+
+    /// Stops the jobs still running (their callers hear that the fleet stopped) and closes the sessions.
+    async fn post_stop(&self, _myself: ActorRef<Msg>, state: &mut State) -> Result<(), ActorProcessingErr> {
+        if let Some(timer) = state.timer.take() {
+            timer.abort();
+        }
+        for entry in state.jobs.values() {
+            entry.actor.stop(None);
+        }
+        for session in state.sessions.values() {
+            let _ = session.send_message(session::Msg::Close { reason: "the coordinator is done".into() });
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    /// Monotonic time since the actor started, as the core's virtual time.
+    fn now(&self) -> Timestamp {
+        Timestamp::since_epoch(self.epoch.elapsed())
+    }
+
+    /// Re-arms the wake-up at the core's next deadline.
+    fn arm_timer(&mut self, myself: &ActorRef<Msg>) {
+        if let Some(timer) = self.timer.take() {
+            timer.abort();
+        }
+        if let Some(at) = self.core.poll_timeout() {
+            let delay = at.saturating_duration_since(self.now());
+            self.timer = Some(myself.send_after(delay, || Msg::Tick));
+        }
+    }
+
+    async fn handle(&mut self, myself: &ActorRef<Msg>, msg: Msg) {
+        let now = self.now();
+        match msg {
+            Msg::Submit(submission) => {
+                let Submission { request, target, source, progress, reply } = *submission;
+                let id = self.core.handle_job_submitted(request, now);
+                let args = job::Arguments {
+                    job: id,
+                    target: target.clone(),
+                    progress,
+                    local: self.local.clone(),
+                    scheduler: myself.clone(),
+                    reply,
+                };
+                match Actor::spawn(None, job::JobActor, args).await {
+                    Ok((actor, _)) => {
+                        self.jobs.insert(id, JobEntry { actor, source });
+                    }
+                    Err(error) => {
+                        // Its caller hears that the fleet stopped (the reply port is gone);
+                        // the core times the job out at its deadline.
+                        tracing::error!("failed to start the actor of job {id} ({target}): {error}");
+                    }
+                }
+            }
+            Msg::AgentConnected { report, session } => {
+                self.sessions.insert(report.agent_id.clone(), session);
+                self.core.handle_agent_connected(*report, now);
+            }
+            Msg::AgentDisconnected { agent } => {
+                self.sessions.remove(&agent);
+                self.core.handle_agent_disconnected(&agent, now);
+            }
+            Msg::Load { agent, update } => {
+                self.core.handle_load_update(&agent, &update, now);
+            }
+            Msg::Accepted { agent, job } => {
+                self.core.handle_job_accepted(&Executor::Agent(agent), job, now);
+            }
+            Msg::Rejected { agent, job, reason } => {
+                self.core.handle_job_rejected(&Executor::Agent(agent), job, &reason, now);
+            }
+            Msg::Progress { agent, job, event } => {
+                if self.core.handle_job_progress(&Executor::Agent(agent), job, now) == EventOutcome::Applied
+                    && let Some(entry) = self.jobs.get(&job)
+                {
+                    let _ = entry.actor.send_message(job::Msg::Progress(event));
+                }
+            }
+            Msg::Finished { executor, job, outcome, artifact } => {
+                // The artifact goes to the job before the core's report can.
+                let actor = self.jobs.get(&job).map(|e| e.actor.clone());
+                if self.core.handle_job_finished(&executor, job, outcome, now) == EventOutcome::Applied
+                    && let (Some(actor), Some(artifact)) = (actor, artifact)
+                {
+                    let _ = actor.send_message(job::Msg::Artifact(artifact));
+                }
+            }
+            Msg::Status(reply) => {
+                let _ = reply.send(self.core.agents());
+            }
+            Msg::Tick => self.core.handle_timeout(now),
+        }
+    }
+
+    /// Carries out everything the core asks for, in order.
+    fn run_actions(&mut self) {
+        while let Some(action) = self.core.poll_action() {
+            match action {
+                Action::Dispatch(dispatch) => {
+                    let Some(entry) = self.jobs.get(&dispatch.job) else { continue };
+                    match &dispatch.executor {
+                        Executor::Agent(agent) => {
+                            let now = self.now();
+                            let left = dispatch.deadline.saturating_duration_since(now).max(Duration::from_secs(1));
+                            let offer = JobOffer {
+                                job: dispatch.job,
+                                template_id: entry.source.template_id.clone(),
+                                target_triple: dispatch.target.triple.clone(),
+                                toolchain: dispatch.toolchain.clone().unwrap_or_default(),
+                                optimization: entry.source.optimization.clone(),
+                                deadline_secs: left.as_secs().max(1),
+                            };
+                            let msg = session::Msg::Offer {
+                                offer,
+                                target: Box::new(dispatch.target.clone()),
+                                source: entry.source.clone(),
+                            };
+                            let sent = self.sessions.get(agent).is_some_and(|s| s.send_message(msg).is_ok());
+                            if !sent {
+                                let agent = agent.clone();
+                                self.sessions.remove(&agent);
+                                self.core.handle_agent_disconnected(&agent, now);
+                            }
+                        }
+                        Executor::Fallback(_) => {
+                            let _ =
+                                entry.actor.send_message(job::Msg::RunLocally { executor: dispatch.executor.clone() });
+                        }
+                    }
+                }
+                Action::Cancel(cancel) => match &cancel.executor {
+                    Executor::Agent(agent) => {
+                        if let Some(session) = self.sessions.get(agent) {
+                            let _ = session.send_message(session::Msg::Cancel { job: cancel.job });
+                        }
+                    }
+                    Executor::Fallback(_) => {
+                        if let Some(entry) = self.jobs.get(&cancel.job) {
+                            let _ = entry.actor.send_message(job::Msg::CancelLocal);
+                        }
+                    }
+                },
+                Action::Report(report) => {
+                    if let Some(entry) = self.jobs.remove(&report.job) {
+                        let _ = entry.actor.send_message(job::Msg::Report(Box::new(report)));
+                    }
+                }
+                Action::AgentLost(loss) => {
+                    if let Some(session) = self.sessions.remove(&loss.agent) {
+                        let reason = format!("agent {} missed its heartbeats since {}", loss.agent, loss.last_heard);
+                        let _ = session.send_message(session::Msg::Close { reason });
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! The fleet in process: the coordinator's façade dialling real agents over loopback QUIC with real certificates (port 0), routing by capability, streaming validated binaries back, and surviving agents that die or cut transfers.
+
+mod fleet_support;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fleet_support::{AgentSpec, Fault, TestAgent, start_agent};
+use rustle_build::toolchain::ToolchainManager;
+use rustle_cross::build::{BuildEvent, TemplateSource};
+use rustle_cross::fleet::{ConnectionState, Executor, Fleet, FleetOptions};
+use rustle_cross::targets::{CompilationOptimization, TargetSpecification};
+use rustle_cross::{AgentEndpoint, CrossCompilationConfig, CrossCompilationManager, ProgressSink, TargetOutcome};
+use rustle_protocol::AgentId;
+use rustle_transport::FleetCa;
+
+const X86: &str = "x86_64-unknown-linux-gnu";
+const ARM: &str = "aarch64-unknown-linux-gnu";
+/// Bound on a whole test: cold builds of a dependency-free template.
+const TEST_BOUND: Duration = Duration::from_secs(600);
+
+fn work_root() -> PathBuf {
+    std::env::var_os("RUSTLE_TEST_WORK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("rustle-cross-e2e"))
+}
+
+/// A dependency-free template outside this repository.
+fn template() -> PathBuf {
+    let dir = work_root().join("templates/fleet-hello");
+    let files = [
+        (
+            "Cargo.toml",
+            "[package]\nname = \"fleet-hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n",
+        ),
+        ("src/main.rs", "fn main() {\n    println!(\"hello from the fleet\");\n}\n"),
+    ];
+    for (path, content) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(content) {
+            std::fs::write(&path, content).expect("write template");
+        }
+    }
+    dir
+}
+
+/// The fleet CA, the coordinator's certificate files and a scratch dir.
+struct Pki {
+    ca: FleetCa,
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let ca = FleetCa::generate().expect("generate CA");
+        let dir = tempfile::tempdir().expect("tempdir");
+        ca.issue_coordinator("coordinator").expect("issue").write_to(dir.path(), "coordinator").expect("write");
+        Self { ca, dir }
+    }
+
+    fn agent(&self, spec: AgentSpec, toolchains: &Arc<ToolchainManager>) -> TestAgent {
+        let bundle = self.ca.issue_agent(&spec.name, &[]).expect("issue agent");
+        let work = tempfile::tempdir().expect("tempdir").keep();
+        let cache = work_root().join("fleet-agents").join(&spec.name);
+        start_agent(spec, &bundle, toolchains.clone(), work, cache)
+    }
+
+    fn config(&self, agents: &[(&str, &TestAgent)]) -> CrossCompilationConfig {
+        let mut config = CrossCompilationConfig {
+            target_cache_dir: Some(work_root().join("cache")),
+            ..CrossCompilationConfig::default()
+        };
+        config.fleet.agents = agents
+            .iter()
+            .map(|(name, agent)| AgentEndpoint { name: (*name).into(), address: agent.addr.to_string() })
+            .collect();
+        config.fleet.ca = Some(self.dir.path().join("ca.pem"));
+        config.fleet.cert = Some(self.dir.path().join("coordinator.pem"));
+        config.fleet.key = Some(self.dir.path().join("coordinator-key.pem"));
+        config.fleet.heartbeat_timeout_secs = 3;
+        config
+    }
+}
+
+fn toolchains() -> Arc<ToolchainManager> {
+    let config = CrossCompilationConfig { target_cache_dir: Some(work_root().join("cache")), ..Default::default() };
+    Arc::new(ToolchainManager::new(config.toolchain_config(&work_root().join("cache"))))
+}
+
+fn spec(name: &str, arch: &str, triples: &[&str], fault: Fault) -> AgentSpec {
+    AgentSpec {
+        name: name.into(),
+        arch: arch.into(),
+        host_triple: format!("{arch}-unknown-linux-gnu"),
+        triples: triples.iter().map(|t| (*t).to_owned()).collect(),
+        slots: 1,
+        fault,
+    }
+}
+
+fn target(triple: &str) -> TargetSpecification {
+    TargetSpecification::from_triple(triple).expect("target")
+}
+
+/// Every progress event, in arrival order.
+fn recorder() -> (ProgressSink, Arc<Mutex<Vec<BuildEvent>>>) {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink_events = events.clone();
+    (Arc::new(move |event| sink_events.lock().expect("lock").push(event)), events)
+}
+
+async fn build(config: CrossCompilationConfig, triples: &[&str], progress: Option<ProgressSink>) -> Vec<TargetOutcome> {
+    let manager = CrossCompilationManager::new(config).expect("manager");
+    manager.setup_environment().await.expect("toolchains");
+    let targets: Vec<_> = triples.iter().map(|t| target(t)).collect();
+    let source = TemplateSource::Dir(template());
+    tokio::time::timeout(TEST_BOUND, manager.build(&source, &targets, &CompilationOptimization::default(), progress))
+        .await
+        .expect("the build finishes in bounded time")
+        .expect("the template is usable")
+}
+
+fn agent(name: &str) -> Executor {
+    Executor::Agent(AgentId(name.into()))
+}
+
+fn describe(outcome: &TargetOutcome) -> String {
+    let decisions: Vec<String> = outcome.decisions.iter().map(ToString::to_string).collect();
+    format!(
+        "{}: {:?} on {:?}\n{}",
+        outcome.target,
+        outcome.result.as_ref().err(),
+        outcome.executor,
+        decisions.join("\n")
+    )
+}
+
+fn assert_progress_in_order(events: &[BuildEvent], triple: &str) {
+    let mine: Vec<&BuildEvent> = events
+        .iter()
+        .filter(|e| match e {
+            BuildEvent::Started { triple: t, .. } | BuildEvent::Progress { triple: t, .. } => t == triple,
+        })
+        .collect();
+    assert!(
+        matches!(mine.first(), Some(BuildEvent::Started { .. })),
+        "{triple}: progress starts with Started: {mine:?}"
+    );
+    let mut last = 0;
+    for event in &mine[1..] {
+        match event {
+            BuildEvent::Progress { done, total, .. } => {
+                assert!(*done >= last && done <= total, "{triple}: progress out of order: {mine:?}");
+                last = *done;
+            }
+            BuildEvent::Started { .. } => panic!("{triple}: a second Started: {mine:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_target_goes_to_the_agent_that_can_build_it_and_comes_back_validated() {
+    let pki = Pki::new();
+    let toolchains = toolchains();
+    let x86 = pki.agent(spec("x86-builder", "x86_64", &[X86], Fault::None), &toolchains);
+    let arm = pki.agent(spec("arm-builder", "aarch64", &[ARM], Fault::None), &toolchains);
+    let config = pki.config(&[("x86-builder", &x86), ("arm-builder", &arm)]);
+
+    // fleet status sees both, with their capabilities.
+    let fleet = Fleet::start(FleetOptions::from_config(&config.fleet).expect("options"), None).await.expect("fleet");
+    let views = fleet.status().await.expect("status");
+    fleet.shutdown().await;
+    assert_eq!(views.len(), 2, "{views:?}");
+    for view in &views {
+        assert_eq!(view.connection, ConnectionState::Connected, "{view:?}");
+        let status = view.status.as_ref().expect("scheduler status");
+        assert!(status.running.is_empty());
+    }
+    let arm_view = views.iter().find(|v| v.name == "arm-builder").expect("arm-builder");
+    assert_eq!(arm_view.capabilities.as_ref().map(|c| c.arch.as_str()), Some("aarch64"));
+
+    let (progress, events) = recorder();
+    let outcomes = build(config.clone(), &[X86, ARM], Some(progress)).await;
+    assert_eq!(outcomes.len(), 2);
+    for (outcome, (builder, other, machine)) in
+        outcomes.iter().zip([("x86-builder", "arm-builder", "x86_64"), ("arm-builder", "x86-builder", "aarch64")])
+    {
+        let report = describe(outcome);
+        assert_eq!(outcome.executor, Some(agent(builder)), "{report}");
+        let binary = outcome.result.as_ref().unwrap_or_else(|e| panic!("{report}: {e}"));
+        assert_eq!(binary.validation.machine.to_string(), machine, "{report}");
+        assert_eq!(binary.checksum, rustle_protocol::Sha256Digest::of(&binary.binary_data).to_string());
+        // The decision names both agents: the chosen one, and why the other was not.
+        let decision = outcome.decisions.first().expect("a decision");
+        assert_eq!(decision.chosen, Some(agent(builder)), "{report}");
+        let rejected = decision.candidates.iter().find(|c| c.executor == agent(other)).expect("other agent considered");
+        assert_eq!(rejected.verdict.to_string(), "cannot build the target", "{report}");
+        assert_eq!(outcome.decisions.len(), 1, "{report}");
+    }
+    let events = events.lock().expect("lock").clone();
+    assert_progress_in_order(&events, X86);
+    assert_progress_in_order(&events, ARM);
+    assert_eq!(x86.accepted.lock().expect("lock").len(), 1);
+    assert_eq!(arm.accepted.lock().expect("lock").len(), 1);
+
+    // The same build run here gives the same bytes (the build is reproducible).
+    let mut local = config.clone();
+    local.fleet = Default::default();
+    let here = build(local, &[X86, ARM], None).await;
+    for (remote, here) in outcomes.iter().zip(&here) {
+        let (remote, here) = (remote.result.as_ref().expect("remote"), here.result.as_ref().expect("local"));
+        assert_eq!(remote.checksum, here.checksum, "{}: agent and local builds differ", remote.target);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_dying_mid_build_does_not_lose_the_job() {
+    let pki = Pki::new();
+    let toolchains = toolchains();
+    let doomed = pki.agent(spec("doomed", "x86_64", &[X86], Fault::DieWhenBuilding), &toolchains);
+    let config = pki.config(&[("doomed", &doomed)]);
+    let outcomes = build(config, &[X86], None).await;
+    let outcome = &outcomes[0];
+    let report = describe(outcome);
+    eprintln!("{report}");
+    assert!(doomed.dead.load(std::sync::atomic::Ordering::SeqCst), "the agent died: {report}");
+    let binary = outcome.result.as_ref().unwrap_or_else(|e| panic!("{report}: {e}"));
+    assert_eq!(binary.validation.machine.to_string(), "x86_64");
+    assert_eq!(outcome.executor, Some(rustle_cross::manager::local_executor()), "{report}");
+    assert_eq!(outcome.decisions.len(), 2, "first the agent, then the fallback: {report}");
+    assert_eq!(outcome.decisions[0].chosen, Some(agent("doomed")), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_artifact_cut_short_is_retried_and_never_returned_partial() {
+    let pki = Pki::new();
+    let toolchains = toolchains();
+    let flaky = pki.agent(spec("flaky", "x86_64", &[X86], Fault::CutFirstArtifact), &toolchains);
+    let config = pki.config(&[("flaky", &flaky)]);
+    let outcomes = build(config, &[X86], None).await;
+    let outcome = &outcomes[0];
+    let report = describe(outcome);
+    eprintln!("{report}");
+    let binary = outcome.result.as_ref().unwrap_or_else(|e| panic!("{report}: {e}"));
+    assert_eq!(binary.size, binary.binary_data.len() as u64);
+    assert_eq!(binary.checksum, rustle_protocol::Sha256Digest::of(&binary.binary_data).to_string());
+    assert_eq!(binary.validation.machine.to_string(), "x86_64");
+    assert_eq!(outcome.decisions.first().and_then(|d| d.chosen.clone()), Some(agent("flaky")), "{report}");
+    assert!(outcome.decisions.len() >= 2, "retried after the cut: {report}");
+    let retried_on = outcome.executor.clone().expect("an executor");
+    assert_ne!(retried_on, agent("flaky"), "the retry avoids the agent that failed while others can build: {report}");
+}
+
+#[test]
+fn ca_init_and_issue_write_pem_files_with_private_keys() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_dir = dir.path().join("ca");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rustle-cross"))
+            .args(args)
+            .env_remove("RUSTLE_CROSS_CONFIG")
+            .output()
+            .expect("run rustle-cross");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ca = ca_dir.to_str().expect("utf-8");
+    run(&["ca", "init", "--dir", ca]);
+    run(&["ca", "issue", "--agent", "arm-builder", "--san", "arm1.example", "--dir", ca]);
+    run(&["ca", "issue", "--coordinator", "deploy", "--dir", ca]);
+    let mode = |path: &Path| std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
+    for key in ["ca-key.pem", "arm-builder-key.pem", "deploy-key.pem"] {
+        assert_eq!(mode(&ca_dir.join(key)), 0o600, "{key}");
+        assert!(std::fs::read_to_string(ca_dir.join(key)).expect("key").contains("PRIVATE KEY"));
+    }
+    for cert in ["ca.pem", "arm-builder.pem", "deploy.pem"] {
+        assert!(std::fs::read_to_string(ca_dir.join(cert)).expect("cert").contains("BEGIN CERTIFICATE"), "{cert}");
+    }
+    // A second init refuses to replace the CA.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_rustle-cross"))
+        .args(["ca", "init", "--dir", ca])
+        .output()
+        .expect("run rustle-cross");
+    assert!(!again.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compile_failure_on_an_agent_is_reported_and_never_retried_elsewhere() {
+    let pki = Pki::new();
+    let toolchains = toolchains();
+    let builder = pki.agent(spec("x86-builder", "x86_64", &[X86], Fault::None), &toolchains);
+    let config = pki.config(&[("x86-builder", &builder)]);
+    let dir = work_root().join("templates/fleet-broken");
+    std::fs::create_dir_all(dir.join("src")).expect("mkdir");
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"fleet-broken\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n",
+    )
+    .expect("write");
+    std::fs::write(dir.join("src/main.rs"), "fn main() {\n    let x: u32 = \"not a number\";\n}\n").expect("write");
+    let manager = CrossCompilationManager::new(config).expect("manager");
+    let outcomes = tokio::time::timeout(
+        TEST_BOUND,
+        manager.build(&TemplateSource::Dir(dir), &[target(X86)], &CompilationOptimization::default(), None),
+    )
+    .await
+    .expect("bounded")
+    .expect("template usable");
+    let outcome = &outcomes[0];
+    let report = describe(outcome);
+    let error = outcome.result.as_ref().expect_err("does not compile");
+    assert!(error.is_compile_failure(), "{report}");
+    assert!(error.to_string().contains("mismatched types"), "{report}");
+    assert_eq!(outcome.executor, Some(agent("x86-builder")), "{report}");
+    assert_eq!(outcome.decisions.len(), 1, "not retried on the local fallback: {report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_says_where_each_target_was_built_and_shows_the_fleet() {
+    let pki = Pki::new();
+    let toolchains = toolchains();
+    let x86 = pki.agent(spec("x86-builder", "x86_64", &[X86], Fault::None), &toolchains);
+    let arm = pki.agent(spec("arm-builder", "aarch64", &[ARM], Fault::None), &toolchains);
+    let config = pki.config(&[("x86-builder", &x86), ("arm-builder", &arm)]);
+    let config_file = pki.dir.path().join("rustle.toml");
+    let fleet = &config.fleet;
+    let text = format!(
+        "[cross_compilation.fleet]\nagents = [{}]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+        fleet
+            .agents
+            .iter()
+            .map(|a| format!("{{ name = {:?}, address = {:?} }}", a.name, a.address))
+            .collect::<Vec<_>>()
+            .join(", "),
+        fleet.ca.as_ref().expect("ca"),
+        fleet.cert.as_ref().expect("cert"),
+        fleet.key.as_ref().expect("key"),
+    );
+    std::fs::write(&config_file, text).expect("write config");
+    let out_dir = pki.dir.path().join("out");
+    let cli = |args: Vec<String>| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rustle-cross"));
+        command.args(args).arg("--config").arg(&config_file).env("RUSTLE_TARGET_CACHE_DIR", work_root().join("cache"));
+        async move {
+            let out = tokio::time::timeout(TEST_BOUND, command.output()).await.expect("bounded").expect("run");
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "exit {:?}: {stderr}", out.status.code());
+            String::from_utf8(out.stdout).expect("utf-8")
+        }
+    };
+
+    let status = cli(vec!["fleet".into(), "status".into(), "--json".into()]).await;
+    let status: serde_json::Value = serde_json::from_str(&status).expect("json");
+    let agents = status["agents"].as_array().expect("agents");
+    assert_eq!(agents.len(), 2, "{status}");
+    for view in agents {
+        assert_eq!(view["connection"]["state"], "connected", "{status}");
+    }
+    let arm_view = agents.iter().find(|a| a["name"] == "arm-builder").expect("arm-builder");
+    assert_eq!(arm_view["capabilities"]["arch"], "aarch64", "{status}");
+
+    let template = template();
+    let json = cli(vec![
+        "build".into(),
+        template.to_string_lossy().into_owned(),
+        "-t".into(),
+        X86.into(),
+        "-t".into(),
+        ARM.into(),
+        "--json".into(),
+        "--out".into(),
+        out_dir.to_string_lossy().into_owned(),
+    ])
+    .await;
+    let json: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let results = json["results"].as_array().expect("results");
+    for (result, builder) in results.iter().zip(["x86-builder", "arm-builder"]) {
+        assert_eq!(result["status"], "ok", "{json}");
+        assert_eq!(result["executor"]["kind"], "agent", "{json}");
+        assert_eq!(result["executor"]["name"], builder, "{json}");
+        assert!(!result["decisions"].as_array().expect("decisions").is_empty(), "{json}");
+    }
+
+    let verbose = cli(vec![
+        "build".into(),
+        template.to_string_lossy().into_owned(),
+        "-t".into(),
+        ARM.into(),
+        "-v".into(),
+        "--out".into(),
+        out_dir.to_string_lossy().into_owned(),
+    ])
+    .await;
+    assert!(verbose.contains("agent arm-builder"), "{verbose}");
+    assert!(verbose.contains("agent x86-builder: cannot build the target"), "{verbose}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_no_agent_and_not_this_machine_can_build_says_what_is_missing() {
+    let pki = Pki::new();
+    let toolchains = toolchains();
+    let x86 = pki.agent(spec("x86-builder", "x86_64", &[X86], Fault::None), &toolchains);
+    let config = pki.config(&[("x86-builder", &x86)]);
+    let outcomes = build(config, &["x86_64-pc-windows-msvc"], None).await;
+    let outcome = &outcomes[0];
+    let error = outcome.result.as_ref().expect_err("nothing builds it");
+    let text = error.to_string();
+    assert!(text.contains("x86_64-pc-windows-msvc"), "{text}");
+    assert!(text.contains("not buildable here either"), "{text}");
+    assert!(text.contains("MSVC"), "the local reason with its way out: {text}");
+    assert_eq!(outcome.executor, None);
+    let decision = outcome.decisions.first().expect("a decision");
+    assert_eq!(decision.chosen, None);
+    let x86_verdict = decision.candidates.iter().find(|c| c.executor == agent("x86-builder")).expect("considered");
+    assert_eq!(x86_verdict.verdict.to_string(), "cannot build the target");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_with_a_wrong_name_or_another_ca_are_refused_and_the_build_falls_back() {
+    let pki = Pki::new();
+    let toolchains = toolchains();
+    let work = || tempfile::tempdir().expect("tempdir").keep();
+    let cache = work_root().join("fleet-agents").join("refused");
+    // Dialled as "builder-a", but its certificate says "impostor".
+    let impostor = pki.ca.issue_agent("impostor", &[]).expect("issue");
+    let wrong_name = start_agent(
+        spec("builder-a", "x86_64", &[X86], Fault::None),
+        &impostor,
+        toolchains.clone(),
+        work(),
+        cache.clone(),
+    );
+    // The right name, from another fleet's CA.
+    let stranger = FleetCa::generate().expect("CA").issue_agent("builder-b", &[]).expect("issue");
+    let other_ca =
+        start_agent(spec("builder-b", "x86_64", &[X86], Fault::None), &stranger, toolchains.clone(), work(), cache);
+    let config = pki.config(&[("builder-a", &wrong_name), ("builder-b", &other_ca)]);
+
+    let fleet = Fleet::start(FleetOptions::from_config(&config.fleet).expect("options"), None).await.expect("fleet");
+    let views = fleet.status().await.expect("status");
+    fleet.shutdown().await;
+    for view in &views {
+        let ConnectionState::Failed { reason } = &view.connection else {
+            panic!("{} was accepted: {view:?}", view.name)
+        };
+        assert!(reason.contains(&view.name), "the refusal names the agent: {reason}");
+        assert!(reason.contains("certificate"), "the refusal says what is wrong: {reason}");
+        eprintln!("{}: {reason}", view.name);
+    }
+    assert!(wrong_name.accepted.lock().expect("lock").is_empty());
+    assert!(other_ca.accepted.lock().expect("lock").is_empty());
+
+    let outcomes = build(config, &[X86], None).await;
+    let outcome = &outcomes[0];
+    assert!(outcome.result.is_ok(), "{}", describe(outcome));
+    assert_eq!(outcome.executor, Some(rustle_cross::manager::local_executor()), "{}", describe(outcome));
+}
