@@ -337,7 +337,7 @@ pub async fn build(
     let expected = std::fs::read_to_string(&units_file)
         .ok()
         .and_then(|s| s.trim().parse().ok())
-        .unwrap_or_else(|| lock_packages(&job.template.dir).len() as u64 + 1);
+        .unwrap_or_else(|| lock_packages(job.template.lock_file().as_deref()).len() as u64 + 1);
     on_event(BuildEvent::Started { triple: triple.clone(), expected_units: expected });
 
     let mut messages = CargoMessages::new(&job.template.bin_name);
@@ -392,7 +392,7 @@ pub async fn build(
             rustc_version: job.plan.toolchain.rustc_version.clone(),
             cargo_version: job.plan.toolchain.cargo_version.clone(),
             compilation_flags: flags,
-            dependencies: lock_packages(&job.template.dir)
+            dependencies: lock_packages(job.template.lock_file().as_deref())
                 .into_iter()
                 .filter(|dep| !dep.starts_with(&format!("{}@", job.template.package)))
                 .collect(),
@@ -515,8 +515,9 @@ impl<'a> CargoMessages<'a> {
     }
 }
 
-/// `name@version` of every package in the template's Cargo.lock.
-fn lock_packages(dir: &Path) -> Vec<String> {
+/// `name@version` of every package in the template's Cargo.lock (its
+/// workspace's, for a workspace member).
+fn lock_packages(lock_file: Option<&Path>) -> Vec<String> {
     #[derive(Deserialize)]
     struct Lock {
         #[serde(default)]
@@ -527,7 +528,7 @@ fn lock_packages(dir: &Path) -> Vec<String> {
         name: String,
         version: String,
     }
-    let Ok(text) = std::fs::read_to_string(dir.join("Cargo.lock")) else { return Vec::new() };
+    let Some(Ok(text)) = lock_file.map(std::fs::read_to_string) else { return Vec::new() };
     let Ok(lock) = toml::from_str::<Lock>(&text) else { return Vec::new() };
     let set: BTreeSet<String> = lock.package.into_iter().map(|p| format!("{}@{}", p.name, p.version)).collect();
     set.into_iter().collect()

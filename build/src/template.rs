@@ -123,6 +123,14 @@ impl TemplateSource {
     }
 }
 
+impl PreparedTemplate {
+    /// The Cargo.lock cargo uses for this template: its own, or its
+    /// workspace's (the nearest one in an ancestor directory).
+    pub fn lock_file(&self) -> Option<PathBuf> {
+        self.dir.ancestors().map(|d| d.join("Cargo.lock")).find(|p| p.is_file())
+    }
+}
+
 fn prepared(dir: &Path, manifest_text: &str, cargo_args: Vec<String>) -> Result<PreparedTemplate, TemplateError> {
     let manifest = dir.join("Cargo.toml");
     let (package, bin_name) = parse_manifest(&manifest, manifest_text)?;
@@ -278,6 +286,21 @@ mod tests {
         let mut t = generated(MANIFEST);
         t.compilation_flags = vec!["--target=x".into()];
         assert!(matches!(TemplateSource::Generated(t).prepare(root.path()), Err(TemplateError::ConflictingFlag(_))));
+    }
+
+    #[test]
+    fn lock_file_is_found_in_the_workspace_root() {
+        let root = tempfile::tempdir().unwrap();
+        let member = root.path().join("member");
+        std::fs::create_dir_all(member.join("src")).unwrap();
+        std::fs::write(member.join("Cargo.toml"), MANIFEST).unwrap();
+        std::fs::write(member.join("src/main.rs"), "fn main() {}").unwrap();
+        let p = TemplateSource::Dir(member.clone()).prepare(root.path()).unwrap();
+        assert_eq!(p.lock_file(), None);
+        std::fs::write(root.path().join("Cargo.lock"), "").unwrap();
+        assert_eq!(p.lock_file(), Some(root.path().canonicalize().unwrap().join("Cargo.lock")));
+        std::fs::write(member.join("Cargo.lock"), "").unwrap();
+        assert_eq!(p.lock_file(), Some(p.dir.join("Cargo.lock")));
     }
 
     #[test]

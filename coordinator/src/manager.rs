@@ -530,7 +530,9 @@ impl CrossCompilationManager {
     /// Parallel cargo runs must not race to write the template's Cargo.lock:
     /// resolve it once first.
     async fn ensure_lockfile(&self, template: &PreparedTemplate, plan: &BuildPlan) -> Result<(), CompilationError> {
-        if template.dir.join("Cargo.lock").is_file() {
+        // A workspace member uses its workspace's lock file: never
+        // re-resolve (and so rewrite) that one.
+        if template.lock_file().is_some() {
             return Ok(());
         }
         let triple = plan.target.to_string();

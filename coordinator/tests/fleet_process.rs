@@ -1,0 +1,212 @@
+//! Process level: the real `rustle-agent`, cross-compiled for aarch64 by
+//! rustle-cross itself and run under qemu-aarch64, reports aarch64 as its
+//! native arch; the real `rustle-cross` routes aarch64 jobs to it first; and
+//! when the agent is SIGKILLed in the middle of a build, the job completes
+//! on the local fallback with a correct binary.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{cache_dir, json, require_cross_tools, rustle_cross, scratch_template, stderr, work_root};
+
+const AGENT: &str = "qemu-arm64";
+const TRIPLE: &str = "aarch64-unknown-linux-gnu";
+
+/// Kills the agent when the test ends, however it ends.
+struct AgentProcess(Child);
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// The agent binary for aarch64, built by the CLI under test.
+fn build_aarch64_agent() -> PathBuf {
+    let agent_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent");
+    let out = work_root().join("qemu-agent/bin");
+    let build =
+        rustle_cross(&["build", s(&agent_dir), "-t", TRIPLE, "--opt-level", "debug", "--json", "--out", s(&out)]);
+    let report = json(&build);
+    assert!(build.status.success(), "cross-compiling rustle-agent failed: {report:#}");
+    let result = &report["results"][0];
+    assert_eq!(result["validation"]["machine"], "aarch64", "{result:#}");
+    PathBuf::from(result["file"].as_str().expect("file"))
+}
+
+/// A fleet CA, an agent certificate and a coordinator certificate, made
+/// with the CLI.
+fn certificates(dir: &Path) {
+    let ca = dir.join("ca");
+    for args in [
+        vec!["ca", "init", "--dir", s(&ca)],
+        vec!["ca", "issue", "--agent", AGENT, "--san", "127.0.0.1", "--dir", s(&ca), "--out", s(dir)],
+        vec!["ca", "issue", "--coordinator", "ci", "--dir", s(&ca), "--out", s(dir)],
+    ] {
+        let out = rustle_cross(&args);
+        assert!(out.status.success(), "rustle-cross {}: {}", args.join(" "), stderr(&out));
+    }
+    let key_mode = std::fs::metadata(dir.join(format!("{AGENT}-key.pem"))).expect("agent key").permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&key_mode) & 0o777, 0o600);
+}
+
+/// Starts the aarch64 agent under qemu and returns it with its address.
+fn start_agent(binary: &Path, dir: &Path) -> (AgentProcess, String) {
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\nwork_dir = \"{work}\"\n\
+             agent_id = \"{AGENT}\"\nmax_concurrent_jobs = 1\nheartbeat_interval_ms = 300\n\
+             allowed_targets = [\"{TRIPLE}\"]\n",
+            ca = s(&dir.join("ca.pem")),
+            cert = s(&dir.join(format!("{AGENT}.pem"))),
+            key = s(&dir.join(format!("{AGENT}-key.pem"))),
+            work = s(&dir.join("agent-work")),
+        ),
+    )
+    .expect("agent config");
+    let mut child = Command::new("qemu-aarch64")
+        .args(["-L", "/"])
+        .arg(binary)
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the agent under qemu-aarch64");
+    let stderr = child.stderr.take().expect("stderr");
+    let agent = AgentProcess(child);
+    // Read its announcement on a thread so a silent agent cannot hang the test.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[agent] {line}");
+            if let Some(addr) = line.strip_prefix("rustle-agent: listening on ") {
+                let _ = tx.send(addr.trim().to_owned());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(120)).expect("the agent announced its address");
+    (agent, addr)
+}
+
+fn coordinator_config(dir: &Path, agent_addr: &str) -> PathBuf {
+    let path = dir.join("coordinator.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[cross_compilation.fleet]\nagents = [{{ name = \"{AGENT}\", address = \"{agent_addr}\" }}]\n\
+             ca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\nheartbeat_timeout_secs = 4\nconnect_timeout_secs = 30\n",
+            ca = s(&dir.join("ca.pem")),
+            cert = s(&dir.join("ci.pem")),
+            key = s(&dir.join("ci-key.pem")),
+        ),
+    )
+    .expect("coordinator config");
+    path
+}
+
+const MANIFEST: &str = "[package]\nname = \"fleet-hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n";
+
+fn run_aarch64(binary: &Path) -> String {
+    let out = Command::new("qemu-aarch64").args(["-L", "/"]).arg(binary).output().expect("run under qemu");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn qemu_aarch64_agent_is_native_gets_aarch64_jobs_and_survives_sigkill() {
+    if !require_cross_tools(&["qemu-aarch64", "aarch64-linux-gnu-gcc"]) {
+        return;
+    }
+    let binary = build_aarch64_agent();
+    let dir = tempfile::tempdir().expect("tmp");
+    certificates(dir.path());
+    let (mut agent, addr) = start_agent(&binary, dir.path());
+    let config = coordinator_config(dir.path(), &addr);
+    let config = s(&config);
+
+    // The agent, an aarch64 binary under emulation, reports aarch64.
+    let status = rustle_cross(&["--config", config, "fleet", "status", "--json"]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    let status = json(&status);
+    let text = status.to_string();
+    assert!(text.contains(AGENT), "{status:#}");
+    assert!(text.contains("\"arch\":\"aarch64\""), "the agent must report aarch64: {status:#}");
+
+    // An aarch64 job goes to the native agent, not to this machine, which
+    // could also build it.
+    let template = scratch_template(
+        "fleet-hello",
+        &[
+            ("Cargo.toml", MANIFEST),
+            ("src/main.rs", "fn main() { println!(\"fleet-hello {}\", std::env::consts::ARCH); }\n"),
+        ],
+    );
+    let out_dir = tempfile::tempdir().expect("tmp");
+    let build =
+        rustle_cross(&["--config", config, "build", s(&template), "-t", TRIPLE, "--json", "--out", s(out_dir.path())]);
+    let report = json(&build);
+    assert!(build.status.success(), "{report:#}");
+    let result = &report["results"][0];
+    assert_eq!(result["status"], "ok", "{result:#}");
+    assert!(result["executor"].to_string().contains(AGENT), "built on the native agent: {result:#}");
+    let decision = result["decisions"].to_string();
+    assert!(decision.contains("ative"), "the decision names the native tier: {decision}");
+    let file = PathBuf::from(result["file"].as_str().expect("file"));
+    assert_eq!(run_aarch64(&file).trim(), "fleet-hello aarch64");
+
+    // SIGKILL the agent while its cargo runs a slow build script: the job
+    // must complete on the local fallback, correctly.
+    let pid_file = work_root().join("fleet-slow.started");
+    let _ = std::fs::remove_file(&pid_file);
+    let build_rs = format!(
+        "fn main() {{\n    std::fs::write({:?}, std::process::id().to_string()).unwrap();\n    \
+         std::thread::sleep(std::time::Duration::from_secs(3));\n}}\n",
+        s(&pid_file)
+    );
+    let slow = scratch_template(
+        "fleet-slow",
+        &[
+            ("Cargo.toml", &MANIFEST.replace("fleet-hello", "fleet-slow")),
+            ("build.rs", &build_rs),
+            ("src/main.rs", "fn main() { println!(\"fleet-slow {}\", std::env::consts::ARCH); }\n"),
+        ],
+    );
+    std::fs::write(slow.join("build.rs"), &build_rs).expect("touch build.rs");
+    let out_dir = tempfile::tempdir().expect("tmp");
+    let coordinator = Command::new(env!("CARGO_BIN_EXE_rustle-cross"))
+        .args(["--config", config, "build", s(&slow), "-t", TRIPLE, "--json", "--out", s(out_dir.path())])
+        .env("RUSTLE_TARGET_CACHE_DIR", cache_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rustle-cross");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !pid_file.exists() {
+        assert!(Instant::now() < deadline, "the agent never started the slow build");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    agent.0.kill().expect("SIGKILL the agent");
+    let _ = agent.0.wait();
+    let out = coordinator.wait_with_output().expect("rustle-cross finished");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let report = json(&out);
+    assert!(out.status.success(), "{report:#}");
+    let result = &report["results"][0];
+    assert_eq!(result["status"], "ok", "{result:#}");
+    assert!(!result["executor"].to_string().contains(AGENT), "must not come from the killed agent: {result:#}");
+    assert!(result["decisions"].as_array().is_some_and(|d| d.len() >= 2), "re-dispatched: {result:#}");
+    let file = PathBuf::from(result["file"].as_str().expect("file"));
+    assert_eq!(run_aarch64(&file).trim(), "fleet-slow aarch64");
+}
