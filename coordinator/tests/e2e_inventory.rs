@@ -4,8 +4,11 @@
 //! and writes the host -> binary manifest.
 
 mod common;
+#[path = "../../detect/tests/netns_support/mod.rs"]
+mod netns_support;
 
 use common::{example_template, json, require_cross_tools, rustle_cross, stderr};
+use netns_support::NetnsHosts;
 
 const INVENTORY: &str = "\
 [web]
@@ -113,4 +116,43 @@ fn build_from_inventory_writes_one_binary_per_group_and_the_manifest() {
         assert_eq!(h["sha256"], format!("{:x}", sha2::Sha256::digest(&data)));
     }
     assert!(hosts.iter().all(|h| h["host"] != "mac1"), "--limit keeps other groups out");
+}
+
+#[test]
+fn detect_probes_hosts_with_their_own_addresses() {
+    let Some(hosts) = NetnsHosts::up() else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    let inv = dir.path().join("netns.ini");
+    std::fs::write(&inv, hosts.inventory_text(2)).expect("inventory");
+    let facts = dir.path().join("facts");
+    let (inv, facts) = (inv.to_str().expect("utf-8"), facts.to_str().expect("utf-8"));
+
+    // Without --probe nothing is known about these hosts: no guessing.
+    let out = rustle_cross(&["detect", "-i", inv, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["unresolved"].as_object().map(|u| u.len()), Some(3));
+
+    let out = rustle_cross(&["detect", "-i", inv, "--probe", "--facts", facts, "--json"]);
+    let plan = json(&out);
+    assert!(out.status.success(), "{plan:#}");
+    assert_eq!(plan["hosts_by_triple"]["x86_64-unknown-linux-gnu"], serde_json::json!(["node1", "node2", "node3"]));
+    for node in ["node1", "node2", "node3"] {
+        assert_eq!(plan["evidence"][node]["source"]["kind"], "probe", "{plan:#}");
+    }
+
+    // The probes were written back: the next run needs no probe.
+    let out = rustle_cross(&["detect", "-i", inv, "--facts", facts, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)["evidence"]["node2"]["source"]["kind"], "fact_cache", "{:#}", json(&out));
+
+    // An unreachable host fails alone, within its bound.
+    hosts.blackhole(2);
+    let started = std::time::Instant::now();
+    let out = rustle_cross(&["detect", "-i", inv, "--probe", "--json"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(1));
+    let plan = json(&out);
+    let error = plan["unresolved"]["node2"].as_str().expect("node2 unresolved");
+    assert!(error.contains("node2"), "{error}");
+    assert_eq!(plan["hosts_by_triple"]["x86_64-unknown-linux-gnu"], serde_json::json!(["node1", "node3"]), "{plan:#}");
 }
