@@ -1,5 +1,6 @@
 //! The fleet in process: the coordinator's façade dialling real agents over loopback QUIC with real certificates (port 0), routing by capability, streaming validated binaries back, and surviving agents that die or cut transfers.
 
+mod common;
 mod fleet_support;
 
 use std::path::{Path, PathBuf};
@@ -20,30 +21,18 @@ const ARM: &str = "aarch64-unknown-linux-gnu";
 /// Bound on a whole test: cold builds of a dependency-free template.
 const TEST_BOUND: Duration = Duration::from_secs(600);
 
-fn work_root() -> PathBuf {
-    std::env::var_os("RUSTLE_TEST_WORK_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("rustle-cross-e2e"))
-}
-
 /// A dependency-free template outside this repository.
 fn template() -> PathBuf {
-    let dir = work_root().join("templates/fleet-hello");
-    let files = [
-        (
-            "Cargo.toml",
-            "[package]\nname = \"fleet-hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n",
-        ),
-        ("src/main.rs", "fn main() {\n    println!(\"hello from the fleet\");\n}\n"),
-    ];
-    for (path, content) in files {
-        let path = dir.join(path);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(content) {
-            std::fs::write(&path, content).expect("write template");
-        }
-    }
-    dir
+    common::scratch_template(
+        "fleet-hello",
+        &[
+            (
+                "Cargo.toml",
+                "[package]\nname = \"fleet-hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n",
+            ),
+            ("src/main.rs", "fn main() {\n    println!(\"hello from the fleet\");\n}\n"),
+        ],
+    )
 }
 
 /// The fleet CA, the coordinator's certificate files and a scratch dir.
@@ -63,13 +52,13 @@ impl Pki {
     fn agent(&self, spec: AgentSpec, toolchains: &Arc<ToolchainManager>) -> TestAgent {
         let bundle = self.ca.issue_agent(&spec.name, &[]).expect("issue agent");
         let work = tempfile::tempdir().expect("tempdir").keep();
-        let cache = work_root().join("fleet-agents").join(&spec.name);
+        let cache = common::work_root().join("fleet-agents").join(&spec.name);
         start_agent(spec, &bundle, toolchains.clone(), work, cache)
     }
 
     fn config(&self, agents: &[(&str, &TestAgent)]) -> CrossCompilationConfig {
         let mut config = CrossCompilationConfig {
-            target_cache_dir: Some(work_root().join("cache")),
+            target_cache_dir: Some(common::work_root().join("cache")),
             ..CrossCompilationConfig::default()
         };
         config.fleet.agents = agents
@@ -85,8 +74,9 @@ impl Pki {
 }
 
 fn toolchains() -> Arc<ToolchainManager> {
-    let config = CrossCompilationConfig { target_cache_dir: Some(work_root().join("cache")), ..Default::default() };
-    Arc::new(ToolchainManager::new(config.toolchain_config(&work_root().join("cache"))))
+    let config =
+        CrossCompilationConfig { target_cache_dir: Some(common::work_root().join("cache")), ..Default::default() };
+    Arc::new(ToolchainManager::new(config.toolchain_config(&common::work_root().join("cache"))))
 }
 
 fn spec(name: &str, arch: &str, triples: &[&str], fault: Fault) -> AgentSpec {
@@ -292,7 +282,7 @@ async fn a_compile_failure_on_an_agent_is_reported_and_never_retried_elsewhere()
     let toolchains = toolchains();
     let builder = pki.agent(spec("x86-builder", "x86_64", &[X86], Fault::None), &toolchains);
     let config = pki.config(&[("x86-builder", &builder)]);
-    let dir = work_root().join("templates/fleet-broken");
+    let dir = common::work_root().join("templates/fleet-broken");
     std::fs::create_dir_all(dir.join("src")).expect("mkdir");
     std::fs::write(
         dir.join("Cargo.toml"),
@@ -342,7 +332,11 @@ async fn the_cli_says_where_each_target_was_built_and_shows_the_fleet() {
     let out_dir = pki.dir.path().join("out");
     let cli = |args: Vec<String>| {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rustle-cross"));
-        command.args(args).arg("--config").arg(&config_file).env("RUSTLE_TARGET_CACHE_DIR", work_root().join("cache"));
+        command
+            .args(args)
+            .arg("--config")
+            .arg(&config_file)
+            .env("RUSTLE_TARGET_CACHE_DIR", common::work_root().join("cache"));
         async move {
             let out = tokio::time::timeout(TEST_BOUND, command.output()).await.expect("bounded").expect("run");
             let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -422,7 +416,7 @@ async fn agents_with_a_wrong_name_or_another_ca_are_refused_and_the_build_falls_
     let pki = Pki::new();
     let toolchains = toolchains();
     let work = || tempfile::tempdir().expect("tempdir").keep();
-    let cache = work_root().join("fleet-agents").join("refused");
+    let cache = common::work_root().join("fleet-agents").join("refused");
     // Dialled as "builder-a", but its certificate says "impostor".
     let impostor = pki.ca.issue_agent("impostor", &[]).expect("issue");
     let wrong_name = start_agent(

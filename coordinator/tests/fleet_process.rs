@@ -147,7 +147,7 @@ fn qemu_aarch64_agent_is_native_gets_aarch64_jobs_and_survives_sigkill() {
     // An aarch64 job goes to the native agent, not to this machine, which
     // could also build it.
     let template = scratch_template(
-        "fleet-hello",
+        "fleet-process-hello",
         &[
             ("Cargo.toml", MANIFEST),
             ("src/main.rs", "fn main() { println!(\"fleet-hello {}\", std::env::consts::ARCH); }\n"),

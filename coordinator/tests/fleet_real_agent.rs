@@ -1,5 +1,7 @@
 //! The coordinator's façade against the real agent (`rustle_agent::serve`) on loopback: two agents limited by config to different targets, each target routed to the one that can build it, binaries validated and equal to a local build's.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -18,29 +20,18 @@ const X86: &str = "x86_64-unknown-linux-gnu";
 const ARM: &str = "aarch64-unknown-linux-gnu";
 const TEST_BOUND: Duration = Duration::from_secs(900);
 
-fn work_root() -> PathBuf {
-    std::env::var_os("RUSTLE_TEST_WORK_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("rustle-cross-e2e"))
-}
-
+/// A dependency-free template outside this repository.
 fn template() -> PathBuf {
-    let dir = work_root().join("templates/fleet-hello");
-    let files = [
-        (
-            "Cargo.toml",
-            "[package]\nname = \"fleet-hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n",
-        ),
-        ("src/main.rs", "fn main() {\n    println!(\"hello from the fleet\");\n}\n"),
-    ];
-    for (path, content) in files {
-        let path = dir.join(path);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(content) {
-            std::fs::write(&path, content).expect("write template");
-        }
-    }
-    dir
+    common::scratch_template(
+        "fleet-hello",
+        &[
+            (
+                "Cargo.toml",
+                "[package]\nname = \"fleet-hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n",
+            ),
+            ("src/main.rs", "fn main() {\n    println!(\"hello from the fleet\");\n}\n"),
+        ],
+    )
 }
 
 /// A real agent serving on 127.0.0.1:0 until the returned sender is dropped.
@@ -50,7 +41,7 @@ fn real_agent(ca: &FleetCa, name: &str, allowed: &[&str]) -> (SocketAddr, onesho
         AgentListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), &bundle, AllowedCoordinators::AnyFromFleetCa)
             .expect("bind");
     let config = AgentConfig {
-        work_dir: work_root().join("real-agents").join(name),
+        work_dir: common::work_root().join("real-agents").join(name),
         agent_id: Some(name.into()),
         allowed_targets: Some(allowed.iter().map(|t| (*t).to_owned()).collect()),
         max_concurrent_jobs: 1,
@@ -80,7 +71,7 @@ async fn real_agents_get_the_targets_they_can_build() {
     let (arm_addr, _arm) = real_agent(&ca, "arm-capable", &[ARM]);
 
     let mut config = CrossCompilationConfig {
-        target_cache_dir: Some(work_root().join("cache")),
+        target_cache_dir: Some(common::work_root().join("cache")),
         ..CrossCompilationConfig::default()
     };
     config.fleet.agents = vec![
