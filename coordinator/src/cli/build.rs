@@ -15,6 +15,7 @@ use rustle_cross::build::{
     BinaryReport, BuildEvent, CompilationError, CompiledBinary, RunnerError, TemplateSource, run_binary,
 };
 use rustle_cross::detect::TargetPlan;
+use rustle_cross::manager::local_executor;
 use rustle_cross::targets::{CompilationOptimization, OptimizationLevel, PanicStrategy, TargetSpecification};
 use rustle_cross::{CrossCompilationConfig, CrossCompilationManager, ProgressSink, TargetOutcome};
 use serde_json::json;
@@ -329,7 +330,12 @@ fn print_summary(rows: &[Row<'_>]) {
         let mut row = vec![
             outcome.target.to_string(),
             status(&outcome.result).to_owned(),
-            outcome.executor.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string),
+            match &outcome.executor {
+                None => "-".to_owned(),
+                // This machine's toolchains: no fleet, or the fleet's last resort.
+                Some(executor) if *executor == local_executor() => "this machine".to_owned(),
+                Some(executor) => executor.to_string(),
+            },
         ];
         match &outcome.result {
             Ok(b) => {
