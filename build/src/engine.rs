@@ -11,7 +11,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rustle_targets::{CompilationOptimization, OptimizationError, TargetSpecification, rule_for};
+use rustle_targets::{CompilationOptimization, OptimizationError, OsFamily, TargetSpecification, rule_for};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -226,6 +226,18 @@ impl BuildJob<'_> {
         let rule = rule_for(target);
         let toolchain = &plan.toolchain;
         let shim = self.toolchain_shim()?;
+        // rustc strips Mach-O binaries with the toolchain's own rust-objcopy.
+        let objcopy = toolchain.sysroot.join("lib/rustlib").join(&toolchain.host).join("bin/rust-objcopy");
+        if self.optimization.strip && target.os_family == OsFamily::MacOS && !objcopy.is_file() {
+            return Err(CompilationError::Unavailable {
+                triple: self.triple(),
+                reason: format!(
+                    "stripping a macOS binary needs rust-objcopy, which toolchain `{}` lacks ({} is missing); build without --strip, or with a toolchain that ships llvm-tools",
+                    toolchain.name,
+                    objcopy.display()
+                ),
+            });
+        }
 
         let (program, mut args): (PathBuf, Vec<String>) = match &plan.linker {
             LinkerPlan::Zig { cargo_zigbuild, .. } => {

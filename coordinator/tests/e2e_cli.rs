@@ -190,3 +190,33 @@ fn unknown_config_key_is_named() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("max_parallel_job"), "{}", stderr(&out));
 }
+
+#[test]
+fn stripping_a_macos_binary_without_rust_objcopy_says_why_before_building() {
+    if !require_cross_tools(&["zig", "cargo-zigbuild"]) {
+        return;
+    }
+    let template = scratch_template(
+        "strip-macos",
+        &[("Cargo.toml", &SMALL_MANIFEST.replace("small", "strip-macos")), ("src/main.rs", "fn main() {}\n")],
+    );
+    let out_dir = tempfile::tempdir().expect("tmp");
+    let out = rustle_cross(&[
+        "build",
+        template.to_str().expect("utf-8"),
+        "--target",
+        "aarch64-apple-darwin",
+        "--strip",
+        "--json",
+        "--out",
+        out_dir.path().to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = json(&out);
+    let result = &report["results"][0];
+    // Debian's rustc-web, the toolchain scripts/setup.sh provides for
+    // build-std targets, ships no rust-objcopy.
+    assert_eq!(result["status"], "unavailable", "{result:#}");
+    let error = result["error"].as_str().expect("error");
+    assert!(error.contains("rust-objcopy") && error.contains("without --strip"), "{error}");
+}
