@@ -12,7 +12,7 @@ use common::{
     processes_mentioning, slow_template, wait_for,
 };
 use rustle_protocol::{
-    AgentToCoordinator, BuildEvent, BuildOutcome, BulkAck, BulkKind, CoordinatorToAgent, JobId, RejectReason,
+    AgentToCoordinator, BuildEvent, BuildOutcome, BulkAck, BulkKind, CoordinatorToAgent, JobId, LogStream, RejectReason,
 };
 use sha2::{Digest, Sha256};
 
@@ -129,6 +129,17 @@ async fn a_job_builds_streams_progress_and_the_binary_and_a_repeat_is_incrementa
     assert!(!progress.is_empty(), "{events:?}");
     assert!(progress.windows(2).all(|p| p[1].0 > p[0].0), "progress out of order: {progress:?}");
     assert!(progress.iter().all(|(done, total)| done <= total), "{progress:?}");
+    // cargo's own lines come through as log events, in order.
+    let logs: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            BuildEvent::Log { stream: LogStream::Stderr, line } => Some(line.as_str()),
+            _ => None,
+        })
+        .collect();
+    let compiling = logs.iter().position(|l| l.contains("Compiling hello-agent"));
+    let finished = logs.iter().position(|l| l.contains("Finished"));
+    assert!(matches!((compiling, finished), (Some(c), Some(f)) if c < f), "{logs:?}");
     assert!(
         frames
             .contains(&AgentToCoordinator::BulkAck(BulkAck::Verified { job: JobId(1), kind: BulkKind::SourceBundle })),

@@ -79,6 +79,13 @@ pub enum BuildEvent {
         /// The crate just finished.
         unit: String,
     },
+    /// A line cargo wrote to stderr (status lines, warnings, errors).
+    Log {
+        /// The target.
+        triple: String,
+        /// The line, without its newline.
+        line: String,
+    },
 }
 
 /// Why a target did not produce a binary. A compile error in the template is
@@ -354,16 +361,19 @@ pub async fn build(
 
     let mut messages = CargoMessages::new(&job.template.bin_name);
     let output = command
-        .run_with_lines(|line| {
-            if let Some(unit) = messages.observe(line) {
-                on_event(BuildEvent::Progress {
-                    triple: triple.clone(),
-                    done: messages.units,
-                    total: expected.max(messages.units),
-                    unit,
-                });
-            }
-        })
+        .run_streaming(
+            |line| {
+                if let Some(unit) = messages.observe(line) {
+                    on_event(BuildEvent::Progress {
+                        triple: triple.clone(),
+                        done: messages.units,
+                        total: expected.max(messages.units),
+                        unit,
+                    });
+                }
+            },
+            |line| on_event(BuildEvent::Log { triple: triple.clone(), line: line.to_owned() }),
+        )
         .await
         .map_err(|e| match e {
             ProcessError::TimedOut { timeout, .. } => CompilationError::Timeout { triple: triple.clone(), timeout },

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
 /// Why a program could not be run to completion.
@@ -167,7 +167,18 @@ impl ProcessSpec {
     /// Runs to completion, calling `on_stdout_line` for each stdout line as
     /// it arrives (cargo's JSON messages, for progress) while also capturing
     /// all output.
-    pub async fn run_with_lines(&self, mut on_stdout_line: impl FnMut(&str)) -> Result<ProcessOutput, ProcessError> {
+    pub async fn run_with_lines(&self, on_stdout_line: impl FnMut(&str)) -> Result<ProcessOutput, ProcessError> {
+        self.run_streaming(on_stdout_line, |_| {}).await
+    }
+
+    /// Runs to completion, calling `on_stdout_line` and `on_stderr_line`
+    /// for each line of either stream as it arrives (stdout lines in order,
+    /// stderr lines in order), while also capturing all output.
+    pub async fn run_streaming(
+        &self,
+        mut on_stdout_line: impl FnMut(&str),
+        mut on_stderr_line: impl FnMut(&str),
+    ) -> Result<ProcessOutput, ProcessError> {
         let program = self.display_name();
         let io_err = |source| ProcessError::Io { program: program.clone(), source };
         let start = Instant::now();
@@ -183,18 +194,32 @@ impl ProcessSpec {
         }
         let stdout = child.stdout.take().ok_or_else(|| io_err(std::io::Error::other("no stdout pipe")))?;
         let stderr = child.stderr.take().ok_or_else(|| io_err(std::io::Error::other("no stderr pipe")))?;
-        let stderr_task = tokio::spawn(read_all(stderr));
+        // stderr is read on its own task (so a child filling it never
+        // blocks), which captures it whole and hands each line over.
+        let (stderr_lines, mut stderr_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let stderr_task = tokio::spawn(read_all_lines(stderr, stderr_lines));
         let run = async {
             let mut lines = BufReader::new(stdout);
             let mut captured = Vec::new();
+            // Kept across iterations: `read_until` appends, so a read cut
+            // short by the other branch of the select loses nothing.
             let mut line = Vec::new();
+            let mut stderr_open = true;
             loop {
-                line.clear();
-                if lines.read_until(b'\n', &mut line).await.map_err(io_err)? == 0 {
-                    break;
+                tokio::select! {
+                    read = lines.read_until(b'\n', &mut line) => {
+                        if read.map_err(io_err)? == 0 {
+                            break;
+                        }
+                        on_stdout_line(String::from_utf8_lossy(&line).trim_end());
+                        captured.extend_from_slice(&line);
+                        line.clear();
+                    }
+                    next = stderr_rx.recv(), if stderr_open => match next {
+                        Some(err_line) => on_stderr_line(&err_line),
+                        None => stderr_open = false,
+                    },
                 }
-                on_stdout_line(String::from_utf8_lossy(&line).trim_end());
-                captured.extend_from_slice(&line);
             }
             let status = child.wait().await.map_err(io_err)?;
             Ok::<_, ProcessError>((status, captured))
@@ -206,6 +231,9 @@ impl ProcessSpec {
                 // reused from here on, so the group must not be signalled.
                 guard.disarm();
                 let stderr = stderr_task.await.map_err(|e| io_err(std::io::Error::other(e)))?;
+                while let Ok(err_line) = stderr_rx.try_recv() {
+                    on_stderr_line(&err_line);
+                }
                 Ok(ProcessOutput { status, stdout, stderr, elapsed: start.elapsed() })
             }
             Err(_) => {
@@ -217,11 +245,24 @@ impl ProcessSpec {
     }
 }
 
-async fn read_all(mut reader: impl AsyncRead + Unpin) -> Vec<u8> {
-    let mut buf = Vec::new();
-    // A read error ends the capture; the exit status still tells the outcome.
-    let _ = reader.read_to_end(&mut buf).await;
-    buf
+/// Reads a stream to its end, returning all of it and sending each line.
+async fn read_all_lines(reader: impl AsyncRead + Unpin, lines: tokio::sync::mpsc::UnboundedSender<String>) -> Vec<u8> {
+    let mut reader = BufReader::new(reader);
+    let mut all = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // A read error ends the capture; the exit status still tells the outcome.
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                all.extend_from_slice(&line);
+                // Nobody listening any more is fine: the capture goes on.
+                let _ = lines.send(String::from_utf8_lossy(&line).trim_end().to_owned());
+            }
+        }
+    }
+    all
 }
 
 /// Kills the child's whole process group when dropped or asked to, so a
@@ -285,6 +326,21 @@ mod tests {
             .unwrap();
         assert!(out.status.success());
         assert_eq!(seen, ["got a", "got b"]);
+    }
+
+    #[tokio::test]
+    async fn streams_stderr_lines_in_order_and_captures_both() {
+        let mut out_lines = Vec::new();
+        let mut err_lines = Vec::new();
+        let out = ProcessSpec::new("sh")
+            .args(["-c", "echo o1; echo e1 >&2; echo o2; echo e2 >&2; echo e3 >&2"])
+            .run_streaming(|l| out_lines.push(l.to_owned()), |l| err_lines.push(l.to_owned()))
+            .await
+            .unwrap();
+        assert_eq!(out_lines, ["o1", "o2"]);
+        assert_eq!(err_lines, ["e1", "e2", "e3"]);
+        assert_eq!(out.stdout_text(), "o1\no2\n");
+        assert_eq!(out.stderr_text(), "e1\ne2\ne3\n");
     }
 
     #[tokio::test]

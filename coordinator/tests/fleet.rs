@@ -132,6 +132,7 @@ fn assert_progress_in_order(events: &[BuildEvent], triple: &str) {
         .iter()
         .filter(|e| match e {
             BuildEvent::Started { triple: t, .. } | BuildEvent::Progress { triple: t, .. } => t == triple,
+            BuildEvent::Log { .. } => false,
         })
         .collect();
     assert!(
@@ -146,6 +147,7 @@ fn assert_progress_in_order(events: &[BuildEvent], triple: &str) {
                 last = *done;
             }
             BuildEvent::Started { .. } => panic!("{triple}: a second Started: {mine:?}"),
+            BuildEvent::Log { .. } => unreachable!("filtered out above"),
         }
     }
 }

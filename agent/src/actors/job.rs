@@ -12,7 +12,7 @@ use rustle_build::bundle::{BundleLimits, sync_bundle};
 use rustle_build::engine::{self, BuildJob, CompilationError, CompiledBinary};
 use rustle_build::template::TemplateSource;
 use rustle_protocol::{
-    AgentToCoordinator, BuildEvent, BuildOutcome, BulkAck, BulkHeader, BulkKind, JobOffer, Lto, OptLevel,
+    AgentToCoordinator, BuildEvent, BuildOutcome, BulkAck, BulkHeader, BulkKind, JobOffer, LogStream, Lto, OptLevel,
     OptimizationSettings, PanicStrategy, Sha256Digest, Strip,
 };
 use rustle_targets::{CompilationOptimization, OptimizationLevel, TargetSpecification};
@@ -379,6 +379,8 @@ async fn run_build(
                 done: u32::try_from(done).unwrap_or(u32::MAX),
                 total: u32::try_from(total).unwrap_or(u32::MAX),
             },
+            // cargo's stderr: status lines, warnings, errors.
+            engine::BuildEvent::Log { line, .. } => BuildEvent::Log { stream: LogStream::Stderr, line },
         };
         let _ = outbound.send(AgentToCoordinator::Event { job, event });
     };

@@ -428,6 +428,9 @@ impl Progress {
                         bar.set_message(unit);
                     }
                 }
+                // cargo's own lines: the summary reports errors; warnings
+                // stay in the target's log.
+                BuildEvent::Log { .. } => {}
             }
         })
     }

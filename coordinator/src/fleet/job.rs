@@ -143,7 +143,8 @@ impl State {
                     unit: String::new(),
                 });
             }
-            BuildEvent::Queued { .. } | BuildEvent::Log { .. } => {}
+            BuildEvent::Log { line, .. } => (self.progress)(engine::BuildEvent::Log { triple, line }),
+            BuildEvent::Queued { .. } => {}
         }
     }
 
