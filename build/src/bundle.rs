@@ -758,21 +758,7 @@ fn type_name(entry_type: tar::EntryType) -> String {
 /// removed again.
 pub fn unpack_bundle(bytes: &[u8], dest: &Path, limits: &BundleLimits) -> Result<UnpackReport, BundleError> {
     let destination = |reason: String| BundleError::Destination { path: dest.to_path_buf(), reason };
-    let exists = match fs::symlink_metadata(dest) {
-        Ok(meta) if meta.is_dir() => {
-            let mut entries = fs::read_dir(dest).map_err(|e| destination(e.to_string()))?;
-            if entries.next().is_some() {
-                return Err(destination("the directory is not empty".into()));
-            }
-            true
-        }
-        Ok(meta) if meta.file_type().is_symlink() => {
-            return Err(destination("it is a symbolic link, not a directory".into()));
-        }
-        Ok(_) => return Err(destination("it exists and is not a directory".into())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-        Err(e) => return Err(destination(e.to_string())),
-    };
+    let exists = destination_exists(dest, true)?;
 
     let bundle = validate(bytes, limits)?;
 
@@ -832,6 +818,24 @@ fn remove_contents(dir: &Path) {
     }
 }
 
+/// Whether `dest` exists as a real directory (never a link or a file);
+/// with `must_be_empty`, an existing one must also be empty.
+fn destination_exists(dest: &Path, must_be_empty: bool) -> Result<bool, BundleError> {
+    let destination = |reason: String| BundleError::Destination { path: dest.to_path_buf(), reason };
+    match fs::symlink_metadata(dest) {
+        Ok(meta) if meta.is_dir() => {
+            if must_be_empty && fs::read_dir(dest).map_err(|e| destination(e.to_string()))?.next().is_some() {
+                return Err(destination("the directory is not empty".into()));
+            }
+            Ok(true)
+        }
+        Ok(meta) if meta.file_type().is_symlink() => Err(destination("it is a symbolic link, not a directory".into())),
+        Ok(_) => Err(destination("it exists and is not a directory".into())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(destination(e.to_string())),
+    }
+}
+
 /// Updates a warm directory to match a bundle, for incremental builds.
 ///
 /// Validates exactly like [`unpack_bundle`] before touching anything; then
@@ -845,15 +849,7 @@ fn remove_contents(dir: &Path) {
 /// midway leaves `dest` partly updated; the next sync completes it.
 pub fn sync_bundle(bytes: &[u8], dest: &Path, limits: &BundleLimits) -> Result<UnpackReport, BundleError> {
     let destination = |reason: String| BundleError::Destination { path: dest.to_path_buf(), reason };
-    let exists = match fs::symlink_metadata(dest) {
-        Ok(meta) if meta.is_dir() => true,
-        Ok(meta) if meta.file_type().is_symlink() => {
-            return Err(destination("it is a symbolic link, not a directory".into()));
-        }
-        Ok(_) => return Err(destination("it exists and is not a directory".into())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-        Err(e) => return Err(destination(e.to_string())),
-    };
+    let exists = destination_exists(dest, false)?;
 
     let bundle = validate(bytes, limits)?;
 

@@ -3,7 +3,7 @@
 mod common;
 mod fleet_support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,20 +20,6 @@ const X86: &str = "x86_64-unknown-linux-gnu";
 const ARM: &str = "aarch64-unknown-linux-gnu";
 /// Bound on a whole test: cold builds of a dependency-free template.
 const TEST_BOUND: Duration = Duration::from_secs(600);
-
-/// A dependency-free template outside this repository.
-fn template() -> PathBuf {
-    common::scratch_template(
-        "fleet-hello",
-        &[
-            (
-                "Cargo.toml",
-                "[package]\nname = \"fleet-hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n",
-            ),
-            ("src/main.rs", "fn main() {\n    println!(\"hello from the fleet\");\n}\n"),
-        ],
-    )
-}
 
 /// The fleet CA, the coordinator's certificate files and a scratch dir.
 struct Pki {
@@ -105,7 +91,7 @@ async fn build(config: CrossCompilationConfig, triples: &[&str], progress: Optio
     let manager = CrossCompilationManager::new(config).expect("manager");
     manager.setup_environment().await.expect("toolchains");
     let targets: Vec<_> = triples.iter().map(|t| target(t)).collect();
-    let source = TemplateSource::Dir(template());
+    let source = TemplateSource::Dir(common::fleet_hello_template());
     tokio::time::timeout(TEST_BOUND, manager.build(&source, &targets, &CompilationOptimization::default(), progress))
         .await
         .expect("the build finishes in bounded time")
@@ -357,7 +343,7 @@ async fn the_cli_says_where_each_target_was_built_and_shows_the_fleet() {
     let arm_view = agents.iter().find(|a| a["name"] == "arm-builder").expect("arm-builder");
     assert_eq!(arm_view["capabilities"]["arch"], "aarch64", "{status}");
 
-    let template = template();
+    let template = common::fleet_hello_template();
     let json = cli(vec![
         "build".into(),
         template.to_string_lossy().into_owned(),

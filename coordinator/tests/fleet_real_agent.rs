@@ -3,7 +3,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,20 +18,6 @@ use tokio::sync::oneshot;
 const X86: &str = "x86_64-unknown-linux-gnu";
 const ARM: &str = "aarch64-unknown-linux-gnu";
 const TEST_BOUND: Duration = Duration::from_secs(900);
-
-/// A dependency-free template outside this repository.
-fn template() -> PathBuf {
-    common::scratch_template(
-        "fleet-hello",
-        &[
-            (
-                "Cargo.toml",
-                "[package]\nname = \"fleet-hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n",
-            ),
-            ("src/main.rs", "fn main() {\n    println!(\"hello from the fleet\");\n}\n"),
-        ],
-    )
-}
 
 /// A real agent serving on 127.0.0.1:0 until the returned sender is dropped.
 fn real_agent(ca: &FleetCa, name: &str, allowed: &[&str]) -> (SocketAddr, oneshot::Sender<()>) {
@@ -88,7 +73,7 @@ async fn real_agents_get_the_targets_they_can_build() {
     let progress: ProgressSink = Arc::new(move |event| sink_events.lock().expect("lock").push(event));
     let targets =
         [TargetSpecification::from_triple(X86).expect("x86"), TargetSpecification::from_triple(ARM).expect("arm")];
-    let source = TemplateSource::Dir(template());
+    let source = TemplateSource::Dir(common::fleet_hello_template());
     let manager = CrossCompilationManager::new(config.clone()).expect("manager");
     manager.setup_environment().await.expect("toolchains");
     let outcomes = tokio::time::timeout(

@@ -110,3 +110,17 @@ pub fn require_cross_tools(tools: &[&str]) -> bool {
     }
     panic!("cross tools missing: {}; run `scripts/setup.sh` as root first", missing.join(", "));
 }
+
+/// The dependency-free template the fleet tests build: fast on every route.
+pub fn fleet_hello_template() -> PathBuf {
+    scratch_template(
+        "fleet-hello",
+        &[
+            (
+                "Cargo.toml",
+                "[package]\nname = \"fleet-hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n",
+            ),
+            ("src/main.rs", "fn main() {\n    println!(\"hello from the fleet\");\n}\n"),
+        ],
+    )
+}
