@@ -81,6 +81,27 @@ struct ListGroupBody {
     hostvars: BTreeMap<String, Variables>,
 }
 
+/// Adds `children` to group `name`; `all` is never a child.
+fn add_children(
+    raw: &mut RawInventory,
+    text: &str,
+    file: &Path,
+    name: &str,
+    children: impl IntoIterator<Item = String>,
+) -> Result<(), InventoryError> {
+    for child in children {
+        if child == "all" {
+            return Err(InventoryError::parse(
+                file,
+                line_of(text, "\"all\""),
+                format!("`all` cannot be a child of `{name}`"),
+            ));
+        }
+        raw.add_child(name, &child);
+    }
+    Ok(())
+}
+
 fn add_list(
     raw: &mut RawInventory,
     list: BTreeMap<String, ListGroup>,
@@ -108,16 +129,7 @@ fn add_list(
                 raw.add_host(&name, &host, Variables::new(), line);
             }
         }
-        for child in body.children {
-            if child == "all" {
-                return Err(InventoryError::parse(
-                    file,
-                    line_of(text, "\"all\""),
-                    format!("`all` cannot be a child of `{name}`"),
-                ));
-            }
-            raw.add_child(&name, &child);
-        }
+        add_children(raw, text, file, &name, body.children)?;
     }
     Ok(())
 }
@@ -175,16 +187,7 @@ fn add_rustle(
         for host in group.hosts {
             raw.add_host(&name, &host, Variables::new(), line_of(text, &format!("\"{host}\"")));
         }
-        for child in group.children {
-            if child == "all" {
-                return Err(InventoryError::parse(
-                    file,
-                    line_of(text, "\"all\""),
-                    format!("`all` cannot be a child of `{name}`"),
-                ));
-            }
-            raw.add_child(&name, &child);
-        }
+        add_children(raw, text, file, &name, group.children)?;
     }
     for (name, host) in inventory.hosts {
         let mut vars = Variables::new();
