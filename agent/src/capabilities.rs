@@ -14,12 +14,13 @@ use crate::AgentError;
 use crate::config::AgentConfig;
 
 /// Builds the report for this host: every target of the rules table a
-/// toolchain here can build and `config.allowed_targets` permits, and the
-/// warm caches held.
+/// toolchain here can build and `config.allowed_targets` permits, the warm
+/// caches held, and `host` (a recent [`HostLoad::measure`]).
 pub async fn report(
     config: &AgentConfig,
     toolchains: &ToolchainManager,
     warm_caches: Vec<WarmCache>,
+    host: HostLoad,
 ) -> Result<CapabilityReport, AgentError> {
     let failed = |reason: String| AgentError::Capabilities { reason };
     let mut by_toolchain: BTreeMap<String, Vec<BuildableTarget>> = BTreeMap::new();
@@ -52,7 +53,6 @@ pub async fn report(
         })
         .collect();
 
-    let host = HostLoad::measure(&config.work_dir);
     Ok(CapabilityReport {
         agent_id: AgentId(config.resolved_agent_id()),
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -87,7 +87,9 @@ pub struct HostLoad {
 }
 
 impl HostLoad {
-    /// Reads the host's state now; `work_dir` picks the disk.
+    /// Reads the host's state now; `work_dir` picks the disk. Blocking (it
+    /// reads /proc and `statvfs`es every mount): call it off the async
+    /// workers.
     pub fn measure(work_dir: &std::path::Path) -> Self {
         let mut out = Self::default();
         if let Ok(mut system) = sysinfo::System::new() {

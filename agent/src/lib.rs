@@ -24,6 +24,7 @@ mod actors;
 pub mod capabilities;
 pub mod config;
 mod error;
+pub mod heartbeat;
 pub mod warm;
 
 use std::future::Future;
@@ -39,6 +40,8 @@ pub use error::AgentError;
 
 use crate::actors::listener::{ListenerActor, ListenerArguments, ListenerMsg};
 use crate::actors::{Context, Shared};
+use crate::capabilities::HostLoad;
+use crate::heartbeat::{HostSampler, LoadGauge};
 use crate::warm::WorkLayout;
 
 /// How long the actors may take to wind down after the drain.
@@ -62,9 +65,15 @@ pub async fn serve(
         std::fs::create_dir_all(&dir).map_err(|source| AgentError::WorkDir { path: dir.clone(), source })?;
     }
     let drain = Duration::from_secs(config.shutdown_drain_secs);
+    let work_dir = config.work_dir.clone();
+    let first_sample = tokio::task::spawn_blocking(move || HostLoad::measure(&work_dir)).await.unwrap_or_default();
+    let gauge = Arc::new(LoadGauge::new(first_sample));
+    let _sampler = HostSampler::start(gauge.clone(), config.work_dir.clone(), config.heartbeat_interval())
+        .map_err(|error| AgentError::Actor { actor: "host sampler", reason: error.to_string() })?;
     let context: Context = Arc::new(Shared {
         layout: WorkLayout::new(&config.work_dir),
         toolchains: ToolchainManager::new(config.toolchain_config()),
+        gauge,
         config,
     });
     let listener = Arc::new(listener);

@@ -79,7 +79,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .iter()
             .flat_map(|(id, record)| record.caches(id).collect::<Vec<_>>())
             .collect();
-        let report = capabilities::report(&config, &toolchains, warm).await?;
+        let host = capabilities::HostLoad::measure(&config.work_dir);
+        let report = capabilities::report(&config, &toolchains, warm, host).await?;
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }

@@ -383,17 +383,32 @@ pub async fn build(
     if !output.status.success() || !messages.errors.is_empty() {
         return Err(classify_failure(&triple, &messages, &output.status.to_string(), &output.stderr_text()));
     }
-    let _ = std::fs::write(&units_file, messages.units.to_string());
     let executable = messages
         .executable
         .ok_or_else(|| CompilationError::NoArtifact { triple: triple.clone(), bin: job.template.bin_name.clone() })?;
-    let binary_data = std::fs::read(&executable).map_err(|source| CompilationError::Io {
+    // Reading, parsing and hashing a binary of many MiB is blocking work:
+    // never on an async worker, where it would hold back every other task
+    // of the process (an agent's heartbeats among them).
+    let target = job.plan.target.clone();
+    let units = messages.units;
+    let (binary_data, validation, checksum) = tokio::task::spawn_blocking(move || {
+        let _ = std::fs::write(&units_file, units.to_string());
+        let binary_data = std::fs::read(&executable).map_err(|source| CompilationError::Io {
+            triple: target.triple.clone(),
+            path: executable.clone(),
+            source,
+        })?;
+        let validation = validate_binary(&binary_data, &target)
+            .map_err(|source| CompilationError::Invalid { triple: target.triple.clone(), source })?;
+        let checksum = hex(&Sha256::digest(&binary_data));
+        Ok::<_, CompilationError>((binary_data, validation, checksum))
+    })
+    .await
+    .map_err(|error| CompilationError::Io {
         triple: triple.clone(),
-        path: executable.clone(),
-        source,
-    })?;
-    let validation = validate_binary(&binary_data, &job.plan.target)
-        .map_err(|source| CompilationError::Invalid { triple: triple.clone(), source })?;
+        path: target_dir.clone(),
+        source: std::io::Error::other(format!("the task reading the binary failed: {error}")),
+    })??;
     let mut flags: Vec<String> = command.get_args().iter().map(|a| a.to_string_lossy().into_owned()).collect();
     flags.extend(
         command
@@ -407,7 +422,7 @@ pub async fn build(
         target: target.clone(),
         file_name: format!("{}{}", job.template.bin_name, target.exe_suffix()),
         size: binary_data.len() as u64,
-        checksum: hex(&Sha256::digest(&binary_data)),
+        checksum,
         binary_data,
         compilation_time: start.elapsed(),
         metadata: CompilationMetadata {

@@ -21,6 +21,21 @@ impl Sha256Digest {
     pub fn of(bytes: &[u8]) -> Self {
         Self(Sha256::digest(bytes).into())
     }
+
+    /// Parses 64 hex digits (either case), as [`fmt::Display`] writes them;
+    /// `None` for anything else.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let text = text.as_bytes();
+        if text.len() != 64 {
+            return None;
+        }
+        let mut digest = [0u8; 32];
+        for (byte, pair) in digest.iter_mut().zip(text.chunks_exact(2)) {
+            let pair = std::str::from_utf8(pair).ok()?;
+            *byte = u8::from_str_radix(pair, 16).ok()?;
+        }
+        Some(Self(digest))
+    }
 }
 
 impl fmt::Display for Sha256Digest {
@@ -239,6 +254,16 @@ mod tests {
 
     use super::*;
     use crate::MAX_BULK_LEN;
+
+    #[test]
+    fn digests_parse_back_from_their_hex_and_nothing_else_parses() {
+        let digest = Sha256Digest::of(b"rustle");
+        assert_eq!(Sha256Digest::from_hex(&digest.to_string()), Some(digest));
+        assert_eq!(Sha256Digest::from_hex(&digest.to_string().to_uppercase()), Some(digest));
+        for bad in ["", "ab", &"g".repeat(64), &"a".repeat(63), &"a".repeat(65), &format!("+{}", "a".repeat(63))] {
+            assert_eq!(Sha256Digest::from_hex(bad), None, "{bad:?}");
+        }
+    }
 
     fn header_for(body: &[u8]) -> BulkHeader {
         BulkHeader {

@@ -52,8 +52,6 @@ pub(crate) enum ListenerMsg {
         /// What it left warm.
         built: Option<(String, String)>,
     },
-    /// How many jobs run now.
-    RunningJobs(RpcReplyPort<u32>),
     /// The warm caches held, for capability reports.
     WarmCaches(RpcReplyPort<Vec<WarmCache>>),
     /// Sizes of the warm dirs (id, bytes, last use), from a measuring task.
@@ -161,9 +159,6 @@ impl Actor for ListenerActor {
                 let _ = reply.send(reserve(state, key, template_id));
             }
             ListenerMsg::JobEnded { key, built } => job_ended(&myself, state, key, built),
-            ListenerMsg::RunningJobs(reply) => {
-                let _ = reply.send(u32::try_from(state.running.len()).unwrap_or(u32::MAX));
-            }
             ListenerMsg::WarmCaches(reply) => {
                 let caches = state.warm.iter().flat_map(|(id, record)| record.caches(id)).collect();
                 let _ = reply.send(caches);
@@ -230,6 +225,7 @@ fn reserve(state: &mut ListenerState, key: JobKey, template_id: String) -> Resul
     let busy = state.running.values().any(|(id, placement)| *placement == Placement::Warm && *id == template_id);
     let placement = if busy || !warm::is_safe_template_id(&template_id) { Placement::Scratch } else { Placement::Warm };
     state.running.insert(key, (template_id, placement));
+    state.context.gauge.set_running_jobs(state.running.len());
     Ok(placement)
 }
 
@@ -237,6 +233,7 @@ fn reserve(state: &mut ListenerState, key: JobKey, template_id: String) -> Resul
 /// dirs for eviction. Idempotent: a job reported twice is freed once.
 fn job_ended(myself: &ActorRef<ListenerMsg>, state: &mut ListenerState, key: JobKey, built: Option<(String, String)>) {
     let Some((template_id, placement)) = state.running.remove(&key) else { return };
+    state.context.gauge.set_running_jobs(state.running.len());
     if state.running.is_empty() {
         for waiter in state.drain_waiters.drain(..) {
             let _ = waiter.send(());
@@ -288,14 +285,6 @@ fn evict(state: &mut ListenerState, sizes: &[(String, u64, u64)]) {
         }
     }
     tokio::task::spawn_blocking(move || moved.iter().for_each(|dir| warm::remove_tree(dir)));
-}
-
-/// Asks the listener how many jobs run; `None` if it did not answer in time.
-pub(crate) async fn running_jobs(listener: &ActorRef<ListenerMsg>) -> Option<u32> {
-    match listener.call(ListenerMsg::RunningJobs, Some(CALL_TIMEOUT)).await {
-        Ok(ractor::rpc::CallResult::Success(count)) => Some(count),
-        _ => None,
-    }
 }
 
 /// Asks the listener for the warm caches; empty if it did not answer in time.

@@ -2,11 +2,15 @@
 //! owns job slots and the warm-dir registry), [`session`] (one per
 //! coordinator connection) and [`job`] (one per accepted job).
 //!
-//! No state is shared between them: a session asks the listener for a slot
-//! and the running-job count by request/reply with a timeout, and a job
-//! tells the listener when it ends. Long work (handshakes, receiving
-//! bundles, cargo, sending artifacts) runs in spawned tasks that report
-//! back as messages, so no mailbox waits on the network or on cargo.
+//! No state is shared between them but the load gauge: a session asks the
+//! listener for a slot by request/reply with a timeout, and a job tells the
+//! listener when it ends. The listener writes the running-job count into
+//! the gauge, which the session's heartbeat task only reads
+//! ([`crate::heartbeat`]), so a beat never waits on a mailbox. Long work
+//! (handshakes, receiving bundles, unpacking, cargo, hashing, sending
+//! artifacts) runs in spawned or blocking tasks that report back as
+//! messages, so no mailbox and no async worker waits on the network, the
+//! disk or cargo.
 
 pub(crate) mod job;
 pub(crate) mod listener;
@@ -19,13 +23,15 @@ use rustle_build::toolchain::ToolchainManager;
 use rustle_protocol::JobId;
 
 use crate::config::AgentConfig;
+use crate::heartbeat::LoadGauge;
 use crate::warm::WorkLayout;
 
 /// Bound on every request/reply between actors.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What every actor may read: the configuration and the toolchain manager
-/// (whose discovery cache is its own business). Immutable.
+/// What every actor may read: the configuration, the toolchain manager
+/// (whose discovery cache is its own business) and the load gauge (written
+/// only by the listener and the host sampler). Otherwise immutable.
 #[derive(Debug)]
 pub(crate) struct Shared {
     /// The configuration.
@@ -34,6 +40,8 @@ pub(crate) struct Shared {
     pub layout: WorkLayout,
     /// Finds toolchains and plans builds.
     pub toolchains: ToolchainManager,
+    /// Running jobs and the latest host sample, for heartbeats.
+    pub gauge: Arc<LoadGauge>,
 }
 
 /// Shared, immutable context.

@@ -3,9 +3,11 @@
 //! job actor per accepted job), routes cancels and source bundles to jobs,
 //! and cancels its jobs when the connection drops.
 //!
-//! Network I/O happens in three tasks owned by the session: a writer that
-//! sends every outgoing frame in order (jobs send through it too), a reader
-//! that turns incoming frames into messages, and a bulk acceptor.
+//! Network I/O happens in tasks owned by the session: a writer that sends
+//! every outgoing frame in order (jobs send through it too), a reader that
+//! turns incoming frames into messages, a bulk acceptor, and the heartbeat
+//! task ([`crate::heartbeat`]), which queues a `Load` frame on every beat
+//! from the load gauge without passing through this actor's mailbox.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -23,7 +25,7 @@ use tokio::task::JoinHandle;
 use super::job::{JobActor, JobArguments, JobMsg};
 use super::listener::{self, ListenerMsg};
 use super::{CALL_TIMEOUT, Context, JobKey};
-use crate::capabilities::{self, HostLoad};
+use crate::{capabilities, heartbeat};
 
 /// Largest source bundle accepted (matches `BundleLimits::default().max_compressed`).
 const MAX_BUNDLE_LEN: u64 = 64 << 20;
@@ -57,8 +59,6 @@ pub(crate) enum SessionMsg {
     Bulk(Box<BulkIncoming>),
     /// The control stream or connection ended.
     ConnectionLost(String),
-    /// Time for a load update.
-    Heartbeat,
     /// The availability check of an offer is done.
     OfferChecked {
         /// The offer.
@@ -80,7 +80,6 @@ pub(crate) struct SessionState {
     writer: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
     heartbeat: Option<JoinHandle<()>>,
-    sequence: u64,
     jobs: BTreeMap<JobId, ActorRef<JobMsg>>,
     job_actors: HashMap<ActorId, JobId>,
     pending_offers: BTreeSet<JobId>,
@@ -119,7 +118,6 @@ impl Actor for SessionActor {
             writer: None,
             tasks: Vec::new(),
             heartbeat: None,
-            sequence: 0,
             jobs: BTreeMap::new(),
             job_actors: HashMap::new(),
             pending_offers: BTreeSet::new(),
@@ -136,7 +134,7 @@ impl Actor for SessionActor {
                 let hello = Hello::new(Role::Agent, env!("CARGO_PKG_VERSION"));
                 let control = connection.accept_control(hello).await.map_err(|e| e.to_string())?;
                 let warm = listener::warm_caches(&listener).await;
-                let report = capabilities::report(&context.config, &context.toolchains, warm)
+                let report = capabilities::report(&context.config, &context.toolchains, warm, context.gauge.host())
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok((control, Box::new(report)))
@@ -183,14 +181,6 @@ impl Actor for SessionActor {
                     tracing::info!("session {} ended: {reason}; cancelling its jobs", state.session);
                     myself.stop(None);
                 }
-            }
-            SessionMsg::Heartbeat => {
-                let running = listener::running_jobs(&state.listener)
-                    .await
-                    .unwrap_or_else(|| u32::try_from(state.jobs.len()).unwrap_or(u32::MAX));
-                state.sequence += 1;
-                let load = HostLoad::measure(&state.context.config.work_dir).update(state.sequence, running);
-                state.push(AgentToCoordinator::Load(load));
             }
             SessionMsg::OfferChecked { offer, verdict } => offer_checked(&myself, state, offer, verdict).await,
             SessionMsg::Shutdown(reply) => {
@@ -304,9 +294,9 @@ fn start_streams(
         }
     }));
     let _ = outbound.send(AgentToCoordinator::Capabilities(report));
-    state.outbound = Some(outbound);
     let interval = state.context.config.heartbeat_interval();
-    state.heartbeat = Some(myself.send_interval(interval, || SessionMsg::Heartbeat));
+    state.heartbeat = Some(heartbeat::spawn_beats(state.context.gauge.clone(), interval, outbound.clone()));
+    state.outbound = Some(outbound);
 }
 
 /// Sends queued frames in order until every sender is dropped, then ends the stream.
