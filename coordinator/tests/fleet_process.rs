@@ -166,13 +166,21 @@ fn qemu_aarch64_agent_is_native_gets_aarch64_jobs_and_survives_sigkill() {
     let file = PathBuf::from(result["file"].as_str().expect("file"));
     assert_eq!(run_aarch64(&file).trim(), "fleet-hello aarch64");
 
-    // SIGKILL the agent while its cargo runs a slow build script: the job
-    // must complete on the local fallback, correctly.
+    // SIGKILL the agent while its cargo runs a build script that, on the
+    // agent only (its sources live under `agent-work`), waits until the test
+    // removes its pid file: the job must complete on the local fallback,
+    // correctly. The build cannot finish before the kill, however slow the
+    // machine.
     let pid_file = work_root().join("fleet-slow.started");
     let _ = std::fs::remove_file(&pid_file);
     let build_rs = format!(
-        "fn main() {{\n    std::fs::write({:?}, std::process::id().to_string()).unwrap();\n    \
-         std::thread::sleep(std::time::Duration::from_secs(3));\n}}\n",
+        "fn main() {{\n    let dir = std::env::var(\"CARGO_MANIFEST_DIR\").unwrap_or_default();\n    \
+         if dir.contains(\"agent-work\") {{\n        \
+         std::fs::write({:?}, std::process::id().to_string()).unwrap();\n        \
+         let start = std::time::Instant::now();\n        \
+         while std::path::Path::new({:?}).exists() && start.elapsed().as_secs() < 600 {{\n            \
+         std::thread::sleep(std::time::Duration::from_millis(100));\n        }}\n    }}\n}}\n",
+        s(&pid_file),
         s(&pid_file)
     );
     let slow = scratch_template(
@@ -199,6 +207,8 @@ fn qemu_aarch64_agent_is_native_gets_aarch64_jobs_and_survives_sigkill() {
     }
     agent.0.kill().expect("SIGKILL the agent");
     let _ = agent.0.wait();
+    // The killed agent could not stop its build: release the orphaned build script.
+    std::fs::remove_file(&pid_file).expect("remove the pid file");
     let out = coordinator.wait_with_output().expect("rustle-cross finished");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     let report = json(&out);
