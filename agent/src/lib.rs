@@ -26,6 +26,7 @@ pub mod config;
 mod error;
 pub mod heartbeat;
 pub mod warm;
+pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;

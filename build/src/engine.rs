@@ -11,7 +11,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rustle_targets::{CompilationOptimization, OptimizationError, OsFamily, TargetSpecification, rule_for};
+use rustle_targets::{CompilationOptimization, OptimizationError, OsFamily, StripMode, TargetSpecification, rule_for};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -235,7 +235,9 @@ impl BuildJob<'_> {
         let shim = self.toolchain_shim()?;
         // rustc strips Mach-O binaries with the toolchain's own rust-objcopy.
         let objcopy = toolchain.sysroot.join("lib/rustlib").join(&toolchain.host).join("bin/rust-objcopy");
-        if self.optimization.strip && target.os_family == OsFamily::MacOS && !objcopy.is_file() {
+        // The override, else the template's own profile.
+        let strips = self.optimization.strip.or(self.template.release_strip).is_some_and(|s| s != StripMode::None);
+        if strips && target.os_family == OsFamily::MacOS && !objcopy.is_file() {
             return Err(CompilationError::Unavailable {
                 triple: self.triple(),
                 reason: format!(
@@ -381,7 +383,8 @@ pub async fn build(
         })?;
 
     if !output.status.success() || !messages.errors.is_empty() {
-        return Err(classify_failure(&triple, &messages, &output.status.to_string(), &output.stderr_text()));
+        let package = &job.template.package;
+        return Err(classify_failure(&triple, package, &messages, &output.status.to_string(), &output.stderr_text()));
     }
     let executable = messages
         .executable
@@ -442,7 +445,27 @@ pub async fn build(
 /// Sorts a failed cargo run. With `json-render-diagnostics` cargo renders
 /// rustc's diagnostics to stderr and says `could not compile` for each crate
 /// rustc rejected; JSON `compiler-message`s count too when present.
-fn classify_failure(triple: &str, messages: &CargoMessages, status: &str, stderr: &str) -> CompilationError {
+///
+/// The template's own build script failing (a panic in its `build.rs`) is
+/// the template's error, like a compiler error: reported once, never
+/// retried. A dependency's build script failing stays an environment
+/// failure (a missing C library or tool may be present elsewhere).
+fn classify_failure(
+    triple: &str,
+    package: &str,
+    messages: &CargoMessages,
+    status: &str,
+    stderr: &str,
+) -> CompilationError {
+    let own_build_script = format!("failed to run custom build command for `{package} v");
+    if stderr.contains(&own_build_script) {
+        let diagnostics = rendered_errors(stderr)
+            .into_iter()
+            .filter(|block| block.contains(&own_build_script))
+            .collect::<Vec<_>>()
+            .join("\n");
+        return CompilationError::CompileFailed { triple: triple.to_owned(), diagnostics };
+    }
     let rendered = if stderr.contains("could not compile") { rendered_errors(stderr) } else { Vec::new() };
     let errors: Vec<&str> = messages.errors.iter().chain(&rendered).map(String::as_str).collect();
     if errors.is_empty() {
@@ -601,29 +624,42 @@ mod tests {
     #[test]
     fn rendered_compile_errors_are_found_in_stderr() {
         let stderr = "   Compiling small v0.1.0 (/t)\nerror[E0308]: mismatched types\n --> src/main.rs:2:26\n  |\n2 | let x: u32 = \"a\";\n  |              ^^^ expected `u32`\n\nFor more information about this error, try `rustc --explain E0308`.\nerror: could not compile `small` (bin \"small\") due to 1 previous error\n";
-        let e = classify_failure("t", &CargoMessages::new("small"), "exit status: 101", stderr);
+        let e = classify_failure("t", "app", &CargoMessages::new("small"), "exit status: 101", stderr);
         let CompilationError::CompileFailed { diagnostics, .. } = &e else { panic!("{e:?}") };
         assert!(diagnostics.starts_with("error[E0308]: mismatched types\n --> src/main.rs:2:26"), "{diagnostics}");
         assert!(!diagnostics.contains("Compiling"), "{diagnostics}");
 
         let link = "   Compiling app v0.1.0\nerror: linking with `aarch64-linux-gnu-gcc` failed: exit status: 1\n  |\n  = note: ld: cannot find -lfoo\n\nerror: could not compile `app` (bin \"app\") due to 1 previous error\n";
-        let e = classify_failure("t", &CargoMessages::new("app"), "exit status: 101", link);
+        let e = classify_failure("t", "app", &CargoMessages::new("app"), "exit status: 101", link);
         assert!(matches!(e, CompilationError::LinkFailed { .. }), "{e:?}");
 
         let infra = "error: failed to run custom build command for `zstd-sys v2.0.0`\n\nCaused by:\n  process didn't exit successfully\n";
-        let e = classify_failure("t", &CargoMessages::new("app"), "exit status: 101", infra);
+        let e = classify_failure("t", "app", &CargoMessages::new("app"), "exit status: 101", infra);
         assert!(matches!(e, CompilationError::CargoFailed { .. }), "{e:?}");
+
+        let own = "   Compiling app v0.1.0 (/t)\nerror: failed to run custom build command for `app v0.1.0 (/t)`\n\nCaused by:\n  process didn't exit successfully: `/t/build-script-build` (exit status: 101)\n  --- stderr\n  thread 'main' panicked at build.rs:1:13:\n  boom\n";
+        let e = classify_failure("t", "app", &CargoMessages::new("app"), "exit status: 101", own);
+        let CompilationError::CompileFailed { diagnostics, .. } = &e else { panic!("{e:?}") };
+        assert!(diagnostics.starts_with("error: failed to run custom build command for `app"), "{diagnostics}");
+        assert!(diagnostics.contains("panicked at build.rs:1:13:\n  boom"), "{diagnostics}");
+        assert!(!diagnostics.contains("Compiling"), "{diagnostics}");
     }
 
     #[test]
     fn failures_are_classified() {
         let mut m = CargoMessages::new("app");
         m.errors.push("error: linking with `cc` failed: exit status: 1".into());
-        assert!(matches!(classify_failure("t", &m, "1", ""), CompilationError::LinkFailed { .. }));
+        assert!(matches!(classify_failure("t", "app", &m, "1", ""), CompilationError::LinkFailed { .. }));
         m.errors.push("error[E0308]: mismatched types".into());
-        let e = classify_failure("t", &m, "1", "");
+        let e = classify_failure("t", "app", &m, "1", "");
         assert!(e.is_compile_failure(), "{e}");
-        let e = classify_failure("t", &CargoMessages::new("app"), "exit status: 101", "error: failed to parse\nmore");
+        let e = classify_failure(
+            "t",
+            "app",
+            &CargoMessages::new("app"),
+            "exit status: 101",
+            "error: failed to parse\nmore",
+        );
         assert!(matches!(e, CompilationError::CargoFailed { .. }) && !e.is_compile_failure());
         assert!(e.to_string().contains("failed to parse"), "{e}");
     }

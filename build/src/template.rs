@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
+use rustle_targets::StripMode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -46,6 +47,8 @@ pub struct PreparedTemplate {
     pub bin_name: String,
     /// Extra cargo arguments.
     pub cargo_args: Vec<String>,
+    /// What the template's own `[profile.release]` strips, when it says.
+    pub release_strip: Option<StripMode>,
 }
 
 /// A template that cannot be built as given.
@@ -133,7 +136,7 @@ impl PreparedTemplate {
 
 fn prepared(dir: &Path, manifest_text: &str, cargo_args: Vec<String>) -> Result<PreparedTemplate, TemplateError> {
     let manifest = dir.join("Cargo.toml");
-    let (package, bin_name) = parse_manifest(&manifest, manifest_text)?;
+    let (package, bin_name, release_strip) = parse_manifest(&manifest, manifest_text)?;
     if !dir.join("src/main.rs").is_file() && bin_name == package {
         return Err(TemplateError::NotABinaryPackage {
             path: manifest,
@@ -142,11 +145,11 @@ fn prepared(dir: &Path, manifest_text: &str, cargo_args: Vec<String>) -> Result<
     }
     let hash = Sha256::digest(dir.as_os_str().as_encoded_bytes());
     let id = format!("{package}-{}", hex(&hash[..6]));
-    Ok(PreparedTemplate { id, dir: dir.to_path_buf(), manifest, package, bin_name, cargo_args })
+    Ok(PreparedTemplate { id, dir: dir.to_path_buf(), manifest, package, bin_name, cargo_args, release_strip })
 }
 
-/// Returns (package name, binary name).
-fn parse_manifest(path: &Path, text: &str) -> Result<(String, String), TemplateError> {
+/// Returns (package name, binary name, what `[profile.release]` strips).
+fn parse_manifest(path: &Path, text: &str) -> Result<(String, String, Option<StripMode>), TemplateError> {
     let table: toml::Table = toml::from_str(text).map_err(|e| TemplateError::MalformedManifest {
         path: path.to_path_buf(),
         message: e.to_string().trim().replace('\n', " "),
@@ -169,7 +172,18 @@ fn parse_manifest(path: &Path, text: &str) -> Result<(String, String), TemplateE
             .to_owned(),
         None => package.clone(),
     };
-    Ok((package, bin))
+    let strip =
+        table.get("profile").and_then(|p| p.get("release")).and_then(|r| r.get("strip")).and_then(
+            |strip| match strip {
+                toml::Value::Boolean(true) => Some(StripMode::Symbols),
+                toml::Value::Boolean(false) => Some(StripMode::None),
+                toml::Value::String(mode) if mode == "symbols" => Some(StripMode::Symbols),
+                toml::Value::String(mode) if mode == "debuginfo" => Some(StripMode::Debuginfo),
+                toml::Value::String(mode) if mode == "none" => Some(StripMode::None),
+                _ => None,
+            },
+        );
+    Ok((package, bin, strip))
 }
 
 fn write_generated(template: &GeneratedTemplate, dir: &Path) -> Result<(), TemplateError> {

@@ -411,7 +411,8 @@ impl CrossCompilationManager {
         for (target, plan) in targets.iter().zip(plans) {
             match plan {
                 Ok(plan) => {
-                    local_plans.insert(target.triple.clone(), plan);
+                    // Keyed by the full name: `T` and `T.2.17` are two plans.
+                    local_plans.insert(target.triple_with_floor(), plan);
                     local_errors.push(None);
                 }
                 Err(error) => local_errors.push(Some(error)),
@@ -477,7 +478,7 @@ impl CrossCompilationManager {
             let (template, plans, optimization, cache_dir) =
                 (template.clone(), plans.clone(), optimization.clone(), cache_dir.clone());
             Box::pin(async move {
-                let Some(plan) = plans.get(&target.triple) else {
+                let Some(plan) = plans.get(&target.triple_with_floor()) else {
                     return Err(CompilationError::Unavailable {
                         triple: target.to_string(),
                         reason: "no local toolchain plan for this target".into(),

@@ -26,7 +26,8 @@ impl Sha256Digest {
     /// `None` for anything else.
     pub fn from_hex(text: &str) -> Option<Self> {
         let text = text.as_bytes();
-        if text.len() != 64 {
+        // `from_str_radix` alone would take a leading `+`.
+        if text.len() != 64 || !text.iter().all(u8::is_ascii_hexdigit) {
             return None;
         }
         let mut digest = [0u8; 32];

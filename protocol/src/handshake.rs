@@ -169,6 +169,25 @@ mod tests {
         assert_eq!(frame, b"\0\0\0\x08\x01\x050.1.0\x01");
     }
 
+    /// Old versus new: the hello of a protocol-1 agent (frozen bytes) is
+    /// read by this release and refused with the way out, before any
+    /// protocol-2 offer could be misread.
+    #[test]
+    fn a_protocol_1_agent_is_refused_and_told_to_upgrade() {
+        let (old_agent, _) =
+            decode_frame::<Hello>(b"\0\0\0\x08\x01\x050.1.0\x01", MAX_FRAME_LEN).expect("frozen layout");
+        assert_eq!(old_agent, hello(Role::Agent, 1, "0.1.0"));
+        let ours = Hello::new(Role::Coordinator, "0.2.0");
+        let error = check_compatibility(&ours, &old_agent).expect_err("protocol 1 against 2");
+        assert!(
+            error.to_string().contains("the agent runs 0.1.0 (protocol 1)")
+                && error.to_string().contains(&format!(
+                    "upgrade the agent to 0.2.0 or another release speaking protocol {PROTOCOL_VERSION}"
+                )),
+            "{error}"
+        );
+    }
+
     #[test]
     fn hello_from_a_newer_release_decodes_and_is_refused() {
         let newer = hello(Role::Coordinator, PROTOCOL_VERSION + 1, "9.0.0-beta.1+build.5");

@@ -35,8 +35,8 @@ pub struct JobOffer {
     pub job: JobId,
     /// Template to build.
     pub template_id: TemplateId,
-    /// Target triple to build for.
-    pub target_triple: String,
+    /// What to build for: the target and its per-target settings.
+    pub target: BuildTarget,
     /// Toolchain name to build with, one the agent reported.
     pub toolchain: String,
     /// Profile settings.
@@ -45,13 +45,30 @@ pub struct JobOffer {
     pub deadline_secs: u64,
 }
 
-/// Cargo profile settings for a job; defaults are cargo's release profile.
+/// The target of a job, whole: its identity and how the coordinator's
+/// configuration says to build it. An agent builds exactly this or rejects
+/// the offer.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BuildTarget {
+    /// The target's full name: a rustc triple, with its glibc floor when it
+    /// has one (`x86_64-unknown-linux-gnu.2.17`).
+    pub name: String,
+    /// Cargo features to enable for this target.
+    pub features: Vec<String>,
+    /// Extra rustc flags for this target.
+    pub rustflags: Vec<String>,
+    /// A linker to use instead of the one the agent's rules pick.
+    pub linker: Option<String>,
+}
+
+/// Overrides of the template's release profile for a job; a `None` field
+/// (and no target features) leaves the template's own setting alone.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct OptimizationSettings {
     /// `opt-level`.
-    pub opt_level: OptLevel,
+    pub opt_level: Option<OptLevel>,
     /// `lto`.
-    pub lto: Lto,
+    pub lto: Option<Lto>,
     /// `codegen-units`; `None` keeps cargo's default.
     pub codegen_units: Option<u32>,
     /// `-C target-cpu`, e.g. `"neoverse-n1"`; `None` keeps the target's default.
@@ -59,9 +76,9 @@ pub struct OptimizationSettings {
     /// `-C target-feature` entries, e.g. `"+crt-static"`.
     pub target_features: Vec<String>,
     /// `strip`.
-    pub strip: Strip,
+    pub strip: Option<Strip>,
     /// `panic`.
-    pub panic: PanicStrategy,
+    pub panic: Option<PanicStrategy>,
 }
 
 /// Cargo `opt-level`.

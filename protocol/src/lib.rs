@@ -39,14 +39,19 @@ pub use capability::{
 pub use codec::{CodecError, FrameDecoder, WireMessage, decode_frame, encode_frame};
 pub use handshake::{HandshakeError, Hello, Role, check_compatibility};
 pub use job::{
-    BuildEvent, BuildOutcome, JobId, JobOffer, LogStream, Lto, OptLevel, OptimizationSettings, PanicStrategy,
-    RejectReason, Strip, TemplateId,
+    BuildEvent, BuildOutcome, BuildTarget, JobId, JobOffer, LogStream, Lto, OptLevel, OptimizationSettings,
+    PanicStrategy, RejectReason, Strip, TemplateId,
 };
 pub use messages::{AgentToCoordinator, CoordinatorToAgent};
 
 /// Version of the message set. Bump it on every change to a wire type, and
 /// test the old-versus-new handshake.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// - 1: the first fleet.
+/// - 2: a [`JobOffer`] carries the whole [`BuildTarget`] (glibc floor,
+///   features, rustflags, linker), and [`OptimizationSettings`] are
+///   overrides (`None` keeps the template's profile).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// ALPN token both QUIC endpoints offer. It names the framing and the
 /// [`Hello`] layout, which never change under this token, so peers of any

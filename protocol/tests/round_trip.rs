@@ -110,13 +110,13 @@ fn panic_strategy() -> impl Strategy<Value = PanicStrategy> {
 
 prop_compose! {
     fn optimization()(
-        opt_level in opt_level(),
-        lto in lto(),
+        opt_level in proptest::option::of(opt_level()),
+        lto in proptest::option::of(lto()),
         codegen_units in any::<Option<u32>>(),
         target_cpu in proptest::option::of(text()),
         target_features in vec(text(), 0..4),
-        strip in strip(),
-        panic in panic_strategy(),
+        strip in proptest::option::of(strip()),
+        panic in proptest::option::of(panic_strategy()),
     ) -> OptimizationSettings {
         OptimizationSettings { opt_level, lto, codegen_units, target_cpu, target_features, strip, panic }
     }
@@ -126,12 +126,23 @@ prop_compose! {
     fn job_offer()(
         job in job_id(),
         template_id in template_id(),
-        target_triple in triple(),
+        target in build_target(),
         toolchain in text(),
         optimization in optimization(),
         deadline_secs in any::<u64>(),
     ) -> JobOffer {
-        JobOffer { job, template_id, target_triple, toolchain, optimization, deadline_secs }
+        JobOffer { job, template_id, target, toolchain, optimization, deadline_secs }
+    }
+}
+
+prop_compose! {
+    fn build_target()(
+        name in triple(),
+        features in vec(text(), 0..4),
+        rustflags in vec(text(), 0..4),
+        linker in proptest::option::of(text()),
+    ) -> BuildTarget {
+        BuildTarget { name, features, rustflags, linker }
     }
 }
 

@@ -200,7 +200,8 @@ impl Scheduler {
         }
     }
 
-    /// The moving average of successful build durations of `triple` on `executor`.
+    /// The moving average of successful build durations of the target named
+    /// `triple` (with its glibc floor, when it has one) on `executor`.
     pub fn measured_build_time(&self, executor: &Executor, triple: &str) -> Option<Duration> {
         self.speeds.average_ms(executor, triple).map(Duration::from_millis)
     }
@@ -332,7 +333,7 @@ impl Scheduler {
             BuildOutcome::Success { checksum, size, compile_time_ms, rustc_version, cargo_version } => {
                 if let JobState::Offered { since, .. } | JobState::Running { since, .. } = j.state {
                     let took = now.saturating_duration_since(since);
-                    self.speeds.record(executor, &j.target.triple, took, self.config.speed_smoothing);
+                    self.speeds.record(executor, &j.target.triple_with_floor(), took, self.config.speed_smoothing);
                 }
                 let result = JobResult::Succeeded {
                     executor: executor.clone(),
@@ -548,7 +549,7 @@ impl Scheduler {
             match placement.decision.chosen.clone() {
                 Some(executor) => self.dispatch(job, executor, placement.decision, now),
                 None if !placement.eligible => {
-                    let triple = &j.target.triple;
+                    let triple = j.target.triple_with_floor();
                     let reason = match &j.last_failure {
                         Some((failed, last)) => format!(
                             "no other agent or fallback can build {triple} after the last failure ({failed}: {last})"

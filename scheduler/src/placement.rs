@@ -192,7 +192,7 @@ pub struct CandidateAssessment {
 pub struct Decision {
     /// The job.
     pub job: JobId,
-    /// Its target triple.
+    /// Its target's full name (the triple, with its glibc floor when it has one).
     pub target: String,
     /// Which dispatch of the job this is, from 1.
     pub attempt: u32,
@@ -296,7 +296,12 @@ enum Standing {
 
 /// Assesses every candidate for the job and picks one, if any has a free slot.
 pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placement {
+    // Agents report bare triples (a floor is checked by the agent, which
+    // rejects what it cannot build whole); fallbacks and measured speeds
+    // know the full target name, so `T` and `T.2.17` stay apart.
     let triple = request.target.triple.as_str();
+    let name = request.target.triple_with_floor();
+    let name = name.as_str();
     let mut assessed: Vec<(CandidateAssessment, Standing, Option<String>)> = Vec::new();
 
     for (id, agent) in fleet.agents {
@@ -307,7 +312,7 @@ pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placem
             tier,
             free_slots: agent.free_slots(),
             load_per_core: Some(agent.load_per_core()),
-            measured_build_ms: fleet.speeds.average_ms(&executor, triple),
+            measured_build_ms: fleet.speeds.average_ms(&executor, name),
         };
         let standing = if toolchain.is_none() {
             Standing::Rejected(Verdict::NotBuildable)
@@ -322,12 +327,12 @@ pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placem
 
     for (rank, fallback) in fleet.fallbacks.iter().enumerate() {
         let executor = Executor::Fallback(fallback.config.id.clone());
-        let buildable = fallback.config.triples.contains(triple);
+        let buildable = fallback.config.triples.contains(name);
         let score = Score {
             tier: Tier::Fallback { rank: u32::try_from(rank).unwrap_or(u32::MAX) },
             free_slots: fallback.config.slots.saturating_sub(fallback.running()),
             load_per_core: None,
-            measured_build_ms: fleet.speeds.average_ms(&executor, triple),
+            measured_build_ms: fleet.speeds.average_ms(&executor, name),
         };
         let standing = if buildable {
             judge(request.exclusions.get(&executor), fallback.running(), fallback.config.slots)
@@ -359,7 +364,7 @@ pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placem
 
     let mut decision = Decision {
         job: request.job,
-        target: triple.to_owned(),
+        target: name.to_owned(),
         attempt: request.attempt,
         at: request.now,
         chosen: None,

@@ -9,7 +9,9 @@ mod optimization;
 mod rules;
 mod spec;
 
-pub use optimization::{CompilationOptimization, OptimizationError, OptimizationLevel, PanicStrategy};
+pub use optimization::{
+    CompilationOptimization, LtoMode, OptimizationError, OptimizationLevel, PanicStrategy, StripMode,
+};
 pub use rules::{LinkerRoute, RULES, RunnerRoute, TargetRule, rule_for, rule_for_build};
 pub use spec::{
     Architecture, Endianness, GlibcVersion, LibcType, OsFamily, TargetError, TargetSpecification, known_triples,

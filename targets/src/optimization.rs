@@ -6,14 +6,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::spec::TargetSpecification;
 
-/// How hard the compiler optimizes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// How hard the compiler optimizes (cargo's `opt-level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OptimizationLevel {
     /// opt-level 0, debug assertions on: fastest to build.
     Debug,
+    /// opt-level 1.
+    O1,
+    /// opt-level 2.
+    O2,
     /// opt-level 3.
-    #[default]
     Release,
     /// opt-level "s": small.
     Size,
@@ -21,34 +24,64 @@ pub enum OptimizationLevel {
     MinSize,
 }
 
-/// What a panic does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Link-time optimization (cargo's `lto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LtoMode {
+    /// `lto = "off"`: none at all.
+    Off,
+    /// `lto = false`: thin LTO within each crate (cargo's default).
+    ThinLocal,
+    /// `lto = "thin"`.
+    Thin,
+    /// `lto = "fat"` (`true`).
+    Fat,
+}
+
+/// What is stripped from the binary (cargo's `strip`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StripMode {
+    /// `strip = "none"`.
+    None,
+    /// `strip = "debuginfo"`.
+    Debuginfo,
+    /// `strip = "symbols"` (`true`).
+    Symbols,
+}
+
+/// What a panic does (cargo's `panic`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PanicStrategy {
     /// Unwind the stack (Rust's default).
-    #[default]
     Unwind,
     /// Abort the process.
     Abort,
 }
 
-/// Optimization settings for one build.
+/// Overrides of the template's release profile for one build.
+///
+/// Every field left unset (`None`, or no target features) leaves the
+/// template's own `[profile.release]` alone: a template that says
+/// `lto = true, strip = true, panic = "abort"` is built with exactly that
+/// unless the caller asks otherwise. `Default` overrides nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CompilationOptimization {
     /// Optimization level.
-    pub level: OptimizationLevel,
-    /// Fat link-time optimization.
-    pub lto: bool,
+    pub level: Option<OptimizationLevel>,
+    /// Link-time optimization.
+    pub lto: Option<LtoMode>,
     /// Codegen units (fewer: slower build, faster code).
-    pub codegen_units: Option<u16>,
+    pub codegen_units: Option<u32>,
     /// `-C target-cpu`; `native` only when the target is the host.
     pub target_cpu: Option<String>,
     /// `-C target-feature`, each with or without its leading `+`/`-`.
     pub target_features: Vec<String>,
-    /// Strip symbols from the binary.
-    pub strip: bool,
+    /// What to strip from the binary.
+    pub strip: Option<StripMode>,
     /// Panic strategy.
-    pub panic_strategy: PanicStrategy,
+    pub panic_strategy: Option<PanicStrategy>,
 }
 
 /// An optimization setting that cannot apply to a target.
@@ -70,31 +103,50 @@ pub enum OptimizationError {
 }
 
 impl CompilationOptimization {
-    /// The release profile as `CARGO_PROFILE_RELEASE_*` variables. Builds
-    /// always use `--release`; the level picks its opt-level.
+    /// The overrides as `CARGO_PROFILE_RELEASE_*` variables: one per set
+    /// field, nothing for an unset one. Builds always use `--release`.
     pub fn profile_env(&self) -> Vec<(String, String)> {
-        let opt_level = match self.level {
-            OptimizationLevel::Debug => "0",
-            OptimizationLevel::Release => "3",
-            OptimizationLevel::Size => "s",
-            OptimizationLevel::MinSize => "z",
-        };
-        let mut env = vec![
-            ("CARGO_PROFILE_RELEASE_OPT_LEVEL", opt_level.to_owned()),
-            ("CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS", (self.level == OptimizationLevel::Debug).to_string()),
-            ("CARGO_PROFILE_RELEASE_LTO", if self.lto { "fat" } else { "false" }.to_owned()),
-            ("CARGO_PROFILE_RELEASE_STRIP", if self.strip { "symbols" } else { "none" }.to_owned()),
-            (
-                "CARGO_PROFILE_RELEASE_PANIC",
-                match self.panic_strategy {
-                    PanicStrategy::Unwind => "unwind",
-                    PanicStrategy::Abort => "abort",
-                }
-                .to_owned(),
-            ),
-        ];
+        let mut env: Vec<(&str, String)> = Vec::new();
+        if let Some(level) = self.level {
+            let opt_level = match level {
+                OptimizationLevel::Debug => "0",
+                OptimizationLevel::O1 => "1",
+                OptimizationLevel::O2 => "2",
+                OptimizationLevel::Release => "3",
+                OptimizationLevel::Size => "s",
+                OptimizationLevel::MinSize => "z",
+            };
+            env.push(("CARGO_PROFILE_RELEASE_OPT_LEVEL", opt_level.to_owned()));
+            if level == OptimizationLevel::Debug {
+                env.push(("CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS", "true".to_owned()));
+            }
+        }
+        if let Some(lto) = self.lto {
+            let lto = match lto {
+                LtoMode::Off => "off",
+                LtoMode::ThinLocal => "false",
+                LtoMode::Thin => "thin",
+                LtoMode::Fat => "fat",
+            };
+            env.push(("CARGO_PROFILE_RELEASE_LTO", lto.to_owned()));
+        }
         if let Some(units) = self.codegen_units {
             env.push(("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", units.to_string()));
+        }
+        if let Some(strip) = self.strip {
+            let strip = match strip {
+                StripMode::None => "none",
+                StripMode::Debuginfo => "debuginfo",
+                StripMode::Symbols => "symbols",
+            };
+            env.push(("CARGO_PROFILE_RELEASE_STRIP", strip.to_owned()));
+        }
+        if let Some(panic) = self.panic_strategy {
+            let panic = match panic {
+                PanicStrategy::Unwind => "unwind",
+                PanicStrategy::Abort => "abort",
+            };
+            env.push(("CARGO_PROFILE_RELEASE_PANIC", panic.to_owned()));
         }
         env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }
@@ -136,24 +188,18 @@ mod tests {
     }
 
     #[test]
-    fn defaults_map_to_a_plain_release_profile() {
-        let env = env_of(&CompilationOptimization::default());
-        assert_eq!(env["CARGO_PROFILE_RELEASE_OPT_LEVEL"], "3");
-        assert_eq!(env["CARGO_PROFILE_RELEASE_LTO"], "false");
-        assert_eq!(env["CARGO_PROFILE_RELEASE_STRIP"], "none");
-        assert_eq!(env["CARGO_PROFILE_RELEASE_PANIC"], "unwind");
-        assert_eq!(env["CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS"], "false");
-        assert!(!env.contains_key("CARGO_PROFILE_RELEASE_CODEGEN_UNITS"));
+    fn defaults_override_nothing_so_the_template_profile_wins() {
+        assert!(env_of(&CompilationOptimization::default()).is_empty());
     }
 
     #[test]
     fn every_setting_maps() {
         let o = CompilationOptimization {
-            level: OptimizationLevel::MinSize,
-            lto: true,
+            level: Some(OptimizationLevel::MinSize),
+            lto: Some(LtoMode::Fat),
             codegen_units: Some(1),
-            strip: true,
-            panic_strategy: PanicStrategy::Abort,
+            strip: Some(StripMode::Symbols),
+            panic_strategy: Some(PanicStrategy::Abort),
             ..Default::default()
         };
         let env = env_of(&o);
@@ -162,13 +208,28 @@ mod tests {
         assert_eq!(env["CARGO_PROFILE_RELEASE_CODEGEN_UNITS"], "1");
         assert_eq!(env["CARGO_PROFILE_RELEASE_STRIP"], "symbols");
         assert_eq!(env["CARGO_PROFILE_RELEASE_PANIC"], "abort");
-        assert_eq!(
-            env_of(&CompilationOptimization { level: OptimizationLevel::Size, ..o })["CARGO_PROFILE_RELEASE_OPT_LEVEL"],
-            "s"
-        );
-        let debug = CompilationOptimization { level: OptimizationLevel::Debug, ..Default::default() };
+        assert!(!env.contains_key("CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS"));
+        for (level, expected) in [
+            (OptimizationLevel::O1, "1"),
+            (OptimizationLevel::O2, "2"),
+            (OptimizationLevel::Release, "3"),
+            (OptimizationLevel::Size, "s"),
+        ] {
+            let o = CompilationOptimization { level: Some(level), ..Default::default() };
+            assert_eq!(env_of(&o)["CARGO_PROFILE_RELEASE_OPT_LEVEL"], expected, "{level:?}");
+        }
+        for (lto, expected) in [(LtoMode::Off, "off"), (LtoMode::ThinLocal, "false"), (LtoMode::Thin, "thin")] {
+            let o = CompilationOptimization { lto: Some(lto), ..Default::default() };
+            assert_eq!(env_of(&o)["CARGO_PROFILE_RELEASE_LTO"], expected, "{lto:?}");
+        }
+        let debuginfo = CompilationOptimization { strip: Some(StripMode::Debuginfo), ..Default::default() };
+        assert_eq!(env_of(&debuginfo)["CARGO_PROFILE_RELEASE_STRIP"], "debuginfo");
+        let unwind = CompilationOptimization { panic_strategy: Some(PanicStrategy::Unwind), ..Default::default() };
+        assert_eq!(env_of(&unwind)["CARGO_PROFILE_RELEASE_PANIC"], "unwind");
+        let debug = CompilationOptimization { level: Some(OptimizationLevel::Debug), ..Default::default() };
         assert_eq!(env_of(&debug)["CARGO_PROFILE_RELEASE_OPT_LEVEL"], "0");
         assert_eq!(env_of(&debug)["CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS"], "true");
+        assert_eq!(env_of(&debug).len(), 2, "only what was asked for");
     }
 
     #[test]

@@ -12,17 +12,15 @@ use rustle_build::bundle::{BundleLimits, sync_bundle};
 use rustle_build::engine::{self, BuildJob, CompilationError, CompiledBinary};
 use rustle_build::template::TemplateSource;
 use rustle_protocol::{
-    AgentToCoordinator, BuildEvent, BuildOutcome, BulkAck, BulkHeader, BulkKind, JobOffer, LogStream, Lto, OptLevel,
-    OptimizationSettings, PanicStrategy, Sha256Digest, Strip,
+    AgentToCoordinator, BuildEvent, BuildOutcome, BulkAck, BulkHeader, BulkKind, JobOffer, LogStream, Sha256Digest,
 };
-use rustle_targets::{CompilationOptimization, OptimizationLevel, TargetSpecification};
 use rustle_transport::{BulkIncoming, Connection};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
 use super::listener::ListenerMsg;
 use super::{Context, JobKey, Placement};
-use crate::warm;
+use crate::{warm, wire};
 
 /// How long the job waits for its source bundle after accepting.
 const BUNDLE_WAIT: Duration = Duration::from_secs(120);
@@ -276,7 +274,7 @@ impl Actor for JobActor {
                 }
                 Err(error) => {
                     state.task = None;
-                    state.finish(outcome_of(error)).await;
+                    state.finish(wire::outcome_of_failure(error)).await;
                     myself.stop(None);
                 }
             },
@@ -354,7 +352,7 @@ async fn run_build(
     offer: &JobOffer,
     outbound: UnboundedSender<AgentToCoordinator>,
 ) -> Result<Built, CompilationError> {
-    let triple = offer.target_triple.clone();
+    let triple = offer.target.name.clone();
     let src = base.join("src");
     let cache_dir = base.join("cache");
     // Reading and hashing the template's files is blocking work.
@@ -365,9 +363,9 @@ async fn run_build(
         },
     )??;
     let unavailable = |reason: String| CompilationError::Unavailable { triple: triple.clone(), reason };
-    let target = TargetSpecification::from_triple(&triple).map_err(|e| unavailable(e.to_string()))?;
+    let target = wire::target_from_wire(&offer.target).map_err(|e| unavailable(e.to_string()))?;
     let plan = context.toolchains.plan(&target).await.map_err(|e| unavailable(e.to_string()))?;
-    let optimization = optimization_of(&offer.optimization);
+    let optimization = wire::optimization_from_wire(&offer.optimization);
     let timeout = if offer.deadline_secs == 0 { DEFAULT_DEADLINE } else { Duration::from_secs(offer.deadline_secs) };
     let build = BuildJob {
         template: &template,
@@ -430,39 +428,4 @@ fn send_artifact(myself: &ActorRef<JobMsg>, state: &mut JobState, binary: Compil
             .unwrap_or_else(|_| Err(format!("the transfer took longer than {}s", ARTIFACT_TIMEOUT.as_secs())));
         let _ = me.send_message(JobMsg::ArtifactDelivered(delivered));
     }));
-}
-
-/// A failed build as the coordinator sees it: the template's fault, or the machine's.
-fn outcome_of(error: CompilationError) -> BuildOutcome {
-    match error {
-        CompilationError::CompileFailed { diagnostics, .. } => BuildOutcome::CompileFailed { diagnostics },
-        error @ CompilationError::Template(_) => BuildOutcome::CompileFailed { diagnostics: error.to_string() },
-        error @ CompilationError::Optimization { .. } => {
-            BuildOutcome::InfrastructureFailure { reason: error.to_string(), retryable: false }
-        }
-        error => BuildOutcome::InfrastructureFailure { reason: error.to_string(), retryable: true },
-    }
-}
-
-/// The wire's profile settings in the build engine's terms. The engine has
-/// no separate opt-levels 1 and 2 or thin LTO, so those map to the nearest
-/// it has (release, and cargo's default LTO).
-fn optimization_of(settings: &OptimizationSettings) -> CompilationOptimization {
-    CompilationOptimization {
-        level: match settings.opt_level {
-            OptLevel::O0 => OptimizationLevel::Debug,
-            OptLevel::O1 | OptLevel::O2 | OptLevel::O3 => OptimizationLevel::Release,
-            OptLevel::S => OptimizationLevel::Size,
-            OptLevel::Z => OptimizationLevel::MinSize,
-        },
-        lto: settings.lto == Lto::Fat,
-        codegen_units: settings.codegen_units.map(|units| u16::try_from(units).unwrap_or(u16::MAX)),
-        target_cpu: settings.target_cpu.clone(),
-        target_features: settings.target_features.clone(),
-        strip: settings.strip == Strip::Symbols,
-        panic_strategy: match settings.panic {
-            PanicStrategy::Unwind => rustle_targets::PanicStrategy::Unwind,
-            PanicStrategy::Abort => rustle_targets::PanicStrategy::Abort,
-        },
-    }
 }

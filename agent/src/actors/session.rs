@@ -324,8 +324,8 @@ fn from_coordinator(myself: &ActorRef<SessionMsg>, state: &mut SessionState, mes
                 tracing::warn!("session {}: ignored a second offer of job {}", state.session, offer.job);
                 return;
             }
-            if !state.context.config.target_allowed(&offer.target_triple) {
-                let triple = offer.target_triple.clone();
+            if !state.context.config.target_allowed(&offer.target.name) {
+                let triple = offer.target.name.clone();
                 return state.reject(offer.job, RejectReason::UnsupportedTarget { triple });
             }
             state.pending_offers.insert(offer.job);
@@ -353,8 +353,10 @@ fn from_coordinator(myself: &ActorRef<SessionMsg>, state: &mut SessionState, mes
 /// Whether a toolchain here builds the offer's target (and, if the offer
 /// names a toolchain, whether it is installed).
 async fn check_offer(context: &Context, offer: &JobOffer) -> Result<(), RejectReason> {
-    let unsupported = || RejectReason::UnsupportedTarget { triple: offer.target_triple.clone() };
-    match context.toolchains.get_target_availability(&offer.target_triple).await {
+    let unsupported = || RejectReason::UnsupportedTarget { triple: offer.target.name.clone() };
+    // The whole target: a glibc floor needs zig here, not just the triple's std.
+    let target = crate::wire::target_from_wire(&offer.target).map_err(|_| unsupported())?;
+    match context.toolchains.availability(&target).await {
         Ok(TargetAvailability::Available(_)) => {}
         Ok(_) | Err(_) => return Err(unsupported()),
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rustle_agent::{AgentConfig, AgentError};
 use rustle_build::bundle::{BundleLimits, pack_dir};
 use rustle_protocol::{
-    AgentToCoordinator, BulkAck, BulkHeader, BulkKind, CoordinatorToAgent, Hello, JobId, JobOffer,
+    AgentToCoordinator, BuildTarget, BulkAck, BulkHeader, BulkKind, CoordinatorToAgent, Hello, JobId, JobOffer,
     OptimizationSettings, Role, Sha256Digest, TemplateId,
 };
 use rustle_transport::{
@@ -203,7 +203,7 @@ pub fn offer(job: u64, template_id: &str, triple: &str) -> JobOffer {
     JobOffer {
         job: JobId(job),
         template_id: TemplateId(template_id.into()),
-        target_triple: triple.into(),
+        target: BuildTarget { name: triple.into(), ..BuildTarget::default() },
         toolchain: String::new(),
         optimization: OptimizationSettings::default(),
         deadline_secs: 600,

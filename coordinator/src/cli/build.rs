@@ -16,7 +16,9 @@ use rustle_cross::build::{
 };
 use rustle_cross::detect::TargetPlan;
 use rustle_cross::manager::local_executor;
-use rustle_cross::targets::{CompilationOptimization, OptimizationLevel, PanicStrategy, TargetSpecification};
+use rustle_cross::targets::{
+    CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, TargetSpecification,
+};
 use rustle_cross::{CrossCompilationConfig, CrossCompilationManager, ProgressSink, TargetOutcome};
 use serde_json::json;
 
@@ -25,10 +27,56 @@ use super::table::Table;
 /// Optimization level names on the command line.
 #[derive(Clone, Copy, ValueEnum)]
 enum Level {
+    /// opt-level 0 with debug assertions.
+    #[value(alias = "0")]
     Debug,
+    /// opt-level 1.
+    #[value(name = "1")]
+    O1,
+    /// opt-level 2.
+    #[value(name = "2")]
+    O2,
+    /// opt-level 3.
+    #[value(alias = "3")]
     Release,
+    /// opt-level "s".
     S,
+    /// opt-level "z".
     Z,
+}
+
+/// `lto` values on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+enum Lto {
+    /// `lto = "off"`.
+    Off,
+    /// `lto = false` (thin, within each crate).
+    #[value(name = "false")]
+    ThinLocal,
+    /// `lto = "thin"`.
+    Thin,
+    /// `lto = "fat"`.
+    Fat,
+}
+
+/// `strip` values on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+enum Strip {
+    /// Keep everything.
+    None,
+    /// Strip debug info.
+    Debuginfo,
+    /// Strip symbols.
+    Symbols,
+}
+
+/// `panic` values on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+enum Panic {
+    /// Unwind.
+    Unwind,
+    /// Abort.
+    Abort,
 }
 
 /// Arguments of `rustle-cross build`.
@@ -52,27 +100,32 @@ pub struct BuildArgs {
     /// Where binaries and their .sha256 files go.
     #[arg(long, default_value = "out")]
     out: PathBuf,
-    /// Optimization level.
-    #[arg(long, value_enum, default_value = "release")]
-    opt_level: Level,
-    /// Fat link-time optimization.
+    /// Optimization level (default: the template's release profile).
+    #[arg(long, value_enum)]
+    opt_level: Option<Level>,
+    /// Link-time optimization: `--lto` alone is fat LTO; `--lto=MODE` picks
+    /// (default: the template's release profile).
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "fat")]
+    lto: Option<Lto>,
+    /// Codegen units (default: the template's release profile).
     #[arg(long)]
-    lto: bool,
-    /// Codegen units.
-    #[arg(long)]
-    codegen_units: Option<u16>,
+    codegen_units: Option<u32>,
     /// `-C target-cpu` (`native` only for the build host).
     #[arg(long)]
     target_cpu: Option<String>,
     /// `-C target-feature` entries (repeatable: `+neon`, `-crc`).
     #[arg(long = "target-feature")]
     target_features: Vec<String>,
-    /// Strip symbols.
-    #[arg(long)]
-    strip: bool,
-    /// Abort on panic instead of unwinding.
-    #[arg(long)]
+    /// What to strip: `--strip` alone strips symbols; `--strip=MODE` picks
+    /// (default: the template's release profile).
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "symbols")]
+    strip: Option<Strip>,
+    /// Abort on panic instead of unwinding (same as `--panic abort`).
+    #[arg(long, conflicts_with = "panic")]
     panic_abort: bool,
+    /// The panic strategy (default: the template's release profile).
+    #[arg(long, value_enum)]
+    panic: Option<Panic>,
     /// Targets built at once (overrides max_parallel_jobs).
     #[arg(long, short = 'j')]
     jobs: Option<usize>,
@@ -93,19 +146,34 @@ pub struct BuildArgs {
 
 impl BuildArgs {
     fn optimization(&self) -> CompilationOptimization {
+        let panic = if self.panic_abort { Some(Panic::Abort) } else { self.panic };
         CompilationOptimization {
-            level: match self.opt_level {
+            level: self.opt_level.map(|level| match level {
                 Level::Debug => OptimizationLevel::Debug,
+                Level::O1 => OptimizationLevel::O1,
+                Level::O2 => OptimizationLevel::O2,
                 Level::Release => OptimizationLevel::Release,
                 Level::S => OptimizationLevel::Size,
                 Level::Z => OptimizationLevel::MinSize,
-            },
-            lto: self.lto,
+            }),
+            lto: self.lto.map(|lto| match lto {
+                Lto::Off => LtoMode::Off,
+                Lto::ThinLocal => LtoMode::ThinLocal,
+                Lto::Thin => LtoMode::Thin,
+                Lto::Fat => LtoMode::Fat,
+            }),
             codegen_units: self.codegen_units,
             target_cpu: self.target_cpu.clone(),
             target_features: self.target_features.clone(),
-            strip: self.strip,
-            panic_strategy: if self.panic_abort { PanicStrategy::Abort } else { PanicStrategy::Unwind },
+            strip: self.strip.map(|strip| match strip {
+                Strip::None => StripMode::None,
+                Strip::Debuginfo => StripMode::Debuginfo,
+                Strip::Symbols => StripMode::Symbols,
+            }),
+            panic_strategy: panic.map(|panic| match panic {
+                Panic::Unwind => PanicStrategy::Unwind,
+                Panic::Abort => PanicStrategy::Abort,
+            }),
         }
     }
 }

@@ -31,6 +31,7 @@ mod scheduler;
 mod session;
 #[cfg(test)]
 mod tests;
+pub mod wire;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -44,7 +45,7 @@ pub use rustle_protocol::CapabilityReport;
 use rustle_protocol::{Hello, OptimizationSettings, Role, Sha256Digest, TemplateId};
 pub use rustle_scheduler::{AgentStatus, Decision, Executor, FallbackId, SchedulerConfig};
 use rustle_scheduler::{FallbackExecutor, JobRequest};
-use rustle_targets::{CompilationOptimization, OptimizationLevel, PanicStrategy, TargetSpecification};
+use rustle_targets::{CompilationOptimization, TargetSpecification};
 use rustle_transport::{CertBundle, CertFiles, CoordinatorDialer, TransportError, TransportOptions};
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -184,7 +185,7 @@ pub struct BuildSource {
     pub bundle: Arc<Vec<u8>>,
     /// Its SHA-256.
     pub bundle_sha256: Sha256Digest,
-    /// Cargo profile settings.
+    /// Overrides of the template's release profile.
     pub optimization: OptimizationSettings,
 }
 
@@ -196,30 +197,8 @@ impl BuildSource {
             template_id: TemplateId(template_id.into()),
             bundle: Arc::new(bundle),
             bundle_sha256,
-            optimization: wire_optimization(optimization),
+            optimization: wire::optimization_to_wire(optimization),
         }
-    }
-}
-
-/// The protocol's form of the optimization settings.
-pub fn wire_optimization(optimization: &CompilationOptimization) -> OptimizationSettings {
-    use rustle_protocol::{Lto, OptLevel, PanicStrategy as WirePanic, Strip};
-    OptimizationSettings {
-        opt_level: match optimization.level {
-            OptimizationLevel::Debug => OptLevel::O0,
-            OptimizationLevel::Release => OptLevel::O3,
-            OptimizationLevel::Size => OptLevel::S,
-            OptimizationLevel::MinSize => OptLevel::Z,
-        },
-        lto: if optimization.lto { Lto::Fat } else { Lto::ThinLocal },
-        codegen_units: optimization.codegen_units.map(u32::from),
-        target_cpu: optimization.target_cpu.clone(),
-        target_features: optimization.target_features.clone(),
-        strip: if optimization.strip { Strip::Symbols } else { Strip::None },
-        panic: match optimization.panic_strategy {
-            PanicStrategy::Unwind => WirePanic::Unwind,
-            PanicStrategy::Abort => WirePanic::Abort,
-        },
     }
 }
 

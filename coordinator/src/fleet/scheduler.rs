@@ -255,13 +255,13 @@ impl State {
                             let offer = JobOffer {
                                 job: dispatch.job,
                                 template_id: entry.source.template_id.clone(),
-                                target_triple: dispatch.target.triple.clone(),
+                                target: super::wire::target_to_wire(&dispatch.target),
                                 toolchain: dispatch.toolchain.clone().unwrap_or_default(),
                                 optimization: entry.source.optimization.clone(),
                                 deadline_secs: left.as_secs().max(1),
                             };
                             let msg = session::Msg::Offer {
-                                offer,
+                                offer: Box::new(offer),
                                 target: Box::new(dispatch.target.clone()),
                                 source: entry.source.clone(),
                             };

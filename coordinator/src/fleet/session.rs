@@ -35,7 +35,7 @@ pub(crate) enum Msg {
     /// Offer the agent a job (from the scheduler).
     Offer {
         /// The offer.
-        offer: JobOffer,
+        offer: Box<JobOffer>,
         /// The target, to validate the binary against.
         target: Box<TargetSpecification>,
         /// The bundle to send once accepted.
@@ -312,7 +312,7 @@ impl State {
                 let job = offer.job;
                 self.failed.remove(&job);
                 self.offered.insert(job, OfferedJob { target: *target, source });
-                self.send(CoordinatorToAgent::Offer(offer))
+                self.send(CoordinatorToAgent::Offer(*offer))
             }
             Msg::Cancel { job } => {
                 self.offered.remove(&job);

@@ -18,7 +18,6 @@ use rustle_protocol::{
     CapabilityReport, CoordinatorToAgent, Hello, JobId, JobOffer, LibcReport, LoadAverage, LoadUpdate, RejectReason,
     Role, Sha256Digest, ToolchainReport,
 };
-use rustle_targets::{CompilationOptimization, TargetSpecification};
 use rustle_transport::{AgentListener, AllowedCoordinators, CertBundle, Connection, IncomingConnection};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -184,14 +183,14 @@ async fn serve(incoming: IncomingConnection, context: AgentContext) {
                 }
                 match message {
                     CoordinatorToAgent::Offer(offer) => {
-                        if context.spec.triples.contains(&offer.target_triple) {
+                        if context.spec.triples.contains(&offer.target.name) {
                             let _ = out.send(AgentToCoordinator::Accept { job: offer.job });
                             if let Ok(mut accepted) = context.accepted.lock() {
                                 accepted.push(offer.job);
                             }
                             offers.insert(offer.job, offer);
                         } else {
-                            let reason = RejectReason::UnsupportedTarget { triple: offer.target_triple.clone() };
+                            let reason = RejectReason::UnsupportedTarget { triple: offer.target.name.clone() };
                             let _ = out.send(AgentToCoordinator::Reject { job: offer.job, reason });
                         }
                     }
@@ -293,14 +292,16 @@ async fn build(
     unpack_bundle(bundle, &dir, &BundleLimits::default()).map_err(|e| e.to_string())?;
     let template =
         TemplateSource::Dir(dir.clone()).prepare(&context.work.join("templates")).map_err(|e| e.to_string())?;
-    let target = TargetSpecification::from_triple(&offer.target_triple).map_err(|e| e.to_string())?;
+    // The same wire conversions as the real agent: the offer's target and
+    // overrides, whole.
+    let target = rustle_agent::wire::target_from_wire(&offer.target).map_err(|e| e.to_string())?;
     let plan = context.toolchains.plan(&target).await.map_err(|e| e.to_string())?;
     let _ = out.send(AgentToCoordinator::Event { job, event: BuildEvent::Started });
     if context.spec.fault == Fault::DieWhenBuilding {
         context.dead.store(true, Ordering::SeqCst);
         return Ok(None);
     }
-    let optimization = CompilationOptimization::default();
+    let optimization = rustle_agent::wire::optimization_from_wire(&offer.optimization);
     let build_job = BuildJob {
         template: &template,
         plan: &plan,

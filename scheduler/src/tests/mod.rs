@@ -540,6 +540,28 @@ fn a_target_nothing_can_build_is_reported_at_once() {
     assert_eq!(json["result"]["result"], "no_executor");
 }
 
+/// A fallback that plans `T` cannot build `T.2.17`, and one that plans
+/// both builds each as itself: the full target name decides, never the
+/// bare triple.
+#[test]
+fn a_glibc_floor_target_goes_only_to_a_fallback_that_planned_it() {
+    let floor = format!("{X86}.2.17");
+    let mut s = scheduler(vec![FallbackExecutor::local([X86], 2)]);
+    let job = s.handle_job_submitted(request(&floor), at(0));
+    let actions = drain(&mut s);
+    let [Action::Report(report)] = actions.as_slice() else { panic!("{actions:?}") };
+    assert_eq!(report.job, job);
+    assert!(matches!(&report.result, JobResult::NoExecutor { reason } if reason.contains(&floor)), "{report:?}");
+
+    let mut s = scheduler(vec![FallbackExecutor::local([X86.to_owned(), floor.clone()], 2)]);
+    let (_, plain) = submit(&mut s, X86, at(0));
+    let (_, floored) = submit(&mut s, &floor, at(0));
+    assert_eq!((plain.executor.clone(), floored.executor.clone()), (local(), local()));
+    assert_eq!(plain.target.triple_with_floor(), X86);
+    assert_eq!(floored.target.triple_with_floor(), floor);
+    assert_eq!(floored.decision.target, floor, "the decision names the whole target");
+}
+
 #[test]
 fn no_job_is_delivered_twice_even_when_results_arrive_late() {
     let mut s = scheduler(Vec::new());

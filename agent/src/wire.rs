@@ -1,0 +1,67 @@
+//! The agent's edge of the wire: the protocol's types to the domain's (and
+//! a build's result back), and nowhere else. The coordinator's inverse
+//! lives in `rustle_cross::fleet::wire`.
+
+use rustle_build::engine::CompilationError;
+use rustle_protocol::{
+    BuildOutcome, BuildTarget, Lto, OptLevel, OptimizationSettings, PanicStrategy as WirePanic, Strip,
+};
+use rustle_targets::{
+    CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, TargetError, TargetSpecification,
+};
+
+/// The optimization overrides an offer carries, unchanged.
+pub fn optimization_from_wire(settings: &OptimizationSettings) -> CompilationOptimization {
+    CompilationOptimization {
+        level: settings.opt_level.map(|level| match level {
+            OptLevel::O0 => OptimizationLevel::Debug,
+            OptLevel::O1 => OptimizationLevel::O1,
+            OptLevel::O2 => OptimizationLevel::O2,
+            OptLevel::O3 => OptimizationLevel::Release,
+            OptLevel::S => OptimizationLevel::Size,
+            OptLevel::Z => OptimizationLevel::MinSize,
+        }),
+        lto: settings.lto.map(|lto| match lto {
+            Lto::Off => LtoMode::Off,
+            Lto::ThinLocal => LtoMode::ThinLocal,
+            Lto::Thin => LtoMode::Thin,
+            Lto::Fat => LtoMode::Fat,
+        }),
+        codegen_units: settings.codegen_units,
+        target_cpu: settings.target_cpu.clone(),
+        target_features: settings.target_features.clone(),
+        strip: settings.strip.map(|strip| match strip {
+            Strip::None => StripMode::None,
+            Strip::Debuginfo => StripMode::Debuginfo,
+            Strip::Symbols => StripMode::Symbols,
+        }),
+        panic_strategy: settings.panic.map(|panic| match panic {
+            WirePanic::Unwind => PanicStrategy::Unwind,
+            WirePanic::Abort => PanicStrategy::Abort,
+        }),
+    }
+}
+
+/// The target an offer names, with its settings: parsed exactly as the
+/// coordinator's was (so a glibc floor is kept), or why it cannot be.
+pub fn target_from_wire(target: &BuildTarget) -> Result<TargetSpecification, TargetError> {
+    let mut spec = TargetSpecification::from_triple(&target.name)?;
+    spec.features = target.features.clone();
+    spec.rustflags = target.rustflags.clone();
+    spec.linker = target.linker.clone();
+    Ok(spec)
+}
+
+/// A failed build as the coordinator sees it: the template's fault (never
+/// retried elsewhere), or the machine's (retried elsewhere when it may
+/// succeed there).
+pub fn outcome_of_failure(error: CompilationError) -> BuildOutcome {
+    match error {
+        CompilationError::CompileFailed { diagnostics, .. } => BuildOutcome::CompileFailed { diagnostics },
+        error @ CompilationError::Template(_) => BuildOutcome::CompileFailed { diagnostics: error.to_string() },
+        error @ CompilationError::Optimization { .. } => {
+            BuildOutcome::InfrastructureFailure { reason: error.to_string(), retryable: false }
+        }
+        error => BuildOutcome::InfrastructureFailure { reason: error.to_string(), retryable: true },
+    }
+}

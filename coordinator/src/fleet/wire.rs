@@ -1,0 +1,53 @@
+//! The coordinator's edge of the wire: domain types to the protocol's, and
+//! nowhere else. The agent's inverse lives in `rustle_agent::wire`; the two
+//! together are lossless (tested in `coordinator/tests/wire_round_trip.rs`).
+
+use rustle_protocol::{BuildTarget, Lto, OptLevel, OptimizationSettings, PanicStrategy as WirePanic, Strip};
+use rustle_targets::{
+    CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, TargetSpecification,
+};
+
+/// The protocol's form of the optimization overrides: every field as set,
+/// `None` where the template's profile is to be kept.
+pub fn optimization_to_wire(optimization: &CompilationOptimization) -> OptimizationSettings {
+    OptimizationSettings {
+        opt_level: optimization.level.map(|level| match level {
+            OptimizationLevel::Debug => OptLevel::O0,
+            OptimizationLevel::O1 => OptLevel::O1,
+            OptimizationLevel::O2 => OptLevel::O2,
+            OptimizationLevel::Release => OptLevel::O3,
+            OptimizationLevel::Size => OptLevel::S,
+            OptimizationLevel::MinSize => OptLevel::Z,
+        }),
+        lto: optimization.lto.map(|lto| match lto {
+            LtoMode::Off => Lto::Off,
+            LtoMode::ThinLocal => Lto::ThinLocal,
+            LtoMode::Thin => Lto::Thin,
+            LtoMode::Fat => Lto::Fat,
+        }),
+        codegen_units: optimization.codegen_units,
+        target_cpu: optimization.target_cpu.clone(),
+        target_features: optimization.target_features.clone(),
+        strip: optimization.strip.map(|strip| match strip {
+            StripMode::None => Strip::None,
+            StripMode::Debuginfo => Strip::Debuginfo,
+            StripMode::Symbols => Strip::Symbols,
+        }),
+        panic: optimization.panic_strategy.map(|panic| match panic {
+            PanicStrategy::Unwind => WirePanic::Unwind,
+            PanicStrategy::Abort => WirePanic::Abort,
+        }),
+    }
+}
+
+/// The protocol's form of a target: its full name (with the glibc floor)
+/// and its per-target settings. Custom target-spec files are never offered
+/// to agents (no agent reports them), so their path does not travel.
+pub fn target_to_wire(target: &TargetSpecification) -> BuildTarget {
+    BuildTarget {
+        name: target.triple_with_floor(),
+        features: target.features.clone(),
+        rustflags: target.rustflags.clone(),
+        linker: target.linker.clone(),
+    }
+}
