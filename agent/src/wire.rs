@@ -2,9 +2,9 @@
 //! a build's result back), and nowhere else. The coordinator's inverse
 //! lives in `rustle_cross::fleet::wire`.
 
-use rustle_build::engine::CompilationError;
+use rustle_build::engine::{CompilationError, CompiledBinary};
 use rustle_protocol::{
-    BuildOutcome, BuildTarget, Lto, OptLevel, OptimizationSettings, PanicStrategy as WirePanic, Strip,
+    BuildOutcome, BuildTarget, Lto, OptLevel, OptimizationSettings, PanicStrategy as WirePanic, Sha256Digest, Strip,
 };
 use rustle_targets::{
     CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, TargetError, TargetSpecification,
@@ -63,5 +63,20 @@ pub fn outcome_of_failure(error: CompilationError) -> BuildOutcome {
             BuildOutcome::InfrastructureFailure { reason: error.to_string(), retryable: false }
         }
         error => BuildOutcome::InfrastructureFailure { reason: error.to_string(), retryable: true },
+    }
+}
+
+/// A successful build as the coordinator hears of it (the binary itself
+/// follows on its own stream). The engine hashed the binary off the async
+/// workers; hashing it again here would block a worker for seconds under
+/// emulation, so its checksum is reused.
+pub fn success_of(binary: &CompiledBinary) -> BuildOutcome {
+    BuildOutcome::Success {
+        checksum: Sha256Digest::from_hex(&binary.checksum).unwrap_or_else(|| Sha256Digest::of(&binary.binary_data)),
+        size: binary.size,
+        compile_time_ms: u64::try_from(binary.compilation_time.as_millis()).unwrap_or(u64::MAX),
+        rustc_version: binary.metadata.rustc_version.clone(),
+        cargo_version: binary.metadata.cargo_version.clone(),
+        compilation_flags: binary.metadata.compilation_flags.clone(),
     }
 }

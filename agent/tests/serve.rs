@@ -65,6 +65,17 @@ async fn offers_outside_allowed_targets_are_rejected() {
         }
         other => panic!("expected a rejection, got {other:?}"),
     }
+    // `allowed_targets` names whole targets: the host triple does not admit
+    // its glibc-floor variant.
+    let floor = format!("{HOST_TRIPLE}.2.17");
+    driver.send(CoordinatorToAgent::Offer(offer(9, "hello", &floor))).await;
+    match driver.recv().await {
+        AgentToCoordinator::Reject { job, reason: RejectReason::UnsupportedTarget { triple } } => {
+            assert_eq!(job, JobId(9));
+            assert_eq!(triple, floor);
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
     let mut missing = offer(8, "hello", HOST_TRIPLE);
     missing.toolchain = "no-such-toolchain".into();
     driver.send(CoordinatorToAgent::Offer(missing)).await;

@@ -3,6 +3,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use rustle_agent::AgentConfig;
 use rustle_cross::build::{BuildEvent, TemplateSource};
 use rustle_cross::fleet::Executor;
 use rustle_cross::targets::{CompilationOptimization, TargetSpecification};
-use rustle_cross::{AgentEndpoint, CrossCompilationConfig, CrossCompilationManager, ProgressSink};
+use rustle_cross::{AgentEndpoint, CrossCompilationConfig, CrossCompilationManager, ProgressSink, TargetOverrides};
 use rustle_protocol::AgentId;
 use rustle_transport::{AgentListener, AllowedCoordinators, FleetCa};
 use tokio::sync::oneshot;
@@ -20,7 +21,7 @@ const ARM: &str = "aarch64-unknown-linux-gnu";
 const TEST_BOUND: Duration = Duration::from_secs(900);
 
 /// A real agent serving on 127.0.0.1:0 until the returned sender is dropped.
-fn real_agent(ca: &FleetCa, name: &str, allowed: &[&str]) -> (SocketAddr, oneshot::Sender<()>) {
+fn real_agent(ca: &FleetCa, name: &str, allowed: &[&str], slots: u32) -> (SocketAddr, oneshot::Sender<()>) {
     let bundle = ca.issue_agent(name, &[]).expect("issue agent");
     let (listener, addr) =
         AgentListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), &bundle, AllowedCoordinators::AnyFromFleetCa)
@@ -29,7 +30,7 @@ fn real_agent(ca: &FleetCa, name: &str, allowed: &[&str]) -> (SocketAddr, onesho
         work_dir: common::work_root().join("real-agents").join(name),
         agent_id: Some(name.into()),
         allowed_targets: Some(allowed.iter().map(|t| (*t).to_owned()).collect()),
-        max_concurrent_jobs: 1,
+        max_concurrent_jobs: slots,
         heartbeat_interval_ms: 500,
         shutdown_drain_secs: 1,
         ..AgentConfig::default()
@@ -47,26 +48,32 @@ fn real_agent(ca: &FleetCa, name: &str, allowed: &[&str]) -> (SocketAddr, onesho
     (addr, stop)
 }
 
+/// A coordinator configuration dialling `agents` with the certificates in `certs`.
+fn fleet_config(certs: &Path, agents: &[(&str, SocketAddr)]) -> CrossCompilationConfig {
+    let mut config = CrossCompilationConfig {
+        target_cache_dir: Some(common::work_root().join("cache")),
+        ..CrossCompilationConfig::default()
+    };
+    config.fleet.agents = agents
+        .iter()
+        .map(|(name, address)| AgentEndpoint { name: (*name).into(), address: address.to_string() })
+        .collect();
+    config.fleet.ca = Some(certs.join("ca.pem"));
+    config.fleet.cert = Some(certs.join("coordinator.pem"));
+    config.fleet.key = Some(certs.join("coordinator-key.pem"));
+    config.fleet.connect_timeout_secs = 60;
+    config
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_agents_get_the_targets_they_can_build() {
     let ca = FleetCa::generate().expect("CA");
     let certs = tempfile::tempdir().expect("tempdir");
     ca.issue_coordinator("coordinator").expect("issue").write_to(certs.path(), "coordinator").expect("write");
-    let (x86_addr, _x86) = real_agent(&ca, "x86-only", &[X86]);
-    let (arm_addr, _arm) = real_agent(&ca, "arm-capable", &[ARM]);
+    let (x86_addr, _x86) = real_agent(&ca, "x86-only", &[X86], 1);
+    let (arm_addr, _arm) = real_agent(&ca, "arm-capable", &[ARM], 1);
 
-    let mut config = CrossCompilationConfig {
-        target_cache_dir: Some(common::work_root().join("cache")),
-        ..CrossCompilationConfig::default()
-    };
-    config.fleet.agents = vec![
-        AgentEndpoint { name: "x86-only".into(), address: x86_addr.to_string() },
-        AgentEndpoint { name: "arm-capable".into(), address: arm_addr.to_string() },
-    ];
-    config.fleet.ca = Some(certs.path().join("ca.pem"));
-    config.fleet.cert = Some(certs.path().join("coordinator.pem"));
-    config.fleet.key = Some(certs.path().join("coordinator-key.pem"));
-    config.fleet.connect_timeout_secs = 60;
+    let mut config = fleet_config(certs.path(), &[("x86-only", x86_addr), ("arm-capable", arm_addr)]);
 
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink_events = events.clone();
@@ -109,4 +116,78 @@ async fn real_agents_get_the_targets_they_can_build() {
             assert!(started < progress, "{triple}: progress before Started: {events:?}");
         }
     }
+}
+
+/// The whole target reaches the agent: a glibc floor (built by the agent
+/// through zig, not by the local fallback), and the per-target features
+/// and rustflags of the coordinator's configuration (seen in the agent's
+/// cargo command and in what the program prints). The target and its
+/// floor variant are two builds with two binaries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_target_reaches_a_real_agent() {
+    if !common::require_cross_tools(&["zig", "cargo-zigbuild"]) {
+        return;
+    }
+    let floor = format!("{X86}.2.17");
+    let ca = FleetCa::generate().expect("CA");
+    let certs = tempfile::tempdir().expect("tempdir");
+    ca.issue_coordinator("coordinator").expect("issue").write_to(certs.path(), "coordinator").expect("write");
+    let (addr, _agent) = real_agent(&ca, "x86-floors", &[X86, &floor], 2);
+    let mut config = fleet_config(certs.path(), &[("x86-floors", addr)]);
+    config.targets.insert(
+        X86.into(),
+        TargetOverrides { features: vec!["loud".into()], rustflags: vec!["--cfg=from_config".into()], linker: None },
+    );
+    let template = common::scratch_template(
+        "fleet-features",
+        &[
+            (
+                "Cargo.toml",
+                "[package]\nname = \"fleet-features\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+                 [features]\nloud = []\n\n[lints.rust]\nunexpected_cfgs = \"allow\"\n",
+            ),
+            (
+                "src/main.rs",
+                "fn main() {\n    let loud = if cfg!(feature = \"loud\") { \"loud\" } else { \"quiet\" };\n    \
+                 println!(\"{loud} from_config={}\", cfg!(from_config));\n}\n",
+            ),
+        ],
+    );
+    let targets = [config.target(X86).expect("x86"), config.target(&floor).expect("floor")];
+    let manager = CrossCompilationManager::new(config).expect("manager");
+    manager.setup_environment().await.expect("toolchains");
+    let outcomes = tokio::time::timeout(
+        TEST_BOUND,
+        manager.build(&TemplateSource::Dir(template), &targets, &CompilationOptimization::default(), None),
+    )
+    .await
+    .expect("bounded")
+    .expect("template usable");
+
+    let mut checksums = Vec::new();
+    for (outcome, name) in outcomes.iter().zip([X86, floor.as_str()]) {
+        let decisions: Vec<String> = outcome.decisions.iter().map(ToString::to_string).collect();
+        let report = format!("{}: {:?}\n{}", outcome.target, outcome.executor, decisions.join("\n"));
+        assert_eq!(outcome.target.triple_with_floor(), name, "{report}");
+        assert_eq!(outcome.executor, Some(Executor::Agent(AgentId("x86-floors".into()))), "{report}");
+        let binary = outcome.result.as_ref().unwrap_or_else(|e| panic!("{report}: {e}"));
+        let glibc = binary.validation.max_glibc.expect("a glibc binary");
+        if name == floor {
+            assert!((glibc.major, glibc.minor) <= (2, 17), "{report}: needs glibc {glibc}");
+        } else {
+            assert!((glibc.major, glibc.minor) > (2, 17), "{report}: the plain build uses the agent's glibc");
+        }
+        let flags = binary.metadata.compilation_flags.join(" ");
+        assert!(flags.contains("--features loud"), "{report}: the agent's cargo command was {flags}");
+        assert!(flags.contains("--cfg=from_config"), "{report}: the agent's cargo command was {flags}");
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join(&binary.file_name);
+        std::fs::write(&path, &binary.binary_data).expect("write binary");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let ran = std::process::Command::new(&path).output().expect("run");
+        assert_eq!(String::from_utf8_lossy(&ran.stdout).trim(), "loud from_config=true", "{report}");
+        checksums.push(binary.checksum.clone());
+    }
+    assert_eq!(outcomes.len(), 2);
+    assert_ne!(checksums[0], checksums[1], "two targets, two binaries");
 }

@@ -228,6 +228,8 @@ pub enum BuildOutcome {
         rustc_version: String,
         /// `cargo --version` output.
         cargo_version: String,
+        /// The cargo arguments and `*_RUSTFLAGS` the build ran with.
+        compilation_flags: Vec<String>,
     },
     /// The compiler rejected the project.
     CompileFailed {

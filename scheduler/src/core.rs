@@ -330,7 +330,7 @@ impl Scheduler {
             return EventOutcome::Ignored;
         };
         match outcome {
-            BuildOutcome::Success { checksum, size, compile_time_ms, rustc_version, cargo_version } => {
+            BuildOutcome::Success { checksum, size, compile_time_ms, rustc_version, cargo_version, .. } => {
                 if let JobState::Offered { since, .. } | JobState::Running { since, .. } = j.state {
                     let took = now.saturating_duration_since(since);
                     self.speeds.record(executor, &j.target.triple_with_floor(), took, self.config.speed_smoothing);

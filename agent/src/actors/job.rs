@@ -12,7 +12,7 @@ use rustle_build::bundle::{BundleLimits, sync_bundle};
 use rustle_build::engine::{self, BuildJob, CompilationError, CompiledBinary};
 use rustle_build::template::TemplateSource;
 use rustle_protocol::{
-    AgentToCoordinator, BuildEvent, BuildOutcome, BulkAck, BulkHeader, BulkKind, JobOffer, LogStream, Sha256Digest,
+    AgentToCoordinator, BuildEvent, BuildOutcome, BulkAck, BulkHeader, BulkKind, JobOffer, LogStream,
 };
 use rustle_transport::{BulkIncoming, Connection};
 use tokio::sync::mpsc::UnboundedSender;
@@ -396,16 +396,9 @@ async fn run_build(
 /// bytes are written, and the job ends once the coordinator has them all.
 fn send_artifact(myself: &ActorRef<JobMsg>, state: &mut JobState, binary: CompiledBinary) {
     let job = state.offer.job;
-    // The engine hashed the binary off the async workers; hashing it again
-    // here would block this actor (and a worker) for seconds under emulation.
-    let sha256 = Sha256Digest::from_hex(&binary.checksum).unwrap_or_else(|| Sha256Digest::of(&binary.binary_data));
-    state.pending_success = Some(BuildOutcome::Success {
-        checksum: sha256,
-        size: binary.size,
-        compile_time_ms: u64::try_from(binary.compilation_time.as_millis()).unwrap_or(u64::MAX),
-        rustc_version: binary.metadata.rustc_version.clone(),
-        cargo_version: binary.metadata.cargo_version.clone(),
-    });
+    let success = wire::success_of(&binary);
+    let BuildOutcome::Success { checksum: sha256, .. } = success else { return };
+    state.pending_success = Some(success);
     let header = BulkHeader {
         kind: BulkKind::Artifact,
         job,

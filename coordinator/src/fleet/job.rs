@@ -2,7 +2,7 @@
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rustle_build::engine::{self, CompilationError, CompiledBinary};
-use rustle_protocol::{BuildEvent, BuildOutcome, JobId, Sha256Digest};
+use rustle_protocol::{BuildEvent, BuildOutcome, JobId};
 use rustle_scheduler::{Executor, JobReport, JobResult};
 use rustle_targets::TargetSpecification;
 use tokio::sync::oneshot;
@@ -172,13 +172,7 @@ impl State {
         self.local_task = None;
         let outcome = match result {
             Ok(binary) => {
-                let outcome = BuildOutcome::Success {
-                    checksum: Sha256Digest::of(&binary.binary_data),
-                    size: binary.size,
-                    compile_time_ms: u64::try_from(binary.compilation_time.as_millis()).unwrap_or(u64::MAX),
-                    rustc_version: binary.metadata.rustc_version.clone(),
-                    cargo_version: binary.metadata.cargo_version.clone(),
-                };
+                let outcome = super::wire::success_of(&binary);
                 self.artifact = Some(binary);
                 outcome
             }

@@ -458,7 +458,8 @@ impl State {
         else {
             return None;
         };
-        let BuildOutcome::Success { checksum, size, compile_time_ms, rustc_version, cargo_version } = outcome.clone()
+        let BuildOutcome::Success { checksum, size, compile_time_ms, rustc_version, cargo_version, compilation_flags } =
+            outcome.clone()
         else {
             return None;
         };
@@ -482,7 +483,7 @@ impl State {
                     metadata: CompilationMetadata {
                         rustc_version,
                         cargo_version,
-                        compilation_flags: Vec::new(),
+                        compilation_flags,
                         dependencies: Vec::new(),
                         features_used: offered.target.features.clone(),
                     },

@@ -1,8 +1,12 @@
 //! The coordinator's edge of the wire: domain types to the protocol's, and
-//! nowhere else. The agent's inverse lives in `rustle_agent::wire`; the two
+//! nowhere else (the local fallback reports in the protocol's terms too, so
+//! the scheduler hears every executor alike). The agent's inverse lives in `rustle_agent::wire`; the two
 //! together are lossless (tested in `coordinator/tests/wire_round_trip.rs`).
 
-use rustle_protocol::{BuildTarget, Lto, OptLevel, OptimizationSettings, PanicStrategy as WirePanic, Strip};
+use rustle_build::engine::CompiledBinary;
+use rustle_protocol::{
+    BuildOutcome, BuildTarget, Lto, OptLevel, OptimizationSettings, PanicStrategy as WirePanic, Sha256Digest, Strip,
+};
 use rustle_targets::{
     CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, TargetSpecification,
 };
@@ -49,5 +53,17 @@ pub fn target_to_wire(target: &TargetSpecification) -> BuildTarget {
         features: target.features.clone(),
         rustflags: target.rustflags.clone(),
         linker: target.linker.clone(),
+    }
+}
+
+/// A successful local build in the scheduler's (the protocol's) terms. The engine already hashed the binary; its checksum is reused.
+pub fn success_of(binary: &CompiledBinary) -> BuildOutcome {
+    BuildOutcome::Success {
+        checksum: Sha256Digest::from_hex(&binary.checksum).unwrap_or_else(|| Sha256Digest::of(&binary.binary_data)),
+        size: binary.size,
+        compile_time_ms: u64::try_from(binary.compilation_time.as_millis()).unwrap_or(u64::MAX),
+        rustc_version: binary.metadata.rustc_version.clone(),
+        cargo_version: binary.metadata.cargo_version.clone(),
+        compilation_flags: binary.metadata.compilation_flags.clone(),
     }
 }

@@ -344,11 +344,5 @@ async fn build(
         sender.write_all(&binary.binary_data).await.map_err(|e| e.to_string())?;
         sender.finish().await.map_err(|e| e.to_string())?;
     }
-    Ok(Some(BuildOutcome::Success {
-        checksum,
-        size: binary.size,
-        compile_time_ms: u64::try_from(binary.compilation_time.as_millis()).unwrap_or(u64::MAX),
-        rustc_version: binary.metadata.rustc_version,
-        cargo_version: binary.metadata.cargo_version,
-    }))
+    Ok(Some(rustle_agent::wire::success_of(&binary)))
 }

@@ -83,6 +83,7 @@ pub(crate) fn success() -> BuildOutcome {
         compile_time_ms: 1000,
         rustc_version: "rustc 1.95.0".into(),
         cargo_version: "cargo 1.95.0".into(),
+        compilation_flags: vec!["--release".into()],
     }
 }
 
