@@ -158,10 +158,24 @@ pub struct BuildPlan {
     pub linker: LinkerPlan,
 }
 
+/// Which kind of thing a target lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RequirementKind {
+    /// The target's standard library (prebuilt, or the source to build it).
+    Std,
+    /// A linker (cross gcc, mingw, or one the configuration names).
+    Linker,
+    /// zig and cargo-zigbuild.
+    Zig,
+}
+
 /// One thing missing for a target, and how to get it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MissingRequirement {
-    /// What is missing ("std for aarch64-unknown-linux-gnu").
+    /// Which kind of thing it is.
+    pub kind: RequirementKind,
+    /// What is missing ("a std for aarch64-unknown-linux-gnu").
     pub what: String,
     /// How to install it: commands or Debian packages, in order of preference.
     pub install: Vec<String>,
@@ -467,6 +481,7 @@ impl ToolchainManager {
                 Ok(path) => Some(LinkerPlan::Cross { linker: path.clone(), cc: path, ar: None }),
                 Err(_) => {
                     missing.push(MissingRequirement {
+                        kind: RequirementKind::Linker,
                         what: format!("the configured linker `{custom}`"),
                         install: vec![format!("install `{custom}` or fix `linker` for {}", target.triple)],
                     });
@@ -483,6 +498,7 @@ impl ToolchainManager {
                     }),
                     Err(_) => {
                         missing.push(MissingRequirement {
+                            kind: RequirementKind::Linker,
                             what: format!("the {prefix}-gcc cross linker"),
                             install: vec![format!("apt-get install {}", packages.join(" "))],
                         });
@@ -494,6 +510,7 @@ impl ToolchainManager {
                 (Ok(cargo_zigbuild), Ok(zig)) => Some(LinkerPlan::Zig { cargo_zigbuild, zig }),
                 _ => {
                     missing.push(MissingRequirement {
+                        kind: RequirementKind::Zig,
                         what: "zig and cargo-zigbuild".into(),
                         install: vec![
                             "pip install ziglang cargo-zigbuild (scripts/setup.sh does this)".into(),
@@ -647,7 +664,7 @@ fn std_requirement(
         install.push(format!("apt-get install libstd-rust-web-dev:{arch} (after dpkg --add-architecture {arch})"));
     }
     install.push("apt-get install rustc-web cargo-web rust-web-src (builds std from source)".into());
-    MissingRequirement { what: format!("a std for {}", target.triple), install }
+    MissingRequirement { kind: RequirementKind::Std, what: format!("a std for {}", target.triple), install }
 }
 
 /// Queries one toolchain: three quick processes.

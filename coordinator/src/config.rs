@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustle_build::toolchain::ToolchainConfig;
-use rustle_detect::ParsedInventory;
 use rustle_targets::{RULES, TargetError, TargetSpecification};
 use serde::{Deserialize, Serialize};
 
@@ -68,132 +67,7 @@ pub struct CrossCompilationConfig {
     pub fleet: FleetConfig,
 }
 
-/// One build agent to dial.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentEndpoint {
-    /// The agent's name: the name on its certificate.
-    pub name: String,
-    /// `host:port` it listens on (UDP).
-    pub address: String,
-}
-
-/// The `[cross_compilation.fleet]` section: which agents to dial and with
-/// which certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FleetConfig {
-    /// Agents to dial: `agents = [{ name = "arm64-1", address = "10.0.0.5:7878" }]`.
-    pub agents: Vec<AgentEndpoint>,
-    /// The fleet CA certificate (`ca.pem`).
-    pub ca: Option<PathBuf>,
-    /// This coordinator's certificate.
-    pub cert: Option<PathBuf>,
-    /// This coordinator's private key.
-    pub key: Option<PathBuf>,
-    /// An agent silent for this long is lost and its jobs go elsewhere.
-    pub heartbeat_timeout_secs: u64,
-    /// How long to wait for an agent to connect and report its capabilities.
-    pub connect_timeout_secs: u64,
-    /// An Ansible inventory whose `inventory_group` hosts are agents too
-    /// (name: the inventory host name; address: `ansible_host`, else the
-    /// name; port: `rustle_agent_port`, else 7878).
-    pub inventory: Option<PathBuf>,
-    /// The inventory group listing the agents.
-    pub inventory_group: String,
-}
-
-/// UDP port agents listen on unless `rustle_agent_port` says otherwise.
-pub const DEFAULT_AGENT_PORT: u16 = 7878;
-
-impl Default for FleetConfig {
-    fn default() -> Self {
-        Self {
-            agents: Vec::new(),
-            ca: None,
-            cert: None,
-            key: None,
-            heartbeat_timeout_secs: 15,
-            connect_timeout_secs: 10,
-            inventory: None,
-            inventory_group: "build_agents".into(),
-        }
-    }
-}
-
-impl FleetConfig {
-    /// Whether any agent is configured (listed, or through an inventory).
-    pub fn is_enabled(&self) -> bool {
-        !self.agents.is_empty() || self.inventory.is_some()
-    }
-
-    /// The agents of `inventory_group` in `inventory`: one per host, named
-    /// by its inventory name, at `ansible_host` (else the name) and
-    /// `rustle_agent_port` (else [`DEFAULT_AGENT_PORT`]).
-    pub fn agents_from_inventory(&self, inventory: &ParsedInventory) -> Result<Vec<AgentEndpoint>, ConfigError> {
-        let mut agents = Vec::new();
-        for name in inventory.hosts_of_group(&self.inventory_group) {
-            let Some(host) = inventory.hosts.get(name) else { continue };
-            let port = match host.variables.get("rustle_agent_port") {
-                None => DEFAULT_AGENT_PORT,
-                Some(value) => {
-                    let text = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
-                    text.trim().parse().map_err(|_| ConfigError::Value {
-                        key: "rustle_agent_port",
-                        value: format!("{text} (host {name})"),
-                        expected: "a UDP port number",
-                    })?
-                }
-            };
-            let address = if host.address.contains(':') && !host.address.starts_with('[') {
-                format!("[{}]:{port}", host.address)
-            } else {
-                format!("{}:{port}", host.address)
-            };
-            agents.push(AgentEndpoint { name: name.to_owned(), address });
-        }
-        Ok(agents)
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.heartbeat_timeout_secs == 0 {
-            return Err(ConfigError::Value {
-                key: "fleet.heartbeat_timeout_secs",
-                value: "0".into(),
-                expected: "at least 1 second",
-            });
-        }
-        if self.connect_timeout_secs == 0 {
-            return Err(ConfigError::Value {
-                key: "fleet.connect_timeout_secs",
-                value: "0".into(),
-                expected: "at least 1 second",
-            });
-        }
-        let mut names = std::collections::BTreeSet::new();
-        for agent in &self.agents {
-            if !names.insert(agent.name.as_str()) {
-                return Err(ConfigError::Value {
-                    key: "fleet.agents",
-                    value: agent.name.clone(),
-                    expected: "each agent name once (the name on its certificate)",
-                });
-            }
-        }
-        if self.is_enabled() {
-            for (key, value) in [("fleet.ca", &self.ca), ("fleet.cert", &self.cert), ("fleet.key", &self.key)] {
-                if value.is_none() {
-                    return Err(ConfigError::Value {
-                        key,
-                        value: "unset".into(),
-                        expected: "a PEM file path when fleet.agents is not empty (see `rustle-cross ca issue --coordinator`)",
-                    });
-                }
-            }
-        }
-        Ok(())
-    }
-}
+pub use crate::fleet::config::{AgentEndpoint, DEFAULT_AGENT_PORT, FleetConfig, FleetConfigError};
 
 impl Default for CrossCompilationConfig {
     fn default() -> Self {
@@ -267,6 +141,9 @@ pub enum ConfigError {
         /// What was expected.
         expected: &'static str,
     },
+    /// The `[cross_compilation.fleet]` section is unusable.
+    #[error(transparent)]
+    Fleet(#[from] FleetConfigError),
     /// A target named in the configuration is not a target.
     #[error("invalid target in `{key}`: {source}")]
     Target {
@@ -503,29 +380,6 @@ supported_targets = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "x
         let err = CrossCompilationConfig::from_toml(Path::new("c.toml"), "[cross_compilation.fleet]\nagent = []\n")
             .unwrap_err();
         assert!(err.to_string().contains("agent"), "{err}");
-    }
-
-    #[test]
-    fn agents_come_from_the_inventory_group() {
-        let inventory = ParsedInventory::parse(
-            "[build_agents]\narm1 ansible_host=10.0.0.5 rustle_agent_port=9000\nx86 \nv6 ansible_host=fd00::7\n\n[web]\nweb1\n",
-            rustle_detect::InventoryFormat::Ini,
-            Path::new("hosts"),
-        )
-        .unwrap();
-        let fleet = FleetConfig::default();
-        let mut agents = fleet.agents_from_inventory(&inventory).unwrap();
-        agents.sort_by(|a, b| a.name.cmp(&b.name));
-        let pairs: Vec<(&str, &str)> = agents.iter().map(|a| (a.name.as_str(), a.address.as_str())).collect();
-        assert_eq!(pairs, [("arm1", "10.0.0.5:9000"), ("v6", "[fd00::7]:7878"), ("x86", "x86:7878")]);
-        let bad = ParsedInventory::parse(
-            "[build_agents]\narm1 rustle_agent_port=lots\n",
-            rustle_detect::InventoryFormat::Ini,
-            Path::new("hosts"),
-        )
-        .unwrap();
-        let err = fleet.agents_from_inventory(&bad).unwrap_err();
-        assert!(err.to_string().contains("rustle_agent_port"), "{err}");
     }
 
     #[test]

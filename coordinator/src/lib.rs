@@ -8,6 +8,7 @@
 pub mod config;
 pub mod fleet;
 pub mod manager;
+mod outcome;
 
 pub use config::{AgentEndpoint, ConfigError, CrossCompilationConfig, FleetConfig, TargetOverrides};
 pub use manager::{CompatibilityReport, CrossCompilationError, CrossCompilationManager, ProgressSink, TargetOutcome};
@@ -28,8 +29,8 @@ pub mod build {
     pub use rustle_build::runner::{RunnerError, RunnerPlan, run_binary};
     pub use rustle_build::template::{GeneratedTemplate, TemplateSource};
     pub use rustle_build::toolchain::{
-        BuildPlan, LinkerPlan, MissingRequirement, StdSource, TargetAvailability, Toolchain, ToolchainConfig,
-        ToolchainError, ToolchainManager,
+        BuildPlan, LinkerPlan, MissingRequirement, RequirementKind, StdSource, TargetAvailability, Toolchain,
+        ToolchainConfig, ToolchainError, ToolchainManager,
     };
     pub use rustle_build::validate::{BinaryReport, ValidationError};
 }

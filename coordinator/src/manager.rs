@@ -6,19 +6,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use rustle_build::engine::{self, BuildEvent, BuildJob, CompilationError, CompiledBinary};
+use rustle_build::engine::{self, BuildJob, CompilationError, CompiledBinary};
 use rustle_build::process::ProcessSpec;
 use rustle_build::runner::{RunnerPlan, plan_runner};
 use rustle_build::template::{GeneratedTemplate, PreparedTemplate, TemplateSource};
 use rustle_build::toolchain::{
-    BuildPlan, MissingRequirement, TargetAvailability, Toolchain, ToolchainError, ToolchainKind, ToolchainManager,
+    BuildPlan, MissingRequirement, RequirementKind, TargetAvailability, Toolchain, ToolchainError, ToolchainKind,
+    ToolchainManager,
 };
 use rustle_detect::{DetectOptions, ParsedInventory, TargetDetectionError, TargetDetector, TargetPlan};
 use rustle_targets::{CompilationOptimization, TargetError, TargetSpecification};
 use serde::Serialize;
 
 use crate::config::{ConfigError, CrossCompilationConfig};
-use crate::fleet::{BuildSource, Decision, Executor, FallbackId, Fleet, FleetOptions, LocalBuilder, LocalFallback};
+use crate::fleet::{BuildSource, Fleet, FleetOptions, LocalBuilder, LocalFallback};
 
 /// Errors of the façade that are not about one target's build.
 #[derive(Debug, thiserror::Error)]
@@ -43,21 +44,7 @@ pub enum CrossCompilationError {
     },
 }
 
-/// One target's result in a multi-target build: a failure never discards
-/// the other targets' binaries.
-#[derive(Debug)]
-pub struct TargetOutcome {
-    /// The target.
-    pub target: TargetSpecification,
-    /// Its binary, or why there is none.
-    pub result: Result<CompiledBinary, CompilationError>,
-    /// Where it was built (an agent, or the `local` fallback); `None` when
-    /// nothing could take it.
-    pub executor: Option<Executor>,
-    /// Why it went there: every placement decision the scheduler made for
-    /// it, in order (empty without a fleet: everything builds locally).
-    pub decisions: Vec<Decision>,
-}
+pub use crate::outcome::{ProgressSink, TargetOutcome, local_executor};
 
 /// What can build a target here, by which route, and what is missing.
 #[derive(Debug, Clone, Serialize)]
@@ -76,9 +63,6 @@ impl CompatibilityReport {
         self.availability.plan().is_some()
     }
 }
-
-/// A progress callback shared by the builds of one run.
-pub type ProgressSink = Arc<dyn Fn(BuildEvent) + Send + Sync>;
 
 /// Builds Rust templates for many targets.
 ///
@@ -193,7 +177,7 @@ impl CrossCompilationManager {
             if let TargetAvailability::RequiresInstallation { missing, .. } =
                 self.toolchains.availability(target).await?
             {
-                let needs_std = missing.iter().any(|m| m.what.starts_with("a std for"));
+                let needs_std = missing.iter().any(|m| m.kind == RequirementKind::Std);
                 if needs_std && has_rustup && target.custom_spec.is_none() {
                     self.toolchains.add_target(&self.config.default_toolchain, &target.triple).await?;
                     installed_any = true;
@@ -566,11 +550,6 @@ fn failed_all(targets: &[TargetSpecification], error: &CompilationError) -> Vec<
             decisions: Vec::new(),
         })
         .collect()
-}
-
-/// The executor of builds made with this machine's toolchains.
-pub fn local_executor() -> Executor {
-    Executor::Fallback(FallbackId("local".into()))
 }
 
 /// Renders a missing requirement as one line.

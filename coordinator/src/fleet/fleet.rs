@@ -8,8 +8,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rustle_protocol::{CapabilityReport, Hello};
 use rustle_transport::CoordinatorDialer;
 
+use super::config::AgentEndpoint;
 use super::{AgentView, ConnectionState, scheduler, session};
-use crate::config::AgentEndpoint;
 
 /// What the fleet actor is told.
 pub(crate) enum Msg {

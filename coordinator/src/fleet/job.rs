@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::{LocalBuilder, scheduler};
-use crate::manager::{ProgressSink, TargetOutcome};
+use crate::outcome::{ProgressSink, TargetOutcome};
 
 /// What a job actor is told.
 pub(crate) enum Msg {

@@ -24,6 +24,7 @@
 //! messages, so no mailbox waits on the network; every request/reply
 //! ([`Fleet::status`], the readiness wait) has a timeout.
 
+pub mod config;
 #[expect(clippy::module_inception, reason = "the fleet actor lives in the fleet module, as the other actors do")]
 mod fleet;
 mod job;
@@ -50,8 +51,8 @@ use rustle_transport::{CertBundle, CertFiles, CoordinatorDialer, TransportError,
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::config::{AgentEndpoint, FleetConfig};
-use crate::manager::{ProgressSink, TargetOutcome};
+use self::config::{AgentEndpoint, FleetConfig};
+use crate::outcome::{ProgressSink, TargetOutcome};
 
 /// How long a request to an actor waits for its reply.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{BuildSource, LocalBuilder, job, session};
-use crate::manager::{ProgressSink, TargetOutcome};
+use crate::outcome::{ProgressSink, TargetOutcome};
 
 /// What the scheduler actor is told.
 pub(crate) enum Msg {

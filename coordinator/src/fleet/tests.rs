@@ -63,7 +63,7 @@ async fn a_local_compile_failure_is_reported_once_with_the_compilers_words() {
     let error = outcome.result.expect_err("compile failure");
     assert!(error.is_compile_failure(), "{error}");
     assert!(error.to_string().contains("E0308"), "{error}");
-    assert_eq!(outcome.executor, Some(crate::manager::local_executor()));
+    assert_eq!(outcome.executor, Some(crate::outcome::local_executor()));
     assert_eq!(outcome.decisions.len(), 1, "never retried");
     assert_eq!(events.len(), 2, "progress reaches the caller: {events:?}");
 }

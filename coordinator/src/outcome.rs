@@ -1,0 +1,33 @@
+//! What one build run reports per target, and the progress callback: a leaf
+//! module both the façade (`manager.rs`) and the fleet use, so the fleet
+//! never imports the façade above it.
+
+use std::sync::Arc;
+
+use rustle_build::engine::{BuildEvent, CompilationError, CompiledBinary};
+use rustle_scheduler::{Decision, Executor, FallbackId};
+use rustle_targets::TargetSpecification;
+
+/// One target's result in a multi-target build: a failure never discards
+/// the other targets' binaries.
+#[derive(Debug)]
+pub struct TargetOutcome {
+    /// The target.
+    pub target: TargetSpecification,
+    /// Its binary, or why there is none.
+    pub result: Result<CompiledBinary, CompilationError>,
+    /// Where it was built (an agent, or the `local` fallback); `None` when
+    /// nothing could take it.
+    pub executor: Option<Executor>,
+    /// Why it went there: every placement decision the scheduler made for
+    /// it, in order (empty without a fleet: everything builds locally).
+    pub decisions: Vec<Decision>,
+}
+
+/// A progress callback shared by the builds of one run.
+pub type ProgressSink = Arc<dyn Fn(BuildEvent) + Send + Sync>;
+
+/// The executor of builds made with this machine's toolchains.
+pub fn local_executor() -> Executor {
+    Executor::Fallback(FallbackId("local".into()))
+}
