@@ -39,7 +39,7 @@ use rustle_transport::AgentListener;
 pub use config::AgentConfig;
 pub use error::AgentError;
 
-use crate::actors::listener::{ListenerActor, ListenerArguments, ListenerMsg};
+use crate::actors::listener::{self, ListenerActor};
 use crate::actors::{Context, Shared};
 use crate::capabilities::HostLoad;
 use crate::heartbeat::{HostSampler, LoadGauge};
@@ -78,7 +78,7 @@ pub async fn serve(
         config,
     });
     let listener = Arc::new(listener);
-    let args = ListenerArguments { context, listener: listener.clone() };
+    let args = listener::Arguments { context, listener: listener.clone() };
     let (actor, handle) = Actor::spawn(None, ListenerActor, args)
         .await
         .map_err(|error| AgentError::Actor { actor: "listener", reason: error.to_string() })?;
@@ -86,7 +86,7 @@ pub async fn serve(
 
     shutdown.await;
     tracing::info!("rustle-agent shutting down: draining running jobs for up to {}s", drain.as_secs());
-    if !matches!(actor.call(ListenerMsg::Drain, Some(drain)).await, Ok(ractor::rpc::CallResult::Success(()))) {
+    if !matches!(actor.call(listener::Msg::Drain, Some(drain)).await, Ok(ractor::rpc::CallResult::Success(()))) {
         tracing::warn!("jobs still running after {}s; ending them", drain.as_secs());
     }
     let _ = actor.stop_and_wait(Some("shutdown".into()), Some(STOP_TIMEOUT)).await;

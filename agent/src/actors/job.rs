@@ -18,7 +18,7 @@ use rustle_transport::{BulkIncoming, Connection};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
-use super::listener::ListenerMsg;
+use super::listener;
 use super::{Context, JobKey, Placement};
 use crate::{warm, wire};
 
@@ -37,7 +37,7 @@ const DEFAULT_DEADLINE: Duration = Duration::from_secs(3600);
 pub(crate) struct JobActor;
 
 /// What a job is started with.
-pub(crate) struct JobArguments {
+pub(crate) struct Arguments {
     /// Configuration and toolchains.
     pub context: Context,
     /// The job.
@@ -51,7 +51,7 @@ pub(crate) struct JobArguments {
     /// The session's frame queue.
     pub outbound: UnboundedSender<AgentToCoordinator>,
     /// Told when the job ends.
-    pub listener: ActorRef<ListenerMsg>,
+    pub listener: ActorRef<listener::Msg>,
 }
 
 /// Why a bundle could not be synced.
@@ -69,7 +69,7 @@ pub(crate) struct Built {
 }
 
 /// The job's messages.
-pub(crate) enum JobMsg {
+pub(crate) enum Msg {
     /// The coordinator opened the source bundle stream.
     Bundle(Box<BulkIncoming>),
     /// The bundle's bytes arrived and were verified (or not).
@@ -101,14 +101,14 @@ enum Stage {
 }
 
 /// The job's state.
-pub(crate) struct JobState {
+pub(crate) struct State {
     context: Context,
     key: JobKey,
     offer: JobOffer,
     placement: Placement,
     connection: Connection,
     outbound: UnboundedSender<AgentToCoordinator>,
-    listener: ActorRef<ListenerMsg>,
+    listener: ActorRef<listener::Msg>,
     stage: Stage,
     task: Option<JoinHandle<()>>,
     outcome_sent: bool,
@@ -117,7 +117,7 @@ pub(crate) struct JobState {
     pending_success: Option<BuildOutcome>,
 }
 
-impl JobState {
+impl State {
     fn push(&self, message: AgentToCoordinator) {
         let _ = self.outbound.send(message);
     }
@@ -143,7 +143,7 @@ impl JobState {
             let base = self.base_dir();
             let _ = tokio::task::spawn_blocking(move || warm::remove_tree(&base)).await;
         }
-        let _ = self.listener.send_message(ListenerMsg::JobEnded { key: self.key, built: self.built.take() });
+        let _ = self.listener.send_message(listener::Msg::JobEnded { key: self.key, built: self.built.take() });
     }
 
     fn ack(&self, ack: BulkAck) {
@@ -169,17 +169,17 @@ impl JobState {
 }
 
 impl Actor for JobActor {
-    type Msg = JobMsg;
-    type State = JobState;
-    type Arguments = JobArguments;
+    type Msg = Msg;
+    type State = State;
+    type Arguments = Arguments;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        myself.send_after(BUNDLE_WAIT, || JobMsg::BundleTimeout);
-        Ok(JobState {
+        myself.send_after(BUNDLE_WAIT, || Msg::BundleTimeout);
+        Ok(State {
             context: args.context,
             key: args.key,
             offer: args.offer,
@@ -204,7 +204,7 @@ impl Actor for JobActor {
     ) -> Result<(), ActorProcessingErr> {
         let job = state.offer.job;
         match message {
-            JobMsg::Bundle(incoming) => {
+            Msg::Bundle(incoming) => {
                 if state.stage != Stage::AwaitingBundle {
                     incoming.refuse();
                     return Ok(());
@@ -218,16 +218,16 @@ impl Actor for JobActor {
                             Err(format!("the bundle did not arrive within {}s", BUNDLE_RECEIVE_TIMEOUT.as_secs()))
                         }
                     };
-                    let _ = me.send_message(JobMsg::BundleReceived(received));
+                    let _ = me.send_message(Msg::BundleReceived(received));
                 }));
             }
-            JobMsg::BundleReceived(Err(reason)) => {
+            Msg::BundleReceived(Err(reason)) => {
                 // A truncated or corrupt transfer: the coordinator may send it again.
                 state.ack(BulkAck::Rejected { job, kind: BulkKind::SourceBundle, reason });
                 state.stage = Stage::AwaitingBundle;
                 state.task = None;
             }
-            JobMsg::BundleReceived(Ok(bytes)) => {
+            Msg::BundleReceived(Ok(bytes)) => {
                 let template_id = &state.offer.template_id.0;
                 if !warm::is_safe_template_id(template_id) {
                     let reason = format!(
@@ -251,22 +251,22 @@ impl Actor for JobActor {
                     })
                     .await
                     .unwrap_or_else(|error| Err(SyncFailure::Local(format!("the unpacking task failed: {error}"))));
-                    let _ = me.send_message(JobMsg::BundleSynced(synced));
+                    let _ = me.send_message(Msg::BundleSynced(synced));
                 }));
             }
-            JobMsg::BundleSynced(Err(SyncFailure::Invalid(reason))) => refuse_bundle(&myself, state, reason).await,
-            JobMsg::BundleSynced(Err(SyncFailure::Local(reason))) => {
+            Msg::BundleSynced(Err(SyncFailure::Invalid(reason))) => refuse_bundle(&myself, state, reason).await,
+            Msg::BundleSynced(Err(SyncFailure::Local(reason))) => {
                 state.ack(BulkAck::Verified { job, kind: BulkKind::SourceBundle });
                 let reason = format!("failed to write the source tree on agent: {reason}");
                 state.finish(BuildOutcome::InfrastructureFailure { reason, retryable: true }).await;
                 myself.stop(None);
             }
-            JobMsg::BundleSynced(Ok(())) => {
+            Msg::BundleSynced(Ok(())) => {
                 state.ack(BulkAck::Verified { job, kind: BulkKind::SourceBundle });
                 state.stage = Stage::Building;
                 start_build(&myself, state);
             }
-            JobMsg::BuildDone(result) => match *result {
+            Msg::BuildDone(result) => match *result {
                 Ok(built) => {
                     state.stage = Stage::SendingArtifact;
                     state.built = Some((built.binary.target.triple.clone(), built.toolchain.clone()));
@@ -278,34 +278,34 @@ impl Actor for JobActor {
                     myself.stop(None);
                 }
             },
-            JobMsg::ArtifactWritten(Ok(())) => {
+            Msg::ArtifactWritten(Ok(())) => {
                 if let Some(outcome) = state.pending_success.take() {
                     state.finish(outcome).await;
                 }
             }
-            JobMsg::ArtifactWritten(Err(reason)) | JobMsg::ArtifactDelivered(Err(reason)) => {
+            Msg::ArtifactWritten(Err(reason)) | Msg::ArtifactDelivered(Err(reason)) => {
                 let reason = format!("failed to send the artifact: {reason}");
                 state.finish(BuildOutcome::InfrastructureFailure { reason, retryable: true }).await;
                 state.task = None;
                 myself.stop(None);
             }
-            JobMsg::ArtifactDelivered(Ok(())) => {
+            Msg::ArtifactDelivered(Ok(())) => {
                 state.task = None;
                 myself.stop(None);
             }
-            JobMsg::BundleTimeout => {
+            Msg::BundleTimeout => {
                 if state.stage == Stage::AwaitingBundle {
                     let reason = format!("no source bundle arrived within {}s of accepting", BUNDLE_WAIT.as_secs());
                     state.finish(BuildOutcome::InfrastructureFailure { reason, retryable: true }).await;
                     myself.stop(None);
                 }
             }
-            JobMsg::Cancel => {
+            Msg::Cancel => {
                 state.kill_task().await;
                 state.finish(BuildOutcome::Cancelled).await;
                 myself.stop(None);
             }
-            JobMsg::Abandon(reason, reply) => {
+            Msg::Abandon(reason, reply) => {
                 state.kill_task().await;
                 state.finish(BuildOutcome::InfrastructureFailure { reason, retryable: true }).await;
                 let _ = reply.send(());
@@ -323,7 +323,7 @@ impl Actor for JobActor {
 }
 
 /// A hostile or unusable bundle: refused, and the job fails for good.
-async fn refuse_bundle(myself: &ActorRef<JobMsg>, state: &mut JobState, reason: String) {
+async fn refuse_bundle(myself: &ActorRef<Msg>, state: &mut State, reason: String) {
     let job = state.offer.job;
     tracing::warn!("job {}: refused its source bundle: {reason}", state.key);
     state.ack(BulkAck::Rejected { job, kind: BulkKind::SourceBundle, reason: reason.clone() });
@@ -334,7 +334,7 @@ async fn refuse_bundle(myself: &ActorRef<JobMsg>, state: &mut JobState, reason: 
 }
 
 /// Runs cargo in a task; events go straight to the session's frame queue.
-fn start_build(myself: &ActorRef<JobMsg>, state: &mut JobState) {
+fn start_build(myself: &ActorRef<Msg>, state: &mut State) {
     let context = state.context.clone();
     let base = state.base_dir();
     let offer = state.offer.clone();
@@ -342,7 +342,7 @@ fn start_build(myself: &ActorRef<JobMsg>, state: &mut JobState) {
     let me = myself.clone();
     state.task = Some(tokio::spawn(async move {
         let result = run_build(&context, &base, &offer, outbound).await;
-        let _ = me.send_message(JobMsg::BuildDone(Box::new(result)));
+        let _ = me.send_message(Msg::BuildDone(Box::new(result)));
     }));
 }
 
@@ -394,7 +394,7 @@ async fn run_build(
 
 /// Sends the artifact on its own stream; the outcome goes out once its
 /// bytes are written, and the job ends once the coordinator has them all.
-fn send_artifact(myself: &ActorRef<JobMsg>, state: &mut JobState, binary: CompiledBinary) {
+fn send_artifact(myself: &ActorRef<Msg>, state: &mut State, binary: CompiledBinary) {
     let job = state.offer.job;
     let success = wire::success_of(&binary);
     let BuildOutcome::Success { checksum: sha256, .. } = success else { return };
@@ -412,13 +412,13 @@ fn send_artifact(myself: &ActorRef<JobMsg>, state: &mut JobState, binary: Compil
         let transfer = async {
             let mut sender = connection.open_bulk(header).await.map_err(|e| e.to_string())?;
             let written = sender.write_all(&binary.binary_data).await.map_err(|e| e.to_string());
-            let _ = me.send_message(JobMsg::ArtifactWritten(written.clone()));
+            let _ = me.send_message(Msg::ArtifactWritten(written.clone()));
             written?;
             sender.finish().await.map_err(|e| e.to_string())
         };
         let delivered = tokio::time::timeout(ARTIFACT_TIMEOUT, transfer)
             .await
             .unwrap_or_else(|_| Err(format!("the transfer took longer than {}s", ARTIFACT_TIMEOUT.as_secs())));
-        let _ = me.send_message(JobMsg::ArtifactDelivered(delivered));
+        let _ = me.send_message(Msg::ArtifactDelivered(delivered));
     }));
 }

@@ -11,7 +11,7 @@ use rustle_protocol::{RejectReason, WarmCache};
 use rustle_transport::{AgentListener, Connection, IncomingConnection};
 use tokio::task::JoinHandle;
 
-use super::session::{SessionActor, SessionArguments, SessionMsg};
+use super::session::{self, SessionActor};
 use super::{CALL_TIMEOUT, Context, JobKey, Placement};
 use crate::warm::{self, WarmRecord};
 
@@ -22,7 +22,7 @@ const SESSION_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 pub(crate) struct ListenerActor;
 
 /// What the listener is started with.
-pub(crate) struct ListenerArguments {
+pub(crate) struct Arguments {
     /// Configuration and toolchains.
     pub context: Context,
     /// The bound QUIC endpoint.
@@ -30,7 +30,7 @@ pub(crate) struct ListenerArguments {
 }
 
 /// The listener's messages.
-pub(crate) enum ListenerMsg {
+pub(crate) enum Msg {
     /// A connection attempt arrived (from the accept task).
     Incoming(Box<IncomingConnection>),
     /// A coordinator completed the TLS handshake (from an authentication task).
@@ -61,11 +61,11 @@ pub(crate) enum ListenerMsg {
 }
 
 /// The listener's state.
-pub(crate) struct ListenerState {
+pub(crate) struct State {
     context: Context,
     accept_task: Option<JoinHandle<()>>,
     next_session: u64,
-    sessions: BTreeMap<ActorId, ActorRef<SessionMsg>>,
+    sessions: BTreeMap<ActorId, ActorRef<session::Msg>>,
     running: BTreeMap<JobKey, (String, Placement)>,
     warm: BTreeMap<String, WarmRecord>,
     drain_waiters: Vec<RpcReplyPort<()>>,
@@ -73,9 +73,9 @@ pub(crate) struct ListenerState {
 }
 
 impl Actor for ListenerActor {
-    type Msg = ListenerMsg;
-    type State = ListenerState;
-    type Arguments = ListenerArguments;
+    type Msg = Msg;
+    type State = State;
+    type Arguments = Arguments;
 
     async fn pre_start(
         &self,
@@ -93,12 +93,12 @@ impl Actor for ListenerActor {
         let listener = args.listener;
         let accept_task = tokio::spawn(async move {
             while let Some(incoming) = listener.accept().await {
-                if myself.send_message(ListenerMsg::Incoming(Box::new(incoming))).is_err() {
+                if myself.send_message(Msg::Incoming(Box::new(incoming))).is_err() {
                     break;
                 }
             }
         });
-        Ok(ListenerState {
+        Ok(State {
             context: args.context,
             accept_task: Some(accept_task),
             next_session: 0,
@@ -117,7 +117,7 @@ impl Actor for ListenerActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            ListenerMsg::Incoming(incoming) => {
+            Msg::Incoming(incoming) => {
                 if state.shutting_down {
                     return Ok(());
                 }
@@ -126,19 +126,19 @@ impl Actor for ListenerActor {
                     let from = incoming.remote_address();
                     match incoming.authenticate().await {
                         Ok(connection) => {
-                            let _ = me.send_message(ListenerMsg::Authenticated(connection));
+                            let _ = me.send_message(Msg::Authenticated(connection));
                         }
                         Err(error) => tracing::warn!("refused a connection from {from}: {error}"),
                     }
                 });
             }
-            ListenerMsg::Authenticated(connection) => {
+            Msg::Authenticated(connection) => {
                 if state.shutting_down {
                     connection.close("the agent is shutting down");
                     return Ok(());
                 }
                 state.next_session += 1;
-                let args = SessionArguments {
+                let args = session::Arguments {
                     context: state.context.clone(),
                     listener: myself.clone(),
                     connection: connection.clone(),
@@ -155,16 +155,16 @@ impl Actor for ListenerActor {
                     }
                 }
             }
-            ListenerMsg::Reserve { key, template_id, reply } => {
+            Msg::Reserve { key, template_id, reply } => {
                 let _ = reply.send(reserve(state, key, template_id));
             }
-            ListenerMsg::JobEnded { key, built } => job_ended(&myself, state, key, built),
-            ListenerMsg::WarmCaches(reply) => {
+            Msg::JobEnded { key, built } => job_ended(&myself, state, key, built),
+            Msg::WarmCaches(reply) => {
                 let caches = state.warm.iter().flat_map(|(id, record)| record.caches(id)).collect();
                 let _ = reply.send(caches);
             }
-            ListenerMsg::Measured(sizes) => evict(state, &sizes),
-            ListenerMsg::Drain(reply) => {
+            Msg::Measured(sizes) => evict(state, &sizes),
+            Msg::Drain(reply) => {
                 state.shutting_down = true;
                 if let Some(task) = state.accept_task.take() {
                     task.abort();
@@ -204,7 +204,7 @@ impl Actor for ListenerActor {
         }
         // Each session cancels its jobs (telling the coordinator) before it ends.
         for session in std::mem::take(&mut state.sessions).into_values() {
-            let _ = session.call(SessionMsg::Shutdown, Some(SESSION_SHUTDOWN_TIMEOUT)).await;
+            let _ = session.call(session::Msg::Shutdown, Some(SESSION_SHUTDOWN_TIMEOUT)).await;
         }
         myself.stop_children_and_wait(None, Some(SESSION_SHUTDOWN_TIMEOUT)).await;
         Ok(())
@@ -213,7 +213,7 @@ impl Actor for ListenerActor {
 
 /// Grants a slot, or says why not. A job whose template dir another job is
 /// using builds in scratch dirs instead of waiting.
-fn reserve(state: &mut ListenerState, key: JobKey, template_id: String) -> Result<Placement, RejectReason> {
+fn reserve(state: &mut State, key: JobKey, template_id: String) -> Result<Placement, RejectReason> {
     if state.shutting_down {
         return Err(RejectReason::ShuttingDown);
     }
@@ -231,7 +231,7 @@ fn reserve(state: &mut ListenerState, key: JobKey, template_id: String) -> Resul
 
 /// Frees the slot, records what the job left warm, and measures the warm
 /// dirs for eviction. Idempotent: a job reported twice is freed once.
-fn job_ended(myself: &ActorRef<ListenerMsg>, state: &mut ListenerState, key: JobKey, built: Option<(String, String)>) {
+fn job_ended(myself: &ActorRef<Msg>, state: &mut State, key: JobKey, built: Option<(String, String)>) {
     let Some((template_id, placement)) = state.running.remove(&key) else { return };
     state.context.gauge.set_running_jobs(state.running.len());
     if state.running.is_empty() {
@@ -252,14 +252,14 @@ fn job_ended(myself: &ActorRef<ListenerMsg>, state: &mut ListenerState, key: Job
     tokio::task::spawn_blocking(move || {
         warm::write_record(&layout, &template_id, &record);
         let sizes = known.into_iter().map(|(id, last)| (id.clone(), warm::dir_size(&layout.warm_dir(&id)), last));
-        let _ = me.send_message(ListenerMsg::Measured(sizes.collect()));
+        let _ = me.send_message(Msg::Measured(sizes.collect()));
     });
 }
 
 /// Moves the least recently used warm dirs over the cap to the trash (a
 /// rename, so no job can start in a half-deleted dir) and deletes them in
 /// the background.
-fn evict(state: &mut ListenerState, sizes: &[(String, u64, u64)]) {
+fn evict(state: &mut State, sizes: &[(String, u64, u64)]) {
     let in_use: BTreeSet<String> = state
         .running
         .values()
@@ -288,8 +288,8 @@ fn evict(state: &mut ListenerState, sizes: &[(String, u64, u64)]) {
 }
 
 /// Asks the listener for the warm caches; empty if it did not answer in time.
-pub(crate) async fn warm_caches(listener: &ActorRef<ListenerMsg>) -> Vec<WarmCache> {
-    match listener.call(ListenerMsg::WarmCaches, Some(CALL_TIMEOUT)).await {
+pub(crate) async fn warm_caches(listener: &ActorRef<Msg>) -> Vec<WarmCache> {
+    match listener.call(Msg::WarmCaches, Some(CALL_TIMEOUT)).await {
         Ok(ractor::rpc::CallResult::Success(caches)) => caches,
         _ => Vec::new(),
     }

@@ -22,8 +22,8 @@ use rustle_transport::{BulkIncoming, Connection, ControlSender, ControlStream};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
 
-use super::job::{JobActor, JobArguments, JobMsg};
-use super::listener::{self, ListenerMsg};
+use super::job::{self, JobActor};
+use super::listener;
 use super::{CALL_TIMEOUT, Context, JobKey};
 use crate::{capabilities, heartbeat};
 
@@ -38,11 +38,11 @@ const WRITER_FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 pub(crate) struct SessionActor;
 
 /// What a session is started with.
-pub(crate) struct SessionArguments {
+pub(crate) struct Arguments {
     /// Configuration and toolchains.
     pub context: Context,
     /// The listener, for slots and the running-job count.
-    pub listener: ActorRef<ListenerMsg>,
+    pub listener: ActorRef<listener::Msg>,
     /// The authenticated connection.
     pub connection: Connection,
     /// This session's number.
@@ -50,7 +50,7 @@ pub(crate) struct SessionArguments {
 }
 
 /// The session's messages.
-pub(crate) enum SessionMsg {
+pub(crate) enum Msg {
     /// The hello exchange and the capability report are done (or failed).
     Ready(Result<(ControlStream, Box<CapabilityReport>), String>),
     /// A frame from the coordinator.
@@ -71,22 +71,22 @@ pub(crate) enum SessionMsg {
 }
 
 /// The session's state.
-pub(crate) struct SessionState {
+pub(crate) struct State {
     context: Context,
-    listener: ActorRef<ListenerMsg>,
+    listener: ActorRef<listener::Msg>,
     connection: Connection,
     session: u64,
     outbound: Option<UnboundedSender<AgentToCoordinator>>,
     writer: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
     heartbeat: Option<JoinHandle<()>>,
-    jobs: BTreeMap<JobId, ActorRef<JobMsg>>,
+    jobs: BTreeMap<JobId, ActorRef<job::Msg>>,
     job_actors: HashMap<ActorId, JobId>,
     pending_offers: BTreeSet<JobId>,
     ending: bool,
 }
 
-impl SessionState {
+impl State {
     fn push(&self, message: AgentToCoordinator) {
         if let Some(outbound) = &self.outbound {
             let _ = outbound.send(message);
@@ -100,16 +100,16 @@ impl SessionState {
 }
 
 impl Actor for SessionActor {
-    type Msg = SessionMsg;
-    type State = SessionState;
-    type Arguments = SessionArguments;
+    type Msg = Msg;
+    type State = State;
+    type Arguments = Arguments;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(SessionState {
+        Ok(State {
             context: args.context,
             listener: args.listener,
             connection: args.connection,
@@ -139,7 +139,7 @@ impl Actor for SessionActor {
                     .map_err(|e| e.to_string())?;
                 Ok((control, Box::new(report)))
             };
-            let _ = myself.send_message(SessionMsg::Ready(ready.await));
+            let _ = myself.send_message(Msg::Ready(ready.await));
         }));
         Ok(())
     }
@@ -151,17 +151,17 @@ impl Actor for SessionActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            SessionMsg::Ready(Ok((control, report))) => start_streams(&myself, state, control, *report),
-            SessionMsg::Ready(Err(reason)) => {
+            Msg::Ready(Ok((control, report))) => start_streams(&myself, state, control, *report),
+            Msg::Ready(Err(reason)) => {
                 tracing::warn!("session {} with {}: {reason}", state.session, state.connection.peer());
                 myself.stop(None);
             }
-            SessionMsg::FromCoordinator(message) => from_coordinator(&myself, state, message),
-            SessionMsg::Bulk(incoming) => {
+            Msg::FromCoordinator(message) => from_coordinator(&myself, state, message),
+            Msg::Bulk(incoming) => {
                 let header = incoming.header().clone();
                 match state.jobs.get(&header.job) {
                     Some(job) if header.kind == BulkKind::SourceBundle => {
-                        if let Err(error) = job.send_message(JobMsg::Bundle(incoming)) {
+                        if let Err(error) = job.send_message(job::Msg::Bundle(incoming)) {
                             tracing::warn!("job {} is gone; its bundle is refused ({error})", header.job);
                         }
                     }
@@ -175,19 +175,22 @@ impl Actor for SessionActor {
                     }
                 }
             }
-            SessionMsg::ConnectionLost(reason) => {
+            Msg::ConnectionLost(reason) => {
                 if !state.ending {
                     state.ending = true;
                     tracing::info!("session {} ended: {reason}; cancelling its jobs", state.session);
                     myself.stop(None);
                 }
             }
-            SessionMsg::OfferChecked { offer, verdict } => offer_checked(&myself, state, offer, verdict).await,
-            SessionMsg::Shutdown(reply) => {
+            Msg::OfferChecked { offer, verdict } => offer_checked(&myself, state, offer, verdict).await,
+            Msg::Shutdown(reply) => {
                 state.ending = true;
                 for job in state.jobs.values() {
                     let _ = job
-                        .call(|port| JobMsg::Abandon("the agent is shutting down".into(), port), Some(JOB_STOP_TIMEOUT))
+                        .call(
+                            |port| job::Msg::Abandon("the agent is shutting down".into(), port),
+                            Some(JOB_STOP_TIMEOUT),
+                        )
                         .await;
                 }
                 let _ = reply.send(());
@@ -219,7 +222,7 @@ impl Actor for SessionActor {
                         outcome: BuildOutcome::InfrastructureFailure { reason, retryable: true },
                     });
                     let key = JobKey { session: state.session, job };
-                    let _ = state.listener.send_message(ListenerMsg::JobEnded { key, built: None });
+                    let _ = state.listener.send_message(listener::Msg::JobEnded { key, built: None });
                 }
             }
             _ => {}
@@ -248,12 +251,7 @@ impl Actor for SessionActor {
 
 /// After the hello: starts the writer, reader and bulk tasks, sends the
 /// capability report and starts heartbeats.
-fn start_streams(
-    myself: &ActorRef<SessionMsg>,
-    state: &mut SessionState,
-    control: ControlStream,
-    report: CapabilityReport,
-) {
+fn start_streams(myself: &ActorRef<Msg>, state: &mut State, control: ControlStream, report: CapabilityReport) {
     let (sender, mut receiver) = control.into_split();
     let (outbound, queue) = unbounded_channel();
     state.writer = Some(tokio::spawn(write_frames(sender, queue, myself.clone())));
@@ -262,7 +260,7 @@ fn start_streams(
         let reason = loop {
             match receiver.recv::<CoordinatorToAgent>().await {
                 Ok(Some(message)) => {
-                    if me.send_message(SessionMsg::FromCoordinator(message)).is_err() {
+                    if me.send_message(Msg::FromCoordinator(message)).is_err() {
                         return;
                     }
                 }
@@ -270,7 +268,7 @@ fn start_streams(
                 Err(error) => break error.to_string(),
             }
         };
-        let _ = me.send_message(SessionMsg::ConnectionLost(reason));
+        let _ = me.send_message(Msg::ConnectionLost(reason));
     }));
     let me = myself.clone();
     let connection = state.connection.clone();
@@ -278,14 +276,14 @@ fn start_streams(
         loop {
             match connection.accept_bulk_with_limit(MAX_BUNDLE_LEN).await {
                 Ok(incoming) => {
-                    if me.send_message(SessionMsg::Bulk(Box::new(incoming))).is_err() {
+                    if me.send_message(Msg::Bulk(Box::new(incoming))).is_err() {
                         return;
                     }
                 }
                 Err(error) => {
                     let closed = tokio::time::timeout(Duration::ZERO, connection.closed()).await.is_ok();
                     if closed {
-                        let _ = me.send_message(SessionMsg::ConnectionLost(error.to_string()));
+                        let _ = me.send_message(Msg::ConnectionLost(error.to_string()));
                         return;
                     }
                     tracing::warn!("refused a bulk stream: {error}");
@@ -303,18 +301,18 @@ fn start_streams(
 async fn write_frames(
     mut sender: ControlSender,
     mut queue: UnboundedReceiver<AgentToCoordinator>,
-    session: ActorRef<SessionMsg>,
+    session: ActorRef<Msg>,
 ) {
     while let Some(message) = queue.recv().await {
         if let Err(error) = sender.send(&message).await {
-            let _ = session.send_message(SessionMsg::ConnectionLost(error.to_string()));
+            let _ = session.send_message(Msg::ConnectionLost(error.to_string()));
             return;
         }
     }
     let _ = tokio::time::timeout(WRITER_FLUSH_TIMEOUT, sender.finish()).await;
 }
 
-fn from_coordinator(myself: &ActorRef<SessionMsg>, state: &mut SessionState, message: CoordinatorToAgent) {
+fn from_coordinator(myself: &ActorRef<Msg>, state: &mut State, message: CoordinatorToAgent) {
     match message {
         CoordinatorToAgent::Offer(offer) => {
             if state.ending {
@@ -335,12 +333,12 @@ fn from_coordinator(myself: &ActorRef<SessionMsg>, state: &mut SessionState, mes
             // Toolchain discovery may run processes: not in the mailbox.
             state.tasks.push(tokio::spawn(async move {
                 let verdict = check_offer(&context, &offer).await;
-                let _ = me.send_message(SessionMsg::OfferChecked { offer, verdict });
+                let _ = me.send_message(Msg::OfferChecked { offer, verdict });
             }));
         }
         CoordinatorToAgent::Cancel { job } => match state.jobs.get(&job) {
             Some(actor) => {
-                let _ = actor.send_message(JobMsg::Cancel);
+                let _ = actor.send_message(job::Msg::Cancel);
             }
             None => tracing::info!("session {}: cancel for job {job}, which is not running", state.session),
         },
@@ -372,12 +370,7 @@ async fn check_offer(context: &Context, offer: &JobOffer) -> Result<(), RejectRe
 }
 
 /// Reserves a slot for a checked offer, accepts it and starts its job actor.
-async fn offer_checked(
-    myself: &ActorRef<SessionMsg>,
-    state: &mut SessionState,
-    offer: JobOffer,
-    verdict: Result<(), RejectReason>,
-) {
+async fn offer_checked(myself: &ActorRef<Msg>, state: &mut State, offer: JobOffer, verdict: Result<(), RejectReason>) {
     state.pending_offers.remove(&offer.job);
     if let Err(reason) = verdict {
         return state.reject(offer.job, reason);
@@ -388,20 +381,21 @@ async fn offer_checked(
     let key = JobKey { session: state.session, job: offer.job };
     let template_id = offer.template_id.0.clone();
     let placement =
-        match state.listener.call(|reply| ListenerMsg::Reserve { key, template_id, reply }, Some(CALL_TIMEOUT)).await {
+        match state.listener.call(|reply| listener::Msg::Reserve { key, template_id, reply }, Some(CALL_TIMEOUT)).await
+        {
             Ok(ractor::rpc::CallResult::Success(Ok(placement))) => placement,
             Ok(ractor::rpc::CallResult::Success(Err(reason))) => return state.reject(offer.job, reason),
             _ => return state.reject(offer.job, RejectReason::ShuttingDown),
         };
     let Some(outbound) = state.outbound.clone() else {
-        let _ = state.listener.send_message(ListenerMsg::JobEnded { key, built: None });
+        let _ = state.listener.send_message(listener::Msg::JobEnded { key, built: None });
         return;
     };
     // Accept goes out before the job actor can send anything about the job.
     state.push(AgentToCoordinator::Accept { job: offer.job });
     state.push(AgentToCoordinator::Event { job: offer.job, event: BuildEvent::Queued { position: 0 } });
     let job = offer.job;
-    let args = JobArguments {
+    let args = job::Arguments {
         context: state.context.clone(),
         key,
         offer,
@@ -417,7 +411,7 @@ async fn offer_checked(
             state.jobs.insert(job, actor);
         }
         Err(error) => {
-            let _ = state.listener.send_message(ListenerMsg::JobEnded { key, built: None });
+            let _ = state.listener.send_message(listener::Msg::JobEnded { key, built: None });
             let reason = format!("the agent could not start the job: {error}");
             state.push(AgentToCoordinator::Finished {
                 job,
