@@ -67,7 +67,7 @@ fn start_agent(binary: &Path, dir: &Path) -> (AgentProcess, String) {
         format!(
             "listen = \"127.0.0.1:0\"\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\nwork_dir = \"{work}\"\n\
              agent_id = \"{AGENT}\"\nmax_concurrent_jobs = 1\nheartbeat_interval_ms = 300\n\
-             allowed_targets = [\"{TRIPLE}\"]\n",
+             allowed_targets = [\"{TRIPLE}\", \"{TRIPLE}.2.17\"]\n",
             ca = s(&dir.join("ca.pem")),
             cert = s(&dir.join(format!("{AGENT}.pem"))),
             key = s(&dir.join(format!("{AGENT}-key.pem"))),
@@ -126,7 +126,7 @@ fn run_aarch64(binary: &Path) -> String {
 
 #[test]
 fn qemu_aarch64_agent_is_native_gets_aarch64_jobs_and_survives_sigkill() {
-    if !require_cross_tools(&["qemu-aarch64", "aarch64-linux-gnu-gcc"]) {
+    if !require_cross_tools(&["qemu-aarch64", "aarch64-linux-gnu-gcc", "zig", "cargo-zigbuild"]) {
         return;
     }
     let binary = build_aarch64_agent();
@@ -165,6 +165,26 @@ fn qemu_aarch64_agent_is_native_gets_aarch64_jobs_and_survives_sigkill() {
     assert!(decision.contains("ative"), "the decision names the native tier: {decision}");
     let file = PathBuf::from(result["file"].as_str().expect("file"));
     assert_eq!(run_aarch64(&file).trim(), "fleet-hello aarch64");
+
+    // The whole target reaches the agent: its glibc floor is built there
+    // (through zig), not refused and rebuilt by the local fallback, and the
+    // file is named by the full target.
+    let floor = format!("{TRIPLE}.2.17");
+    let build =
+        rustle_cross(&["--config", config, "build", s(&template), "-t", &floor, "--json", "--out", s(out_dir.path())]);
+    let report = json(&build);
+    assert!(build.status.success(), "{report:#}");
+    let result = &report["results"][0];
+    assert!(result["executor"].to_string().contains(AGENT), "the floor built on the agent: {result:#}");
+    let glibc = &result["validation"]["max_glibc"];
+    assert!(
+        (glibc["major"].as_u64(), glibc["minor"].as_u64()) <= (Some(2), Some(17)),
+        "newest GLIBC symbol above the floor: {result:#}"
+    );
+    let floor_file = PathBuf::from(result["file"].as_str().expect("file"));
+    assert_eq!(floor_file, out_dir.path().join(format!("fleet-hello-{floor}")));
+    assert_ne!(floor_file, file, "two targets, two files");
+    assert_eq!(run_aarch64(&floor_file).trim(), "fleet-hello aarch64");
 
     // SIGKILL the agent while its cargo runs a build script that, on the
     // agent only (its sources live under `agent-work`), waits until the test
