@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::range::expand_host_pattern;
-use super::{RawInventory, Variables, split_shell_words};
+use super::{InventoryFormat, RawInventory, Source, Variables, split_shell_words};
 use crate::error::InventoryError;
 
 #[derive(Debug, Clone)]
@@ -18,6 +18,7 @@ enum Section {
 
 /// Parses INI text into groups and host variables.
 pub(crate) fn parse(text: &str, file: &Path) -> Result<RawInventory, InventoryError> {
+    let source = Source::new(file, text, InventoryFormat::Ini);
     let mut raw = RawInventory::default();
     let mut section = Section::Hosts("ungrouped".to_owned());
     for (index, line) in text.lines().enumerate() {
@@ -53,8 +54,9 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<RawInventory, InventoryEr
                 if let Some(port) = port {
                     vars.entry("ansible_port".to_owned()).or_insert(Value::from(port));
                 }
+                let origin = source.origin(Some(number));
                 for host in expand_host_pattern(pattern).map_err(&err)? {
-                    raw.add_host(group, &host, vars.clone(), Some(number));
+                    raw.add_host(group, &host, vars.clone(), &origin);
                 }
             }
             Section::Vars(group) => {
