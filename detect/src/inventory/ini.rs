@@ -39,8 +39,9 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<RawInventory, InventoryEr
         }
         match &section {
             Section::Hosts(group) => {
-                let words = split_shell_words(strip_comment(line))
-                    .ok_or_else(|| err(format!("unclosed quote in host line `{line}`")))?;
+                let words = split_shell_words(strip_comment(line)).ok_or_else(|| {
+                    err(format!("unclosed quote in host line `{line}`; close it, or escape the quote with `\\`"))
+                })?;
                 let Some((pattern, assignments)) = words.split_first() else { continue };
                 let (pattern, port) = split_port(pattern).map_err(&err)?;
                 let mut vars = Variables::new();
@@ -111,7 +112,11 @@ fn parse_header(line: &str) -> Result<Section, String> {
 fn check_key(key: &str) -> Result<(), String> {
     let valid = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if valid { Ok(()) } else { Err(format!("invalid variable name `{key}`")) }
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("invalid variable name `{key}`; names are letters, digits and `_`, and do not start with a digit"))
+    }
 }
 
 /// Cuts an unquoted `#` comment that follows whitespace.
@@ -150,7 +155,7 @@ fn split_port(pattern: &str) -> Result<(&str, Option<u16>), String> {
                 .parse::<u16>()
                 .ok()
                 .filter(|p| *p > 0)
-                .ok_or_else(|| format!("`{pattern}`: `{port}` is not a port number"))?;
+                .ok_or_else(|| format!("`{pattern}`: `{port}` is not a port number (1-65535)"))?;
             Ok((&pattern[..*i], Some(port)))
         }
         _ => Ok((pattern, None)),

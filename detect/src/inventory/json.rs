@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use super::node::{KeyPath, Node, Step, describe_json};
 use super::range::expand_host_pattern;
 use super::yaml::add_group_tree;
-use super::{InventoryFormat, Origin, RawInventory, Source, Variables};
+use super::{InventoryFormat, RawInventory, Source, Variables};
 use crate::error::InventoryError;
 
 /// Parses JSON inventory text of any of the three shapes.
@@ -122,11 +122,11 @@ fn add_hosts(
     path: &KeyPath,
     source: &Source,
 ) -> Result<(), InventoryError> {
-    let origin: Origin = source.origin(None);
     for (i, pattern) in hosts.into_iter().enumerate() {
         let at = path.index(i);
         let expanded =
             expand_host_pattern(&pattern).map_err(|why| source.error(None, &at, format!("at `{at}`: {why}")))?;
+        let origin = source.origin_of_pattern(None, Some(&pattern));
         for host in expanded {
             raw.add_host(group, &host, Variables::new(), &origin);
         }

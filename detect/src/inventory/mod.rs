@@ -318,9 +318,18 @@ impl Source {
     /// Where a host written at `line` (or, in JSON, wherever its name is
     /// first quoted) comes from.
     pub fn origin(&self, line: Option<usize>) -> Origin {
+        self.origin_of_pattern(line, None)
+    }
+
+    /// Like [`Source::origin`], for hosts expanded from the range `pattern`
+    /// (in JSON, the pattern is what the text quotes).
+    pub fn origin_of_pattern(&self, line: Option<usize>, pattern: Option<&str>) -> Origin {
         let line = match (line, self.format) {
             (Some(line), _) => LineHint::Known(line),
-            (None, InventoryFormat::Json) => LineHint::FirstQuotedMention(self.text.clone()),
+            (None, InventoryFormat::Json) => LineHint::FirstQuotedMention {
+                text: self.text.clone(),
+                written_as: pattern.filter(|p| p.contains('[')).map(Arc::from),
+            },
             (None, _) => LineHint::Unknown,
         };
         Origin { file: self.file.clone(), line }
@@ -348,8 +357,12 @@ pub(crate) struct Origin {
 #[derive(Debug, Clone)]
 pub(crate) enum LineHint {
     Known(usize),
-    /// The first line with the host's name in double quotes (JSON).
-    FirstQuotedMention(Arc<str>),
+    /// The first line with the host's name (or the range it was written as)
+    /// as a JSON string.
+    FirstQuotedMention {
+        text: Arc<str>,
+        written_as: Option<Arc<str>>,
+    },
     Unknown,
 }
 
@@ -358,7 +371,10 @@ impl Origin {
     pub fn line(&self, name: &str) -> Option<usize> {
         match &self.line {
             LineHint::Known(line) => Some(*line),
-            LineHint::FirstQuotedMention(text) => first_line_with(text, &format!("\"{name}\"")),
+            LineHint::FirstQuotedMention { text, written_as } => {
+                let needle = serde_json::to_string(written_as.as_deref().unwrap_or(name)).ok()?;
+                first_line_with(text, &needle)
+            }
             LineHint::Unknown => None,
         }
     }

@@ -39,9 +39,16 @@ pub(crate) fn parse_document(text: &str, file: &Path) -> Result<Option<Node>, In
     let budget = budget(text.len());
     let max_nodes = budget.max_nodes;
     options.budget = Some(budget);
+    options.with_snippet = false;
     let document: Option<Document> = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
         let line = e.location().and_then(|l| usize::try_from(l.line()).ok()).filter(|l| *l > 0);
-        let message = match &e {
+        let mut original = &e;
+        while let serde_saphyr::Error::AliasError { error, .. } | serde_saphyr::Error::WithSnippet { error, .. } =
+            original
+        {
+            original = error;
+        }
+        let message = match original {
             serde_saphyr::Error::Budget { breach, .. } => describe_breach(breach, max_nodes),
             _ => {
                 let rendered = e.to_string();
@@ -201,8 +208,9 @@ fn add_group(
                 node.line,
                 &path,
                 format!(
-                    "`{path}` is {}, expected group `{name}` as a mapping with `hosts`, `children` or `vars`, or nothing",
-                    node.describe()
+                    "`{path}` is {}, expected group `{name}` as {} with `hosts`, `children` or `vars`, or nothing",
+                    node.describe(),
+                    if source.format == InventoryFormat::Json { "an object" } else { "a mapping" }
                 ),
             ));
         }
@@ -260,7 +268,7 @@ fn add_group(
             };
             let expanded = expand_host_pattern(&pattern.name)
                 .map_err(|why| source.error(pattern.line, &host_path, format!("at `{host_path}`: {why}")))?;
-            let origin = source.origin(pattern.line);
+            let origin = source.origin_of_pattern(pattern.line, Some(&pattern.name));
             for host in expanded {
                 raw.add_host(&name, &host, vars.clone(), &origin);
             }
