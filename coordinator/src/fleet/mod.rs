@@ -238,6 +238,28 @@ pub enum ConnectionState {
     },
 }
 
+impl ConnectionState {
+    /// How the state reads in a table: `connecting`, `connected`, or what
+    /// kind of failure it was (`refused our certificate`, `certificate not
+    /// from the fleet CA`, `unreachable`, ...).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting",
+            Self::Connected => "connected",
+            // Nothing came back in time (the session's own wording).
+            Self::Failed { reason }
+                if ["no answer within", "sent no capability report within", "failed to resolve agent"]
+                    .iter()
+                    .any(|phrase| reason.contains(phrase)) =>
+            {
+                rustle_transport::ConnectionFailure::Unreachable.label()
+            }
+            // The session keeps the transport error as text (with context).
+            Self::Failed { reason } => rustle_transport::ConnectionFailure::of_message(reason).label(),
+        }
+    }
+}
+
 /// One configured agent as `rustle-cross fleet status` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgentView {
