@@ -130,8 +130,9 @@ impl FleetOptions {
             .map_err(|source| FleetError::Certificate { files: Box::new(files), source: Box::new(source) })?;
         let mut agents = config.agents.clone();
         if let Some(path) = &config.inventory {
-            let inventory = rustle_detect::ParsedInventory::load(path)
-                .map_err(|e| FleetError::Inventory(format!("{}: {e}", path.display())))?;
+            // The inventory's errors name the file (and line) themselves.
+            let inventory =
+                rustle_detect::ParsedInventory::load(path).map_err(|e| FleetError::Inventory(e.to_string()))?;
             let listed = config.agents_from_inventory(&inventory).map_err(|e| FleetError::Inventory(e.to_string()))?;
             // An agent listed in the config wins over the inventory's entry of the same name.
             agents.extend(listed.into_iter().filter(|a| !config.agents.iter().any(|c| c.name == a.name)));
