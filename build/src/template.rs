@@ -54,7 +54,21 @@ pub struct PreparedTemplate {
 /// A template that cannot be built as given.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
-    /// No Cargo.toml where one was expected.
+    /// The template path does not exist.
+    #[error(
+        "template {} does not exist; pass the directory of a cargo package (Cargo.toml plus src/), such as examples/hello-template",
+        .0.display()
+    )]
+    Missing(PathBuf),
+    /// The template path is a file, not a directory.
+    #[error("template {} is a file, not a directory; pass the directory that holds the Cargo.toml{}", .path.display(), .hint)]
+    NotADirectory {
+        /// The path given.
+        path: PathBuf,
+        /// ` (here: DIR)` when the file is a Cargo.toml, else empty.
+        hint: String,
+    },
+    /// A directory without a Cargo.toml.
     #[error("template {} has no Cargo.toml; a template is a cargo package (Cargo.toml plus src/)", .0.display())]
     NoManifest(PathBuf),
     /// The Cargo.toml does not parse.
@@ -104,8 +118,7 @@ impl TemplateSource {
     pub fn prepare(&self, work_root: &Path) -> Result<PreparedTemplate, TemplateError> {
         match self {
             TemplateSource::Dir(dir) => {
-                let manifest = dir.join("Cargo.toml");
-                let text = std::fs::read_to_string(&manifest).map_err(|_| TemplateError::NoManifest(dir.clone()))?;
+                let text = read_manifest(dir)?;
                 let dir = dir.canonicalize().map_err(|source| TemplateError::Io { path: dir.clone(), source })?;
                 prepared(&dir, &text, Vec::new())
             }
@@ -124,6 +137,30 @@ impl TemplateSource {
             }
         }
     }
+}
+
+/// The Cargo.toml of a directory template, with an error that says which
+/// of path, directory and manifest is wrong.
+fn read_manifest(dir: &Path) -> Result<String, TemplateError> {
+    let meta = std::fs::metadata(dir).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => TemplateError::Missing(dir.to_owned()),
+        _ => TemplateError::Io { path: dir.to_owned(), source },
+    })?;
+    if !meta.is_dir() {
+        let hint = match (dir.file_name().and_then(|n| n.to_str()), dir.parent()) {
+            (Some("Cargo.toml"), Some(parent)) => {
+                let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+                format!(" (here: {})", parent.display())
+            }
+            _ => String::new(),
+        };
+        return Err(TemplateError::NotADirectory { path: dir.to_owned(), hint });
+    }
+    let manifest = dir.join("Cargo.toml");
+    std::fs::read_to_string(&manifest).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => TemplateError::NoManifest(dir.to_owned()),
+        _ => TemplateError::Io { path: manifest, source },
+    })
 }
 
 impl PreparedTemplate {
@@ -315,6 +352,28 @@ mod tests {
         assert_eq!(p.lock_file(), Some(root.path().canonicalize().unwrap().join("Cargo.lock")));
         std::fs::write(member.join("Cargo.lock"), "").unwrap();
         assert_eq!(p.lock_file(), Some(p.dir.join("Cargo.lock")));
+    }
+
+    #[test]
+    fn template_path_that_is_missing_or_a_file_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let err = TemplateSource::Dir(missing.clone()).prepare(dir.path()).unwrap_err();
+        assert!(matches!(&err, TemplateError::Missing(p) if *p == missing), "{err}");
+        assert!(err.to_string().contains("does not exist; pass the directory of a cargo package"), "{err}");
+
+        std::fs::write(dir.path().join("Cargo.toml"), MANIFEST).unwrap();
+        let manifest = dir.path().join("Cargo.toml");
+        let err = TemplateSource::Dir(manifest.clone()).prepare(dir.path()).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains(&format!("template {} is a file, not a directory", manifest.display())), "{message}");
+        assert!(message.contains(&format!("(here: {})", dir.path().display())), "{message}");
+
+        let main = dir.path().join("main.rs");
+        std::fs::write(&main, "fn main() {}").unwrap();
+        let err = TemplateSource::Dir(main).prepare(dir.path()).unwrap_err();
+        assert!(matches!(&err, TemplateError::NotADirectory { hint, .. } if hint.is_empty()), "{err}");
+        assert!(!err.to_string().contains("no Cargo.toml"), "{err}");
     }
 
     #[test]

@@ -32,6 +32,21 @@ pub enum InventoryError {
         #[source]
         source: std::io::Error,
     },
+    /// The file is not UTF-8 text.
+    #[error(
+        "failed to read inventory {}:{line}:{column}: byte 0x{byte:02x} is not UTF-8; inventories are UTF-8 text: convert the file (`iconv -f LATIN1 -t UTF-8`) or remove that byte",
+        .file.display()
+    )]
+    NotUtf8 {
+        /// The file.
+        file: PathBuf,
+        /// The 1-based line of the first byte that is not UTF-8.
+        line: usize,
+        /// Its 1-based column, in characters.
+        column: usize,
+        /// The byte.
+        byte: u8,
+    },
     /// The file is not what its format expects.
     #[error("failed to parse inventory {}{}: {message}", .file.display(), LineSuffix(*.line))]
     Parse {

@@ -309,6 +309,112 @@ impl TransportError {
     }
 }
 
+/// What kind of failure ended (or prevented) a connection, in the words a
+/// status table shows: an agent that answered but refused the TLS handshake
+/// is not "unreachable".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionFailure {
+    /// The agent refused our (coordinator's) certificate.
+    RefusedOurCertificate,
+    /// We refused the peer's certificate: it is not from our fleet CA.
+    CertificateNotFromFleetCa,
+    /// We refused the peer's certificate: it is for another name.
+    CertificateForAnotherName,
+    /// We refused the peer's certificate for another reason (expired, revoked, ...).
+    CertificateRefused,
+    /// The agent's allow-list does not name this coordinator.
+    NotAllowed,
+    /// The two sides speak incompatible protocol versions.
+    VersionMismatch,
+    /// Nothing answered: no route, no process, DNS, or a timeout.
+    Unreachable,
+    /// It was connected and the connection ended.
+    Disconnected,
+    /// Anything else.
+    Failed,
+}
+
+impl ConnectionFailure {
+    /// The label for tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::RefusedOurCertificate => "refused our certificate",
+            Self::CertificateNotFromFleetCa => "certificate not from the fleet CA",
+            Self::CertificateForAnotherName => "certificate for another name",
+            Self::CertificateRefused => "certificate refused",
+            Self::NotAllowed => "coordinator not allowed",
+            Self::VersionMismatch => "version mismatch",
+            Self::Unreachable => "unreachable",
+            Self::Disconnected => "disconnected",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The kind of failure a [`TransportError`]'s message (possibly with
+    /// context around it) describes, for callers that kept only the text,
+    /// such as the fleet's registry of agents.
+    pub fn of_message(message: &str) -> Self {
+        let has = |needle: &str| message.contains(needle);
+        if has(" rejected our certificate: ") {
+            Self::RefusedOurCertificate
+        } else if has("refused the certificate of ") {
+            if has("not signed by the fleet CA") {
+                Self::CertificateNotFromFleetCa
+            } else if has("does not carry the name that was dialled") {
+                Self::CertificateForAnotherName
+            } else {
+                Self::CertificateRefused
+            }
+        } else if has("does not accept this coordinator") || has("only accepts coordinators named") {
+            Self::NotAllowed
+        } else if has("version handshake") {
+            Self::VersionMismatch
+        } else if has(" did not answer within ")
+            || has("no packets arrived within the idle timeout")
+            || has("failed to bind a UDP socket")
+        {
+            Self::Unreachable
+        } else if has(" closed the connection")
+            || has("lost the connection to ")
+            || has("ended the control stream")
+            || has("was already closed by this side")
+        {
+            Self::Disconnected
+        } else {
+            Self::Failed
+        }
+    }
+}
+
+impl TransportError {
+    /// The kind of failure this is (see [`ConnectionFailure`]).
+    pub fn connection_failure(&self) -> ConnectionFailure {
+        let refused = |why: &str| {
+            if why.contains("not signed by the fleet CA") {
+                ConnectionFailure::CertificateNotFromFleetCa
+            } else if why.contains("does not carry the name") {
+                ConnectionFailure::CertificateForAnotherName
+            } else {
+                ConnectionFailure::CertificateRefused
+            }
+        };
+        match self {
+            Self::CertificateRejectedByPeer { .. } => ConnectionFailure::RefusedOurCertificate,
+            Self::PeerCertificateRefused { why, .. } => refused(why),
+            Self::CoordinatorNotAllowed { .. } | Self::NotAllowedByAgent { .. } => ConnectionFailure::NotAllowed,
+            Self::Handshake { .. } | Self::HandshakeRefusedByPeer { .. } => ConnectionFailure::VersionMismatch,
+            Self::Timeout { .. } | Self::Bind { .. } => ConnectionFailure::Unreachable,
+            Self::ConnectionLost { reason, .. } if reason.starts_with("no packets arrived") => {
+                ConnectionFailure::Unreachable
+            }
+            Self::ClosedByPeer { .. } | Self::ConnectionLost { .. } | Self::LocallyClosed { .. } => {
+                ConnectionFailure::Disconnected
+            }
+            _ => ConnectionFailure::Failed,
+        }
+    }
+}
+
 fn rejection_advice(peer: &Peer) -> String {
     if peer.we_are_coordinator() {
         "issue one with `rustle-cross ca issue --coordinator NAME` from the same CA as the agent's certificate"
@@ -506,6 +612,55 @@ mod tests {
         );
         assert!(message.contains("`rustle-cross ca issue --coordinator NAME`"), "{message}");
         assert!(error.is_permanent());
+    }
+
+    #[test]
+    fn failure_kinds_survive_being_turned_into_text() {
+        let agent = || Peer::named(Role::Agent, "builder-1", addr());
+        let errors = [
+            TransportError::CertificateRejectedByPeer {
+                peer: agent(),
+                why: certificate_problem(48, "", Role::Agent, Role::Coordinator),
+                detail: "TLS alert unknown_ca".into(),
+            },
+            TransportError::PeerCertificateRefused {
+                peer: agent(),
+                why: certificate_problem(48, "", Role::Coordinator, Role::Agent),
+                reason: "invalid peer certificate: UnknownIssuer".into(),
+            },
+            TransportError::PeerCertificateRefused {
+                peer: agent(),
+                why: certificate_problem(42, "certificate not valid for name", Role::Coordinator, Role::Agent),
+                reason: "invalid peer certificate: certificate not valid for name".into(),
+            },
+            TransportError::PeerCertificateRefused {
+                peer: agent(),
+                why: certificate_problem(45, "", Role::Coordinator, Role::Agent),
+                reason: "invalid peer certificate: Expired".into(),
+            },
+            TransportError::NotAllowedByAgent { peer: agent(), reason: "not on the list".into() },
+            TransportError::HandshakeRefusedByPeer { peer: agent(), reason: "protocol 1 vs 2".into() },
+            TransportError::Timeout { peer: agent(), timeout: Duration::from_secs(5), during: "connecting" },
+            TransportError::ClosedByPeer { peer: agent(), reason: "shutting down".into() },
+        ];
+        let expected = [
+            ConnectionFailure::RefusedOurCertificate,
+            ConnectionFailure::CertificateNotFromFleetCa,
+            ConnectionFailure::CertificateForAnotherName,
+            ConnectionFailure::CertificateRefused,
+            ConnectionFailure::NotAllowed,
+            ConnectionFailure::VersionMismatch,
+            ConnectionFailure::Unreachable,
+            ConnectionFailure::Disconnected,
+        ];
+        for (error, kind) in errors.iter().zip(expected) {
+            assert_eq!(error.connection_failure(), kind, "{error}");
+            // With context around it, as the fleet keeps it.
+            let text = format!("agent builder-1: {error}");
+            assert_eq!(ConnectionFailure::of_message(&text), kind, "{text}");
+        }
+        assert_eq!(ConnectionFailure::of_message("something else"), ConnectionFailure::Failed);
+        assert_eq!(ConnectionFailure::RefusedOurCertificate.label(), "refused our certificate");
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub use ca::{CaError, CertBundle, CertFiles, FleetCa};
 pub use connection::Connection;
 pub use control::{ControlReceiver, ControlSender, ControlStream};
 pub use endpoint::{AgentListener, AllowedCoordinators, CoordinatorDialer, IncomingConnection};
-pub use error::{Peer, TransportError};
+pub use error::{ConnectionFailure, Peer, TransportError};
 
 /// Timeouts of a listener or dialer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -197,6 +197,17 @@ pub async fn run(mut config: CrossCompilationConfig, args: BuildArgs, verbose: b
     let mut plan = None;
     let targets = if let Some(inventory) = &args.inventory {
         let detected = super::detect::plan(&manager, inventory, &args.inventory_options).await?;
+        if let Some(refusal) = super::detect::refuse_empty(&detected, inventory, &args.inventory_options) {
+            eprintln!("error: {refusal}");
+            return Ok(ExitCode::from(1));
+        }
+        if detected.evidence.is_empty() && detected.unresolved.is_empty() {
+            // --allow-empty: nothing to build, and a manifest that says so.
+            std::fs::create_dir_all(&args.out).with_context(|| format!("failed to create {}", args.out.display()))?;
+            write_manifest(&args.out, &detected, &[])?;
+            eprintln!("inventory {} has no hosts: nothing to build", inventory.display());
+            return Ok(ExitCode::SUCCESS);
+        }
         if !super::detect::accept(&detected, &args.inventory_options) {
             eprintln!("{}", detected.render_table());
             anyhow::bail!(

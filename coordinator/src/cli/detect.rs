@@ -2,7 +2,7 @@
 //! triple, cached facts, or an SSH probe), grouped by triple, and lists the
 //! hosts it could not resolve with the reason.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -28,6 +28,10 @@ pub struct InventoryArgs {
     /// Exit 0 even when some hosts have no target.
     #[arg(long)]
     allow_unresolved: bool,
+    /// Exit 0 when the inventory has no hosts (an empty inventory is
+    /// almost always the wrong file or a group without hosts).
+    #[arg(long)]
+    allow_empty: bool,
 }
 
 /// Arguments of `rustle-cross detect`.
@@ -46,7 +50,7 @@ pub struct DetectArgs {
 /// Detects the plan for an inventory.
 pub async fn plan(
     manager: &CrossCompilationManager,
-    inventory: &std::path::Path,
+    inventory: &Path,
     args: &InventoryArgs,
 ) -> anyhow::Result<TargetPlan> {
     let mut parsed = ParsedInventory::load(inventory)?;
@@ -65,15 +69,33 @@ pub async fn plan(
         .with_context(|| format!("cannot detect targets for {}", inventory.display()))
 }
 
+/// Why a plan without any host is refused (unless `--allow-empty`).
+pub fn refuse_empty(plan: &TargetPlan, inventory: &Path, args: &InventoryArgs) -> Option<String> {
+    let empty = plan.evidence.is_empty() && plan.unresolved.is_empty();
+    (empty && !args.allow_empty).then(|| {
+        format!(
+            "inventory {} has no hosts; check that it is the right file and that its groups list hosts \
+             (`rustle-cross detect -i {}` shows what it holds), or pass --allow-empty if none are expected",
+            inventory.display(),
+            inventory.display()
+        )
+    })
+}
+
 /// Whether an incomplete plan is acceptable.
 pub fn accept(plan: &TargetPlan, args: &InventoryArgs) -> bool {
     plan.is_complete() || args.allow_unresolved
 }
 
-/// Runs the command: exits 1 when a host is unresolved (unless allowed).
+/// Runs the command: exits 1 when a host is unresolved or there is no host
+/// (unless allowed).
 pub async fn run(config: CrossCompilationConfig, args: DetectArgs) -> anyhow::Result<ExitCode> {
     let manager = CrossCompilationManager::new(config)?;
     let plan = plan(&manager, &args.inventory, &args.options).await?;
+    if let Some(refusal) = refuse_empty(&plan, &args.inventory, &args.options) {
+        eprintln!("error: {refusal}");
+        return Ok(ExitCode::from(1));
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {

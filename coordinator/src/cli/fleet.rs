@@ -26,7 +26,8 @@ enum FleetCommand {
     },
 }
 
-/// Runs the command. Exit code 1 when an agent cannot be reached.
+/// Runs the command. Exit code 1 when an agent is not connected (unreachable,
+/// or it refused the handshake: the STATE column says which).
 pub async fn run(config: CrossCompilationConfig, args: FleetArgs) -> anyhow::Result<ExitCode> {
     let FleetCommand::Status { json } = args.command;
     anyhow::ensure!(
@@ -51,15 +52,12 @@ fn print_table(views: &[AgentView]) {
     let mut table = Table::new(&["AGENT", "ADDRESS", "STATE", "HOST", "CORES", "LOAD", "SLOTS", "RUNNING", "TARGETS"]);
     let mut errors = Vec::new();
     for view in views {
-        let state = match &view.connection {
-            ConnectionState::Connecting => "connecting",
-            ConnectionState::Connected => "connected",
-            ConnectionState::Failed { reason } => {
-                errors.push(format!("{}: {reason}", view.name));
-                "unreachable"
-            }
-        };
-        let mut row = vec![view.name.clone(), view.address.clone(), state.to_owned()];
+        if let ConnectionState::Failed { reason } = &view.connection {
+            // Most reasons name the agent already.
+            let named = reason.contains(&format!("agent {} ", view.name));
+            errors.push(if named { reason.clone() } else { format!("agent {}: {reason}", view.name) });
+        }
+        let mut row = vec![view.name.clone(), view.address.clone(), view.connection.label().to_owned()];
         match (&view.capabilities, &view.status) {
             (Some(report), status) => {
                 row.push(format!("{}-{} {}", report.arch, report.os, report.os_version));

@@ -121,7 +121,7 @@ impl Actor for FleetActor {
             }
             Msg::SessionDown { name, reason } => {
                 if let Some(entry) = state.agents.get_mut(&name) {
-                    entry.connection = ConnectionState::Failed { reason };
+                    entry.connection = ConnectionState::Failed { reason: without_repeated_name(&name, reason) };
                     entry.session = None;
                 }
                 state.wake_waiters();
@@ -156,5 +156,28 @@ impl Actor for FleetActor {
             }
         }
         Ok(())
+    }
+}
+
+/// `agent a: agent a at 10.0.0.1:4433 closed ...` -> `agent a at 10.0.0.1:4433
+/// closed ...`: a session puts the agent's name before transport errors that
+/// already start with it.
+fn without_repeated_name(name: &str, reason: String) -> String {
+    match reason.strip_prefix(&format!("agent {name}: ")) {
+        Some(rest) if rest.contains(&format!("agent {name} ")) => rest.to_owned(),
+        _ => reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_repeated_name;
+
+    #[test]
+    fn the_agent_is_named_once() {
+        let doubled = "agent a: agent a at 127.0.0.1:1 closed the connection: bye".to_owned();
+        assert_eq!(without_repeated_name("a", doubled), "agent a at 127.0.0.1:1 closed the connection: bye");
+        let single = "agent a: the agent ended the control stream".to_owned();
+        assert_eq!(without_repeated_name("a", single.clone()), single);
     }
 }

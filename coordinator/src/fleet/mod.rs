@@ -132,8 +132,9 @@ impl FleetOptions {
             .map_err(|source| FleetError::Certificate { files: Box::new(files), source: Box::new(source) })?;
         let mut agents = config.agents.clone();
         if let Some(path) = &config.inventory {
-            let inventory = rustle_detect::ParsedInventory::load(path)
-                .map_err(|e| FleetError::Inventory(format!("{}: {e}", path.display())))?;
+            // The inventory's errors name the file (and line) themselves.
+            let inventory =
+                rustle_detect::ParsedInventory::load(path).map_err(|e| FleetError::Inventory(e.to_string()))?;
             let listed = config.agents_from_inventory(&inventory).map_err(|e| FleetError::Inventory(e.to_string()))?;
             // An agent listed in the config wins over the inventory's entry of the same name.
             agents.extend(listed.into_iter().filter(|a| !config.agents.iter().any(|c| c.name == a.name)));
@@ -216,6 +217,28 @@ pub enum ConnectionState {
         /// Why, naming the agent.
         reason: String,
     },
+}
+
+impl ConnectionState {
+    /// How the state reads in a table: `connecting`, `connected`, or what
+    /// kind of failure it was (`refused our certificate`, `certificate not
+    /// from the fleet CA`, `unreachable`, ...).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting",
+            Self::Connected => "connected",
+            // Nothing came back in time (the session's own wording).
+            Self::Failed { reason }
+                if ["no answer within", "sent no capability report within", "failed to resolve agent"]
+                    .iter()
+                    .any(|phrase| reason.contains(phrase)) =>
+            {
+                rustle_transport::ConnectionFailure::Unreachable.label()
+            }
+            // The session keeps the transport error as text (with context).
+            Self::Failed { reason } => rustle_transport::ConnectionFailure::of_message(reason).label(),
+        }
+    }
 }
 
 /// One configured agent as `rustle-cross fleet status` shows it.

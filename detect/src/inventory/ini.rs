@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::range::expand_host_pattern;
-use super::{RawInventory, Variables, split_shell_words};
+use super::{InventoryFormat, RawInventory, Source, Variables, split_shell_words};
 use crate::error::InventoryError;
 
 #[derive(Debug, Clone)]
@@ -18,6 +18,7 @@ enum Section {
 
 /// Parses INI text into groups and host variables.
 pub(crate) fn parse(text: &str, file: &Path) -> Result<RawInventory, InventoryError> {
+    let source = Source::new(file, text, InventoryFormat::Ini);
     let mut raw = RawInventory::default();
     let mut section = Section::Hosts("ungrouped".to_owned());
     for (index, line) in text.lines().enumerate() {
@@ -38,8 +39,9 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<RawInventory, InventoryEr
         }
         match &section {
             Section::Hosts(group) => {
-                let words = split_shell_words(strip_comment(line))
-                    .ok_or_else(|| err(format!("unclosed quote in host line `{line}`")))?;
+                let words = split_shell_words(strip_comment(line)).ok_or_else(|| {
+                    err(format!("unclosed quote in host line `{line}`; close it, or escape the quote with `\\`"))
+                })?;
                 let Some((pattern, assignments)) = words.split_first() else { continue };
                 let (pattern, port) = split_port(pattern).map_err(&err)?;
                 let mut vars = Variables::new();
@@ -53,8 +55,9 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<RawInventory, InventoryEr
                 if let Some(port) = port {
                     vars.entry("ansible_port".to_owned()).or_insert(Value::from(port));
                 }
+                let origin = source.origin(Some(number));
                 for host in expand_host_pattern(pattern).map_err(&err)? {
-                    raw.add_host(group, &host, vars.clone(), Some(number));
+                    raw.add_host(group, &host, vars.clone(), &origin);
                 }
             }
             Section::Vars(group) => {
@@ -109,7 +112,11 @@ fn parse_header(line: &str) -> Result<Section, String> {
 fn check_key(key: &str) -> Result<(), String> {
     let valid = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if valid { Ok(()) } else { Err(format!("invalid variable name `{key}`")) }
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("invalid variable name `{key}`; names are letters, digits and `_`, and do not start with a digit"))
+    }
 }
 
 /// Cuts an unquoted `#` comment that follows whitespace.
@@ -148,7 +155,7 @@ fn split_port(pattern: &str) -> Result<(&str, Option<u16>), String> {
                 .parse::<u16>()
                 .ok()
                 .filter(|p| *p > 0)
-                .ok_or_else(|| format!("`{pattern}`: `{port}` is not a port number"))?;
+                .ok_or_else(|| format!("`{pattern}`: `{port}` is not a port number (1-65535)"))?;
             Ok((&pattern[..*i], Some(port)))
         }
         _ => Ok((pattern, None)),

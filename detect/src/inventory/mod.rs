@@ -9,18 +9,21 @@
 
 mod ini;
 mod json;
+mod node;
 mod pattern;
 mod range;
 mod vars;
 mod yaml;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
 
+use self::node::KeyPath;
 use crate::error::InventoryError;
 use crate::facts::{Facts, has_platform_facts, is_fact_variable};
 
@@ -268,8 +271,19 @@ fn is_inventory_file_name(path: &Path) -> bool {
         && !matches!(path.extension().and_then(|e| e.to_str()), Some("retry" | "orig" | "bak" | "md" | "pyc"))
 }
 
+/// Reads a file as UTF-8 text; a file that is not UTF-8 is reported with the
+/// line and column of its first bad byte.
 pub(crate) fn read_text(path: &Path) -> Result<String, InventoryError> {
-    std::fs::read_to_string(path).map_err(|source| InventoryError::Read { file: path.to_owned(), source })
+    let bytes = std::fs::read(path).map_err(|source| InventoryError::Read { file: path.to_owned(), source })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let valid = e.utf8_error().valid_up_to();
+        let before = &bytes[..valid];
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let line_start = before.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+        InventoryError::NotUtf8 { file: path.to_owned(), line, column, byte: bytes.get(valid).copied().unwrap_or(0) }
+    })
 }
 
 fn parse_raw(text: &str, format: InventoryFormat, file: &Path) -> Result<RawInventory, InventoryError> {
@@ -280,35 +294,143 @@ fn parse_raw(text: &str, format: InventoryFormat, file: &Path) -> Result<RawInve
     }
 }
 
-/// 1-based line of the first occurrence of `needle` in `text`, for errors
-/// found after parsing (YAML, JSON).
-pub(crate) fn line_of(text: &str, needle: &str) -> Option<usize> {
+/// 1-based line of the first line of `text` that contains `needle`; only
+/// for errors (it reads the text from the start).
+pub(crate) fn first_line_with(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
 }
 
-/// A group as written: direct members and its own variables.
+/// The file a parser reads: names it in errors and gives hosts their origin.
+pub(crate) struct Source {
+    pub file: Arc<Path>,
+    /// The text, kept for JSON, whose nodes have no lines: errors look the
+    /// line up from the key path, host origins from the host's name.
+    pub text: Arc<str>,
+    pub format: InventoryFormat,
+}
+
+impl Source {
+    pub fn new(file: &Path, text: &str, format: InventoryFormat) -> Self {
+        let text = if format == InventoryFormat::Json { Arc::from(text) } else { Arc::from("") };
+        Self { file: Arc::from(file), text, format }
+    }
+
+    /// Where a host written at `line` (or, in JSON, wherever its name is
+    /// first quoted) comes from.
+    pub fn origin(&self, line: Option<usize>) -> Origin {
+        self.origin_of_pattern(line, None)
+    }
+
+    /// Like [`Source::origin`], for hosts expanded from the range `pattern`
+    /// (in JSON, the pattern is what the text quotes).
+    pub fn origin_of_pattern(&self, line: Option<usize>, pattern: Option<&str>) -> Origin {
+        let line = match (line, self.format) {
+            (Some(line), _) => LineHint::Known(line),
+            (None, InventoryFormat::Json) => LineHint::FirstQuotedMention {
+                text: self.text.clone(),
+                written_as: pattern.filter(|p| p.contains('[')).map(Arc::from),
+            },
+            (None, _) => LineHint::Unknown,
+        };
+        Origin { file: self.file.clone(), line }
+    }
+
+    /// An error at the node of `path` (whose line is `line` when known).
+    pub fn error(&self, line: Option<usize>, path: &KeyPath, message: impl Into<String>) -> InventoryError {
+        let line = line.or_else(|| match self.format {
+            InventoryFormat::Json => json::line_of_path(&self.text, path),
+            _ => None,
+        });
+        InventoryError::parse(self.file.to_path_buf(), line, message)
+    }
+}
+
+/// Where a host was first written, for errors found while resolving.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    pub file: Arc<Path>,
+    pub line: LineHint,
+}
+
+/// A host's line: known, or looked up in the text only when an error needs it
+/// (looking it up for every host would read the file once per host).
+#[derive(Debug, Clone)]
+pub(crate) enum LineHint {
+    Known(usize),
+    /// The first line with the host's name (or the range it was written as)
+    /// as a JSON string.
+    FirstQuotedMention {
+        text: Arc<str>,
+        written_as: Option<Arc<str>>,
+    },
+    Unknown,
+}
+
+impl Origin {
+    /// The line of host `name`, when it can be told.
+    pub fn line(&self, name: &str) -> Option<usize> {
+        match &self.line {
+            LineHint::Known(line) => Some(*line),
+            LineHint::FirstQuotedMention { text, written_as } => {
+                let needle = serde_json::to_string(written_as.as_deref().unwrap_or(name)).ok()?;
+                first_line_with(text, &needle)
+            }
+            LineHint::Unknown => None,
+        }
+    }
+}
+
+/// A host's index in [`RawInventory::hosts`].
+pub(crate) type HostId = usize;
+
+/// A group as written: direct members and its own variables. Members are
+/// kept in first-seen order with a set beside them, so adding one is O(1).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RawGroup {
-    pub hosts: Vec<String>,
+    pub hosts: Vec<HostId>,
+    host_set: HashSet<HostId>,
     pub children: Vec<String>,
+    child_set: HashSet<String>,
     pub vars: Variables,
     /// Variables from `group_vars/`, applied above every inventory group var.
     pub dir_vars: Variables,
 }
 
-/// What a parser produces: groups and host variables, unresolved.
+impl RawGroup {
+    fn add_host(&mut self, host: HostId) {
+        if self.host_set.insert(host) {
+            self.hosts.push(host);
+        }
+    }
+
+    fn add_child(&mut self, child: &str) {
+        if !self.child_set.contains(child) {
+            self.child_set.insert(child.to_owned());
+            self.children.push(child.to_owned());
+        }
+    }
+}
+
+/// A host as written: its own variables, unresolved.
+#[derive(Debug, Clone)]
+pub(crate) struct RawHost {
+    pub name: String,
+    pub vars: Variables,
+    /// Variables from `host_vars/`.
+    pub dir_vars: Variables,
+    /// Facts embedded in the inventory (rustle-parse `host_facts`).
+    pub facts: Option<Facts>,
+    /// Where the host was first written, for errors.
+    pub origin: Origin,
+}
+
+/// What a parser produces: groups and hosts, unresolved.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RawInventory {
     pub groups: BTreeMap<String, RawGroup>,
     /// Hosts in order of first appearance.
-    pub host_order: Vec<String>,
-    pub host_vars: BTreeMap<String, Variables>,
-    /// Variables from `host_vars/`.
-    pub host_dir_vars: BTreeMap<String, Variables>,
-    /// Facts embedded in the inventory (rustle-parse `host_facts`).
-    pub host_facts: BTreeMap<String, Facts>,
-    /// Where each host was first written, for errors.
-    pub host_lines: BTreeMap<String, usize>,
+    pub hosts: Vec<RawHost>,
+    host_ids: HashMap<String, HostId>,
 }
 
 impl RawInventory {
@@ -316,164 +438,229 @@ impl RawInventory {
         self.groups.entry(name.to_owned()).or_default()
     }
 
-    /// Adds a host to a group (and to the inventory), merging its variables.
-    pub fn add_host(&mut self, group: &str, host: &str, vars: Variables, line: Option<usize>) {
-        let members = &mut self.group_mut(group).hosts;
-        if !members.iter().any(|h| h == host) {
-            members.push(host.to_owned());
-        }
-        self.touch_host(host, line);
-        self.host_vars.entry(host.to_owned()).or_default().extend(vars);
+    /// The host named `name`, added (with `origin`) when it is new.
+    pub fn host_mut(&mut self, name: &str, origin: &Origin) -> &mut RawHost {
+        let id = self.host_id(name, origin);
+        &mut self.hosts[id]
     }
 
-    pub fn touch_host(&mut self, host: &str, line: Option<usize>) {
-        if !self.host_vars.contains_key(host) {
-            self.host_order.push(host.to_owned());
-            self.host_vars.insert(host.to_owned(), Variables::new());
+    fn host_id(&mut self, name: &str, origin: &Origin) -> HostId {
+        if let Some(id) = self.host_ids.get(name) {
+            return *id;
         }
-        if let Some(line) = line {
-            self.host_lines.entry(host.to_owned()).or_insert(line);
-        }
+        let id = self.hosts.len();
+        self.hosts.push(RawHost {
+            name: name.to_owned(),
+            vars: Variables::new(),
+            dir_vars: Variables::new(),
+            facts: None,
+            origin: origin.clone(),
+        });
+        self.host_ids.insert(name.to_owned(), id);
+        id
+    }
+
+    /// Adds a host to a group (and to the inventory), merging its variables.
+    pub fn add_host(&mut self, group: &str, host: &str, vars: Variables, origin: &Origin) {
+        let id = self.host_id(host, origin);
+        self.group_mut(group).add_host(id);
+        self.hosts[id].vars.extend(vars);
     }
 
     pub fn add_child(&mut self, parent: &str, child: &str) {
-        let children = &mut self.group_mut(parent).children;
-        if !children.iter().any(|c| c == child) {
-            children.push(child.to_owned());
-        }
+        self.group_mut(parent).add_child(child);
         self.group_mut(child);
     }
 
     fn merge(&mut self, other: Self) {
-        for (name, group) in other.groups {
-            for host in group.hosts {
-                let members = &mut self.group_mut(&name).hosts;
-                if !members.contains(&host) {
-                    members.push(host);
+        let ids: Vec<HostId> = other
+            .hosts
+            .into_iter()
+            .map(|host| {
+                let id = self.host_id(&host.name, &host.origin);
+                let mine = &mut self.hosts[id];
+                mine.vars.extend(host.vars);
+                mine.dir_vars.extend(host.dir_vars);
+                if host.facts.is_some() {
+                    mine.facts = host.facts;
                 }
+                id
+            })
+            .collect();
+        for (name, group) in other.groups {
+            let mine = self.group_mut(&name);
+            for host in group.hosts {
+                mine.add_host(ids[host]);
             }
+            mine.vars.extend(group.vars);
+            mine.dir_vars.extend(group.dir_vars);
             for child in group.children {
                 self.add_child(&name, &child);
             }
-            self.group_mut(&name).vars.extend(group.vars);
-        }
-        for host in other.host_order {
-            self.touch_host(&host, None);
-        }
-        for (host, vars) in other.host_vars {
-            self.host_vars.entry(host).or_default().extend(vars);
-        }
-        self.host_facts.extend(other.host_facts);
-        for (host, line) in other.host_lines {
-            self.host_lines.entry(host).or_insert(line);
         }
     }
 }
 
-/// Turns parsed groups into the resolved model (see the module docs).
+/// Turns parsed groups into the resolved model (see the module docs), in
+/// time and memory linear in hosts + group memberships: hosts that share
+/// their direct groups share one merge of the group variables.
 pub(crate) fn resolve(mut raw: RawInventory, file: &Path) -> Result<ParsedInventory, InventoryError> {
     raw.group_mut("all");
     raw.group_mut("ungrouped");
     // Every top-level group hangs under `all`.
-    let child_names: BTreeSet<String> = raw.groups.values().flat_map(|g| g.children.iter().cloned()).collect();
-    let tops: Vec<String> = raw.groups.keys().filter(|g| *g != "all" && !child_names.contains(*g)).cloned().collect();
+    let child_names: HashSet<&str> = raw.groups.values().flat_map(|g| g.children.iter().map(String::as_str)).collect();
+    let tops: Vec<String> =
+        raw.groups.keys().filter(|g| *g != "all" && !child_names.contains(g.as_str())).cloned().collect();
+    drop(child_names);
     for top in tops {
         raw.add_child("all", &top);
     }
     check_cycles(&raw, file)?;
 
     // Hosts in no group but `all` / `ungrouped` are `ungrouped`.
-    let mut direct: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (group, g) in &raw.groups {
+    let mut grouped = vec![false; raw.hosts.len()];
+    for (name, group) in &raw.groups {
+        if name != "all" && name != "ungrouped" {
+            for host in &group.hosts {
+                grouped[*host] = true;
+            }
+        }
+    }
+    let ungrouped = raw.group_mut("ungrouped");
+    for (host, grouped) in grouped.into_iter().enumerate() {
+        if !grouped {
+            ungrouped.add_host(host);
+        }
+    }
+
+    let mut direct: Vec<Vec<usize>> = vec![Vec::new(); raw.hosts.len()];
+    for (group, (_, g)) in raw.groups.iter().enumerate() {
         for host in &g.hosts {
-            direct.entry(host.as_str()).or_default().push(group.as_str());
+            direct[*host].push(group);
         }
     }
-    let ungrouped: Vec<String> = raw
-        .host_order
-        .iter()
-        .filter(|h| direct.get(h.as_str()).is_none_or(|gs| gs.iter().all(|g| *g == "all" || *g == "ungrouped")))
-        .cloned()
-        .collect();
-    drop(direct);
-    for host in ungrouped {
-        let members = &mut raw.group_mut("ungrouped").hosts;
-        if !members.contains(&host) {
-            members.push(host);
-        }
-    }
-
-    let depth = group_depths(&raw);
-    let parents = parent_map(&raw);
-    let mut hosts = BTreeMap::new();
-    for name in &raw.host_order {
-        let mut groups: BTreeSet<&str> = BTreeSet::new();
-        let mut stack: Vec<&str> =
-            raw.groups.iter().filter(|(_, g)| g.hosts.contains(name)).map(|(n, _)| n.as_str()).collect();
-        while let Some(g) = stack.pop() {
-            if groups.insert(g) {
-                stack.extend(parents.get(g).into_iter().flatten().copied());
-            }
-        }
-        groups.insert("all");
-        let mut ordered: Vec<&str> = groups.into_iter().collect();
-        let priority = |g: &str| {
-            raw.groups.get(g).and_then(|g| g.vars.get("ansible_group_priority")).and_then(value_as_i64).unwrap_or(1)
-        };
-        ordered.sort_by_key(|g| (depth.get(g).copied().unwrap_or(0), priority(g), g.to_string()));
-        let empty = Variables::new();
-        let group = |g: &str| raw.groups.get(g);
-        // Ansible: inventory `all` vars < inventory group vars (by depth,
-        // priority, name) < group_vars/all < group_vars/* < inventory host
-        // vars < host_vars/*.
-        let mut variables = Variables::new();
-        for layer in [
-            ordered.iter().filter(|g| **g == "all").filter_map(|g| group(g)).map(|g| &g.vars).collect::<Vec<_>>(),
-            ordered.iter().filter(|g| **g != "all").filter_map(|g| group(g)).map(|g| &g.vars).collect(),
-            ordered.iter().filter(|g| **g == "all").filter_map(|g| group(g)).map(|g| &g.dir_vars).collect(),
-            ordered.iter().filter(|g| **g != "all").filter_map(|g| group(g)).map(|g| &g.dir_vars).collect(),
-            vec![raw.host_vars.get(name).unwrap_or(&empty)],
-            vec![raw.host_dir_vars.get(name).unwrap_or(&empty)],
-        ] {
-            for vars in layer {
-                variables.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
-            }
-        }
-        let line = raw.host_lines.get(name).copied();
-        let host = host_config(name, variables, raw.host_facts.get(name).cloned(), file, line)?;
-        let host = HostConfig { groups: ordered.iter().map(|g| g.to_string()).collect(), ..host };
-        hosts.insert(name.clone(), host);
-    }
-
-    let groups = raw
+    let groups: BTreeMap<String, InventoryGroup> = raw
         .groups
         .iter()
         .map(|(name, g)| {
             let mut vars = g.vars.clone();
             vars.extend(g.dir_vars.clone());
-            (
-                name.clone(),
-                InventoryGroup { name: name.clone(), hosts: g.hosts.clone(), children: g.children.clone(), vars },
-            )
+            let hosts = g.hosts.iter().map(|h| raw.hosts[*h].name.clone()).collect();
+            (name.clone(), InventoryGroup { name: name.clone(), hosts, children: g.children.clone(), vars })
         })
-        .collect::<BTreeMap<_, _>>();
+        .collect();
+
+    let raw_hosts = std::mem::take(&mut raw.hosts);
+    let graph = GroupGraph::new(&raw);
+    let mut shared: HashMap<Vec<usize>, GroupLayers> = HashMap::new();
+    let mut hosts = BTreeMap::new();
+    for (host, direct) in raw_hosts.into_iter().zip(direct) {
+        let layers = shared.entry(direct).or_insert_with_key(|direct| graph.layers(&raw, direct));
+        // Ansible: inventory `all` vars < inventory group vars (by depth,
+        // priority, name) < group_vars/all < group_vars/* < inventory host
+        // vars < host_vars/*.
+        let mut variables = layers.vars.clone();
+        variables.extend(host.vars);
+        variables.extend(host.dir_vars);
+        let config = host_config(&host.name, variables, host.facts, &host.origin)?;
+        hosts.insert(host.name, HostConfig { groups: layers.groups.clone(), ..config });
+    }
+
     let vars = groups.get("all").map(|g| g.vars.clone()).unwrap_or_default();
     Ok(ParsedInventory { hosts, groups, vars, source: None })
 }
 
-fn parent_map(raw: &RawInventory) -> BTreeMap<&str, Vec<&str>> {
-    let mut parents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (name, g) in &raw.groups {
-        for child in &g.children {
-            parents.entry(child.as_str()).or_default().push(name.as_str());
+/// The groups of hosts with the same direct groups, in precedence order,
+/// and their variables merged in that order.
+struct GroupLayers {
+    groups: Vec<String>,
+    vars: Variables,
+}
+
+/// Groups by index (the order of `RawInventory::groups`), their parents and
+/// their precedence keys.
+struct GroupGraph<'a> {
+    names: Vec<&'a str>,
+    parents: Vec<Vec<usize>>,
+    /// (depth, ansible_group_priority) per group.
+    rank: Vec<(usize, i64)>,
+    all: usize,
+}
+
+impl<'a> GroupGraph<'a> {
+    fn new(raw: &'a RawInventory) -> Self {
+        let names: Vec<&str> = raw.groups.keys().map(String::as_str).collect();
+        let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+        let children: Vec<Vec<usize>> = raw
+            .groups
+            .values()
+            .map(|g| g.children.iter().filter_map(|c| index.get(c.as_str()).copied()).collect())
+            .collect();
+        let mut parents = vec![Vec::new(); names.len()];
+        for (parent, kids) in children.iter().enumerate() {
+            for child in kids {
+                parents[*child].push(parent);
+            }
+        }
+        let all = index.get("all").copied().unwrap_or(0);
+        let depth = longest_depths(&children, &parents);
+        let rank = raw
+            .groups
+            .values()
+            .zip(depth)
+            .map(|(g, d)| (d, g.vars.get("ansible_group_priority").and_then(value_as_i64).unwrap_or(1)))
+            .collect();
+        Self { names, parents, rank, all }
+    }
+
+    /// Every group of a host in `direct` (with their ancestors and `all`),
+    /// ordered by depth, priority and name, with their variables merged.
+    fn layers(&self, raw: &RawInventory, direct: &[usize]) -> GroupLayers {
+        let mut seen = HashSet::new();
+        let mut stack: Vec<usize> = direct.to_vec();
+        stack.push(self.all);
+        while let Some(g) = stack.pop() {
+            if seen.insert(g) {
+                stack.extend(self.parents[g].iter().copied());
+            }
+        }
+        let mut ordered: Vec<usize> = seen.into_iter().collect();
+        // Indices follow the names' order, so the index breaks ties by name.
+        ordered.sort_by_key(|g| (self.rank[*g], *g));
+        let group = |g: usize| raw.groups.get(self.names[g]);
+        let (all, others): (Vec<usize>, Vec<usize>) = ordered.iter().partition(|g| **g == self.all);
+        let mut vars = Variables::new();
+        for g in all.iter().chain(&others).filter_map(|g| group(*g)) {
+            vars.extend(g.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        for g in all.iter().chain(&others).filter_map(|g| group(*g)) {
+            vars.extend(g.dir_vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        GroupLayers { groups: ordered.iter().map(|g| self.names[*g].to_owned()).collect(), vars }
+    }
+}
+
+/// Longest distance from a root (Ansible's group depth: `all` is 0), in one
+/// pass over the groups in topological order; needs an acyclic graph.
+fn longest_depths(children: &[Vec<usize>], parents: &[Vec<usize>]) -> Vec<usize> {
+    let mut depth = vec![0; children.len()];
+    let mut waiting: Vec<usize> = parents.iter().map(Vec::len).collect();
+    let mut ready: Vec<usize> = (0..children.len()).filter(|g| waiting[*g] == 0).collect();
+    while let Some(group) = ready.pop() {
+        for child in &children[group] {
+            depth[*child] = depth[*child].max(depth[group] + 1);
+            waiting[*child] -= 1;
+            if waiting[*child] == 0 {
+                ready.push(*child);
+            }
         }
     }
-    parents
+    depth
 }
 
 fn check_cycles(raw: &RawInventory, file: &Path) -> Result<(), InventoryError> {
     // Iterative DFS with colours: 1 = on the current path, 2 = done.
-    let mut colour: BTreeMap<&str, u8> = BTreeMap::new();
+    let mut colour: HashMap<&str, u8> = HashMap::new();
     for start in raw.groups.keys() {
         if colour.contains_key(start.as_str()) {
             continue;
@@ -511,30 +698,6 @@ fn check_cycles(raw: &RawInventory, file: &Path) -> Result<(), InventoryError> {
     Ok(())
 }
 
-/// Longest distance from `all` (Ansible's group depth); needs an acyclic graph.
-fn group_depths(raw: &RawInventory) -> BTreeMap<&str, usize> {
-    let mut depth: BTreeMap<&str, usize> = BTreeMap::new();
-    depth.insert("all", 0);
-    // Relax edges until nothing changes; at most |groups| rounds on a DAG.
-    for _ in 0..=raw.groups.len() {
-        let mut changed = false;
-        for (name, g) in &raw.groups {
-            let Some(&d) = depth.get(name.as_str()) else { continue };
-            for child in &g.children {
-                let entry = depth.entry(child.as_str()).or_insert(0);
-                if *entry < d + 1 {
-                    *entry = d + 1;
-                    changed = true;
-                }
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    depth
-}
-
 pub(crate) fn value_as_i64(value: &Value) -> Option<i64> {
     match value {
         Value::Number(n) => n.as_i64(),
@@ -560,11 +723,14 @@ fn host_config(
     name: &str,
     variables: Variables,
     inventory_facts: Option<Facts>,
-    file: &Path,
-    line: Option<usize>,
+    origin: &Origin,
 ) -> Result<HostConfig, InventoryError> {
     let invalid = |var: &str, value: &Value, expected: &str| {
-        InventoryError::parse(file, line, format!("host `{name}`: `{var}` is {value}, expected {expected}"))
+        InventoryError::parse(
+            origin.file.to_path_buf(),
+            origin.line(name),
+            format!("host `{name}`: `{var}` is {value}, expected {expected}"),
+        )
     };
     let text = |names: &[&'static str]| -> Result<Option<String>, InventoryError> {
         match first_var(&variables, names) {

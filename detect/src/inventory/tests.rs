@@ -267,9 +267,14 @@ fn malformed_corpus_gives_file_line_errors() {
         ),
         ("[a:children]\nb\n[b:children]\na\n", InventoryFormat::Ini, None, "is its own ancestor"),
         ("[web]\nh1 9bad=1\n", InventoryFormat::Ini, Some(2), "invalid variable name"),
-        ("all:\n  hosts:\n    - a\n", InventoryFormat::Yaml, Some(3), "expected mapping"),
+        (
+            "all:\n  hosts:\n    - a\n",
+            InventoryFormat::Yaml,
+            Some(3),
+            "`all.hosts` is a list, but `hosts` of group `all` must be a mapping",
+        ),
         ("all:\n  host:\n    a:\n", InventoryFormat::Yaml, Some(2), "unknown field `host`"),
-        ("all:\n  hosts: [\n", InventoryFormat::Yaml, Some(2), "expected mapping"),
+        ("all:\n  hosts: [\n", InventoryFormat::Yaml, Some(2), "unclosed bracket"),
         ("all:\n  vars: {a: [1, 2}\n", InventoryFormat::Yaml, Some(2), "mismatched bracket"),
         ("all:\n  hosts:\n    w[1:x]:\n", InventoryFormat::Yaml, Some(3), "numbers (01:20) or single letters"),
         (
@@ -278,7 +283,12 @@ fn malformed_corpus_gives_file_line_errors() {
             None,
             "cannot be a child",
         ),
-        ("{\n  \"all\": {\n    \"hosts\": 3\n  }\n}", InventoryFormat::Json, Some(3), "invalid type"),
+        (
+            "{\n  \"all\": {\n    \"hosts\": 3\n  }\n}",
+            InventoryFormat::Json,
+            Some(3),
+            "`all.hosts` is a number (3), but `hosts` of group `all` must be an object",
+        ),
         (
             "{\n  \"_meta\": {},\n  \"web\": {\"hosts\": [\"a\"],\n\n  \"oops\"\n}",
             InventoryFormat::Json,
