@@ -215,8 +215,9 @@ async fn protocol_version_mismatch_is_reported_on_both_sides() {
             message.starts_with(&format!("failed the version handshake with agent {AGENT} at {addr}")),
             "{message}"
         );
-        assert!(message.contains("the agent runs 0.1.0 (protocol 1)"), "{message}");
-        assert!(message.contains("this coordinator runs 9.9.9 (protocol 2)"), "{message}");
+        let (ours, newer_version) = (PROTOCOL_VERSION, PROTOCOL_VERSION + 1);
+        assert!(message.contains(&format!("the agent runs 0.1.0 (protocol {ours})")), "{message}");
+        assert!(message.contains(&format!("this coordinator runs 9.9.9 (protocol {newer_version})")), "{message}");
         assert!(message.contains("upgrade the agent to 9.9.9"), "{message}");
 
         let (_listener, agent) = agent.await.expect("agent task");
@@ -226,7 +227,9 @@ async fn protocol_version_mismatch_is_reported_on_both_sides() {
         assert!(matches!(error, TransportError::Handshake { .. }), "{error:?}");
         assert!(message.contains(&format!("with coordinator {COORDINATOR} at 127.0.0.1:")), "{message}");
         assert!(
-            message.contains("the coordinator runs 9.9.9 (protocol 2) and this agent runs 0.1.0 (protocol 1)"),
+            message.contains(&format!(
+                "the coordinator runs 9.9.9 (protocol {newer_version}) and this agent runs 0.1.0 (protocol {ours})"
+            )),
             "{message}"
         );
         assert!(message.contains("upgrade this agent to 9.9.9"), "{message}");
