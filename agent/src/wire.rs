@@ -2,9 +2,12 @@
 //! a build's result back), and nowhere else. The coordinator's inverse
 //! lives in `rustle_cross::fleet::wire`.
 
-use rustle_build::engine::{CompilationError, CompiledBinary};
+use std::time::Duration;
+
+use rustle_build::engine::{BuildRequest, CompilationError, CompiledBinary};
 use rustle_protocol::{
-    BuildOutcome, BuildTarget, Lto, OptLevel, OptimizationSettings, PanicStrategy as WirePanic, Sha256Digest, Strip,
+    BuildOutcome, BuildTarget, JobOffer, Lto, OptLevel, OptimizationSettings, PanicStrategy as WirePanic, Sha256Digest,
+    Strip,
 };
 use rustle_targets::{
     CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, TargetError, TargetSpecification,
@@ -52,6 +55,18 @@ pub fn target_from_wire(target: &BuildTarget) -> Result<TargetSpecification, Tar
     Ok(spec)
 }
 
+/// What the engine is asked by an offer: its whole target, its overrides,
+/// and its deadline (`default_deadline` when it gives none).
+pub fn request_from_offer(offer: &JobOffer, default_deadline: Duration) -> Result<BuildRequest, TargetError> {
+    let timeout = if offer.deadline_secs == 0 { default_deadline } else { Duration::from_secs(offer.deadline_secs) };
+    Ok(BuildRequest {
+        target: target_from_wire(&offer.target)?,
+        optimization: optimization_from_wire(&offer.optimization),
+        timeout,
+        incremental: true,
+    })
+}
+
 /// A failed build as the coordinator sees it: the template's fault (never
 /// retried elsewhere), or the machine's (retried elsewhere when it may
 /// succeed there).
@@ -75,6 +90,7 @@ pub fn success_of(binary: &CompiledBinary) -> BuildOutcome {
         checksum: Sha256Digest::from_hex(&binary.checksum).unwrap_or_else(|| Sha256Digest::of(&binary.binary_data)),
         size: binary.size,
         compile_time_ms: u64::try_from(binary.compilation_time.as_millis()).unwrap_or(u64::MAX),
+        toolchain: binary.metadata.toolchain.clone(),
         rustc_version: binary.metadata.rustc_version.clone(),
         cargo_version: binary.metadata.cargo_version.clone(),
         compilation_flags: binary.metadata.compilation_flags.clone(),

@@ -17,12 +17,14 @@ use sha2::{Digest, Sha256};
 
 use crate::process::{ProcessError, ProcessSpec};
 use crate::template::{PreparedTemplate, hex};
-use crate::toolchain::{BuildPlan, LinkerPlan, StdSource, last_lines};
+use crate::toolchain::{BuildPlan, LinkerPlan, StdSource, ToolchainError, ToolchainManager, last_lines};
 use crate::validate::{BinaryReport, ValidationError, validate_binary};
 
 /// What a finished binary was built with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompilationMetadata {
+    /// The name of the toolchain that built it (`stable`, `system-rustc-web`, ...).
+    pub toolchain: String,
     /// `rustc -V` of the toolchain actually used.
     pub rustc_version: String,
     /// `cargo -V` of the toolchain actually used.
@@ -194,24 +196,72 @@ impl CompilationError {
     }
 }
 
-/// One build: which template, how, where.
-#[derive(Debug, Clone)]
-pub struct BuildJob<'a> {
-    /// The template.
-    pub template: &'a PreparedTemplate,
-    /// The toolchain plan for the target.
-    pub plan: &'a BuildPlan,
-    /// Optimization settings.
-    pub optimization: &'a CompilationOptimization,
-    /// The cache root: target dirs live under `cache_dir/targets`.
-    pub cache_dir: &'a Path,
+/// One build as every executor receives it (the local engine, the fleet's
+/// local fallback, an agent): the whole target with its per-target
+/// settings, the overrides of the template's profile, and the bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRequest {
+    /// The target, with its features, rustflags and linker.
+    pub target: TargetSpecification,
+    /// Overrides of the template's release profile.
+    pub optimization: CompilationOptimization,
     /// Deadline for the whole cargo run.
     pub timeout: Duration,
     /// rustc incremental compilation for the template's own crates.
     pub incremental: bool,
 }
 
-impl BuildJob<'_> {
+/// Builds `request` for `template`: plans it with `toolchains`, runs cargo
+/// in its persistent target dir under `cache_dir`, and validates the
+/// binary. The one entry point every executor calls.
+pub async fn run(
+    request: &BuildRequest,
+    template: &PreparedTemplate,
+    toolchains: &ToolchainManager,
+    cache_dir: &Path,
+    on_event: &(dyn Fn(BuildEvent) + Send + Sync),
+) -> Result<CompiledBinary, CompilationError> {
+    let plan = plan(toolchains, &request.target).await?;
+    build(&BuildJob::new(template, &plan, request, cache_dir), on_event).await
+}
+
+/// The plan for `target`, or why this machine cannot build it (the one
+/// place a toolchain error becomes a build error).
+pub async fn plan(toolchains: &ToolchainManager, target: &TargetSpecification) -> Result<BuildPlan, CompilationError> {
+    toolchains.plan(target).await.map_err(|error| CompilationError::Unavailable {
+        triple: target.to_string(),
+        reason: match error {
+            ToolchainError::Unavailable { reason, .. } => reason,
+            other => other.to_string(),
+        },
+    })
+}
+
+/// One planned build: which template, with which toolchain plan, for which
+/// request, in which cache.
+#[derive(Debug, Clone)]
+pub struct BuildJob<'a> {
+    /// The template.
+    template: &'a PreparedTemplate,
+    /// The toolchain plan for the target.
+    plan: &'a BuildPlan,
+    /// What is asked for.
+    request: &'a BuildRequest,
+    /// The cache root: target dirs live under `cache_dir/targets`.
+    cache_dir: &'a Path,
+}
+
+impl<'a> BuildJob<'a> {
+    /// The build of `request` for `template` with `plan`, in `cache_dir`.
+    pub fn new(
+        template: &'a PreparedTemplate,
+        plan: &'a BuildPlan,
+        request: &'a BuildRequest,
+        cache_dir: &'a Path,
+    ) -> Self {
+        Self { template, plan, request, cache_dir }
+    }
+
     fn triple(&self) -> String {
         self.plan.target.to_string()
     }
@@ -236,7 +286,8 @@ impl BuildJob<'_> {
         // rustc strips Mach-O binaries with the toolchain's own rust-objcopy.
         let objcopy = toolchain.sysroot.join("lib/rustlib").join(&toolchain.host).join("bin/rust-objcopy");
         // The override, else the template's own profile.
-        let strips = self.optimization.strip.or(self.template.release_strip).is_some_and(|s| s != StripMode::None);
+        let strips =
+            self.request.optimization.strip.or(self.template.release_strip).is_some_and(|s| s != StripMode::None);
         if strips && target.os_family == OsFamily::MacOS && !objcopy.is_file() {
             return Err(CompilationError::Unavailable {
                 triple: self.triple(),
@@ -277,7 +328,8 @@ impl BuildJob<'_> {
         let mut rustflags: Vec<String> = rule.rustflags.iter().map(|s| (*s).to_owned()).collect();
         rustflags.extend(target.rustflags.iter().cloned());
         rustflags.extend(
-            self.optimization
+            self.request
+                .optimization
                 .rustflags(target, &toolchain.host)
                 .map_err(|source| CompilationError::Optimization { triple: self.triple(), source })?,
         );
@@ -289,7 +341,7 @@ impl BuildJob<'_> {
         let mut spec = ProcessSpec::new(program)
             .args(args)
             .current_dir(&self.template.dir)
-            .timeout(self.timeout)
+            .timeout(self.request.timeout)
             // The build is defined by the plan, not by whatever the caller's
             // shell happens to export.
             .env_remove("RUSTFLAGS")
@@ -301,9 +353,9 @@ impl BuildJob<'_> {
             .env("RUSTC", &toolchain.rustc)
             .env("CARGO_TARGET_DIR", self.target_dir())
             .env("CARGO_TERM_COLOR", "never")
-            .env("CARGO_PROFILE_RELEASE_INCREMENTAL", self.incremental.to_string())
+            .env("CARGO_PROFILE_RELEASE_INCREMENTAL", self.request.incremental.to_string())
             .env(format!("{prefix}_RUSTFLAGS"), rustflags.join(" "));
-        for (key, value) in self.optimization.profile_env() {
+        for (key, value) in self.request.optimization.profile_env() {
             spec = spec.env(key, value);
         }
         for (key, value) in rule.env {
@@ -429,6 +481,7 @@ pub async fn build(
         binary_data,
         compilation_time: start.elapsed(),
         metadata: CompilationMetadata {
+            toolchain: job.plan.toolchain.name.clone(),
             rustc_version: job.plan.toolchain.rustc_version.clone(),
             cargo_version: job.plan.toolchain.cargo_version.clone(),
             compilation_flags: flags,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use rustle_build::engine::{self, BuildJob, CompilationError, CompiledBinary};
+use rustle_build::engine::{self, BuildJob, BuildRequest, CompilationError, CompiledBinary};
 use rustle_build::process::ProcessSpec;
 use rustle_build::runner::{RunnerPlan, plan_runner};
 use rustle_build::template::{GeneratedTemplate, PreparedTemplate, TemplateSource};
@@ -93,7 +93,7 @@ impl CompatibilityReport {
 /// ```
 pub struct CrossCompilationManager {
     config: CrossCompilationConfig,
-    toolchains: ToolchainManager,
+    toolchains: Arc<ToolchainManager>,
     supported: Vec<TargetSpecification>,
     cache_dir: PathBuf,
     /// Holds the throw-away cache when `cache_enabled` is off.
@@ -120,7 +120,7 @@ impl CrossCompilationManager {
         };
         let supported =
             config.supported_target_names().iter().map(|t| config.target(t)).collect::<Result<Vec<_>, _>>()?;
-        let toolchains = ToolchainManager::new(config.toolchain_config(&cache_dir));
+        let toolchains = Arc::new(ToolchainManager::new(config.toolchain_config(&cache_dir)));
         Ok(Self { config, toolchains, supported, cache_dir, _scratch_cache: scratch })
     }
 
@@ -352,16 +352,9 @@ impl CrossCompilationManager {
             let progress = progress.clone();
             async move {
                 let result = match plan {
-                    Ok(plan) => {
-                        let job = BuildJob {
-                            template,
-                            plan: &plan,
-                            optimization,
-                            cache_dir: &self.cache_dir,
-                            timeout: self.config.compilation_timeout(),
-                            incremental: self.config.enable_incremental,
-                        };
-                        engine::build(&job, &*progress).await
+                    Ok(_) => {
+                        let request = self.request(target, optimization);
+                        engine::run(&request, template, &self.toolchains, &self.cache_dir, &*progress).await
                     }
                     Err(e) => Err(e),
                 };
@@ -390,20 +383,20 @@ impl CrossCompilationManager {
         let fleet_error = |reason: String| CompilationError::Unavailable { triple: "fleet".into(), reason };
         let bundle = rustle_build::bundle::pack_template(template)
             .map_err(|e| fleet_error(format!("failed to pack the template for the build agents: {e}")))?;
-        let mut local_plans = std::collections::HashMap::new();
+        let mut local_plans = std::collections::BTreeSet::new();
         let mut local_errors = Vec::new();
         for (target, plan) in targets.iter().zip(plans) {
             match plan {
-                Ok(plan) => {
-                    // Keyed by the full name: `T` and `T.2.17` are two plans.
-                    local_plans.insert(target.triple_with_floor(), plan);
+                Ok(_) => {
+                    // By the full name: `T` and `T.2.17` are two plans.
+                    local_plans.insert(target.triple_with_floor());
                     local_errors.push(None);
                 }
                 Err(error) => local_errors.push(Some(error)),
             }
         }
         let local = LocalFallback {
-            triples: local_plans.keys().cloned().collect(),
+            triples: local_plans.clone(),
             slots: u32::try_from(self.config.max_parallel_jobs).unwrap_or(u32::MAX),
             builder: self.local_builder(template, local_plans, optimization),
         };
@@ -445,38 +438,44 @@ impl CrossCompilationManager {
         Ok(outcomes)
     }
 
-    /// The local engine path as a fallback executor the fleet can run on its own.
+    /// What the engine is asked for `target`: the target whole, the
+    /// overrides, and this configuration's bounds.
+    fn request(&self, target: &TargetSpecification, optimization: &CompilationOptimization) -> BuildRequest {
+        BuildRequest {
+            target: target.clone(),
+            optimization: optimization.clone(),
+            timeout: self.config.compilation_timeout(),
+            incremental: self.config.enable_incremental,
+        }
+    }
+
+    /// The local engine path as a fallback executor the fleet can run on
+    /// its own, for the targets named in `planned` (by full name).
     fn local_builder(
         &self,
         template: &PreparedTemplate,
-        plans: std::collections::HashMap<String, BuildPlan>,
+        planned: std::collections::BTreeSet<String>,
         optimization: &CompilationOptimization,
     ) -> LocalBuilder {
         let template = Arc::new(template.clone());
-        let plans = Arc::new(plans);
-        let optimization = Arc::new(optimization.clone());
+        let planned = Arc::new(planned);
+        let toolchains = self.toolchains.clone();
         let cache_dir = Arc::new(self.cache_dir.clone());
-        let timeout = self.config.compilation_timeout();
-        let incremental = self.config.enable_incremental;
+        let optimization = Arc::new(optimization.clone());
+        let (timeout, incremental) = (self.config.compilation_timeout(), self.config.enable_incremental);
         Arc::new(move |target: TargetSpecification, progress: ProgressSink| {
-            let (template, plans, optimization, cache_dir) =
-                (template.clone(), plans.clone(), optimization.clone(), cache_dir.clone());
+            let (template, planned, toolchains, cache_dir, optimization) =
+                (template.clone(), planned.clone(), toolchains.clone(), cache_dir.clone(), optimization.clone());
             Box::pin(async move {
-                let Some(plan) = plans.get(&target.triple_with_floor()) else {
+                if !planned.contains(&target.triple_with_floor()) {
                     return Err(CompilationError::Unavailable {
                         triple: target.to_string(),
                         reason: "no local toolchain plan for this target".into(),
                     });
-                };
-                let job = BuildJob {
-                    template: &template,
-                    plan,
-                    optimization: &optimization,
-                    cache_dir: &cache_dir,
-                    timeout,
-                    incremental,
-                };
-                engine::build(&job, &*progress).await
+                }
+                // The target comes from the scheduler; the rest from this run.
+                let request = BuildRequest { target, optimization: (*optimization).clone(), timeout, incremental };
+                engine::run(&request, &template, &toolchains, &cache_dir, &*progress).await
             })
         })
     }
@@ -491,25 +490,12 @@ impl CrossCompilationManager {
     ) -> Result<ProcessSpec, CompilationError> {
         let template = source.prepare(&self.cache_dir.join("templates"))?;
         let plan = self.plan(target).await?;
-        BuildJob {
-            template: &template,
-            plan: &plan,
-            optimization,
-            cache_dir: &self.cache_dir,
-            timeout: self.config.compilation_timeout(),
-            incremental: self.config.enable_incremental,
-        }
-        .cargo_command()
+        let request = self.request(target, optimization);
+        BuildJob::new(&template, &plan, &request, &self.cache_dir).cargo_command()
     }
 
     async fn plan(&self, target: &TargetSpecification) -> Result<BuildPlan, CompilationError> {
-        self.toolchains.plan(target).await.map_err(|e| CompilationError::Unavailable {
-            triple: target.to_string(),
-            reason: match e {
-                ToolchainError::Unavailable { reason, .. } => reason,
-                other => other.to_string(),
-            },
-        })
+        engine::plan(&self.toolchains, target).await
     }
 
     /// Parallel cargo runs must not race to write the template's Cargo.lock:

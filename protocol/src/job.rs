@@ -224,6 +224,8 @@ pub enum BuildOutcome {
         size: u64,
         /// Wall-clock time cargo took.
         compile_time_ms: u64,
+        /// The name of the toolchain that built it.
+        toolchain: String,
         /// `rustc --version` output.
         rustc_version: String,
         /// `cargo --version` output.

@@ -167,12 +167,13 @@ fn build_event() -> impl Strategy<Value = BuildEvent> {
 
 fn build_outcome() -> impl Strategy<Value = BuildOutcome> {
     prop_oneof![
-        (digest(), any::<(u64, u64)>(), text(), text(), vec(text(), 0..4)).prop_map(
-            |(checksum, (size, compile_time_ms), rustc_version, cargo_version, compilation_flags)| {
+        (digest(), any::<(u64, u64)>(), text(), text(), text(), vec(text(), 0..4)).prop_map(
+            |(checksum, (size, compile_time_ms), toolchain, rustc_version, cargo_version, compilation_flags)| {
                 BuildOutcome::Success {
                     checksum,
                     size,
                     compile_time_ms,
+                    toolchain,
                     rustc_version,
                     cargo_version,
                     compilation_flags,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rustle_build::bundle::{BundleLimits, sync_bundle};
-use rustle_build::engine::{self, BuildJob, CompilationError, CompiledBinary};
+use rustle_build::engine::{self, CompilationError, CompiledBinary};
 use rustle_build::template::TemplateSource;
 use rustle_protocol::{
     AgentToCoordinator, BuildEvent, BuildOutcome, BulkAck, BulkHeader, BulkKind, JobOffer, LogStream,
@@ -362,19 +362,8 @@ async fn run_build(
             reason: format!("the task preparing the template failed: {error}"),
         },
     )??;
-    let unavailable = |reason: String| CompilationError::Unavailable { triple: triple.clone(), reason };
-    let target = wire::target_from_wire(&offer.target).map_err(|e| unavailable(e.to_string()))?;
-    let plan = context.toolchains.plan(&target).await.map_err(|e| unavailable(e.to_string()))?;
-    let optimization = wire::optimization_from_wire(&offer.optimization);
-    let timeout = if offer.deadline_secs == 0 { DEFAULT_DEADLINE } else { Duration::from_secs(offer.deadline_secs) };
-    let build = BuildJob {
-        template: &template,
-        plan: &plan,
-        optimization: &optimization,
-        cache_dir: &cache_dir,
-        timeout,
-        incremental: true,
-    };
+    let request = wire::request_from_offer(offer, DEFAULT_DEADLINE)
+        .map_err(|e| CompilationError::Unavailable { triple: triple.clone(), reason: e.to_string() })?;
     let job = offer.job;
     let on_event = move |event: engine::BuildEvent| {
         let event = match event {
@@ -388,8 +377,9 @@ async fn run_build(
         };
         let _ = outbound.send(AgentToCoordinator::Event { job, event });
     };
-    let binary = engine::build(&build, &on_event).await?;
-    Ok(Built { binary, toolchain: plan.toolchain.name.clone() })
+    let binary = engine::run(&request, &template, &context.toolchains, &cache_dir, &on_event).await?;
+    let toolchain = binary.metadata.toolchain.clone();
+    Ok(Built { binary, toolchain })
 }
 
 /// Sends the artifact on its own stream; the outcome goes out once its

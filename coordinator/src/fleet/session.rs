@@ -458,8 +458,15 @@ impl State {
         else {
             return None;
         };
-        let BuildOutcome::Success { checksum, size, compile_time_ms, rustc_version, cargo_version, compilation_flags } =
-            outcome.clone()
+        let BuildOutcome::Success {
+            checksum,
+            size,
+            compile_time_ms,
+            toolchain,
+            rustc_version,
+            cargo_version,
+            compilation_flags,
+        } = outcome.clone()
         else {
             return None;
         };
@@ -481,6 +488,7 @@ impl State {
                     binary_data: bytes,
                     compilation_time: Duration::from_millis(compile_time_ms),
                     metadata: CompilationMetadata {
+                        toolchain,
                         rustc_version,
                         cargo_version,
                         compilation_flags,

@@ -62,6 +62,7 @@ pub fn success_of(binary: &CompiledBinary) -> BuildOutcome {
         checksum: Sha256Digest::from_hex(&binary.checksum).unwrap_or_else(|| Sha256Digest::of(&binary.binary_data)),
         size: binary.size,
         compile_time_ms: u64::try_from(binary.compilation_time.as_millis()).unwrap_or(u64::MAX),
+        toolchain: binary.metadata.toolchain.clone(),
         rustc_version: binary.metadata.rustc_version.clone(),
         cargo_version: binary.metadata.cargo_version.clone(),
         compilation_flags: binary.metadata.compilation_flags.clone(),

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustle_build::bundle::{BundleLimits, unpack_bundle};
-use rustle_build::engine::{self, BuildJob};
+use rustle_build::engine;
 use rustle_build::template::TemplateSource;
 use rustle_build::toolchain::ToolchainManager;
 use rustle_protocol::{
@@ -292,24 +292,14 @@ async fn build(
     unpack_bundle(bundle, &dir, &BundleLimits::default()).map_err(|e| e.to_string())?;
     let template =
         TemplateSource::Dir(dir.clone()).prepare(&context.work.join("templates")).map_err(|e| e.to_string())?;
-    // The same wire conversions as the real agent: the offer's target and
-    // overrides, whole.
-    let target = rustle_agent::wire::target_from_wire(&offer.target).map_err(|e| e.to_string())?;
-    let plan = context.toolchains.plan(&target).await.map_err(|e| e.to_string())?;
+    // The same wire conversion and engine entry point as the real agent:
+    // the offer's target and overrides, whole.
+    let request = rustle_agent::wire::request_from_offer(offer, Duration::from_secs(600)).map_err(|e| e.to_string())?;
     let _ = out.send(AgentToCoordinator::Event { job, event: BuildEvent::Started });
     if context.spec.fault == Fault::DieWhenBuilding {
         context.dead.store(true, Ordering::SeqCst);
         return Ok(None);
     }
-    let optimization = rustle_agent::wire::optimization_from_wire(&offer.optimization);
-    let build_job = BuildJob {
-        template: &template,
-        plan: &plan,
-        optimization: &optimization,
-        cache_dir: &context.cache,
-        timeout: Duration::from_secs(600),
-        incremental: true,
-    };
     let progress_out = out.clone();
     let progress = move |event: engine::BuildEvent| {
         if let engine::BuildEvent::Progress { done, total, .. } = event {
@@ -320,7 +310,7 @@ async fn build(
             let _ = progress_out.send(AgentToCoordinator::Event { job, event });
         }
     };
-    let binary = match engine::build(&build_job, &progress).await {
+    let binary = match engine::run(&request, &template, &context.toolchains, &context.cache, &progress).await {
         Ok(binary) => binary,
         Err(error) if error.is_compile_failure() => {
             return Ok(Some(BuildOutcome::CompileFailed { diagnostics: error.to_string() }));

@@ -81,6 +81,7 @@ pub(crate) fn success() -> BuildOutcome {
         checksum: Sha256Digest::of(b"binary"),
         size: 6,
         compile_time_ms: 1000,
+        toolchain: "stable".into(),
         rustc_version: "rustc 1.95.0".into(),
         cargo_version: "cargo 1.95.0".into(),
         compilation_flags: vec!["--release".into()],
