@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rustle_build::toolchain::{LinkerPlan, StdSource, TargetAvailability, ToolchainManager};
+use rustle_engine::toolchain::{LinkerPlan, StdSource, TargetAvailability, ToolchainManager};
 use rustle_protocol::{
     AgentId, BuildRoute, BuildableTarget, CapabilityReport, LibcReport, LoadAverage, LoadUpdate, ToolchainReport,
     WarmCache,

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rustle_build::toolchain::ToolchainConfig;
+use rustle_engine::toolchain::ToolchainConfig;
 use rustle_transport::AllowedCoordinators;
 use serde::Deserialize;
 

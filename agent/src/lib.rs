@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::Actor;
-use rustle_build::toolchain::ToolchainManager;
+use rustle_engine::toolchain::ToolchainManager;
 use rustle_transport::AgentListener;
 
 pub use config::AgentConfig;

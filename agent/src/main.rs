@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser;
 use rustle_agent::{AgentConfig, capabilities};
-use rustle_build::toolchain::ToolchainManager;
+use rustle_engine::toolchain::ToolchainManager;
 use rustle_transport::{AgentListener, CertBundle, CertFiles, TransportOptions};
 
 /// The rustle-cross build-host daemon.

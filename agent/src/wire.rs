@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use rustle_build::engine::{BuildRequest, CompilationError, CompiledBinary};
+use rustle_engine::engine::{BuildRequest, CompilationError, CompiledBinary};
 use rustle_protocol::{
     BuildOutcome, BuildTarget, JobOffer, Lto, OptLevel, OptimizationSettings, PanicStrategy as WirePanic, Sha256Digest,
     Strip,

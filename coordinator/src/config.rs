@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rustle_build::toolchain::ToolchainConfig;
+use rustle_engine::toolchain::ToolchainConfig;
 use rustle_targets::{RULES, TargetError, TargetSpecification};
 use serde::{Deserialize, Serialize};
 

@@ -25,12 +25,12 @@ pub mod detect {
 
 /// The build engine (`CompiledBinary`, `GeneratedTemplate`, `ToolchainManager`, ...).
 pub mod build {
-    pub use rustle_build::engine::{BuildEvent, CompilationError, CompilationMetadata, CompiledBinary};
-    pub use rustle_build::runner::{RunnerError, RunnerPlan, run_binary};
-    pub use rustle_build::template::{GeneratedTemplate, TemplateSource};
-    pub use rustle_build::toolchain::{
+    pub use rustle_engine::engine::{BuildEvent, CompilationError, CompilationMetadata, CompiledBinary};
+    pub use rustle_engine::runner::{RunnerError, RunnerPlan, run_binary};
+    pub use rustle_engine::template::{GeneratedTemplate, TemplateSource};
+    pub use rustle_engine::toolchain::{
         BuildPlan, LinkerPlan, MissingRequirement, RequirementKind, StdSource, TargetAvailability, Toolchain,
         ToolchainConfig, ToolchainError, ToolchainManager,
     };
-    pub use rustle_build::validate::{BinaryReport, ValidationError};
+    pub use rustle_engine::validate::{BinaryReport, ValidationError};
 }

@@ -6,15 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use rustle_build::engine::{self, BuildJob, BuildRequest, CompilationError, CompiledBinary};
-use rustle_build::process::ProcessSpec;
-use rustle_build::runner::{RunnerPlan, plan_runner};
-use rustle_build::template::{GeneratedTemplate, PreparedTemplate, TemplateSource};
-use rustle_build::toolchain::{
+use rustle_detect::{DetectOptions, ParsedInventory, TargetDetectionError, TargetDetector, TargetPlan};
+use rustle_engine::engine::{self, BuildJob, BuildRequest, CompilationError, CompiledBinary};
+use rustle_engine::runner::{RunnerPlan, plan_runner};
+use rustle_engine::template::{GeneratedTemplate, PreparedTemplate, TemplateSource};
+use rustle_engine::toolchain::{
     BuildPlan, MissingRequirement, RequirementKind, TargetAvailability, Toolchain, ToolchainError, ToolchainKind,
     ToolchainManager,
 };
-use rustle_detect::{DetectOptions, ParsedInventory, TargetDetectionError, TargetDetector, TargetPlan};
+use rustle_process::ProcessSpec;
 use rustle_targets::{CompilationOptimization, TargetError, TargetSpecification};
 use serde::Serialize;
 
@@ -381,7 +381,7 @@ impl CrossCompilationManager {
         progress: ProgressSink,
     ) -> Result<Vec<TargetOutcome>, CompilationError> {
         let fleet_error = |reason: String| CompilationError::Unavailable { triple: "fleet".into(), reason };
-        let bundle = rustle_build::bundle::pack_template(template)
+        let bundle = rustle_engine::bundle::pack_template(template)
             .map_err(|e| fleet_error(format!("failed to pack the template for the build agents: {e}")))?;
         let mut local_plans = std::collections::BTreeSet::new();
         let mut local_errors = Vec::new();

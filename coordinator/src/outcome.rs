@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use rustle_build::engine::{BuildEvent, CompilationError, CompiledBinary};
+use rustle_engine::engine::{BuildEvent, CompilationError, CompiledBinary};
 use rustle_scheduler::{Decision, Executor, FallbackId};
 use rustle_targets::TargetSpecification;
 

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fleet_support::{AgentSpec, Fault, TestAgent, start_agent};
-use rustle_build::toolchain::ToolchainManager;
 use rustle_cross::build::{BuildEvent, TemplateSource};
 use rustle_cross::fleet::{ConnectionState, Executor, Fleet, FleetOptions};
 use rustle_cross::targets::{CompilationOptimization, TargetSpecification};
 use rustle_cross::{AgentEndpoint, CrossCompilationConfig, CrossCompilationManager, ProgressSink, TargetOutcome};
+use rustle_engine::toolchain::ToolchainManager;
 use rustle_protocol::AgentId;
 use rustle_transport::FleetCa;
 

@@ -228,7 +228,7 @@ pub enum ProbeError {
         host: String,
         /// The process error.
         #[source]
-        source: rustle_build::process::ProcessError,
+        source: rustle_process::ProcessError,
     },
 }
 

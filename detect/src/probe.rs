@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rustle_build::process::{ProcessError, ProcessSpec};
+use rustle_process::{ProcessError, ProcessSpec};
 use rustle_targets::{Architecture, Endianness, LibcType, OsFamily, TargetSpecification};
 use serde::Serialize;
 use serde_json::Value;

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use rustle_build::bundle::{BundleLimits, sync_bundle};
-use rustle_build::engine::{self, CompilationError, CompiledBinary};
-use rustle_build::template::TemplateSource;
+use rustle_engine::bundle::{BundleLimits, sync_bundle};
+use rustle_engine::engine::{self, CompilationError, CompiledBinary};
+use rustle_engine::template::TemplateSource;
 use rustle_protocol::{
     AgentToCoordinator, BuildEvent, BuildOutcome, BulkAck, BulkHeader, BulkKind, JobOffer, LogStream,
 };

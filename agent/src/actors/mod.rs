@@ -19,7 +19,7 @@ pub(crate) mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustle_build::toolchain::ToolchainManager;
+use rustle_engine::toolchain::ToolchainManager;
 use rustle_protocol::JobId;
 
 use crate::config::AgentConfig;

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use rustle_build::toolchain::TargetAvailability;
+use rustle_engine::toolchain::TargetAvailability;
 use rustle_protocol::{
     AgentToCoordinator, BuildEvent, BuildOutcome, BulkKind, CapabilityReport, CoordinatorToAgent, Hello, JobId,
     JobOffer, RejectReason, Role,

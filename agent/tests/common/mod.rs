@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rustle_agent::{AgentConfig, AgentError};
-use rustle_build::bundle::{BundleLimits, pack_dir};
+use rustle_engine::bundle::{BundleLimits, pack_dir};
 use rustle_protocol::{
     AgentToCoordinator, BuildTarget, BulkAck, BulkHeader, BulkKind, CoordinatorToAgent, Hello, JobId, JobOffer,
     OptimizationSettings, Role, Sha256Digest, TemplateId,

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use rustle_build::process::ProcessSpec;
 use rustle_cross::build::TargetAvailability;
 use rustle_cross::manager::describe_missing;
 use rustle_cross::{CrossCompilationConfig, CrossCompilationManager};
+use rustle_process::ProcessSpec;
 
 use super::table::Table;
 

@@ -1,7 +1,7 @@
 //! The job actor: one per build of one target; collects progress, the artifact and the final report, and runs the local-fallback build when the scheduler sends the job there.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use rustle_build::engine::{self, CompilationError, CompiledBinary};
+use rustle_engine::engine::{self, CompilationError, CompiledBinary};
 use rustle_protocol::{BuildEvent, BuildOutcome, JobId};
 use rustle_scheduler::{Executor, JobReport, JobResult};
 use rustle_targets::TargetSpecification;

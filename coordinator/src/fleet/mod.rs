@@ -41,7 +41,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
-use rustle_build::engine::{CompilationError, CompiledBinary};
+use rustle_engine::engine::{CompilationError, CompiledBinary};
 pub use rustle_protocol::CapabilityReport;
 use rustle_protocol::{Hello, OptimizationSettings, Role, Sha256Digest, TemplateId};
 pub use rustle_scheduler::{AgentStatus, Decision, Executor, FallbackId, SchedulerConfig};
@@ -183,7 +183,7 @@ impl std::fmt::Debug for LocalFallback {
 pub struct BuildSource {
     /// Names the template (keys the agents' warm caches).
     pub template_id: TemplateId,
-    /// The packed template (`tar.zst`, from `rustle_build::bundle::pack_template`).
+    /// The packed template (`tar.zst`, from `rustle_engine::bundle::pack_template`).
     pub bundle: Arc<Vec<u8>>,
     /// Its SHA-256.
     pub bundle_sha256: Sha256Digest,

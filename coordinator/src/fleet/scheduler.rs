@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use rustle_build::engine::CompiledBinary;
+use rustle_engine::engine::CompiledBinary;
 use rustle_protocol::{AgentId, BuildEvent, BuildOutcome, CapabilityReport, JobId, JobOffer, LoadUpdate, RejectReason};
 use rustle_scheduler::{Action, AgentStatus, EventOutcome, Executor, JobRequest, Scheduler, Timestamp};
 use rustle_targets::TargetSpecification;

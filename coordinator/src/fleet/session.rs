@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use rustle_build::engine::{CompilationMetadata, CompiledBinary};
-use rustle_build::validate::validate_binary;
+use rustle_engine::engine::{CompilationMetadata, CompiledBinary};
+use rustle_engine::validate::validate_binary;
 use rustle_protocol::{
     AgentId, AgentToCoordinator, BuildOutcome, BulkAck, BulkHeader, BulkKind, CoordinatorToAgent, Hello, JobId,
     JobOffer,

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustle_build::engine::{self, CompilationError};
+use rustle_engine::engine::{self, CompilationError};
 use rustle_targets::{CompilationOptimization, TargetSpecification};
 use rustle_transport::FleetCa;
 

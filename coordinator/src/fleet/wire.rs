@@ -3,7 +3,7 @@
 //! the scheduler hears every executor alike). The agent's inverse lives in `rustle_agent::wire`; the two
 //! together are lossless (tested in `coordinator/tests/wire_round_trip.rs`).
 
-use rustle_build::engine::CompiledBinary;
+use rustle_engine::engine::CompiledBinary;
 use rustle_protocol::{
     BuildOutcome, BuildTarget, Lto, OptLevel, OptimizationSettings, PanicStrategy as WirePanic, Sha256Digest, Strip,
 };

@@ -1,4 +1,4 @@
-//! An in-test build agent: the agent side of the session flow over the real transport, building with the real `rustle_build` engine, with fault injection (dying mid-build, cutting an artifact short).
+//! An in-test build agent: the agent side of the session flow over the real transport, building with the real `rustle_engine` engine, with fault injection (dying mid-build, cutting an artifact short).
 
 #![allow(dead_code, reason = "each test uses a different subset")]
 
@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustle_build::bundle::{BundleLimits, unpack_bundle};
-use rustle_build::engine;
-use rustle_build::template::TemplateSource;
-use rustle_build::toolchain::ToolchainManager;
+use rustle_engine::bundle::{BundleLimits, unpack_bundle};
+use rustle_engine::engine;
+use rustle_engine::template::TemplateSource;
+use rustle_engine::toolchain::ToolchainManager;
 use rustle_protocol::{
     AgentId, AgentToCoordinator, BuildEvent, BuildOutcome, BuildRoute, BuildableTarget, BulkAck, BulkHeader, BulkKind,
     CapabilityReport, CoordinatorToAgent, Hello, JobId, JobOffer, LibcReport, LoadAverage, LoadUpdate, RejectReason,

@@ -12,7 +12,7 @@ use common::{
     AARCH64, AARCH64_STATIC, ARMV7, Compiler, I686, MACOS_ARM, MACOS_X86, MINGW, PPC64LE, RISCV64, S390X, X86_64,
     ZIG_GLIBC_217, compile, spec,
 };
-use rustle_build::validate::{BinaryFormat, BinaryReport, ValidationError, validate_binary};
+use rustle_engine::validate::{BinaryFormat, BinaryReport, ValidationError, validate_binary};
 use rustle_targets::{Endianness, GlibcVersion};
 
 const GLIBC_2_17: GlibcVersion = GlibcVersion { major: 2, minor: 17 };

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
-use rustle_build::bundle::{BundleError, BundleLimits, pack_dir, pack_template, sync_bundle, unpack_bundle};
-use rustle_build::template::TemplateSource;
+use rustle_engine::bundle::{BundleError, BundleLimits, pack_dir, pack_template, sync_bundle, unpack_bundle};
+use rustle_engine::template::TemplateSource;
 
 fn example_template() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello-template")
@@ -66,7 +66,7 @@ fn write_template(root: &Path, files: &[(&str, &str)]) {
 fn bundle_round_trip_of_example_template() {
     let prepared = TemplateSource::Dir(example_template()).prepare(Path::new("/nonexistent")).expect("prepare");
     let bundle = pack_template(&prepared).expect("pack");
-    assert_eq!(bundle.sha256, rustle_build::bundle::bundle_sha256(&bundle.bytes));
+    assert_eq!(bundle.sha256, rustle_engine::bundle::bundle_sha256(&bundle.bytes));
     assert_eq!(bundle.sha256.len(), 64);
     let original = tree(&prepared.dir);
     let file_count = original.values().filter(|v| v.is_some()).count();

@@ -15,10 +15,10 @@ use rustle_targets::{CompilationOptimization, OptimizationError, OsFamily, Strip
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::process::{ProcessError, ProcessSpec};
 use crate::template::{PreparedTemplate, hex};
 use crate::toolchain::{BuildPlan, LinkerPlan, StdSource, ToolchainError, ToolchainManager, last_lines};
 use crate::validate::{BinaryReport, ValidationError, validate_binary};
+use rustle_process::{ProcessError, ProcessSpec};
 
 /// What a finished binary was built with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

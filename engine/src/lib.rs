@@ -4,7 +4,6 @@
 
 pub mod bundle;
 pub mod engine;
-pub mod process;
 pub mod runner;
 pub mod template;
 pub mod toolchain;

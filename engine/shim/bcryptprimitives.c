@@ -7,7 +7,7 @@
  * exports ProcessPrng and forwards to RtlGenRandom (advapi32's
  * SystemFunction036), which Wine implements.
  *
- * Built by rustle-build (runner.rs) with x86_64-w64-mingw32-gcc and placed in
+ * Built by rustle-engine (runner.rs) with x86_64-w64-mingw32-gcc and placed in
  * the Wine prefix's system32; never shipped with user binaries.
  */
 #include <windows.h>

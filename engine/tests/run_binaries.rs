@@ -15,8 +15,8 @@ use common::{
     AARCH64, AARCH64_STATIC, ARMV7, Compiler, I686, MINGW, PPC64LE, RISCV64, S390X, X86_64, compile, compile_source,
     hello_line, require, shared_cache_dir, spec,
 };
-use rustle_build::process::{ProcessError, ProcessOutput};
-use rustle_build::runner::{RunnerError, RunnerKind, plan_runner, run_binary};
+use rustle_engine::runner::{RunnerError, RunnerKind, plan_runner, run_binary};
+use rustle_process::{ProcessError, ProcessOutput};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -137,7 +137,7 @@ async fn compile_prng_exe(dir: &Path) -> Option<std::path::PathBuf> {
     let dlltool = common::require_tool("x86_64-w64-mingw32-dlltool")?;
     let def = Path::new(env!("CARGO_MANIFEST_DIR")).join("shim/bcryptprimitives.def");
     let implib = dir.join("libbcryptprimitives.a");
-    let out = rustle_build::process::ProcessSpec::new(dlltool)
+    let out = rustle_process::ProcessSpec::new(dlltool)
         .args(["-d"])
         .arg(def.as_os_str())
         .arg("-l")
@@ -217,7 +217,7 @@ async fn wine_first_use_is_safe_concurrently() {
     // Stop this prefix's wineserver (started by these runs) before the
     // temporary directory goes away.
     if let Ok(RunnerKind::Wine { wineserver: Some(server), .. }) = plan_runner(&spec(triple)).map(|p| p.kind) {
-        let _ = rustle_build::process::ProcessSpec::new(server)
+        let _ = rustle_process::ProcessSpec::new(server)
             .arg("-k")
             .env("WINEPREFIX", wine_dir.join("prefix").as_os_str())
             .output()

@@ -4,11 +4,11 @@
 //!
 //! [`plan_runner`] decides how (and says what to install when it cannot);
 //! [`run_binary`] runs the binary with a deadline through
-//! [`ProcessSpec`](crate::process::ProcessSpec).
+//! [`ProcessSpec`](rustle_process::ProcessSpec).
 //!
 //! Wine needs set-up, done once per cache directory under `<cache>/wine/`:
 //! - Rust's std (since 1.78) imports `ProcessPrng` from
-//!   `bcryptprimitives.dll`, which Wine 8 lacks. The shim in `build/shim/` is
+//!   `bcryptprimitives.dll`, which Wine 8 lacks. The shim in `engine/shim/` is
 //!   compiled with MinGW into `<cache>/wine/shim-<hash>/` (the hash covers the
 //!   embedded source, so an edited shim is rebuilt) and copied into the
 //!   prefix's `system32`.
@@ -26,7 +26,7 @@ use rustle_targets::{Architecture, RunnerRoute, TargetSpecification, rule_for};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::process::{ProcessError, ProcessOutput, ProcessSpec};
+use rustle_process::{ProcessError, ProcessOutput, ProcessSpec};
 
 /// The C source of the `ProcessPrng` shim DLL.
 const SHIM_SOURCE: &str = include_str!("../shim/bcryptprimitives.c");
@@ -466,7 +466,7 @@ async fn ensure_prefix(wine: &Path, prefix: &Path) -> Result<(), RunnerError> {
             format!("`wineboot --init` in {} failed ({}): {}", prefix.display(), out.status, out.stderr_text().trim()),
         ));
     }
-    std::fs::write(prefix.join(PREFIX_READY), "created by rustle-build\n")
+    std::fs::write(prefix.join(PREFIX_READY), "created by rustle-engine\n")
         .map_err(|e| setup_err(step, format!("{}: {e}", prefix.display())))
 }
 

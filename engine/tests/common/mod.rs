@@ -1,4 +1,4 @@
-//! Shared helpers for rustle-build's integration tests: finding the cross
+//! Shared helpers for rustle-engine's integration tests: finding the cross
 //! tools `scripts/setup.sh` installs, and compiling tiny C programs with them
 //! into a temporary directory.
 //!
@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rustle_build::process::ProcessSpec;
+use rustle_process::ProcessSpec;
 use rustle_targets::TargetSpecification;
 
 /// Set to `1` to skip (rather than fail) tests whose cross tools are missing.

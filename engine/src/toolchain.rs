@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, OnceCell};
 
-use crate::process::{ProcessError, ProcessSpec};
+use rustle_process::{ProcessError, ProcessSpec};
 
 /// Where a toolchain came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
