@@ -380,7 +380,7 @@ impl CrossCompilationManager {
         optimization: &CompilationOptimization,
         progress: ProgressSink,
     ) -> Result<Vec<TargetOutcome>, CompilationError> {
-        let fleet_error = |reason: String| CompilationError::Unavailable { triple: "fleet".into(), reason };
+        let fleet_error = |reason: String| CompilationError::Fleet { reason };
         let bundle = rustle_engine::bundle::pack_template(template)
             .map_err(|e| fleet_error(format!("failed to pack the template for the build agents: {e}")))?;
         let mut local_plans = std::collections::BTreeSet::new();

@@ -439,3 +439,34 @@ async fn agents_with_a_wrong_name_or_another_ca_are_refused_and_the_build_falls_
     assert!(outcome.result.is_ok(), "{}", describe(outcome));
     assert_eq!(outcome.executor, Some(rustle_cross::manager::local_executor()), "{}", describe(outcome));
 }
+
+/// A fleet that cannot start (here: its certificate files are missing) is
+/// an error of the whole run that names the file and the way out, not a
+/// target named "fleet".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_that_cannot_start_is_a_run_error_that_names_the_way_out() {
+    let missing = tempfile::tempdir().expect("tmp");
+    let mut config = CrossCompilationConfig {
+        target_cache_dir: Some(common::work_root().join("cache")),
+        ..CrossCompilationConfig::default()
+    };
+    config.fleet.agents = vec![AgentEndpoint { name: "nowhere".into(), address: "127.0.0.1:9".into() }];
+    config.fleet.ca = Some(missing.path().join("ca.pem"));
+    config.fleet.cert = Some(missing.path().join("coordinator.pem"));
+    config.fleet.key = Some(missing.path().join("coordinator-key.pem"));
+    let manager = CrossCompilationManager::new(config).expect("manager");
+    let source = TemplateSource::Dir(common::fleet_hello_template());
+    let result = tokio::time::timeout(
+        TEST_BOUND,
+        manager.build(&source, &[target(X86)], &CompilationOptimization::default(), None),
+    )
+    .await
+    .expect("bounded");
+    let error = result.expect_err("the fleet cannot start without its certificates");
+    assert!(matches!(error, rustle_cross::build::CompilationError::Fleet { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.starts_with("failed to use the build fleet: "), "{message}");
+    assert!(message.contains("remove it to build on this machine only"), "{message}");
+    assert!(!message.starts_with("fleet:"), "{message}");
+    assert!(message.contains(&missing.path().display().to_string()), "names the missing file: {message}");
+}

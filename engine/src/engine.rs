@@ -176,6 +176,16 @@ pub enum CompilationError {
         #[source]
         source: std::io::Error,
     },
+    /// The build fleet could not be used at all (its configuration, its
+    /// certificates, packing the template for it): about the whole run,
+    /// not about any one target.
+    #[error(
+        "failed to use the build fleet: {reason}; fix [cross_compilation.fleet] (agents, ca, cert, key), or remove it to build on this machine only"
+    )]
+    Fleet {
+        /// What went wrong.
+        reason: String,
+    },
     /// The target cannot be built here (set by callers that plan).
     #[error("{triple}: {reason}")]
     Unavailable {
