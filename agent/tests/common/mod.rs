@@ -4,7 +4,6 @@
 
 #![allow(dead_code, reason = "each test binary uses a different part of this module")]
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,36 +14,20 @@ use rustle_protocol::{
     AgentToCoordinator, BuildTarget, BulkAck, BulkHeader, BulkKind, CoordinatorToAgent, Hello, JobId, JobOffer,
     OptimizationSettings, Role, Sha256Digest, TemplateId,
 };
-use rustle_transport::{
-    AgentListener, AllowedCoordinators, CertBundle, Connection, ControlStream, CoordinatorDialer, FleetCa,
-};
+use rustle_transport::{AgentListener, AllowedCoordinators, Connection, ControlStream, CoordinatorDialer};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// The agent's certificate name.
-pub const AGENT: &str = "builder-1";
-/// The coordinator's certificate name.
-pub const COORDINATOR: &str = "deploy-1";
+#[allow(unused_imports, reason = "each test binary uses a different part of this module")]
+pub use rustle_test_support::{AGENT, COORDINATOR, TestFleet as Fleet, bounded, process_alive};
 /// The target every test host can build.
 pub const HOST_TRIPLE: &str = "x86_64-unknown-linux-gnu";
 /// Bound on waiting for any one message.
 pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(240);
 
-/// A fleet CA with an agent and a coordinator bundle.
-pub struct Fleet {
-    /// The CA.
-    pub ca: FleetCa,
-    /// For [`AGENT`], with 127.0.0.1 as a SAN.
-    pub agent: CertBundle,
-    /// For [`COORDINATOR`].
-    pub coordinator: CertBundle,
-}
-
+/// A fleet CA with an agent and a coordinator certificate.
 pub fn fleet() -> Fleet {
-    let ca = FleetCa::generate().expect("fleet CA");
-    let agent = ca.issue_agent(AGENT, &["127.0.0.1".into()]).expect("agent certificate");
-    let coordinator = ca.issue_coordinator(COORDINATOR).expect("coordinator certificate");
-    Fleet { ca, agent, coordinator }
+    Fleet::new()
 }
 
 /// An agent serving on 127.0.0.1 port 0 in this process.
@@ -255,29 +238,12 @@ pub fn slow_template(pid_file: &Path) -> Template {
     Template::new("slow-agent", "fn main() {}\n", Some(&build_rs))
 }
 
-/// Runs `work`, failing the test if it takes longer than `limit`.
-pub async fn bounded<T>(limit: Duration, work: impl Future<Output = T>) -> T {
-    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| panic!("did not finish within {limit:?}"))
-}
-
 /// Polls `condition` every 50 ms until it holds, failing after `limit`.
 pub async fn wait_for(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !condition() {
         assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Whether a process is alive (a zombie counts as gone).
-pub fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            // The state follows the command name in parentheses.
-            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
-            !matches!(state, Some('Z' | 'X') | None)
-        }
-        Err(_) => false,
     }
 }
 

@@ -100,15 +100,7 @@ pub fn stderr(out: &Output) -> String {
 /// missing, unless RUSTLE_SKIP_CROSS_TOOLS=1 (then prints the skip and
 /// returns false).
 pub fn require_cross_tools(tools: &[&str]) -> bool {
-    let missing: Vec<&str> = tools.iter().copied().filter(|t| which::which(t).is_err()).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var("RUSTLE_SKIP_CROSS_TOOLS").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: cross tools missing ({}) and RUSTLE_SKIP_CROSS_TOOLS=1", missing.join(", "));
-        return false;
-    }
-    panic!("cross tools missing: {}; run `scripts/setup.sh` as root first", missing.join(", "));
+    rustle_test_support::require_tools(tools)
 }
 
 /// The dependency-free template the fleet tests build: fast on every route.

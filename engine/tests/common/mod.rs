@@ -15,7 +15,7 @@ use rustle_process::ProcessSpec;
 use rustle_targets::TargetSpecification;
 
 /// Set to `1` to skip (rather than fail) tests whose cross tools are missing.
-pub const SKIP_ENV: &str = "RUSTLE_SKIP_CROSS_TOOLS";
+pub const SKIP_ENV: &str = rustle_test_support::SKIP_CROSS_TOOLS;
 
 /// The test program: prints its word size, byte order and arguments, exits 3
 /// when asked, sleeps when asked, and (except on Windows) starts a thread,
@@ -61,41 +61,8 @@ pub fn hello_line(bits: u32, endian: &str, args: &[&str]) -> String {
     format!("hello {bits}-bit {endian}-endian thread=42 args:{args}\n")
 }
 
-/// Whether missing tools skip tests instead of failing them.
-pub fn skipping() -> bool {
-    std::env::var(SKIP_ENV).is_ok_and(|v| v == "1")
-}
-
-/// Finds `tool` on PATH. When it is missing: fails the test with a pointer
-/// to `scripts/setup.sh`, or returns `None` (after saying so) when
-/// `RUSTLE_SKIP_CROSS_TOOLS=1`.
-pub fn require_tool(tool: &str) -> Option<PathBuf> {
-    match which::which(tool) {
-        Ok(path) => Some(path),
-        Err(_) if skipping() => {
-            eprintln!("SKIPPED: `{tool}` is not installed ({SKIP_ENV}=1); run scripts/setup.sh to test this");
-            None
-        }
-        Err(_) => panic!(
-            "`{tool}` is not installed: run scripts/setup.sh (as root) to install the cross tools, \
-             or set {SKIP_ENV}=1 to skip the tests that need it"
-        ),
-    }
-}
-
-/// Skips or fails (as [`require_tool`]) for something other than a tool on
-/// PATH; returns whether the test may go on.
-pub fn require(present: bool, what: &str) -> bool {
-    if present {
-        return true;
-    }
-    assert!(
-        skipping(),
-        "{what} is missing: run scripts/setup.sh (as root), or set {SKIP_ENV}=1 to skip the tests that need it"
-    );
-    eprintln!("SKIPPED: {what} is missing ({SKIP_ENV}=1)");
-    false
-}
+#[allow(unused_imports, reason = "each test crate uses a subset of the helpers")]
+pub use rustle_test_support::{require_present as require, require_tool, skipping_missing_cross_tools as skipping};
 
 /// A parsed target.
 pub fn spec(triple: &str) -> TargetSpecification {

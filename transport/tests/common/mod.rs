@@ -2,35 +2,17 @@
 
 #![allow(dead_code, reason = "each test binary uses a different part of this module")]
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use rustle_protocol::{BulkHeader, BulkKind, Hello, JobId, Role, Sha256Digest};
-use rustle_transport::{
-    AgentListener, AllowedCoordinators, CertBundle, Connection, CoordinatorDialer, FleetCa, TransportError,
-};
+use rustle_transport::{AgentListener, AllowedCoordinators, CertBundle, Connection, CoordinatorDialer, TransportError};
 
-/// Agent name used by most tests.
-pub const AGENT: &str = "builder-1";
-/// Coordinator name used by most tests.
-pub const COORDINATOR: &str = "deploy-1";
+#[allow(unused_imports, reason = "each test binary uses a different part of this module")]
+pub use rustle_test_support::{AGENT, COORDINATOR, TestFleet as Fleet, bounded};
 
-/// A fleet CA with one agent and one coordinator bundle.
-pub struct Fleet {
-    /// The CA.
-    pub ca: FleetCa,
-    /// Issued for [`AGENT`].
-    pub agent: CertBundle,
-    /// Issued for [`COORDINATOR`].
-    pub coordinator: CertBundle,
-}
-
+/// A fleet CA with one agent and one coordinator certificate.
 pub fn fleet() -> Fleet {
-    let ca = FleetCa::generate().expect("fleet CA");
-    let agent = ca.issue_agent(AGENT, &["127.0.0.1".into()]).expect("agent certificate");
-    let coordinator = ca.issue_coordinator(COORDINATOR).expect("coordinator certificate");
-    Fleet { ca, agent, coordinator }
+    Fleet::new()
 }
 
 /// An agent listener on 127.0.0.1, port 0.
@@ -53,11 +35,6 @@ pub fn accept_one(
 /// Dials [`AGENT`] at `addr` with `bundle`.
 pub async fn dial(bundle: &CertBundle, addr: SocketAddr, name: &str) -> Result<Connection, TransportError> {
     CoordinatorDialer::new(bundle).expect("dialer").connect(addr, name).await
-}
-
-/// Runs `work`, failing the test if it takes longer than `limit`.
-pub async fn bounded<T>(limit: Duration, work: impl Future<Output = T>) -> T {
-    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| panic!("the test did not finish within {limit:?}"))
 }
 
 pub fn agent_hello() -> Hello {

@@ -1,0 +1,114 @@
+//! Test support shared by the workspace's test suites, so no crate copies
+//! it: a fleet CA with an agent and a coordinator certificate, bounds on
+//! async work, process checks, and the one rule for suites that need tools
+//! the project's scripts install (fail naming the script, or skip when a
+//! variable says so, and print the skip).
+
+#![allow(clippy::unwrap_used, reason = "test support fails the test on purpose")]
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rustle_transport::{CertBundle, FleetCa};
+
+/// The agent certificate name the fixtures issue.
+pub const AGENT: &str = "builder-1";
+/// The coordinator certificate name the fixtures issue.
+pub const COORDINATOR: &str = "deploy-1";
+/// Set to `1` to skip (rather than fail) tests whose cross tools are missing.
+pub const SKIP_CROSS_TOOLS: &str = "RUSTLE_SKIP_CROSS_TOOLS";
+
+/// A fleet CA with one agent ([`AGENT`], with 127.0.0.1 as a SAN) and one
+/// coordinator ([`COORDINATOR`]) certificate.
+pub struct TestFleet {
+    /// The CA.
+    pub ca: FleetCa,
+    /// Issued for [`AGENT`].
+    pub agent: CertBundle,
+    /// Issued for [`COORDINATOR`].
+    pub coordinator: CertBundle,
+}
+
+impl TestFleet {
+    /// A new CA and its two certificates.
+    pub fn new() -> Self {
+        let ca = FleetCa::generate().expect("fleet CA");
+        let agent = ca.issue_agent(AGENT, &["127.0.0.1".into()]).expect("agent certificate");
+        let coordinator = ca.issue_coordinator(COORDINATOR).expect("coordinator certificate");
+        Self { ca, agent, coordinator }
+    }
+}
+
+impl Default for TestFleet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs `work`, failing the test if it takes longer than `limit`.
+pub async fn bounded<T>(limit: Duration, work: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| panic!("the test did not finish within {limit:?}"))
+}
+
+/// Whether a process is alive (a zombie counts as gone).
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // The state follows the command name in parentheses.
+            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+            !matches!(state, Some('Z' | 'X') | None)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Polls until process `pid` is gone, failing the test after `limit`.
+pub fn wait_until_gone(pid: u32, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while process_alive(pid) {
+        assert!(Instant::now() < deadline, "process {pid} is still alive after {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether `RUSTLE_SKIP_CROSS_TOOLS=1` asks to skip tests whose tools are missing.
+pub fn skipping_missing_cross_tools() -> bool {
+    std::env::var(SKIP_CROSS_TOOLS).is_ok_and(|v| v == "1")
+}
+
+/// Finds `tool` on PATH. When it is missing: fails the test with a pointer
+/// to `scripts/setup.sh`, or returns `None` (after printing the skip) when
+/// `RUSTLE_SKIP_CROSS_TOOLS=1`.
+pub fn require_tool(tool: &str) -> Option<PathBuf> {
+    match which::which(tool) {
+        Ok(path) => Some(path),
+        Err(_) => {
+            require_present(false, &format!("`{tool}`"));
+            None
+        }
+    }
+}
+
+/// Whether every tool in `tools` is on PATH; fails or skips (as
+/// [`require_tool`]) naming all the missing ones.
+pub fn require_tools(tools: &[&str]) -> bool {
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| which::which(t).is_err()).collect();
+    missing.is_empty() || require_present(false, &missing.join(", "))
+}
+
+/// Goes on when `present`; otherwise fails the test naming `what` and
+/// `scripts/setup.sh`, or prints the skip and returns `false` when
+/// `RUSTLE_SKIP_CROSS_TOOLS=1`.
+pub fn require_present(present: bool, what: &str) -> bool {
+    if present {
+        return true;
+    }
+    if skipping_missing_cross_tools() {
+        eprintln!("SKIPPED: {what} missing and {SKIP_CROSS_TOOLS}=1; run scripts/setup.sh (as root) to test this");
+        return false;
+    }
+    panic!(
+        "{what} missing: run scripts/setup.sh (as root) to install the cross tools, or set {SKIP_CROSS_TOOLS}=1 to skip the tests that need them"
+    );
+}
