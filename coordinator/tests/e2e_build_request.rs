@@ -178,3 +178,26 @@ fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// On Apple targets without rust-objcopy (Debian's rustc-web ships none),
+/// cargo's implicit `strip = "debuginfo"` cannot run: a template that asks
+/// for no stripping is built with `strip = "none"` there, and only there.
+#[test]
+fn apple_targets_without_rust_objcopy_keep_debug_info_when_nobody_asked_to_strip() {
+    if !require_cross_tools(&["zig", "cargo-zigbuild"]) {
+        return;
+    }
+    let plain = scratch_template(
+        "unprofiled",
+        &[("Cargo.toml", &manifest("unprofiled", "")), ("src/main.rs", PANICS_ON_ARGUMENT)],
+    );
+    let command = |target: &str| {
+        let out = rustle_cross(&["build", s(&plain), "-t", target, "--print-command"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let apple = command("aarch64-apple-darwin");
+    assert!(apple.contains("CARGO_PROFILE_RELEASE_STRIP=none"), "{apple}");
+    let linux = command(X86);
+    assert!(!linux.contains("CARGO_PROFILE_RELEASE_STRIP="), "{linux}");
+}

@@ -295,10 +295,11 @@ impl<'a> BuildJob<'a> {
         let shim = self.toolchain_shim()?;
         // rustc strips Mach-O binaries with the toolchain's own rust-objcopy.
         let objcopy = toolchain.sysroot.join("lib/rustlib").join(&toolchain.host).join("bin/rust-objcopy");
-        // The override, else the template's own profile.
-        let strips =
-            self.request.optimization.strip.or(self.template.release_strip).is_some_and(|s| s != StripMode::None);
-        if strips && target.os_family == OsFamily::MacOS && !objcopy.is_file() {
+        // The override, else the template's own profile; `None` when neither
+        // says (cargo's own default then applies).
+        let asked_strip = self.request.optimization.strip.or(self.template.release_strip);
+        let no_objcopy = target.os_family == OsFamily::MacOS && !objcopy.is_file();
+        if no_objcopy && asked_strip.is_some_and(|s| s != StripMode::None) {
             return Err(CompilationError::Unavailable {
                 triple: self.triple(),
                 reason: format!(
@@ -367,6 +368,12 @@ impl<'a> BuildJob<'a> {
             .env(format!("{prefix}_RUSTFLAGS"), rustflags.join(" "));
         for (key, value) in self.request.optimization.profile_env() {
             spec = spec.env(key, value);
+        }
+        if no_objcopy && asked_strip.is_none() {
+            // Nobody asked for stripping, but cargo's implicit release
+            // default (`strip = "debuginfo"`) runs rust-objcopy on Apple
+            // targets, which this toolchain lacks: keep the debug info.
+            spec = spec.env("CARGO_PROFILE_RELEASE_STRIP", "none");
         }
         for (key, value) in rule.env {
             spec = spec.env(key, value);
