@@ -274,7 +274,12 @@ impl CrossCompilationManager {
     ///     ..Default::default()
     /// };
     /// let target = TargetSpecification::from_triple("aarch64-unknown-linux-gnu")?;
-    /// let optimization = CompilationOptimization { level: OptimizationLevel::Size, strip: true, ..Default::default() };
+    /// // Overrides of the template's release profile; unset fields keep it.
+    /// let optimization = CompilationOptimization {
+    ///     level: Some(OptimizationLevel::Size),
+    ///     strip: Some(StripMode::Symbols),
+    ///     ..Default::default()
+    /// };
     /// let binary = manager.cross_compile_binary(&template, &target, optimization).await?;
     /// std::fs::write(&binary.file_name, &binary.binary_data)?;
     /// # Ok(()) }
