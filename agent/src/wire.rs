@@ -81,13 +81,18 @@ pub fn outcome_of_failure(error: CompilationError) -> BuildOutcome {
     }
 }
 
+/// The binary's SHA-256 in the protocol's form. The engine hashed it off
+/// the async workers; hashing it again here would block a worker for
+/// seconds under emulation, so its checksum is reused.
+pub fn digest_of(binary: &CompiledBinary) -> Sha256Digest {
+    Sha256Digest::from_hex(&binary.checksum).unwrap_or_else(|| Sha256Digest::of(&binary.binary_data))
+}
+
 /// A successful build as the coordinator hears of it (the binary itself
-/// follows on its own stream). The engine hashed the binary off the async
-/// workers; hashing it again here would block a worker for seconds under
-/// emulation, so its checksum is reused.
+/// follows on its own stream, under the same [`digest_of`]).
 pub fn success_of(binary: &CompiledBinary) -> BuildOutcome {
     BuildOutcome::Success {
-        checksum: Sha256Digest::from_hex(&binary.checksum).unwrap_or_else(|| Sha256Digest::of(&binary.binary_data)),
+        checksum: digest_of(binary),
         size: binary.size,
         compile_time_ms: u64::try_from(binary.compilation_time.as_millis()).unwrap_or(u64::MAX),
         toolchain: binary.metadata.toolchain.clone(),

@@ -388,22 +388,22 @@ impl CrossCompilationManager {
         let fleet_error = |reason: String| CompilationError::Fleet { reason };
         let bundle = rustle_engine::bundle::pack_template(template)
             .map_err(|e| fleet_error(format!("failed to pack the template for the build agents: {e}")))?;
-        let mut local_plans = std::collections::BTreeSet::new();
+        let mut local_targets = std::collections::BTreeSet::new();
         let mut local_errors = Vec::new();
         for (target, plan) in targets.iter().zip(plans) {
             match plan {
                 Ok(_) => {
                     // By the full name: `T` and `T.2.17` are two plans.
-                    local_plans.insert(target.triple_with_floor());
+                    local_targets.insert(target.triple_with_floor());
                     local_errors.push(None);
                 }
                 Err(error) => local_errors.push(Some(error)),
             }
         }
         let local = LocalFallback {
-            triples: local_plans.clone(),
+            triples: local_targets,
             slots: u32::try_from(self.config.max_parallel_jobs).unwrap_or(u32::MAX),
-            builder: self.local_builder(template, local_plans, optimization),
+            builder: self.local_builder(template, optimization),
         };
         let options = FleetOptions::from_config(&self.config.fleet).map_err(|e| fleet_error(e.to_string()))?;
         let fleet = Fleet::start(options, Some(local)).await.map_err(|e| fleet_error(e.to_string()))?;
@@ -455,29 +455,18 @@ impl CrossCompilationManager {
     }
 
     /// The local engine path as a fallback executor the fleet can run on
-    /// its own, for the targets named in `planned` (by full name).
-    fn local_builder(
-        &self,
-        template: &PreparedTemplate,
-        planned: std::collections::BTreeSet<String>,
-        optimization: &CompilationOptimization,
-    ) -> LocalBuilder {
+    /// its own. The scheduler gives it only the targets its `triples` name;
+    /// `engine::run` plans each again and says why if it cannot.
+    fn local_builder(&self, template: &PreparedTemplate, optimization: &CompilationOptimization) -> LocalBuilder {
         let template = Arc::new(template.clone());
-        let planned = Arc::new(planned);
         let toolchains = self.toolchains.clone();
         let cache_dir = Arc::new(self.cache_dir.clone());
         let optimization = Arc::new(optimization.clone());
         let (timeout, incremental) = (self.config.compilation_timeout(), self.config.enable_incremental);
         Arc::new(move |target: TargetSpecification, progress: ProgressSink| {
-            let (template, planned, toolchains, cache_dir, optimization) =
-                (template.clone(), planned.clone(), toolchains.clone(), cache_dir.clone(), optimization.clone());
+            let (template, toolchains, cache_dir, optimization) =
+                (template.clone(), toolchains.clone(), cache_dir.clone(), optimization.clone());
             Box::pin(async move {
-                if !planned.contains(&target.triple_with_floor()) {
-                    return Err(CompilationError::Unavailable {
-                        triple: target.to_string(),
-                        reason: "no local toolchain plan for this target".into(),
-                    });
-                }
                 // The target comes from the scheduler; the rest from this run.
                 let request = BuildRequest { target, optimization: (*optimization).clone(), timeout, incremental };
                 engine::run(&request, &template, &toolchains, &cache_dir, &*progress).await

@@ -62,12 +62,6 @@ pub(crate) enum SyncFailure {
     Local(String),
 }
 
-/// A successful build and the toolchain that made it.
-pub(crate) struct Built {
-    binary: CompiledBinary,
-    toolchain: String,
-}
-
 /// The job's messages.
 pub(crate) enum Msg {
     /// The coordinator opened the source bundle stream.
@@ -77,7 +71,7 @@ pub(crate) enum Msg {
     /// The bundle was synced into the source dir (or refused).
     BundleSynced(Result<(), SyncFailure>),
     /// cargo finished.
-    BuildDone(Box<Result<Built, CompilationError>>),
+    BuildDone(Box<Result<CompiledBinary, CompilationError>>),
     /// The artifact's bytes were written to its stream (or not).
     ArtifactWritten(Result<(), String>),
     /// The coordinator has the whole artifact (or the transfer failed).
@@ -267,10 +261,10 @@ impl Actor for JobActor {
                 start_build(&myself, state);
             }
             Msg::BuildDone(result) => match *result {
-                Ok(built) => {
+                Ok(binary) => {
                     state.stage = Stage::SendingArtifact;
-                    state.built = Some((built.binary.target.triple.clone(), built.toolchain.clone()));
-                    send_artifact(&myself, state, built.binary);
+                    state.built = Some((binary.target.triple.clone(), binary.metadata.toolchain.clone()));
+                    send_artifact(&myself, state, binary);
                 }
                 Err(error) => {
                     state.task = None;
@@ -351,7 +345,7 @@ async fn run_build(
     base: &std::path::Path,
     offer: &JobOffer,
     outbound: UnboundedSender<AgentToCoordinator>,
-) -> Result<Built, CompilationError> {
+) -> Result<CompiledBinary, CompilationError> {
     let triple = offer.target.name.clone();
     let src = base.join("src");
     let cache_dir = base.join("cache");
@@ -377,18 +371,15 @@ async fn run_build(
         };
         let _ = outbound.send(AgentToCoordinator::Event { job, event });
     };
-    let binary = engine::run(&request, &template, &context.toolchains, &cache_dir, &on_event).await?;
-    let toolchain = binary.metadata.toolchain.clone();
-    Ok(Built { binary, toolchain })
+    engine::run(&request, &template, &context.toolchains, &cache_dir, &on_event).await
 }
 
 /// Sends the artifact on its own stream; the outcome goes out once its
 /// bytes are written, and the job ends once the coordinator has them all.
 fn send_artifact(myself: &ActorRef<Msg>, state: &mut State, binary: CompiledBinary) {
     let job = state.offer.job;
-    let success = wire::success_of(&binary);
-    let BuildOutcome::Success { checksum: sha256, .. } = success else { return };
-    state.pending_success = Some(success);
+    let sha256 = wire::digest_of(&binary);
+    state.pending_success = Some(wire::success_of(&binary));
     let header = BulkHeader {
         kind: BulkKind::Artifact,
         job,
