@@ -8,7 +8,7 @@ use rustle_protocol::{
     AgentId, BuildRoute, BuildableTarget, CapabilityReport, LibcReport, LoadAverage, LoadUpdate, ToolchainReport,
     WarmCache,
 };
-use rustle_targets::{RULES, TargetSpecification};
+use rustle_targets::{RULES, Target, TargetSettings};
 
 use crate::AgentError;
 use crate::config::AgentConfig;
@@ -28,8 +28,9 @@ pub async fn report(
         if !config.target_allowed(rule.triple) {
             continue;
         }
-        let target = TargetSpecification::from_triple(rule.triple).map_err(|e| failed(e.to_string()))?;
-        let availability = toolchains.availability(&target).await.map_err(|e| failed(e.to_string()))?;
+        let target = Target::from_triple(rule.triple).map_err(|e| failed(e.to_string()))?;
+        let availability =
+            toolchains.availability(&target, &TargetSettings::default()).await.map_err(|e| failed(e.to_string()))?;
         if let TargetAvailability::Available(plan) = availability {
             let route = match (&plan.linker, plan.std) {
                 (LinkerPlan::Zig { .. }, _) => BuildRoute::Zig,

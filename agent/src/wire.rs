@@ -10,7 +10,8 @@ use rustle_protocol::{
     Strip,
 };
 use rustle_targets::{
-    CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, TargetError, TargetSpecification,
+    CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, Target, TargetError, TargetSettings,
+    TemplateId,
 };
 
 /// The optimization overrides an offer carries, unchanged.
@@ -47,22 +48,33 @@ pub fn optimization_from_wire(settings: &OptimizationSettings) -> CompilationOpt
 
 /// The target an offer names, with its settings: parsed exactly as the
 /// coordinator's was (so a glibc floor is kept), or why it cannot be.
-pub fn target_from_wire(target: &BuildTarget) -> Result<TargetSpecification, TargetError> {
-    let mut spec = TargetSpecification::from_triple(&target.name)?;
-    spec.features = target.features.clone();
-    spec.rustflags = target.rustflags.clone();
-    spec.linker = target.linker.clone();
-    Ok(spec)
+pub fn target_from_wire(target: &BuildTarget) -> Result<(Target, TargetSettings), TargetError> {
+    let settings = TargetSettings {
+        features: target.features.clone(),
+        rustflags: target.rustflags.clone(),
+        linker: target.linker.clone(),
+        // Docker images are the coordinator's own executor; agents build natively.
+        docker_image: None,
+    };
+    Ok((Target::from_triple(&target.name)?, settings))
 }
 
-/// What the engine is asked by an offer: its whole target, its overrides,
-/// and its deadline (`default_deadline` when it gives none).
-pub fn request_from_offer(offer: &JobOffer, default_deadline: Duration) -> Result<BuildRequest, TargetError> {
-    let timeout = if offer.deadline_secs == 0 { default_deadline } else { Duration::from_secs(offer.deadline_secs) };
+/// What the engine is asked by an offer, for the template the offer's
+/// source unpacked to here: its whole target, its overrides, and its
+/// deadline (`default_deadline` when it gives none).
+pub fn request_from_offer(
+    offer: &JobOffer,
+    template: TemplateId,
+    default_deadline: Duration,
+) -> Result<BuildRequest, TargetError> {
+    let deadline = if offer.deadline_secs == 0 { default_deadline } else { Duration::from_secs(offer.deadline_secs) };
+    let (target, settings) = target_from_wire(&offer.target)?;
     Ok(BuildRequest {
-        target: target_from_wire(&offer.target)?,
+        template,
+        target,
+        settings,
         optimization: optimization_from_wire(&offer.optimization),
-        timeout,
+        deadline,
         incremental: true,
     })
 }

@@ -174,8 +174,9 @@ impl CrossCompilationManager {
         let has_rustup = self.toolchains.toolchains().await?.iter().any(|t| t.kind == ToolchainKind::Rustup);
         let mut installed_any = false;
         for target in targets {
+            let (identity, settings) = target.clone().into_parts();
             if let TargetAvailability::RequiresInstallation { missing, .. } =
-                self.toolchains.availability(target).await?
+                self.toolchains.availability(&identity, &settings).await?
             {
                 let needs_std = missing.iter().any(|m| m.kind == RequirementKind::Std);
                 if needs_std && has_rustup && target.custom_spec.is_none() {
@@ -188,7 +189,8 @@ impl CrossCompilationManager {
             self.toolchains.refresh().await;
         }
         for target in targets {
-            self.toolchains.plan(target).await?;
+            let (identity, settings) = target.clone().into_parts();
+            self.toolchains.plan(&identity, &settings).await?;
         }
         Ok(())
     }
@@ -229,10 +231,11 @@ impl CrossCompilationManager {
         &self,
         target: &TargetSpecification,
     ) -> Result<CompatibilityReport, CrossCompilationError> {
+        let (identity, settings) = target.clone().into_parts();
         Ok(CompatibilityReport {
             target: target.clone(),
-            availability: self.toolchains.availability(target).await?,
-            runner: plan_runner(target).map_err(|e| e.to_string()),
+            availability: self.toolchains.availability(&identity, &settings).await?,
+            runner: plan_runner(&identity).map_err(|e| e.to_string()),
         })
     }
 
@@ -343,28 +346,27 @@ impl CrossCompilationManager {
         progress: Option<ProgressSink>,
     ) -> Result<Vec<TargetOutcome>, CompilationError> {
         let template = source.prepare(&self.cache_dir.join("templates"))?;
+        // The edge: from here on every layer is given the request whole.
+        let requests: Vec<BuildRequest> = targets.iter().map(|t| self.request(&template, t, optimization)).collect();
         let plans: Vec<Result<BuildPlan, CompilationError>> =
-            futures_util::future::join_all(targets.iter().map(|t| self.plan(t))).await;
+            futures_util::future::join_all(requests.iter().map(|r| self.plan(r))).await;
         if let Some(plan) = plans.iter().find_map(|p| p.as_ref().ok()) {
             self.ensure_lockfile(&template, plan).await?;
         }
         let progress = progress.unwrap_or_else(|| Arc::new(|_| {}));
         if self.config.fleet.is_enabled() {
-            return self.build_on_fleet(&template, targets, plans, optimization, progress).await;
+            return self.build_on_fleet(&template, requests, plans, progress).await;
         }
         let template = &template;
-        let builds = targets.iter().zip(plans).map(|(target, plan)| {
+        let builds = requests.into_iter().zip(plans).map(|(request, plan)| {
             let progress = progress.clone();
             async move {
                 let result = match plan {
-                    Ok(_) => {
-                        let request = self.request(target, optimization);
-                        engine::run(&request, template, &self.toolchains, &self.cache_dir, &*progress).await
-                    }
+                    Ok(_) => engine::run(&request, template, &self.toolchains, &self.cache_dir, &*progress).await,
                     Err(e) => Err(e),
                 };
                 TargetOutcome {
-                    target: target.clone(),
+                    target: request.target_specification(),
                     result,
                     executor: Some(local_executor()),
                     decisions: Vec::new(),
@@ -380,9 +382,8 @@ impl CrossCompilationManager {
     async fn build_on_fleet(
         &self,
         template: &PreparedTemplate,
-        targets: &[TargetSpecification],
+        requests: Vec<BuildRequest>,
         plans: Vec<Result<BuildPlan, CompilationError>>,
-        optimization: &CompilationOptimization,
         progress: ProgressSink,
     ) -> Result<Vec<TargetOutcome>, CompilationError> {
         let fleet_error = |reason: String| CompilationError::Fleet { reason };
@@ -390,11 +391,11 @@ impl CrossCompilationManager {
             .map_err(|e| fleet_error(format!("failed to pack the template for the build agents: {e}")))?;
         let mut local_targets = std::collections::BTreeSet::new();
         let mut local_errors = Vec::new();
-        for (target, plan) in targets.iter().zip(plans) {
+        for (request, plan) in requests.iter().zip(plans) {
             match plan {
                 Ok(_) => {
                     // By the full name: `T` and `T.2.17` are two plans.
-                    local_targets.insert(target.triple_with_floor());
+                    local_targets.insert(request.target_name());
                     local_errors.push(None);
                 }
                 Err(error) => local_errors.push(Some(error)),
@@ -403,19 +404,21 @@ impl CrossCompilationManager {
         let local = LocalFallback {
             triples: local_targets,
             slots: u32::try_from(self.config.max_parallel_jobs).unwrap_or(u32::MAX),
-            builder: self.local_builder(template, optimization),
+            builder: self.local_builder(template),
         };
         let options = FleetOptions::from_config(&self.config.fleet).map_err(|e| fleet_error(e.to_string()))?;
         let fleet = Fleet::start(options, Some(local)).await.map_err(|e| fleet_error(e.to_string()))?;
-        let source = BuildSource::new(template.id.clone(), bundle.bytes, optimization);
+        let source = BuildSource::new(&template.id, bundle.bytes);
         // Room for the build, the transfers and a retry elsewhere.
         let deadline = self.config.compilation_timeout().saturating_mul(2) + std::time::Duration::from_secs(60);
         let mut pending = Vec::new();
-        for target in targets {
-            pending.push(fleet.submit(target.clone(), source.clone(), deadline, progress.clone()));
+        for request in &requests {
+            let request = BuildRequest { deadline, ..request.clone() };
+            pending.push(fleet.submit(request, source.clone(), progress.clone()));
         }
         let mut outcomes = Vec::new();
-        for ((target, receiver), local_error) in targets.iter().zip(pending).zip(local_errors) {
+        for ((request, receiver), local_error) in requests.iter().zip(pending).zip(local_errors) {
+            let target = request.target_specification();
             let result = match receiver {
                 Ok(receiver) => receiver.await.map_err(|_| "the fleet stopped before reporting".to_owned()),
                 Err(e) => Err(e.to_string()),
@@ -443,13 +446,22 @@ impl CrossCompilationManager {
         Ok(outcomes)
     }
 
-    /// What the engine is asked for `target`: the target whole, the
-    /// overrides, and this configuration's bounds.
-    fn request(&self, target: &TargetSpecification, optimization: &CompilationOptimization) -> BuildRequest {
+    /// What every layer is asked for `target` of `template`: the target
+    /// apart from its settings, the overrides, and this configuration's
+    /// bounds. The façade's one conversion from its public types.
+    fn request(
+        &self,
+        template: &PreparedTemplate,
+        target: &TargetSpecification,
+        optimization: &CompilationOptimization,
+    ) -> BuildRequest {
+        let (target, settings) = target.clone().into_parts();
         BuildRequest {
-            target: target.clone(),
+            template: template.id.clone(),
+            target,
+            settings,
             optimization: optimization.clone(),
-            timeout: self.config.compilation_timeout(),
+            deadline: self.config.compilation_timeout(),
             incremental: self.config.enable_incremental,
         }
     }
@@ -457,20 +469,13 @@ impl CrossCompilationManager {
     /// The local engine path as a fallback executor the fleet can run on
     /// its own. The scheduler gives it only the targets its `triples` name;
     /// `engine::run` plans each again and says why if it cannot.
-    fn local_builder(&self, template: &PreparedTemplate, optimization: &CompilationOptimization) -> LocalBuilder {
+    fn local_builder(&self, template: &PreparedTemplate) -> LocalBuilder {
         let template = Arc::new(template.clone());
         let toolchains = self.toolchains.clone();
         let cache_dir = Arc::new(self.cache_dir.clone());
-        let optimization = Arc::new(optimization.clone());
-        let (timeout, incremental) = (self.config.compilation_timeout(), self.config.enable_incremental);
-        Arc::new(move |target: TargetSpecification, progress: ProgressSink| {
-            let (template, toolchains, cache_dir, optimization) =
-                (template.clone(), toolchains.clone(), cache_dir.clone(), optimization.clone());
-            Box::pin(async move {
-                // The target comes from the scheduler; the rest from this run.
-                let request = BuildRequest { target, optimization: (*optimization).clone(), timeout, incremental };
-                engine::run(&request, &template, &toolchains, &cache_dir, &*progress).await
-            })
+        Arc::new(move |request: BuildRequest, progress: ProgressSink| {
+            let (template, toolchains, cache_dir) = (template.clone(), toolchains.clone(), cache_dir.clone());
+            Box::pin(async move { engine::run(&request, &template, &toolchains, &cache_dir, &*progress).await })
         })
     }
 
@@ -483,13 +488,13 @@ impl CrossCompilationManager {
         optimization: &CompilationOptimization,
     ) -> Result<ProcessSpec, CompilationError> {
         let template = source.prepare(&self.cache_dir.join("templates"))?;
-        let plan = self.plan(target).await?;
-        let request = self.request(target, optimization);
+        let request = self.request(&template, target, optimization);
+        let plan = self.plan(&request).await?;
         BuildJob::new(&template, &plan, &request, &self.cache_dir).cargo_command()
     }
 
-    async fn plan(&self, target: &TargetSpecification) -> Result<BuildPlan, CompilationError> {
-        engine::plan(&self.toolchains, target).await
+    async fn plan(&self, request: &BuildRequest) -> Result<BuildPlan, CompilationError> {
+        engine::plan(&self.toolchains, &request.target, &request.settings).await
     }
 
     /// Parallel cargo runs must not race to write the template's Cargo.lock:

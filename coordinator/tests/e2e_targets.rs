@@ -99,7 +99,7 @@ fn build_and_check(expected: &[Expect], tools: &[&str]) {
         }
         let target = TargetSpecification::from_triple(e.triple).expect("triple");
         let run = runtime
-            .block_on(run_binary(&target, &file, &[], &cache_dir(), Duration::from_secs(180)))
+            .block_on(run_binary(&target.target(), &file, &[], &cache_dir(), Duration::from_secs(180)))
             .unwrap_or_else(|err| panic!("{}: cannot run: {err}", e.triple));
         let stdout = run.stdout_text();
         assert!(run.status.success(), "{}: exit {} stdout {stdout} stderr {}", e.triple, run.status, run.stderr_text());

@@ -1,15 +1,19 @@
-//! The two edges of the wire together are lossless: every optimization
-//! override and every target setting the coordinator sends reaches the
-//! agent's build unchanged, through a real encoded `Offer` frame.
+//! The two edges of the wire together are lossless: a build request the
+//! coordinator offers (every optimization override, the whole target, every
+//! target setting) reaches the agent's build unchanged, through a real
+//! encoded `Offer` frame.
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use rustle_agent::wire::{optimization_from_wire, target_from_wire};
-use rustle_cross::fleet::wire::{optimization_to_wire, target_to_wire};
+use std::time::Duration;
+
+use rustle_agent::wire::request_from_offer;
+use rustle_cross::fleet::wire::offer_of;
 use rustle_cross::targets::{
-    CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, TargetSpecification,
+    BuildRequest, CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, Target,
+    TargetSettings, TemplateId,
 };
-use rustle_protocol::{CoordinatorToAgent, JobId, JobOffer, MAX_FRAME_LEN, TemplateId, decode_frame, encode_frame};
+use rustle_protocol::{CoordinatorToAgent, JobId, JobOffer, MAX_FRAME_LEN, decode_frame, encode_frame};
 
 fn level() -> impl Strategy<Value = OptimizationLevel> {
     use OptimizationLevel::*;
@@ -42,7 +46,7 @@ prop_compose! {
     }
 }
 
-fn target() -> impl Strategy<Value = TargetSpecification> {
+fn target() -> impl Strategy<Value = (Target, TargetSettings)> {
     let names = prop_oneof![
         Just("x86_64-unknown-linux-gnu"),
         Just("x86_64-unknown-linux-gnu.2.17"),
@@ -58,11 +62,8 @@ fn target() -> impl Strategy<Value = TargetSpecification> {
         proptest::option::of("[a-z0-9_/.-]{1,20}"),
     )
         .prop_map(|(name, features, rustflags, linker)| {
-            let mut target = TargetSpecification::from_triple(name).expect("a known target");
-            target.features = features;
-            target.rustflags = rustflags;
-            target.linker = linker;
-            target
+            let target = Target::from_triple(name).expect("a known target");
+            (target, TargetSettings { features, rustflags, linker, docker_image: None })
         })
 }
 
@@ -75,31 +76,41 @@ fn through_the_wire(offer: JobOffer) -> JobOffer {
     }
 }
 
+fn request(target: Target, settings: TargetSettings, optimization: CompilationOptimization) -> BuildRequest {
+    BuildRequest {
+        template: TemplateId("runner-0123456789ab".into()),
+        target,
+        settings,
+        optimization,
+        deadline: Duration::from_secs(60),
+        incremental: true,
+    }
+}
+
+/// What the agent's engine is asked when the coordinator offers `sent`.
+fn arrived(sent: &BuildRequest) -> BuildRequest {
+    let offer = through_the_wire(offer_of(JobId(7), sent, None, sent.deadline.as_secs()));
+    // The agent names the template by its own unpacked copy; here, the same.
+    request_from_offer(&offer, sent.template.clone(), Duration::from_secs(1)).expect("the agent parses it")
+}
+
 proptest! {
     #[test]
     fn every_optimization_override_and_target_setting_arrives_unchanged(
         optimization in optimization(),
-        target in target(),
+        (target, settings) in target(),
     ) {
-        let offer = through_the_wire(JobOffer {
-            job: JobId(7),
-            template_id: TemplateId("runner-0123".into()),
-            target: target_to_wire(&target),
-            toolchain: String::new(),
-            optimization: optimization_to_wire(&optimization),
-            deadline_secs: 60,
-        });
-        prop_assert_eq!(optimization_from_wire(&offer.optimization), optimization);
-        let arrived = target_from_wire(&offer.target).expect("the agent parses it");
-        prop_assert_eq!(arrived, target);
+        let sent = request(target, settings, optimization);
+        prop_assert_eq!(arrived(&sent), sent);
     }
 }
 
 #[test]
 fn a_glibc_floor_travels_in_the_target_name() {
-    let floor = TargetSpecification::from_triple("x86_64-unknown-linux-gnu.2.17").expect("target");
-    let wire = target_to_wire(&floor);
-    assert_eq!(wire.name, "x86_64-unknown-linux-gnu.2.17");
-    let arrived = target_from_wire(&wire).expect("parses");
-    assert_eq!(arrived.glibc_floor.map(|f| f.to_string()).as_deref(), Some("2.17"));
+    let floor = Target::from_triple("x86_64-unknown-linux-gnu.2.17").expect("target");
+    let sent = request(floor, TargetSettings::default(), CompilationOptimization::default());
+    let offer = offer_of(JobId(1), &sent, None, 60);
+    assert_eq!(offer.target.name, "x86_64-unknown-linux-gnu.2.17");
+    let arrived = arrived(&sent);
+    assert_eq!(arrived.target.glibc_floor.map(|f| f.to_string()).as_deref(), Some("2.17"));
 }

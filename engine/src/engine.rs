@@ -11,7 +11,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rustle_targets::{CompilationOptimization, OptimizationError, OsFamily, StripMode, TargetSpecification, rule_for};
+pub use rustle_targets::BuildRequest;
+use rustle_targets::{OptimizationError, OsFamily, StripMode, Target, TargetSettings, TargetSpecification, rule_for};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -206,21 +207,6 @@ impl CompilationError {
     }
 }
 
-/// One build as every executor receives it (the local engine, the fleet's
-/// local fallback, an agent): the whole target with its per-target
-/// settings, the overrides of the template's profile, and the bounds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildRequest {
-    /// The target, with its features, rustflags and linker.
-    pub target: TargetSpecification,
-    /// Overrides of the template's release profile.
-    pub optimization: CompilationOptimization,
-    /// Deadline for the whole cargo run.
-    pub timeout: Duration,
-    /// rustc incremental compilation for the template's own crates.
-    pub incremental: bool,
-}
-
 /// Builds `request` for `template`: plans it with `toolchains`, runs cargo
 /// in its persistent target dir under `cache_dir`, and validates the
 /// binary. The one entry point every executor calls.
@@ -231,14 +217,24 @@ pub async fn run(
     cache_dir: &Path,
     on_event: &(dyn Fn(BuildEvent) + Send + Sync),
 ) -> Result<CompiledBinary, CompilationError> {
-    let plan = plan(toolchains, &request.target).await?;
+    if request.template != template.id {
+        return Err(CompilationError::Template(crate::template::TemplateError::NotThisRequest {
+            requested: request.template.clone(),
+            prepared: template.id.clone(),
+        }));
+    }
+    let plan = plan(toolchains, &request.target, &request.settings).await?;
     build(&BuildJob::new(template, &plan, request, cache_dir), on_event).await
 }
 
 /// The plan for `target`, or why this machine cannot build it (the one
 /// place a toolchain error becomes a build error).
-pub async fn plan(toolchains: &ToolchainManager, target: &TargetSpecification) -> Result<BuildPlan, CompilationError> {
-    toolchains.plan(target).await.map_err(|error| CompilationError::Unavailable {
+pub async fn plan(
+    toolchains: &ToolchainManager,
+    target: &Target,
+    settings: &TargetSettings,
+) -> Result<BuildPlan, CompilationError> {
+    toolchains.plan(target, settings).await.map_err(|error| CompilationError::Unavailable {
         triple: target.to_string(),
         reason: match error {
             ToolchainError::Unavailable { reason, .. } => reason,
@@ -280,7 +276,7 @@ impl<'a> BuildJob<'a> {
     pub fn target_dir(&self) -> PathBuf {
         self.cache_dir
             .join("targets")
-            .join(&self.template.id)
+            .join(&self.template.id.0)
             .join(self.plan.target.triple_with_floor())
             .join(self.plan.toolchain.id())
     }
@@ -290,6 +286,7 @@ impl<'a> BuildJob<'a> {
     pub fn cargo_command(&self) -> Result<ProcessSpec, CompilationError> {
         let plan = self.plan;
         let target = &plan.target;
+        let settings = &self.request.settings;
         let rule = rule_for(target);
         let toolchain = &plan.toolchain;
         let shim = self.toolchain_shim()?;
@@ -327,9 +324,9 @@ impl<'a> BuildJob<'a> {
             ]
             .map(str::to_owned),
         );
-        if !target.features.is_empty() {
+        if !settings.features.is_empty() {
             args.push("--features".into());
-            args.push(target.features.join(","));
+            args.push(settings.features.join(","));
         }
         if plan.std == StdSource::BuildStd {
             args.push("-Zbuild-std=std,panic_abort".into());
@@ -337,7 +334,7 @@ impl<'a> BuildJob<'a> {
         args.extend(self.template.cargo_args.iter().cloned());
 
         let mut rustflags: Vec<String> = rule.rustflags.iter().map(|s| (*s).to_owned()).collect();
-        rustflags.extend(target.rustflags.iter().cloned());
+        rustflags.extend(settings.rustflags.iter().cloned());
         rustflags.extend(
             self.request
                 .optimization
@@ -352,7 +349,7 @@ impl<'a> BuildJob<'a> {
         let mut spec = ProcessSpec::new(program)
             .args(args)
             .current_dir(&self.template.dir)
-            .timeout(self.request.timeout)
+            .timeout(self.request.deadline)
             // The build is defined by the plan, not by whatever the caller's
             // shell happens to export.
             .env_remove("RUSTFLAGS")
@@ -491,7 +488,7 @@ pub async fn build(
     );
     let target = &job.plan.target;
     Ok(CompiledBinary {
-        target: target.clone(),
+        target: job.request.target_specification(),
         file_name: format!("{}{}", job.template.bin_name, target.exe_suffix()),
         size: binary_data.len() as u64,
         checksum,
@@ -506,7 +503,7 @@ pub async fn build(
                 .into_iter()
                 .filter(|dep| !dep.starts_with(&format!("{}@", job.template.package)))
                 .collect(),
-            features_used: target.features.clone(),
+            features_used: job.request.settings.features.clone(),
         },
         validation,
     })

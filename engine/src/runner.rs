@@ -22,7 +22,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rustle_targets::{Architecture, RunnerRoute, TargetSpecification, rule_for};
+use rustle_targets::{Architecture, RunnerRoute, Target, rule_for};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -175,12 +175,12 @@ impl HostProbe {
 
 /// Decides how `target`'s binaries run on this machine, from the rules
 /// table's runner route and what is installed.
-pub fn plan_runner(target: &TargetSpecification) -> Result<RunnerPlan, RunnerError> {
+pub fn plan_runner(target: &Target) -> Result<RunnerPlan, RunnerError> {
     plan_runner_in(target, &HostProbe::system())
 }
 
 /// [`plan_runner`] against the programs and files `probe` describes.
-pub fn plan_runner_in(target: &TargetSpecification, probe: &HostProbe) -> Result<RunnerPlan, RunnerError> {
+pub fn plan_runner_in(target: &Target, probe: &HostProbe) -> Result<RunnerPlan, RunnerError> {
     let triple = target.triple.clone();
     let missing = |missing: String, package: &str, hint: &str| RunnerError::MissingRunner {
         target: triple.clone(),
@@ -285,7 +285,7 @@ pub fn plan_runner_in(target: &TargetSpecification, probe: &HostProbe) -> Result
 /// `cache_dir` also builds the shim DLL and creates the prefix, with their
 /// own deadlines (minutes at most).
 pub async fn run_binary(
-    target: &TargetSpecification,
+    target: &Target,
     binary: &Path,
     args: &[&str],
     cache_dir: &Path,
@@ -298,7 +298,7 @@ pub async fn run_binary(
 /// [`run_binary`] with a plan already made by [`plan_runner`].
 pub async fn run_with_plan(
     plan: &RunnerPlan,
-    target: &TargetSpecification,
+    target: &Target,
     binary: &Path,
     args: &[&str],
     cache_dir: &Path,
@@ -516,8 +516,8 @@ exec "$2" wineboot </dev/null >/dev/null 2>&1"#;
 mod tests {
     use super::*;
 
-    fn spec(t: &str) -> TargetSpecification {
-        TargetSpecification::from_triple(t).unwrap()
+    fn spec(t: &str) -> Target {
+        Target::from_triple(t).unwrap()
     }
 
     fn empty_probe(dir: &Path) -> HostProbe {

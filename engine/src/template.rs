@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
-use rustle_targets::StripMode;
+use rustle_targets::{StripMode, TemplateId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -36,7 +36,7 @@ pub enum TemplateSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreparedTemplate {
     /// Stable id: package name plus a hash of its directory. Keys target dirs.
-    pub id: String,
+    pub id: TemplateId,
     /// The crate root.
     pub dir: PathBuf,
     /// `dir/Cargo.toml`.
@@ -86,6 +86,14 @@ pub enum TemplateError {
         path: PathBuf,
         /// What is wrong.
         problem: String,
+    },
+    /// A build request names another template than the one prepared for it.
+    #[error("the build request is for template `{requested}`, but template `{prepared}` was prepared for it")]
+    NotThisRequest {
+        /// The template the request names.
+        requested: TemplateId,
+        /// The template given with it.
+        prepared: TemplateId,
     },
     /// A generated file path escapes the crate.
     #[error("template file path `{}` is not a relative path inside the crate", .0.display())]
@@ -181,7 +189,7 @@ fn prepared(dir: &Path, manifest_text: &str, cargo_args: Vec<String>) -> Result<
         });
     }
     let hash = Sha256::digest(dir.as_os_str().as_encoded_bytes());
-    let id = format!("{package}-{}", hex(&hash[..6]));
+    let id = TemplateId(format!("{package}-{}", hex(&hash[..6])));
     Ok(PreparedTemplate { id, dir: dir.to_path_buf(), manifest, package, bin_name, cargo_args, release_strip })
 }
 

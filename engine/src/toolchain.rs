@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustle_targets::{GlibcVersion, LinkerRoute, TargetError, TargetSpecification, rule_for_build};
+use rustle_targets::{GlibcVersion, LinkerRoute, Target, TargetError, TargetSettings, rule_for_build};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -149,7 +149,7 @@ impl LinkerPlan {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildPlan {
     /// The target.
-    pub target: TargetSpecification,
+    pub target: Target,
     /// The toolchain to build with.
     pub toolchain: Toolchain,
     /// Where its std comes from.
@@ -190,14 +190,14 @@ pub enum TargetAvailability {
     /// It could, after installing these.
     RequiresInstallation {
         /// The target.
-        target: TargetSpecification,
+        target: Target,
         /// What is missing.
         missing: Vec<MissingRequirement>,
     },
     /// No installation here would make it buildable.
     NotSupported {
         /// The target.
-        target: TargetSpecification,
+        target: Target,
         /// Why.
         reason: String,
     },
@@ -463,17 +463,21 @@ impl ToolchainManager {
 
     /// Whether this machine can build `target`, and how; or what is missing.
     pub async fn get_target_availability(&self, target: &str) -> Result<TargetAvailability, ToolchainError> {
-        let spec = TargetSpecification::from_triple(target)?;
-        self.availability(&spec).await
+        self.availability(&Target::from_triple(target)?, &TargetSettings::default()).await
     }
 
-    /// [`Self::get_target_availability`] for an already parsed target.
-    pub async fn availability(&self, target: &TargetSpecification) -> Result<TargetAvailability, ToolchainError> {
+    /// [`Self::get_target_availability`] for an already parsed target, with
+    /// its settings (a linker they name replaces the rules table's).
+    pub async fn availability(
+        &self,
+        target: &Target,
+        settings: &TargetSettings,
+    ) -> Result<TargetAvailability, ToolchainError> {
         let toolchains = self.toolchains().await?;
         let rule = rule_for_build(target, self.build_glibc().await);
         let mut missing = Vec::new();
 
-        let linker = match (rule.linker, &target.linker) {
+        let linker = match (rule.linker, &settings.linker) {
             (LinkerRoute::Unavailable { reason }, None) => {
                 return Ok(TargetAvailability::NotSupported { target: target.clone(), reason: reason.into() });
             }
@@ -541,11 +545,7 @@ impl ToolchainManager {
 
     /// Picks the toolchain for a target: a prebuilt std first (the default
     /// toolchain, then rustup's, then others), else one that can build std.
-    fn choose_toolchain<'a>(
-        &self,
-        toolchains: &'a [Toolchain],
-        target: &TargetSpecification,
-    ) -> Option<(&'a Toolchain, StdSource)> {
+    fn choose_toolchain<'a>(&self, toolchains: &'a [Toolchain], target: &Target) -> Option<(&'a Toolchain, StdSource)> {
         let preference = |t: &Toolchain| {
             let is_default = t.name == self.config.default_toolchain
                 || t.name.starts_with(&format!("{}-", self.config.default_toolchain));
@@ -562,8 +562,8 @@ impl ToolchainManager {
     }
 
     /// The plan for a target, or an error saying what is missing.
-    pub async fn plan(&self, target: &TargetSpecification) -> Result<BuildPlan, ToolchainError> {
-        match self.availability(target).await? {
+    pub async fn plan(&self, target: &Target, settings: &TargetSettings) -> Result<BuildPlan, ToolchainError> {
+        match self.availability(target, settings).await? {
             TargetAvailability::Available(plan) => Ok(*plan),
             TargetAvailability::RequiresInstallation { missing, .. } => Err(ToolchainError::Unavailable {
                 target: target.to_string(),
@@ -581,19 +581,19 @@ impl ToolchainManager {
 
     /// The rustc that would build `target`.
     pub async fn get_rustc_path(&self, target: &str) -> Result<PathBuf, ToolchainError> {
-        Ok(self.plan(&TargetSpecification::from_triple(target)?).await?.toolchain.rustc)
+        Ok(self.plan(&Target::from_triple(target)?, &TargetSettings::default()).await?.toolchain.rustc)
     }
 
     /// The cargo that would build `target`.
     pub async fn get_cargo_path(&self, target: &str) -> Result<PathBuf, ToolchainError> {
-        Ok(self.plan(&TargetSpecification::from_triple(target)?).await?.toolchain.cargo)
+        Ok(self.plan(&Target::from_triple(target)?, &TargetSettings::default()).await?.toolchain.cargo)
     }
 
     /// `rustup target add TARGET --toolchain TOOLCHAIN`, when auto-install
     /// is on. Offline, rustup's failure (or its deadline) is an error that
     /// names the other ways to get a std.
     pub async fn add_target(&self, toolchain: &str, target: &str) -> Result<(), ToolchainError> {
-        let spec = TargetSpecification::from_triple(target)?;
+        let spec = Target::from_triple(target)?;
         let command = format!("rustup target add {} --toolchain {toolchain}", spec.triple);
         if !self.config.auto_install {
             return Err(ToolchainError::AutoInstallDisabled { what: format!("std for {}", spec.triple), command });
@@ -651,11 +651,7 @@ impl ToolchainManager {
     }
 }
 
-fn std_requirement(
-    target: &TargetSpecification,
-    debian_arch: Option<&str>,
-    toolchains: &[Toolchain],
-) -> MissingRequirement {
+fn std_requirement(target: &Target, debian_arch: Option<&str>, toolchains: &[Toolchain]) -> MissingRequirement {
     let mut install = Vec::new();
     if target.custom_spec.is_none() && toolchains.iter().any(|t| t.kind == ToolchainKind::Rustup) {
         install.push(format!("rustup target add {}", target.triple));
@@ -889,11 +885,23 @@ mod tests {
     #[tokio::test]
     async fn missing_linker_says_what_to_install() {
         let dir = tempfile::tempdir().unwrap();
-        let mut t = TargetSpecification::from_triple("aarch64-unknown-linux-gnu").unwrap();
-        t.linker = Some("no-such-linker-gcc".into());
-        let a = manager(dir.path()).availability(&t).await.unwrap();
+        let t = Target::from_triple("aarch64-unknown-linux-gnu").unwrap();
+        let settings = TargetSettings { linker: Some("no-such-linker-gcc".into()), ..TargetSettings::default() };
+        let a = manager(dir.path()).availability(&t, &settings).await.unwrap();
         let TargetAvailability::RequiresInstallation { missing, .. } = a else { panic!("{a:?}") };
         assert!(missing.iter().any(|m| m.what.contains("no-such-linker-gcc")), "{missing:?}");
+    }
+
+    #[tokio::test]
+    async fn a_linker_in_the_settings_makes_an_unlisted_target_buildable() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Target::from_triple("x86_64-unknown-linux-gnux32").unwrap();
+        let m = manager(dir.path());
+        let a = m.availability(&t, &TargetSettings::default()).await.unwrap();
+        assert!(matches!(a, TargetAvailability::NotSupported { .. }), "{a:?}");
+        let settings = TargetSettings { linker: Some("cc".into()), ..TargetSettings::default() };
+        let a = m.availability(&t, &settings).await.unwrap();
+        assert!(!matches!(a, TargetAvailability::NotSupported { .. }), "{a:?}");
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! Validation of built binaries: does the file really target what it was
 //! built for? Checks the object format (ELF, PE, Mach-O), machine, bitness and
-//! byte order against the [`TargetSpecification`], and for ELF binaries the
+//! byte order against the [`Target`], and for ELF binaries the
 //! newest `GLIBC_x.y` symbol version they need against the target's glibc
 //! floor.
 //!
@@ -12,7 +12,7 @@ use std::fmt;
 use object::read::elf::{ElfFile, FileHeader};
 use object::read::macho::{FatArch, MachOFatFile32, MachOFatFile64};
 use object::{FileKind, Object, ObjectKind, ReadRef};
-use rustle_targets::{Architecture, Endianness, GlibcVersion, LibcType, OsFamily, TargetSpecification};
+use rustle_targets::{Architecture, Endianness, GlibcVersion, LibcType, OsFamily, Target};
 use serde::Serialize;
 
 /// An executable or library file format.
@@ -164,7 +164,7 @@ fn endian_name(e: Endianness) -> &'static str {
 ///
 /// A universal (fat) Mach-O passes when one of its slices fits the target;
 /// the report describes that slice.
-pub fn validate_binary(data: &[u8], target: &TargetSpecification) -> Result<BinaryReport, ValidationError> {
+pub fn validate_binary(data: &[u8], target: &Target) -> Result<BinaryReport, ValidationError> {
     let triple = target.triple.as_str();
     let unreadable = |reason: String| ValidationError::Unreadable { target: triple.to_owned(), reason };
     let expected = expected_format(target)?;
@@ -198,7 +198,7 @@ fn wrong_format(target: &str, expected: BinaryFormat, found: BinaryFormat) -> Va
     ValidationError::WrongFormat { target: target.to_owned(), expected, found }
 }
 
-fn expected_format(target: &TargetSpecification) -> Result<BinaryFormat, ValidationError> {
+fn expected_format(target: &Target) -> Result<BinaryFormat, ValidationError> {
     match &target.os_family {
         OsFamily::Linux | OsFamily::FreeBSD | OsFamily::NetBSD | OsFamily::OpenBSD => Ok(BinaryFormat::Elf),
         OsFamily::Windows => Ok(BinaryFormat::Pe),
@@ -232,7 +232,7 @@ fn hex_prefix(data: &[u8]) -> String {
     data.iter().take(8).map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
 }
 
-fn validate_fat(data: &[u8], kind: FileKind, target: &TargetSpecification) -> Result<BinaryReport, ValidationError> {
+fn validate_fat(data: &[u8], kind: FileKind, target: &Target) -> Result<BinaryReport, ValidationError> {
     let triple = target.triple.as_str();
     let unreadable = |e: object::Error| ValidationError::Unreadable {
         target: triple.to_owned(),
@@ -260,7 +260,7 @@ fn validate_fat(data: &[u8], kind: FileKind, target: &TargetSpecification) -> Re
     }))
 }
 
-fn validate_slice(slice: Slice<'_>, target: &TargetSpecification) -> Result<BinaryReport, ValidationError> {
+fn validate_slice(slice: Slice<'_>, target: &Target) -> Result<BinaryReport, ValidationError> {
     let triple = target.triple.as_str();
     let file = object::File::parse(slice.data).map_err(|e| ValidationError::Unreadable {
         target: triple.to_owned(),
@@ -480,8 +480,8 @@ fn parse_glibc_version(name: &[u8]) -> Option<GlibcVersion> {
 mod tests {
     use super::*;
 
-    fn spec(t: &str) -> TargetSpecification {
-        TargetSpecification::from_triple(t).unwrap()
+    fn spec(t: &str) -> Target {
+        Target::from_triple(t).unwrap()
     }
 
     #[test]

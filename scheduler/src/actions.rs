@@ -3,7 +3,7 @@
 use std::fmt;
 
 use rustle_protocol::{AgentId, JobId, Sha256Digest};
-use rustle_targets::TargetSpecification;
+use rustle_targets::BuildRequest;
 use serde::{Serialize, Serializer};
 
 use crate::executor::Executor;
@@ -32,8 +32,8 @@ pub struct Dispatch {
     pub job: JobId,
     /// Where it runs.
     pub executor: Executor,
-    /// What to build for.
-    pub target: TargetSpecification,
+    /// What to build, whole, as it was submitted.
+    pub request: BuildRequest,
     /// The toolchain the agent should use (for `JobOffer::toolchain`); `None` for fallbacks.
     pub toolchain: Option<String>,
     /// Which dispatch of the job this is, from 1.

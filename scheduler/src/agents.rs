@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use rustle_protocol::{AgentId, BuildRoute, CapabilityReport, JobId, LoadAverage, LoadUpdate};
-use rustle_targets::{Architecture, LibcType, OsFamily, TargetSpecification};
+use rustle_targets::{Architecture, LibcType, OsFamily, Target};
 use serde::Serialize;
 
 use crate::time::Timestamp;
@@ -159,13 +159,13 @@ pub fn toolchain_for<'a>(report: &'a CapabilityReport, triple: &str) -> Option<&
 ///
 /// Whether the agent can *build* the target is a separate question
 /// ([`toolchain_for`]).
-pub fn is_native(report: &CapabilityReport, target: &TargetSpecification) -> bool {
+pub fn is_native(report: &CapabilityReport, target: &Target) -> bool {
     report.toolchains.iter().any(|t| t.host_triple == target.triple) || platform_matches(report, target)
 }
 
 /// Compares the agent's `std::env::consts`-style arch and OS names and its
 /// libc family with the target's classification.
-fn platform_matches(report: &CapabilityReport, target: &TargetSpecification) -> bool {
+fn platform_matches(report: &CapabilityReport, target: &Target) -> bool {
     let arch = match report.arch.as_str() {
         "x86_64" => matches!(target.architecture, Architecture::X86_64),
         "aarch64" => matches!(target.architecture, Architecture::Aarch64),
@@ -229,8 +229,8 @@ mod tests {
         }
     }
 
-    fn spec(triple: &str) -> TargetSpecification {
-        TargetSpecification::from_triple(triple).unwrap()
+    fn spec(triple: &str) -> Target {
+        Target::from_triple(triple).unwrap()
     }
 
     #[test]

@@ -14,8 +14,6 @@ pub struct SchedulerConfig {
     /// An agent that neither accepts nor rejects an offer within this long is
     /// treated as having rejected it: the offer is cancelled and the job placed elsewhere.
     pub offer_timeout: Duration,
-    /// Deadline of a job whose [`JobRequest`](crate::JobRequest) names none, counted from submission.
-    pub default_deadline: Duration,
     /// Dispatches of one job that may end in an infrastructure failure (or a
     /// lost agent) before the job is reported as failed.
     pub max_attempts: u32,
@@ -43,9 +41,6 @@ impl SchedulerConfig {
         if self.offer_timeout.is_zero() {
             return Err(ConfigError::ZeroDuration { field: "offer_timeout" });
         }
-        if self.default_deadline.is_zero() {
-            return Err(ConfigError::ZeroDuration { field: "default_deadline" });
-        }
         if self.max_attempts == 0 {
             return Err(ConfigError::NoAttempts);
         }
@@ -67,12 +62,11 @@ impl SchedulerConfig {
 
 impl Default for SchedulerConfig {
     /// Agents reporting every 5 s are lost after 15 s of silence; offers are
-    /// answered within 30 s; a job has 30 minutes; three attempts; no fallback.
+    /// answered within 30 s; three attempts; no fallback.
     fn default() -> Self {
         Self {
             heartbeat_timeout: Self::heartbeat_timeout_for(Duration::from_secs(5), 3),
             offer_timeout: Duration::from_secs(30),
-            default_deadline: Duration::from_secs(30 * 60),
             max_attempts: 3,
             speed_smoothing: 0.3,
             load_resolution: 0.1,

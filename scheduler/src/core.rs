@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use rustle_protocol::{AgentId, BuildOutcome, CapabilityReport, JobId, LoadUpdate, RejectReason};
-use rustle_targets::TargetSpecification;
+use rustle_targets::BuildRequest;
 use serde::Serialize;
 
 use crate::actions::{Action, AgentLoss, Cancel, CancelReason, Dispatch, EventOutcome, JobReport, JobResult};
@@ -13,28 +13,6 @@ use crate::config::{ConfigError, SchedulerConfig};
 use crate::executor::Executor;
 use crate::placement::{Decision, Exclusion, FallbackRecord, Fleet, PlacementRequest, SpeedHistory, place};
 use crate::time::Timestamp;
-
-/// A build to schedule.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobRequest {
-    /// What to build for.
-    pub target: TargetSpecification,
-    /// Time from submission after which the job is cancelled and reported as
-    /// timed out; `None` uses [`SchedulerConfig::default_deadline`].
-    pub deadline: Option<Duration>,
-}
-
-impl JobRequest {
-    /// A job for `target` with the default deadline.
-    pub fn new(target: TargetSpecification) -> Self {
-        Self { target, deadline: None }
-    }
-
-    /// The same job with its own deadline.
-    pub fn with_deadline(self, deadline: Duration) -> Self {
-        Self { deadline: Some(deadline), ..self }
-    }
-}
 
 /// Where an unfinished job is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -71,7 +49,8 @@ impl JobState {
 /// What the scheduler keeps about an unfinished job.
 #[derive(Debug, Clone)]
 struct Job {
-    target: TargetSpecification,
+    /// The build, whole: the dispatch hands it on as it came.
+    request: BuildRequest,
     submitted_at: Timestamp,
     deadline_at: Timestamp,
     state: JobState,
@@ -255,16 +234,16 @@ impl Scheduler {
 
     /// A build was submitted. Returns its id; the job is placed at once if an
     /// executor has a free slot.
-    pub fn handle_job_submitted(&mut self, request: JobRequest, now: Timestamp) -> JobId {
+    pub fn handle_job_submitted(&mut self, request: BuildRequest, now: Timestamp) -> JobId {
         let id = JobId(self.next_job);
         self.next_job += 1;
-        let deadline = request.deadline.unwrap_or(self.config.default_deadline);
+        let deadline_at = now + request.deadline;
         self.jobs.insert(
             id,
             Job {
-                target: request.target,
+                request,
                 submitted_at: now,
-                deadline_at: now + deadline,
+                deadline_at,
                 state: JobState::Queued,
                 dispatches: 0,
                 failures: 0,
@@ -333,7 +312,7 @@ impl Scheduler {
             BuildOutcome::Success { checksum, size, compile_time_ms, rustc_version, cargo_version, .. } => {
                 if let JobState::Offered { since, .. } | JobState::Running { since, .. } = j.state {
                     let took = now.saturating_duration_since(since);
-                    self.speeds.record(executor, &j.target.triple_with_floor(), took, self.config.speed_smoothing);
+                    self.speeds.record(executor, &j.request.target_name(), took, self.config.speed_smoothing);
                 }
                 let result = JobResult::Succeeded {
                     executor: executor.clone(),
@@ -485,7 +464,7 @@ impl Scheduler {
         }
         self.actions.push_back(Action::Report(JobReport {
             job,
-            target: j.target.triple,
+            target: j.request.target.triple,
             result,
             submitted_at: j.submitted_at,
             finished_at: now,
@@ -538,7 +517,13 @@ impl Scheduler {
         for job in queued {
             let Some(j) = self.jobs.get(&job) else { continue };
             let placement = place(
-                &PlacementRequest { job, target: &j.target, attempt: j.dispatches + 1, exclusions: &j.exclusions, now },
+                &PlacementRequest {
+                    job,
+                    target: &j.request.target,
+                    attempt: j.dispatches + 1,
+                    exclusions: &j.exclusions,
+                    now,
+                },
                 &Fleet {
                     agents: &self.agents,
                     fallbacks: &self.fallbacks,
@@ -549,7 +534,7 @@ impl Scheduler {
             match placement.decision.chosen.clone() {
                 Some(executor) => self.dispatch(job, executor, placement.decision, now),
                 None if !placement.eligible => {
-                    let triple = j.target.triple_with_floor();
+                    let triple = j.request.target_name();
                     let reason = match &j.last_failure {
                         Some((failed, last)) => format!(
                             "no other agent or fallback can build {triple} after the last failure ({failed}: {last})"
@@ -580,7 +565,7 @@ impl Scheduler {
         self.actions.push_back(Action::Dispatch(Box::new(Dispatch {
             job,
             executor,
-            target: j.target.clone(),
+            request: j.request.clone(),
             toolchain: decision.toolchain.clone(),
             attempt: j.dispatches,
             deadline: j.deadline_at,

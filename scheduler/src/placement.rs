@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use rustle_protocol::{AgentId, JobId};
-use rustle_targets::TargetSpecification;
+use rustle_targets::Target;
 use serde::Serialize;
 
 use crate::agents::{AgentRecord, AgentState, is_native, toolchain_for};
@@ -264,7 +264,7 @@ impl FallbackRecord {
 /// The job placement is asked about.
 pub(crate) struct PlacementRequest<'a> {
     pub(crate) job: JobId,
-    pub(crate) target: &'a TargetSpecification,
+    pub(crate) target: &'a Target,
     pub(crate) attempt: u32,
     pub(crate) exclusions: &'a BTreeMap<Executor, Exclusion>,
     pub(crate) now: Timestamp,

@@ -3,16 +3,18 @@
 //!
 //! This crate is pure: no processes, no file system beyond reading a custom
 //! target-spec JSON file, no network. Everything that runs programs lives in
-//! `rustle-build`.
+//! `rustle-engine`.
 
 mod optimization;
+mod request;
 mod rules;
 mod spec;
+mod specification;
 
 pub use optimization::{
     CompilationOptimization, LtoMode, OptimizationError, OptimizationLevel, PanicStrategy, StripMode,
 };
+pub use request::{BuildRequest, TemplateId};
 pub use rules::{LinkerRoute, RULES, RunnerRoute, TargetRule, rule_for, rule_for_build};
-pub use spec::{
-    Architecture, Endianness, GlibcVersion, LibcType, OsFamily, TargetError, TargetSpecification, known_triples,
-};
+pub use spec::{Architecture, Endianness, GlibcVersion, LibcType, OsFamily, Target, TargetError, known_triples};
+pub use specification::{TargetSettings, TargetSpecification};

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::TargetSpecification;
+use crate::spec::Target;
 
 /// How hard the compiler optimizes (cargo's `opt-level`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -153,7 +153,7 @@ impl CompilationOptimization {
 
     /// rustc flags for the target CPU and features. `host` is the build
     /// host's triple: `target-cpu=native` is refused for any other target.
-    pub fn rustflags(&self, target: &TargetSpecification, host: &str) -> Result<Vec<String>, OptimizationError> {
+    pub fn rustflags(&self, target: &Target, host: &str) -> Result<Vec<String>, OptimizationError> {
         let mut flags = Vec::new();
         if let Some(cpu) = &self.target_cpu {
             if cpu == "native" && target.triple != host {
@@ -234,7 +234,7 @@ mod tests {
 
     #[test]
     fn target_cpu_and_features() {
-        let arm = TargetSpecification::from_triple("aarch64-unknown-linux-gnu").unwrap();
+        let arm = Target::from_triple("aarch64-unknown-linux-gnu").unwrap();
         let o = CompilationOptimization {
             target_cpu: Some("cortex-a72".into()),
             target_features: vec!["neon".into(), "-crc".into()],
@@ -254,10 +254,10 @@ mod tests {
     #[test]
     fn native_cpu_only_for_the_host() {
         let native = CompilationOptimization { target_cpu: Some("native".into()), ..Default::default() };
-        let arm = TargetSpecification::from_triple("aarch64-unknown-linux-gnu").unwrap();
+        let arm = Target::from_triple("aarch64-unknown-linux-gnu").unwrap();
         let err = native.rustflags(&arm, "x86_64-unknown-linux-gnu").unwrap_err();
         assert!(err.to_string().contains("aarch64-unknown-linux-gnu"), "{err}");
-        let host = TargetSpecification::from_triple("x86_64-unknown-linux-gnu").unwrap();
+        let host = Target::from_triple("x86_64-unknown-linux-gnu").unwrap();
         assert_eq!(native.rustflags(&host, "x86_64-unknown-linux-gnu").unwrap(), vec!["-Ctarget-cpu=native"]);
     }
 }

@@ -4,13 +4,13 @@
 //! This is data, one row per triple. The toolchain manager combines a row
 //! with what is installed to answer "can this machine build T, and how".
 
-use crate::spec::{GlibcVersion, LibcType, TargetSpecification};
+use crate::spec::{GlibcVersion, LibcType, Target};
 
 /// How a target's binaries are linked (and its C code compiled).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkerRoute {
     /// The host's `cc` (the target is the host), or the linker the target
-    /// names itself in `TargetSpecification::linker`.
+    /// names itself in `TargetSettings::linker`.
     Host,
     /// A GNU cross toolchain: `<prefix>-gcc`, `<prefix>-ar`.
     GnuCross {
@@ -126,7 +126,7 @@ pub const RULES: &[TargetRule] = &[
 
 /// The rule for a target, not knowing the build machine's glibc: a glibc
 /// floor always routes through zig. See [`rule_for_build`].
-pub fn rule_for(target: &TargetSpecification) -> TargetRule {
+pub fn rule_for(target: &Target) -> TargetRule {
     rule_for_build(target, None)
 }
 
@@ -136,8 +136,8 @@ pub fn rule_for(target: &TargetSpecification) -> TargetRule {
 /// a floor at or above it needs nothing special, since a binary cannot need
 /// a newer glibc than the one it was linked against. A target with no row
 /// gets `LinkerRoute::Unavailable` unless it names its own linker.
-pub fn rule_for_build(target: &TargetSpecification, build_glibc: Option<GlibcVersion>) -> TargetRule {
-    let base = RULES.iter().find(|r| r.triple == target.triple).copied().unwrap_or_else(|| fallback(target));
+pub fn rule_for_build(target: &Target, build_glibc: Option<GlibcVersion>) -> TargetRule {
+    let base = RULES.iter().find(|r| r.triple == target.triple).copied().unwrap_or(UNLISTED);
     match (target.glibc_floor, build_glibc) {
         (Some(floor), Some(build)) if floor >= build => base,
         (Some(_), _) if target.libc == Some(LibcType::Glibc) => TargetRule { linker: LinkerRoute::Zig, ..base },
@@ -145,36 +145,32 @@ pub fn rule_for_build(target: &TargetSpecification, build_glibc: Option<GlibcVer
     }
 }
 
-fn fallback(target: &TargetSpecification) -> TargetRule {
-    TargetRule {
-        triple: "",
-        debian_std_arch: None,
-        // A target outside the table builds only with a linker the user names.
-        linker: if target.linker.is_some() {
-            LinkerRoute::Host
-        } else {
-            LinkerRoute::Unavailable {
-                reason: "rustle-cross has no linker route for this target; set `linker` for it or build it on an agent of that platform",
-            }
-        },
-        runner: RunnerRoute::None { reason: "no runner known for this target" },
-        rustflags: &[],
-        env: &[],
-    }
-}
+/// The rule of a target with no row.
+const UNLISTED: TargetRule = TargetRule {
+    triple: "",
+    debian_std_arch: None,
+    // A target outside the table builds only with a linker the user
+    // names in its settings (the toolchain manager's plan honours that).
+    linker: LinkerRoute::Unavailable {
+        reason: "rustle-cross has no linker route for this target; set `linker` for it or build it on an agent of that platform",
+    },
+    runner: RunnerRoute::None { reason: "no runner known for this target" },
+    rustflags: &[],
+    env: &[],
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn rule(t: &str) -> TargetRule {
-        rule_for(&TargetSpecification::from_triple(t).unwrap())
+        rule_for(&Target::from_triple(t).unwrap())
     }
 
     #[test]
     fn every_row_is_a_known_triple() {
         for r in RULES {
-            TargetSpecification::from_triple(r.triple).unwrap_or_else(|e| panic!("{}: {e}", r.triple));
+            Target::from_triple(r.triple).unwrap_or_else(|e| panic!("{}: {e}", r.triple));
         }
     }
 
@@ -203,19 +199,17 @@ mod tests {
 
     #[test]
     fn glibc_floor_at_or_above_the_build_glibc_needs_no_zig() {
-        let t = TargetSpecification::from_triple("aarch64-unknown-linux-gnu.2.36").unwrap();
+        let t = Target::from_triple("aarch64-unknown-linux-gnu.2.36").unwrap();
         let build = Some(GlibcVersion { major: 2, minor: 36 });
         assert!(matches!(rule_for_build(&t, build).linker, LinkerRoute::GnuCross { .. }));
-        let old = TargetSpecification::from_triple("aarch64-unknown-linux-gnu.2.17").unwrap();
+        let old = Target::from_triple("aarch64-unknown-linux-gnu.2.17").unwrap();
         assert_eq!(rule_for_build(&old, build).linker, LinkerRoute::Zig);
         assert_eq!(rule_for_build(&t, None).linker, LinkerRoute::Zig, "unknown build glibc: be safe");
     }
 
     #[test]
-    fn unknown_to_table_is_unavailable_unless_linker_given() {
+    fn unknown_to_table_is_unavailable() {
         assert!(matches!(rule("mips64-unknown-linux-gnuabi64").linker, LinkerRoute::Unavailable { .. }));
-        let mut t = TargetSpecification::from_triple("x86_64-unknown-linux-gnux32").unwrap();
-        t.linker = Some("my-cc".into());
-        assert_eq!(rule_for(&t).linker, LinkerRoute::Host);
+        assert!(matches!(rule("x86_64-unknown-linux-gnux32").linker, LinkerRoute::Unavailable { .. }));
     }
 }

@@ -1,5 +1,6 @@
-//! `TargetSpecification`: a parsed, classified target triple (or custom
-//! target-spec JSON file), with an optional glibc floor.
+//! [`Target`]: what a target is. A parsed, classified triple (or custom
+//! target-spec JSON file), with an optional glibc floor; how a user wants it
+//! built lives apart, in [`TargetSettings`](crate::TargetSettings).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -141,16 +142,19 @@ fn suggestion_text(suggestions: &[String]) -> String {
     }
 }
 
-/// A target platform: a classified triple plus how to build for it.
+/// What a target is: a classified triple plus the limits its binaries must
+/// meet. Two targets are the same target exactly when they are equal; the
+/// per-target build settings (features, rustflags, linker) are not part of
+/// it.
 ///
-/// Built with [`TargetSpecification::from_triple`], which accepts
+/// Built with [`Target::from_triple`], which accepts
 /// - a rustc triple (`aarch64-unknown-linux-gnu`),
 /// - a triple with a glibc floor (`aarch64-unknown-linux-gnu.2.17`): the
 ///   binary must not need a newer glibc than that,
 /// - a path to a rustc target-spec JSON file (custom target).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct TargetSpecification {
-    /// The target's name: the rustc triple, or the file stem of a custom spec.
+pub struct Target {
+    /// The target's triple: the rustc triple, or the file stem of a custom spec.
     pub triple: String,
     /// CPU architecture family.
     pub architecture: Architecture,
@@ -162,21 +166,13 @@ pub struct TargetSpecification {
     pub endianness: Endianness,
     /// Pointer width in bits (16, 32, 64).
     pub pointer_width: u8,
-    /// Cargo features to enable when building for this target.
-    pub features: Vec<String>,
-    /// Extra flags passed to rustc for this target.
-    pub rustflags: Vec<String>,
-    /// Docker image that builds this target, when one is configured.
-    pub docker_image: Option<String>,
-    /// Linker to use instead of the one the rules table picks.
-    pub linker: Option<String>,
     /// The newest glibc the binary may require (glibc targets only).
     pub glibc_floor: Option<GlibcVersion>,
     /// The target-spec JSON file, for custom targets.
     pub custom_spec: Option<PathBuf>,
 }
 
-impl TargetSpecification {
+impl Target {
     /// Parses and classifies a target: a known triple, a triple with a glibc
     /// floor suffix (`T.2.17`), or the path of a target-spec JSON file.
     pub fn from_triple(input: &str) -> Result<Self, TargetError> {
@@ -279,10 +275,6 @@ impl TargetSpecification {
             libc,
             endianness,
             pointer_width,
-            features: Vec::new(),
-            rustflags: Vec::new(),
-            docker_image: None,
-            linker: None,
             glibc_floor: None,
             custom_spec: None,
         }
@@ -298,15 +290,12 @@ impl TargetSpecification {
 
     /// The triple with its glibc floor suffix, as cargo-zigbuild takes it.
     pub fn triple_with_floor(&self) -> String {
-        match self.glibc_floor {
-            Some(floor) => format!("{}.{}", self.triple, floor),
-            None => self.triple.clone(),
-        }
+        name_with_floor(&self.triple, self.glibc_floor)
     }
 
     /// The suffix for executables on this target (`.exe` on Windows).
     pub fn exe_suffix(&self) -> &'static str {
-        if self.os_family == OsFamily::Windows { ".exe" } else { "" }
+        exe_suffix_of(&self.os_family)
     }
 
     /// `CARGO_TARGET_<TRIPLE>_...` prefix for this target.
@@ -320,17 +309,31 @@ impl TargetSpecification {
     }
 }
 
-impl fmt::Display for TargetSpecification {
+impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.triple_with_floor())
     }
 }
 
-impl FromStr for TargetSpecification {
+impl FromStr for Target {
     type Err = TargetError;
     fn from_str(s: &str) -> Result<Self, TargetError> {
         Self::from_triple(s)
     }
+}
+
+/// The full name of a target: its triple, with `.MAJOR.MINOR` when it has a
+/// glibc floor (the form `-t` and cargo-zigbuild take).
+pub(crate) fn name_with_floor(triple: &str, floor: Option<GlibcVersion>) -> String {
+    match floor {
+        Some(floor) => format!("{triple}.{floor}"),
+        None => triple.to_owned(),
+    }
+}
+
+/// The suffix executables of `os` carry.
+pub(crate) fn exe_suffix_of(os: &OsFamily) -> &'static str {
+    if *os == OsFamily::Windows { ".exe" } else { "" }
 }
 
 /// Splits `T.2.17` into `T` and the floor. A triple never contains a dot
@@ -360,8 +363,8 @@ fn closest_triples(input: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn spec(t: &str) -> TargetSpecification {
-        TargetSpecification::from_triple(t).unwrap_or_else(|e| panic!("{t}: {e}"))
+    fn spec(t: &str) -> Target {
+        Target::from_triple(t).unwrap_or_else(|e| panic!("{t}: {e}"))
     }
 
     /// (triple, arch, os, libc, endian, pointer width)
@@ -426,21 +429,21 @@ mod tests {
 
     #[test]
     fn glibc_floor_rejected_on_non_glibc_targets() {
-        let err = TargetSpecification::from_triple("x86_64-unknown-linux-musl.2.17").unwrap_err();
+        let err = Target::from_triple("x86_64-unknown-linux-musl.2.17").unwrap_err();
         assert!(matches!(err, TargetError::InvalidGlibcFloor { .. }), "{err}");
-        let err = TargetSpecification::from_triple("x86_64-unknown-linux-gnu.two").unwrap_err();
+        let err = Target::from_triple("x86_64-unknown-linux-gnu.two").unwrap_err();
         assert!(err.to_string().contains("not a glibc version"), "{err}");
     }
 
     #[test]
     fn unknown_triple_names_it_and_suggests() {
-        let err = TargetSpecification::from_triple("aarch64-unknown-linux-gnux").unwrap_err();
+        let err = Target::from_triple("aarch64-unknown-linux-gnux").unwrap_err();
         let text = err.to_string();
         assert!(text.contains("`aarch64-unknown-linux-gnux`"), "{text}");
         assert!(text.contains("`aarch64-unknown-linux-gnu`"), "{text}");
-        let err = TargetSpecification::from_triple("x86-64-linux").unwrap_err();
+        let err = Target::from_triple("x86-64-linux").unwrap_err();
         assert!(matches!(err, TargetError::UnknownTriple { .. }));
-        let err = TargetSpecification::from_triple("").unwrap_err();
+        let err = Target::from_triple("").unwrap_err();
         assert!(matches!(err, TargetError::UnknownTriple { .. }));
     }
 
@@ -472,10 +475,10 @@ mod tests {
         assert!(s.cargo_target().ends_with("my-board.json"));
 
         std::fs::write(&path, "{ not json").unwrap();
-        let err = TargetSpecification::from_triple(path.to_str().unwrap()).unwrap_err();
+        let err = Target::from_triple(path.to_str().unwrap()).unwrap_err();
         assert!(err.to_string().contains("not valid JSON"), "{err}");
         let missing = dir.join("absent.json");
-        let err = TargetSpecification::from_triple(missing.to_str().unwrap()).unwrap_err();
+        let err = Target::from_triple(missing.to_str().unwrap()).unwrap_err();
         assert!(err.to_string().contains("cannot read"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -356,7 +356,7 @@ async fn run_build(
             reason: format!("the task preparing the template failed: {error}"),
         },
     )??;
-    let request = wire::request_from_offer(offer, DEFAULT_DEADLINE)
+    let request = wire::request_from_offer(offer, template.id.clone(), DEFAULT_DEADLINE)
         .map_err(|e| CompilationError::Unavailable { triple: triple.clone(), reason: e.to_string() })?;
     let job = offer.job;
     let on_event = move |event: engine::BuildEvent| {

@@ -353,8 +353,8 @@ fn from_coordinator(myself: &ActorRef<Msg>, state: &mut State, message: Coordina
 async fn check_offer(context: &Context, offer: &JobOffer) -> Result<(), RejectReason> {
     let unsupported = || RejectReason::UnsupportedTarget { triple: offer.target.name.clone() };
     // The whole target: a glibc floor needs zig here, not just the triple's std.
-    let target = crate::wire::target_from_wire(&offer.target).map_err(|_| unsupported())?;
-    match context.toolchains.availability(&target).await {
+    let (target, settings) = crate::wire::target_from_wire(&offer.target).map_err(|_| unsupported())?;
+    match context.toolchains.availability(&target, &settings).await {
         Ok(TargetAvailability::Available(_)) => {}
         Ok(_) | Err(_) => return Err(unsupported()),
     }

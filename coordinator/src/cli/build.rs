@@ -354,7 +354,7 @@ impl SmokeResult {
 }
 
 async fn smoke_test(manager: &CrossCompilationManager, target: &TargetSpecification, binary: &Path) -> SmokeResult {
-    match run_binary(target, binary, &[], manager.cache_dir(), Duration::from_secs(120)).await {
+    match run_binary(&target.target(), binary, &[], manager.cache_dir(), Duration::from_secs(120)).await {
         Ok(out) if out.status.success() => {
             SmokeResult { ok: Some(true), detail: out.stdout_text().lines().next().unwrap_or_default().to_owned() }
         }

@@ -4,7 +4,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rustle_engine::engine::{self, CompilationError, CompiledBinary};
 use rustle_protocol::{BuildEvent, BuildOutcome, JobId};
 use rustle_scheduler::{Executor, JobReport, JobResult};
-use rustle_targets::TargetSpecification;
+use rustle_targets::BuildRequest;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -21,6 +21,8 @@ pub(crate) enum Msg {
     RunLocally {
         /// The fallback executor.
         executor: Executor,
+        /// The build as dispatched.
+        request: Box<BuildRequest>,
     },
     /// Stop the local build.
     CancelLocal,
@@ -39,8 +41,8 @@ pub(crate) enum Msg {
 pub(crate) struct Arguments {
     /// The job.
     pub(crate) job: JobId,
-    /// Its target.
-    pub(crate) target: TargetSpecification,
+    /// The build, whole.
+    pub(crate) request: BuildRequest,
     /// Where progress goes.
     pub(crate) progress: ProgressSink,
     /// Runs local-fallback builds.
@@ -57,7 +59,7 @@ pub(crate) struct JobActor;
 /// A job actor's state.
 pub(crate) struct State {
     job: JobId,
-    target: TargetSpecification,
+    request: BuildRequest,
     progress: ProgressSink,
     local: Option<LocalBuilder>,
     scheduler: ActorRef<scheduler::Msg>,
@@ -77,7 +79,7 @@ impl Actor for JobActor {
     async fn pre_start(&self, _myself: ActorRef<Msg>, args: Arguments) -> Result<State, ActorProcessingErr> {
         Ok(State {
             job: args.job,
-            target: args.target,
+            request: args.request,
             progress: args.progress,
             local: args.local,
             scheduler: args.scheduler,
@@ -93,7 +95,7 @@ impl Actor for JobActor {
         match msg {
             Msg::Progress(event) => state.progress(event),
             Msg::Artifact(binary) => state.artifact = Some(*binary),
-            Msg::RunLocally { executor } => state.run_locally(&myself, executor),
+            Msg::RunLocally { executor, request } => state.run_locally(&myself, executor, *request),
             Msg::CancelLocal => {
                 if let Some(task) = state.local_task.take() {
                     task.abort();
@@ -122,7 +124,7 @@ impl Actor for JobActor {
 impl State {
     /// Agent progress, in the local engine's terms.
     fn progress(&mut self, event: BuildEvent) {
-        let triple = self.target.triple.clone();
+        let triple = self.request.target_name();
         match event {
             BuildEvent::Started => {
                 self.started = true;
@@ -148,7 +150,7 @@ impl State {
         }
     }
 
-    fn run_locally(&mut self, myself: &ActorRef<Msg>, executor: Executor) {
+    fn run_locally(&mut self, myself: &ActorRef<Msg>, executor: Executor, request: BuildRequest) {
         let Some(builder) = self.local.clone() else {
             let reason = "no local fallback is configured".to_owned();
             let _ = self.scheduler.send_message(scheduler::Msg::Finished {
@@ -160,10 +162,9 @@ impl State {
             return;
         };
         let mailbox = myself.clone();
-        let target = self.target.clone();
         let progress = self.progress.clone();
         self.local_task = Some(tokio::spawn(async move {
-            let result = builder(target, progress).await;
+            let result = builder(request, progress).await;
             let _ = mailbox.send_message(Msg::LocalDone { executor, result: Box::new(result) });
         }));
     }
@@ -193,7 +194,7 @@ impl State {
 
     /// The outcome the caller sees: the binary or the most precise error, where and why.
     fn outcome(&mut self, report: JobReport) -> TargetOutcome {
-        let triple = self.target.to_string();
+        let triple = self.request.target_name();
         let local = |executor: &Executor| matches!(executor, Executor::Fallback(_));
         let result = match &report.result {
             JobResult::Succeeded { .. } => self.artifact.take().ok_or_else(|| CompilationError::Unavailable {
@@ -219,6 +220,6 @@ impl State {
             JobResult::TimedOut { executor, .. } => executor.clone(),
             JobResult::NoExecutor { .. } => None,
         };
-        TargetOutcome { target: self.target.clone(), result, executor, decisions: report.decisions }
+        TargetOutcome { target: self.request.target_specification(), result, executor, decisions: report.decisions }
     }
 }

@@ -43,10 +43,10 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
 use rustle_engine::engine::{CompilationError, CompiledBinary};
 pub use rustle_protocol::CapabilityReport;
-use rustle_protocol::{Hello, OptimizationSettings, Role, Sha256Digest, TemplateId};
+use rustle_protocol::{Hello, Role, Sha256Digest, TemplateId};
+use rustle_scheduler::FallbackExecutor;
 pub use rustle_scheduler::{AgentStatus, Decision, Executor, FallbackId, SchedulerConfig};
-use rustle_scheduler::{FallbackExecutor, JobRequest};
-use rustle_targets::{CompilationOptimization, TargetSpecification};
+use rustle_targets::BuildRequest;
 use rustle_transport::{CertBundle, CertFiles, CoordinatorDialer, TransportError, TransportOptions};
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -153,12 +153,11 @@ impl FleetOptions {
     }
 }
 
-/// Builds one target on this machine: the local engine path of
+/// Builds one request on this machine (as the scheduler dispatched it,
+/// its deadline the time the job has left): the local engine path of
 /// [`CrossCompilationManager`](crate::CrossCompilationManager).
 pub type LocalBuilder = Arc<
-    dyn Fn(TargetSpecification, ProgressSink) -> BoxFuture<'static, Result<CompiledBinary, CompilationError>>
-        + Send
-        + Sync,
+    dyn Fn(BuildRequest, ProgressSink) -> BoxFuture<'static, Result<CompiledBinary, CompilationError>> + Send + Sync,
 >;
 
 /// The local fallback: what this machine can build, how many at once, and how.
@@ -187,20 +186,13 @@ pub struct BuildSource {
     pub bundle: Arc<Vec<u8>>,
     /// Its SHA-256.
     pub bundle_sha256: Sha256Digest,
-    /// Overrides of the template's release profile.
-    pub optimization: OptimizationSettings,
 }
 
 impl BuildSource {
-    /// A source from packed bundle bytes.
-    pub fn new(template_id: impl Into<String>, bundle: Vec<u8>, optimization: &CompilationOptimization) -> Self {
+    /// A source from packed bundle bytes of the template `template`.
+    pub fn new(template: &rustle_targets::TemplateId, bundle: Vec<u8>) -> Self {
         let bundle_sha256 = Sha256Digest::of(&bundle);
-        Self {
-            template_id: TemplateId(template_id.into()),
-            bundle: Arc::new(bundle),
-            bundle_sha256,
-            optimization: wire::optimization_to_wire(optimization),
-        }
+        Self { template_id: wire::template_id_to_wire(template), bundle: Arc::new(bundle), bundle_sha256 }
     }
 }
 
@@ -333,25 +325,18 @@ impl Fleet {
         Ok(views)
     }
 
-    /// Submits a build of `target`; the returned future resolves to its
-    /// outcome, which says where it was built and why.
+    /// Submits a build of `request` (its deadline bounds the whole job:
+    /// queueing, transfers and retries included) from `source`; the returned
+    /// future resolves to its outcome, which says where it was built and why.
     pub fn submit(
         &self,
-        target: TargetSpecification,
+        request: BuildRequest,
         source: BuildSource,
-        deadline: Duration,
         progress: ProgressSink,
     ) -> Result<oneshot::Receiver<TargetOutcome>, FleetError> {
         let (reply, outcome) = oneshot::channel();
-        let request = JobRequest::new(target.clone()).with_deadline(deadline);
         self.scheduler
-            .send_message(scheduler::Msg::Submit(Box::new(scheduler::Submission {
-                request,
-                target,
-                source,
-                progress,
-                reply,
-            })))
+            .send_message(scheduler::Msg::Submit(Box::new(scheduler::Submission { request, source, progress, reply })))
             .map_err(|_| FleetError::ActorGone { actor: "scheduler" })?;
         Ok(outcome)
     }

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rustle_engine::engine::CompiledBinary;
-use rustle_protocol::{AgentId, BuildEvent, BuildOutcome, CapabilityReport, JobId, JobOffer, LoadUpdate, RejectReason};
-use rustle_scheduler::{Action, AgentStatus, EventOutcome, Executor, JobRequest, Scheduler, Timestamp};
-use rustle_targets::TargetSpecification;
+use rustle_protocol::{AgentId, BuildEvent, BuildOutcome, CapabilityReport, JobId, LoadUpdate, RejectReason};
+use rustle_scheduler::{Action, AgentStatus, EventOutcome, Executor, Scheduler, Timestamp};
+use rustle_targets::BuildRequest;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -82,11 +82,9 @@ pub(crate) enum Msg {
 
 /// A build of one target.
 pub(crate) struct Submission {
-    /// The scheduler's request.
-    pub(crate) request: JobRequest,
-    /// The target, as the caller configured it.
-    pub(crate) target: TargetSpecification,
-    /// What to build.
+    /// The build, whole.
+    pub(crate) request: BuildRequest,
+    /// The template's bundle.
     pub(crate) source: BuildSource,
     /// Where progress goes.
     pub(crate) progress: ProgressSink,
@@ -181,11 +179,12 @@ impl State {
         let now = self.now();
         match msg {
             Msg::Submit(submission) => {
-                let Submission { request, target, source, progress, reply } = *submission;
-                let id = self.core.handle_job_submitted(request, now);
+                let Submission { request, source, progress, reply } = *submission;
+                let name = request.target_name();
+                let id = self.core.handle_job_submitted(request.clone(), now);
                 let args = job::Arguments {
                     job: id,
-                    target: target.clone(),
+                    request,
                     progress,
                     local: self.local.clone(),
                     scheduler: myself.clone(),
@@ -198,7 +197,7 @@ impl State {
                     Err(error) => {
                         // Its caller hears that the fleet stopped (the reply port is gone);
                         // the core times the job out at its deadline.
-                        tracing::error!("failed to start the actor of job {id} ({target}): {error}");
+                        tracing::error!("failed to start the actor of job {id} ({name}): {error}");
                     }
                 }
             }
@@ -248,23 +247,21 @@ impl State {
             match action {
                 Action::Dispatch(dispatch) => {
                     let Some(entry) = self.jobs.get(&dispatch.job) else { continue };
+                    let now = self.now();
+                    // Every executor gets the request whole, its deadline
+                    // what is left of the job's.
+                    let left = dispatch.deadline.saturating_duration_since(now).max(Duration::from_secs(1));
+                    let request = Box::new(BuildRequest { deadline: left, ..dispatch.request.clone() });
                     match &dispatch.executor {
                         Executor::Agent(agent) => {
-                            let now = self.now();
-                            let left = dispatch.deadline.saturating_duration_since(now).max(Duration::from_secs(1));
-                            let offer = JobOffer {
-                                job: dispatch.job,
-                                template_id: entry.source.template_id.clone(),
-                                target: super::wire::target_to_wire(&dispatch.target),
-                                toolchain: dispatch.toolchain.clone().unwrap_or_default(),
-                                optimization: entry.source.optimization.clone(),
-                                deadline_secs: left.as_secs().max(1),
-                            };
-                            let msg = session::Msg::Offer {
-                                offer: Box::new(offer),
-                                target: Box::new(dispatch.target.clone()),
-                                source: entry.source.clone(),
-                            };
+                            let offer = super::wire::offer_of(
+                                dispatch.job,
+                                &request,
+                                dispatch.toolchain.as_deref(),
+                                left.as_secs(),
+                            );
+                            let msg =
+                                session::Msg::Offer { offer: Box::new(offer), request, source: entry.source.clone() };
                             let sent = self.sessions.get(agent).is_some_and(|s| s.send_message(msg).is_ok());
                             if !sent {
                                 let agent = agent.clone();
@@ -273,8 +270,9 @@ impl State {
                             }
                         }
                         Executor::Fallback(_) => {
-                            let _ =
-                                entry.actor.send_message(job::Msg::RunLocally { executor: dispatch.executor.clone() });
+                            let _ = entry
+                                .actor
+                                .send_message(job::Msg::RunLocally { executor: dispatch.executor.clone(), request });
                         }
                     }
                 }

@@ -12,7 +12,7 @@ use rustle_protocol::{
     JobOffer,
 };
 use rustle_scheduler::Executor;
-use rustle_targets::TargetSpecification;
+use rustle_targets::BuildRequest;
 use rustle_transport::{Connection, ControlStream, CoordinatorDialer, TransportError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -36,8 +36,8 @@ pub(crate) enum Msg {
     Offer {
         /// The offer.
         offer: Box<JobOffer>,
-        /// The target, to validate the binary against.
-        target: Box<TargetSpecification>,
+        /// The build, to validate the binary against and report.
+        request: Box<BuildRequest>,
         /// The bundle to send once accepted.
         source: BuildSource,
     },
@@ -99,7 +99,7 @@ pub(crate) struct Arguments {
 
 /// A job offered to this agent.
 struct OfferedJob {
-    target: TargetSpecification,
+    request: BuildRequest,
     source: BuildSource,
 }
 
@@ -308,10 +308,10 @@ impl State {
                     self.args.connect_timeout.as_secs()
                 )
             }),
-            Msg::Offer { offer, target, source } => {
+            Msg::Offer { offer, request, source } => {
                 let job = offer.job;
                 self.failed.remove(&job);
-                self.offered.insert(job, OfferedJob { target: *target, source });
+                self.offered.insert(job, OfferedJob { request: *request, source });
                 self.send(CoordinatorToAgent::Offer(*offer))
             }
             Msg::Cancel { job } => {
@@ -476,12 +476,12 @@ impl State {
                 header.sha256, header.total_len
             ))
         } else {
-            validate_binary(&bytes, &offered.target).map_err(|e| e.to_string())
+            validate_binary(&bytes, &offered.request.target).map_err(|e| e.to_string())
         };
         match checked {
             Ok(validation) => {
                 let binary = CompiledBinary {
-                    target: offered.target.clone(),
+                    target: offered.request.target_specification(),
                     file_name: header.file_name.clone(),
                     size: bytes.len() as u64,
                     checksum: checksum.to_string(),
@@ -493,7 +493,7 @@ impl State {
                         cargo_version,
                         compilation_flags,
                         dependencies: Vec::new(),
-                        features_used: offered.target.features.clone(),
+                        features_used: offered.request.settings.features.clone(),
                     },
                     validation,
                 };

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustle_engine::engine::{self, CompilationError};
-use rustle_targets::{CompilationOptimization, TargetSpecification};
+use rustle_targets::{BuildRequest, CompilationOptimization, Target, TargetSettings, TemplateId};
 use rustle_transport::FleetCa;
 
 use super::*;
@@ -21,20 +21,20 @@ fn options() -> FleetOptions {
 }
 
 fn source() -> BuildSource {
-    BuildSource::new("t-1", b"not a real bundle".to_vec(), &CompilationOptimization::default())
+    BuildSource::new(&TemplateId("t-1".into()), b"not a real bundle".to_vec())
 }
 
 /// A local fallback for x86_64 whose builds report progress, then fail with `error`.
-fn failing_local(error: fn(&TargetSpecification) -> CompilationError) -> LocalFallback {
+fn failing_local(error: fn(&BuildRequest) -> CompilationError) -> LocalFallback {
     LocalFallback {
         triples: ["x86_64-unknown-linux-gnu".to_owned()].into(),
         slots: 1,
-        builder: Arc::new(move |target: TargetSpecification, progress: ProgressSink| {
+        builder: Arc::new(move |request: BuildRequest, progress: ProgressSink| {
             Box::pin(async move {
-                let triple = target.triple.clone();
+                let triple = request.target_name();
                 progress(engine::BuildEvent::Started { triple: triple.clone(), expected_units: 2 });
                 progress(engine::BuildEvent::Progress { triple, done: 1, total: 2, unit: "a".into() });
-                Err(error(&target))
+                Err(error(&request))
             })
         }),
     }
@@ -45,8 +45,15 @@ async fn run_one(local: LocalFallback, triple: &str) -> (TargetOutcome, Vec<engi
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink_events = events.clone();
     let progress: ProgressSink = Arc::new(move |event| sink_events.lock().expect("lock").push(event));
-    let target = TargetSpecification::from_triple(triple).expect("target");
-    let outcome = fleet.submit(target, source(), Duration::from_secs(60), progress).expect("submit");
+    let request = BuildRequest {
+        template: TemplateId("t-1".into()),
+        target: Target::from_triple(triple).expect("target"),
+        settings: TargetSettings::default(),
+        optimization: CompilationOptimization::default(),
+        deadline: Duration::from_secs(60),
+        incremental: false,
+    };
+    let outcome = fleet.submit(request, source(), progress).expect("submit");
     let outcome = tokio::time::timeout(Duration::from_secs(30), outcome).await.expect("bounded").expect("reported");
     fleet.shutdown().await;
     let events = events.lock().expect("lock").clone();
@@ -56,7 +63,7 @@ async fn run_one(local: LocalFallback, triple: &str) -> (TargetOutcome, Vec<engi
 #[tokio::test]
 async fn a_local_compile_failure_is_reported_once_with_the_compilers_words() {
     let local = failing_local(|t| CompilationError::CompileFailed {
-        triple: t.to_string(),
+        triple: t.target_name(),
         diagnostics: "error[E0308]: mismatched types".into(),
     });
     let (outcome, events) = run_one(local, "x86_64-unknown-linux-gnu").await;
@@ -71,7 +78,7 @@ async fn a_local_compile_failure_is_reported_once_with_the_compilers_words() {
 #[tokio::test]
 async fn a_local_environment_failure_keeps_its_typed_error() {
     let local =
-        failing_local(|t| CompilationError::Unavailable { triple: t.to_string(), reason: "linker gone".into() });
+        failing_local(|t| CompilationError::Unavailable { triple: t.target_name(), reason: "linker gone".into() });
     let (outcome, _) = run_one(local, "x86_64-unknown-linux-gnu").await;
     let error = outcome.result.expect_err("failure");
     assert!(matches!(&error, CompilationError::Unavailable { reason, .. } if reason == "linker gone"), "{error}");
@@ -80,7 +87,7 @@ async fn a_local_environment_failure_keeps_its_typed_error() {
 
 #[tokio::test]
 async fn a_target_nothing_can_build_says_so_and_names_it() {
-    let local = failing_local(|t| CompilationError::Unavailable { triple: t.to_string(), reason: "unused".into() });
+    let local = failing_local(|t| CompilationError::Unavailable { triple: t.target_name(), reason: "unused".into() });
     let (outcome, events) = run_one(local, "aarch64-unknown-linux-gnu").await;
     let error = outcome.result.expect_err("no executor");
     assert!(error.to_string().contains("aarch64-unknown-linux-gnu"), "{error}");

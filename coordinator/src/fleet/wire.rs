@@ -5,10 +5,11 @@
 
 use rustle_engine::engine::CompiledBinary;
 use rustle_protocol::{
-    BuildOutcome, BuildTarget, Lto, OptLevel, OptimizationSettings, PanicStrategy as WirePanic, Sha256Digest, Strip,
+    BuildOutcome, BuildTarget, JobId, JobOffer, Lto, OptLevel, OptimizationSettings, PanicStrategy as WirePanic,
+    Sha256Digest, Strip, TemplateId as WireTemplateId,
 };
 use rustle_targets::{
-    CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, TargetSpecification,
+    BuildRequest, CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, TemplateId,
 };
 
 /// The protocol's form of the optimization overrides: every field as set,
@@ -47,12 +48,31 @@ pub fn optimization_to_wire(optimization: &CompilationOptimization) -> Optimizat
 /// The protocol's form of a target: its full name (with the glibc floor)
 /// and its per-target settings. Custom target-spec files are never offered
 /// to agents (no agent reports them), so their path does not travel.
-pub fn target_to_wire(target: &TargetSpecification) -> BuildTarget {
+/// The Docker image is this machine's executor's business and stays here.
+pub fn target_to_wire(request: &BuildRequest) -> BuildTarget {
     BuildTarget {
-        name: target.triple_with_floor(),
-        features: target.features.clone(),
-        rustflags: target.rustflags.clone(),
-        linker: target.linker.clone(),
+        name: request.target_name(),
+        features: request.settings.features.clone(),
+        rustflags: request.settings.rustflags.clone(),
+        linker: request.settings.linker.clone(),
+    }
+}
+
+/// The protocol's name of a template.
+pub fn template_id_to_wire(template: &TemplateId) -> WireTemplateId {
+    WireTemplateId(template.0.clone())
+}
+
+/// The offer of `request` to an agent as job `job`, with `toolchain` (empty:
+/// the agent's choice) and `deadline_secs` left of the job's deadline.
+pub fn offer_of(job: JobId, request: &BuildRequest, toolchain: Option<&str>, deadline_secs: u64) -> JobOffer {
+    JobOffer {
+        job,
+        template_id: template_id_to_wire(&request.template),
+        target: target_to_wire(request),
+        toolchain: toolchain.unwrap_or_default().to_owned(),
+        optimization: optimization_to_wire(&request.optimization),
+        deadline_secs,
     }
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustle_process::ProcessSpec;
-use rustle_targets::TargetSpecification;
+use rustle_targets::Target;
 
 /// Set to `1` to skip (rather than fail) tests whose cross tools are missing.
 pub const SKIP_ENV: &str = rustle_test_support::SKIP_CROSS_TOOLS;
@@ -65,8 +65,8 @@ pub fn hello_line(bits: u32, endian: &str, args: &[&str]) -> String {
 pub use rustle_test_support::{require_present as require, require_tool, skipping_missing_cross_tools as skipping};
 
 /// A parsed target.
-pub fn spec(triple: &str) -> TargetSpecification {
-    TargetSpecification::from_triple(triple).unwrap_or_else(|e| panic!("{triple}: {e}"))
+pub fn spec(triple: &str) -> Target {
+    Target::from_triple(triple).unwrap_or_else(|e| panic!("{triple}: {e}"))
 }
 
 /// How to compile [`HELLO_C`] for one target.

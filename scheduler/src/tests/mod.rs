@@ -8,11 +8,11 @@ use rustle_protocol::{
     AgentId, BuildOutcome, BuildRoute, BuildableTarget, CapabilityReport, JobId, LibcReport, LoadAverage, LoadUpdate,
     RejectReason, Sha256Digest, ToolchainReport,
 };
-use rustle_targets::TargetSpecification;
+use rustle_targets::{BuildRequest, CompilationOptimization, Target, TargetSettings, TemplateId};
 
 use crate::{
     Action, CancelReason, ConfigError, Dispatch, EventOutcome, Exclusion, Executor, FallbackExecutor, FallbackId,
-    JobReport, JobRequest, JobResult, JobState, Scheduler, SchedulerConfig, Tier, Timestamp, Verdict,
+    JobReport, JobResult, JobState, Scheduler, SchedulerConfig, Tier, Timestamp, Verdict,
 };
 
 pub(crate) const ARM: &str = "aarch64-unknown-linux-gnu";
@@ -72,8 +72,20 @@ pub(crate) fn at(secs: u64) -> Timestamp {
     Timestamp::from_secs(secs)
 }
 
-pub(crate) fn request(triple: &str) -> JobRequest {
-    JobRequest::new(TargetSpecification::from_triple(triple).unwrap())
+pub(crate) fn request(triple: &str) -> BuildRequest {
+    BuildRequest {
+        template: TemplateId("runner-0123456789ab".into()),
+        target: Target::from_triple(triple).unwrap(),
+        settings: TargetSettings::default(),
+        optimization: CompilationOptimization::default(),
+        deadline: Duration::from_secs(600),
+        incremental: false,
+    }
+}
+
+/// [`request`] with its own deadline.
+pub(crate) fn request_within(triple: &str, deadline: Duration) -> BuildRequest {
+    BuildRequest { deadline, ..request(triple) }
 }
 
 pub(crate) fn success() -> BuildOutcome {
@@ -106,7 +118,6 @@ fn config(fallbacks: Vec<FallbackExecutor>) -> SchedulerConfig {
     SchedulerConfig {
         heartbeat_timeout: Duration::from_secs(15),
         offer_timeout: Duration::from_secs(30),
-        default_deadline: Duration::from_secs(600),
         fallbacks,
         ..SchedulerConfig::default()
     }
@@ -458,8 +469,8 @@ fn a_job_past_its_deadline_is_cancelled_and_reported_as_timed_out() {
     let mut s = scheduler(Vec::new());
     let a = AgentId("a".into());
     s.handle_agent_connected(x86_host("a", 1), at(0));
-    let j1 = s.handle_job_submitted(request(X86).with_deadline(Duration::from_secs(60)), at(0));
-    let j2 = s.handle_job_submitted(request(X86).with_deadline(Duration::from_secs(30)), at(0));
+    let j1 = s.handle_job_submitted(request_within(X86, Duration::from_secs(60)), at(0));
+    let j2 = s.handle_job_submitted(request_within(X86, Duration::from_secs(30)), at(0));
     assert_eq!(dispatches(&drain(&mut s)).len(), 1);
     s.handle_job_accepted(&agent("a"), j1, at(1));
     assert_eq!(s.job_state(j2), Some(&JobState::Queued));
@@ -559,8 +570,8 @@ fn a_glibc_floor_target_goes_only_to_a_fallback_that_planned_it() {
     let (_, plain) = submit(&mut s, X86, at(0));
     let (_, floored) = submit(&mut s, &floor, at(0));
     assert_eq!((plain.executor.clone(), floored.executor.clone()), (local(), local()));
-    assert_eq!(plain.target.triple_with_floor(), X86);
-    assert_eq!(floored.target.triple_with_floor(), floor);
+    assert_eq!(plain.request.target_name(), X86);
+    assert_eq!(floored.request.target_name(), floor);
     assert_eq!(floored.decision.target, floor, "the decision names the whole target");
 }
 
@@ -644,7 +655,7 @@ fn poll_timeout_names_the_earliest_deadline() {
     assert_eq!(s.poll_timeout(), None);
     s.handle_agent_connected(x86_host("a", 1), at(0));
     assert_eq!(s.poll_timeout(), Some(at(15)), "the heartbeat bound");
-    let j1 = s.handle_job_submitted(request(X86).with_deadline(Duration::from_secs(5)), at(0));
+    let j1 = s.handle_job_submitted(request_within(X86, Duration::from_secs(5)), at(0));
     let j2 = s.handle_job_submitted(request(X86), at(0));
     assert_eq!(s.poll_timeout(), Some(at(5)), "j1's deadline");
     assert_eq!(dispatches(&drain(&mut s))[0].job, j1);

@@ -6,8 +6,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use rustle_protocol::{AgentId, BuildOutcome, CapabilityReport, JobId, LoadAverage, LoadUpdate, RejectReason};
 
-use super::{ARM, ARMV7, RISCV, X86, agent, at, report, request, success};
-use crate::{Action, CancelReason, EventOutcome, Executor, FallbackExecutor, JobRequest, Scheduler, SchedulerConfig};
+use super::{ARM, ARMV7, RISCV, X86, agent, at, report, request_within, success};
+use crate::{Action, CancelReason, EventOutcome, Executor, FallbackExecutor, Scheduler, SchedulerConfig};
 
 const AGENTS: usize = 3;
 const TARGETS: [&str; 4] = [ARM, X86, ARMV7, RISCV];
@@ -104,7 +104,6 @@ impl Harness {
         let config = SchedulerConfig {
             heartbeat_timeout: Duration::from_secs(15),
             offer_timeout: Duration::from_secs(10),
-            default_deadline: Duration::from_secs(100),
             fallbacks: vec![FallbackExecutor::local([X86], 1)],
             ..SchedulerConfig::default()
         };
@@ -148,7 +147,7 @@ impl Harness {
             }
             Op::Submit { target, deadline_secs } => {
                 let job = self.scheduler.handle_job_submitted(
-                    JobRequest { deadline: Some(Duration::from_secs(deadline_secs)), ..request(TARGETS[target]) },
+                    request_within(TARGETS[target], Duration::from_secs(deadline_secs)),
                     self.now,
                 );
                 assert!(self.submitted.insert(job), "job ids are unique");
