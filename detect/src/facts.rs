@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use rustle_targets::{GlibcVersion, TargetSpecification};
+use rustle_targets::{Architecture, GlibcVersion, TargetSpecification};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -26,12 +26,10 @@ pub enum WindowsAbi {
 }
 
 /// One architecture and the triple it gets on each system.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ArchitectureRow {
-    /// Lower-case values of `ansible_architecture` / `uname -m` on Unix systems.
-    pub aliases: &'static [&'static str],
-    /// Lower-case values on Windows (`ansible_architecture`, `PROCESSOR_ARCHITECTURE`).
-    pub windows_aliases: &'static [&'static str],
+    /// The architecture; what facts call it is in `rustle_targets::ARCHITECTURE_NAMES`.
+    pub architecture: Architecture,
     /// Linux with glibc.
     pub linux_gnu: Option<&'static str>,
     /// Linux with musl.
@@ -52,66 +50,63 @@ pub struct ArchitectureRow {
 
 /// The normalisation table.
 #[rustfmt::skip]
-pub const ARCHITECTURES: &[ArchitectureRow] = &[
+pub static ARCHITECTURES: &[ArchitectureRow] = &[
     ArchitectureRow {
-        aliases: &["x86_64", "amd64", "x64", "x86-64", "em64t"],
-        windows_aliases: &["64-bit", "amd64", "x64", "x86_64", "em64t"],
+        architecture: Architecture::X86_64,
         linux_gnu: Some("x86_64-unknown-linux-gnu"), linux_musl: Some("x86_64-unknown-linux-musl"),
         darwin: Some("x86_64-apple-darwin"),
         windows_msvc: Some("x86_64-pc-windows-msvc"), windows_gnu: Some("x86_64-pc-windows-gnu"),
         freebsd: Some("x86_64-unknown-freebsd"), netbsd: Some("x86_64-unknown-netbsd"), openbsd: Some("x86_64-unknown-openbsd"),
     },
     ArchitectureRow {
-        aliases: &["aarch64", "arm64"],
-        windows_aliases: &["arm 64-bit processor", "arm64", "aarch64"],
+        architecture: Architecture::Aarch64,
         linux_gnu: Some("aarch64-unknown-linux-gnu"), linux_musl: Some("aarch64-unknown-linux-musl"),
         darwin: Some("aarch64-apple-darwin"),
         windows_msvc: Some("aarch64-pc-windows-msvc"), windows_gnu: Some("aarch64-pc-windows-gnullvm"),
         freebsd: Some("aarch64-unknown-freebsd"), netbsd: Some("aarch64-unknown-netbsd"), openbsd: Some("aarch64-unknown-openbsd"),
     },
     ArchitectureRow {
-        aliases: &["armv7l", "armv7", "armhf", "armv7hl", "armv7a", "armv8l"],
-        windows_aliases: &[],
+        architecture: Architecture::Armv7,
         linux_gnu: Some("armv7-unknown-linux-gnueabihf"), linux_musl: Some("armv7-unknown-linux-musleabihf"),
         darwin: None, windows_msvc: None, windows_gnu: None,
         freebsd: Some("armv7-unknown-freebsd"), netbsd: Some("armv7-unknown-netbsd-eabihf"), openbsd: None,
     },
     ArchitectureRow {
-        aliases: &["armv6l", "armv6"],
-        windows_aliases: &[],
+        architecture: Architecture::Arm,
         linux_gnu: Some("arm-unknown-linux-gnueabihf"), linux_musl: Some("arm-unknown-linux-musleabihf"),
         darwin: None, windows_msvc: None, windows_gnu: None,
         freebsd: Some("armv6-unknown-freebsd"), netbsd: Some("armv6-unknown-netbsd-eabihf"), openbsd: None,
     },
     ArchitectureRow {
-        aliases: &["i686", "i386", "i586", "i486", "x86"],
-        windows_aliases: &["32-bit", "x86", "i686", "i386"],
+        architecture: Architecture::I686,
         linux_gnu: Some("i686-unknown-linux-gnu"), linux_musl: Some("i686-unknown-linux-musl"),
         darwin: None,
         windows_msvc: Some("i686-pc-windows-msvc"), windows_gnu: Some("i686-pc-windows-gnu"),
         freebsd: Some("i686-unknown-freebsd"), netbsd: Some("i686-unknown-netbsd"), openbsd: Some("i686-unknown-openbsd"),
     },
     ArchitectureRow {
-        aliases: &["ppc64le", "powerpc64le"],
-        windows_aliases: &[],
+        architecture: Architecture::PowerPc64le,
         linux_gnu: Some("powerpc64le-unknown-linux-gnu"), linux_musl: Some("powerpc64le-unknown-linux-musl"),
         darwin: None, windows_msvc: None, windows_gnu: None,
         freebsd: Some("powerpc64le-unknown-freebsd"), netbsd: None, openbsd: None,
     },
     ArchitectureRow {
-        aliases: &["s390x"],
-        windows_aliases: &[],
+        architecture: Architecture::S390x,
         linux_gnu: Some("s390x-unknown-linux-gnu"), linux_musl: Some("s390x-unknown-linux-musl"),
         darwin: None, windows_msvc: None, windows_gnu: None, freebsd: None, netbsd: None, openbsd: None,
     },
     ArchitectureRow {
-        aliases: &["riscv64"],
-        windows_aliases: &[],
+        architecture: Architecture::Riscv64,
         linux_gnu: Some("riscv64gc-unknown-linux-gnu"), linux_musl: Some("riscv64gc-unknown-linux-musl"),
         darwin: None, windows_msvc: None, windows_gnu: None,
         freebsd: Some("riscv64gc-unknown-freebsd"), netbsd: Some("riscv64gc-unknown-netbsd"), openbsd: Some("riscv64gc-unknown-openbsd"),
     },
 ];
+
+/// The row of `architecture`.
+pub fn row_of(architecture: &Architecture) -> Option<&'static ArchitectureRow> {
+    ARCHITECTURES.iter().find(|row| row.architecture == *architecture)
+}
 
 /// Linux distributions (`ansible_distribution` / `ansible_os_family`,
 /// lower case) whose C library is musl.
@@ -245,12 +240,8 @@ pub fn normalize_facts(facts: &Facts, windows_abi: WindowsAbi) -> Result<FactsTa
         .ok_or_else(|| FactsError::Missing { fact: "ansible_architecture".into() })?;
     details.push(format!("{arch_name}={arch_value}"));
     let lower = arch_value.to_ascii_lowercase();
-    let row = ARCHITECTURES
-        .iter()
-        .find(|row| {
-            let aliases = if system == System::Windows { row.windows_aliases } else { row.aliases };
-            aliases.contains(&lower.as_str())
-        })
+    let row = Architecture::from_alias(&lower, system == System::Windows)
+        .and_then(|names| row_of(&names.architecture))
         .ok_or_else(|| FactsError::UnknownValue { fact: arch_name.clone(), value: arch_value.clone() })?;
 
     let mut glibc = None;

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rustle_process::{ProcessError, ProcessSpec};
-use rustle_targets::{Architecture, Endianness, LibcType, OsFamily, TargetSpecification};
+use rustle_targets::{Architecture, Endianness, LibcType, OsFamily};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::ProbeError;
-use crate::facts::{ARCHITECTURES, Facts, parse_glibc};
+use crate::facts::{Facts, parse_glibc};
 use crate::inventory::{ConnectionConfig, ConnectionMethod};
 
 /// First line of a probe answer; the number is the format version.
@@ -239,13 +239,8 @@ pub fn parse_probe_output(host: &str, output: &str) -> Result<ArchitectureInfo, 
 }
 
 fn architecture_of(machine: &str, windows: bool) -> Architecture {
-    let lower = machine.to_ascii_lowercase();
-    ARCHITECTURES
-        .iter()
-        .find(|row| if windows { row.windows_aliases } else { row.aliases }.contains(&lower.as_str()))
-        .and_then(|row| row.linux_gnu.or(row.windows_msvc).or(row.freebsd))
-        .and_then(|triple| TargetSpecification::from_triple(triple).ok())
-        .map_or_else(|| Architecture::Other(machine.to_owned()), |spec| spec.architecture)
+    Architecture::from_alias(&machine.to_ascii_lowercase(), windows)
+        .map_or_else(|| Architecture::Other(machine.to_owned()), |names| names.architecture.clone())
 }
 
 /// (libc, version) from the probe fields, musl evidence first since a

@@ -223,7 +223,11 @@ pub fn plan_runner_in(target: &Target, probe: &HostProbe) -> Result<RunnerPlan, 
             }
             Ok(RunnerPlan { kind: RunnerKind::Native, description: "native".to_owned() })
         }
-        RunnerRoute::Qemu { arch, gnu_prefix } => {
+        RunnerRoute::Qemu { gnu_prefix } => {
+            let arch = target.architecture.names().and_then(|n| n.qemu).ok_or_else(|| RunnerError::Unsupported {
+                target: triple.clone(),
+                reason: format!("qemu-user has no one emulator for {:?}", target.architecture),
+            })?;
             let name = format!("qemu-{arch}");
             let qemu = probe
                 .find_program(&name)

@@ -378,17 +378,20 @@ impl ExpectedMachine {
 /// the architecture (it then checks format, bitness and byte order only).
 fn expected_machine(arch: &Architecture) -> Option<ExpectedMachine> {
     use object::Architecture as A;
+    // The name from the one architecture table; what `object` calls the
+    // machines it accepts is this module's own business.
+    let named = |accepted: &'static [A]| arch.names().map(|names| (names.machine, accepted));
     let (name, accepted): (&'static str, &'static [A]) = match arch {
         // x32 and ILP32 variants are the same machine with 32-bit pointers;
         // the bitness check tells them apart.
-        Architecture::X86_64 => ("x86_64", &[A::X86_64, A::X86_64_X32]),
-        Architecture::Aarch64 => ("aarch64", &[A::Aarch64, A::Aarch64_Ilp32]),
-        Architecture::Armv7 | Architecture::Arm => ("arm", &[A::Arm]),
-        Architecture::I686 => ("i386", &[A::I386]),
-        Architecture::Mips => ("mips", &[A::Mips, A::Mips64, A::Mips64_N32]),
-        Architecture::Riscv64 => ("riscv64", &[A::Riscv64]),
-        Architecture::PowerPc64le => ("ppc64", &[A::PowerPc64]),
-        Architecture::S390x => ("s390x", &[A::S390x]),
+        Architecture::X86_64 => named(&[A::X86_64, A::X86_64_X32])?,
+        Architecture::Aarch64 => named(&[A::Aarch64, A::Aarch64_Ilp32])?,
+        Architecture::Armv7 | Architecture::Arm => named(&[A::Arm])?,
+        Architecture::I686 => named(&[A::I386])?,
+        Architecture::Mips => named(&[A::Mips, A::Mips64, A::Mips64_N32])?,
+        Architecture::Riscv64 => named(&[A::Riscv64])?,
+        Architecture::PowerPc64le => named(&[A::PowerPc64])?,
+        Architecture::S390x => named(&[A::S390x])?,
         Architecture::Other(name) => match name.as_str() {
             "riscv32" | "riscv32i" | "riscv32imac" | "riscv32imc" | "riscv32gc" => ("riscv32", &[A::Riscv32]),
             "powerpc" => ("ppc", &[A::PowerPc]),

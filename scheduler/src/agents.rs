@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use rustle_protocol::{AgentId, BuildRoute, CapabilityReport, JobId, LoadAverage, LoadUpdate};
-use rustle_targets::{Architecture, LibcType, OsFamily, Target};
+use rustle_targets::{LibcType, OsFamily, Target};
 use serde::Serialize;
 
 use crate::time::Timestamp;
@@ -166,17 +166,7 @@ pub fn is_native(report: &CapabilityReport, target: &Target) -> bool {
 /// Compares the agent's `std::env::consts`-style arch and OS names and its
 /// libc family with the target's classification.
 fn platform_matches(report: &CapabilityReport, target: &Target) -> bool {
-    let arch = match report.arch.as_str() {
-        "x86_64" => matches!(target.architecture, Architecture::X86_64),
-        "aarch64" => matches!(target.architecture, Architecture::Aarch64),
-        "arm" => matches!(target.architecture, Architecture::Armv7 | Architecture::Arm),
-        "x86" => matches!(target.architecture, Architecture::I686),
-        "mips" | "mips64" => matches!(target.architecture, Architecture::Mips),
-        "riscv64" => matches!(target.architecture, Architecture::Riscv64),
-        "powerpc64" => matches!(target.architecture, Architecture::PowerPc64le),
-        "s390x" => matches!(target.architecture, Architecture::S390x),
-        _ => false,
-    };
+    let arch = target.architecture.names().is_some_and(|names| names.rust_arch.contains(&report.arch.as_str()));
     let os = match report.os.as_str() {
         "linux" => target.os_family == OsFamily::Linux,
         "macos" => target.os_family == OsFamily::MacOS,

@@ -5,12 +5,14 @@
 //! target-spec JSON file, no network. Everything that runs programs lives in
 //! `rustle-engine`.
 
+mod arch;
 mod optimization;
 mod request;
 mod rules;
 mod spec;
 mod specification;
 
+pub use arch::{ARCHITECTURE_NAMES, ArchitectureNames};
 pub use optimization::{
     CompilationOptimization, LtoMode, OptimizationError, OptimizationLevel, PanicStrategy, StripMode,
 };

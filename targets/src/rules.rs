@@ -40,12 +40,11 @@ pub enum LinkerRoute {
 pub enum RunnerRoute {
     /// Directly on this x86_64 Linux host.
     Native,
-    /// Under qemu-user: `qemu-<arch>`, with `-L` pointing at the target's
-    /// libraries (`/` when the multiarch libc is installed, else
-    /// `/usr/<gnu_prefix>`).
+    /// Under qemu-user: `qemu-<name>` (the architecture's
+    /// [`qemu`](crate::ArchitectureNames::qemu) name), with `-L` pointing at
+    /// the target's libraries (`/` when the multiarch libc is installed,
+    /// else `/usr/<gnu_prefix>`).
     Qemu {
-        /// qemu's name for the architecture (`aarch64`, `arm`, `ppc64le`).
-        arch: &'static str,
         /// GNU triple prefix of the target's cross libc (`aarch64-linux-gnu`).
         gnu_prefix: &'static str,
     },
@@ -80,8 +79,8 @@ const fn gnu(prefix: &'static str, packages: &'static [&'static str]) -> LinkerR
     LinkerRoute::GnuCross { prefix, packages }
 }
 
-const fn qemu(arch: &'static str, gnu_prefix: &'static str) -> RunnerRoute {
-    RunnerRoute::Qemu { arch, gnu_prefix }
+const fn qemu(gnu_prefix: &'static str) -> RunnerRoute {
+    RunnerRoute::Qemu { gnu_prefix }
 }
 
 const fn row(
@@ -107,16 +106,16 @@ const MSVC: LinkerRoute = LinkerRoute::Unavailable {
 #[rustfmt::skip]
 pub const RULES: &[TargetRule] = &[
     row("x86_64-unknown-linux-gnu", None, LinkerRoute::Host, RunnerRoute::Native),
-    row("aarch64-unknown-linux-gnu", Some("arm64"), gnu("aarch64-linux-gnu", &["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"]), qemu("aarch64", "aarch64-linux-gnu")),
-    row("armv7-unknown-linux-gnueabihf", Some("armhf"), gnu("arm-linux-gnueabihf", &["gcc-arm-linux-gnueabihf", "libc6-dev-armhf-cross"]), qemu("arm", "arm-linux-gnueabihf")),
-    row("arm-unknown-linux-gnueabihf", None, gnu("arm-linux-gnueabihf", &["gcc-arm-linux-gnueabihf", "libc6-dev-armhf-cross"]), qemu("arm", "arm-linux-gnueabihf")),
+    row("aarch64-unknown-linux-gnu", Some("arm64"), gnu("aarch64-linux-gnu", &["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"]), qemu("aarch64-linux-gnu")),
+    row("armv7-unknown-linux-gnueabihf", Some("armhf"), gnu("arm-linux-gnueabihf", &["gcc-arm-linux-gnueabihf", "libc6-dev-armhf-cross"]), qemu("arm-linux-gnueabihf")),
+    row("arm-unknown-linux-gnueabihf", None, gnu("arm-linux-gnueabihf", &["gcc-arm-linux-gnueabihf", "libc6-dev-armhf-cross"]), qemu("arm-linux-gnueabihf")),
     row("i686-unknown-linux-gnu", Some("i386"), gnu("i686-linux-gnu", &["gcc-i686-linux-gnu", "libc6-dev-i386-cross"]), RunnerRoute::Native),
-    row("powerpc64le-unknown-linux-gnu", Some("ppc64el"), gnu("powerpc64le-linux-gnu", &["gcc-powerpc64le-linux-gnu", "libc6-dev-ppc64el-cross"]), qemu("ppc64le", "powerpc64le-linux-gnu")),
-    row("s390x-unknown-linux-gnu", None, gnu("s390x-linux-gnu", &["gcc-s390x-linux-gnu", "libc6-dev-s390x-cross"]), qemu("s390x", "s390x-linux-gnu")),
-    row("riscv64gc-unknown-linux-gnu", None, gnu("riscv64-linux-gnu", &["gcc-riscv64-linux-gnu", "libc6-dev-riscv64-cross"]), qemu("riscv64", "riscv64-linux-gnu")),
+    row("powerpc64le-unknown-linux-gnu", Some("ppc64el"), gnu("powerpc64le-linux-gnu", &["gcc-powerpc64le-linux-gnu", "libc6-dev-ppc64el-cross"]), qemu("powerpc64le-linux-gnu")),
+    row("s390x-unknown-linux-gnu", None, gnu("s390x-linux-gnu", &["gcc-s390x-linux-gnu", "libc6-dev-s390x-cross"]), qemu("s390x-linux-gnu")),
+    row("riscv64gc-unknown-linux-gnu", None, gnu("riscv64-linux-gnu", &["gcc-riscv64-linux-gnu", "libc6-dev-riscv64-cross"]), qemu("riscv64-linux-gnu")),
     row("x86_64-pc-windows-gnu", None, LinkerRoute::Mingw { prefix: "x86_64-w64-mingw32", packages: &["gcc-mingw-w64-x86-64"] }, RunnerRoute::Wine),
     TargetRule { rustflags: ZIG_MUSL_FLAGS, ..row("x86_64-unknown-linux-musl", None, LinkerRoute::Zig, RunnerRoute::Native) },
-    TargetRule { rustflags: ZIG_MUSL_FLAGS, ..row("aarch64-unknown-linux-musl", None, LinkerRoute::Zig, qemu("aarch64", "aarch64-linux-gnu")) },
+    TargetRule { rustflags: ZIG_MUSL_FLAGS, ..row("aarch64-unknown-linux-musl", None, LinkerRoute::Zig, qemu("aarch64-linux-gnu")) },
     TargetRule { env: MACOS_ENV, ..row("x86_64-apple-darwin", None, LinkerRoute::Zig, NO_MACOS_RUNNER) },
     TargetRule { env: MACOS_ENV, ..row("aarch64-apple-darwin", None, LinkerRoute::Zig, NO_MACOS_RUNNER) },
     row("x86_64-pc-windows-msvc", None, MSVC, RunnerRoute::Wine),
@@ -194,7 +193,7 @@ mod tests {
     fn glibc_floor_routes_through_zig() {
         let r = rule("aarch64-unknown-linux-gnu.2.17");
         assert_eq!(r.linker, LinkerRoute::Zig);
-        assert_eq!(r.runner, RunnerRoute::Qemu { arch: "aarch64", gnu_prefix: "aarch64-linux-gnu" });
+        assert_eq!(r.runner, RunnerRoute::Qemu { gnu_prefix: "aarch64-linux-gnu" });
     }
 
     #[test]
@@ -205,6 +204,16 @@ mod tests {
         let old = Target::from_triple("aarch64-unknown-linux-gnu.2.17").unwrap();
         assert_eq!(rule_for_build(&old, build).linker, LinkerRoute::Zig);
         assert_eq!(rule_for_build(&t, None).linker, LinkerRoute::Zig, "unknown build glibc: be safe");
+    }
+
+    #[test]
+    fn every_qemu_row_names_an_emulator() {
+        for r in RULES {
+            if let RunnerRoute::Qemu { .. } = r.runner {
+                let t = Target::from_triple(r.triple).unwrap();
+                assert!(t.architecture.names().and_then(|n| n.qemu).is_some(), "{}", r.triple);
+            }
+        }
     }
 
     #[test]
