@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use rustle_engine::engine::{BuildRequest, CompilationError, CompiledBinary};
+use rustle_engine::engine::{BuildRequest, CompilationError, CompiledBinary, TargetFailure};
 use rustle_protocol::{
     BuildOutcome, BuildTarget, JobOffer, Lto, OptLevel, OptimizationSettings, PanicStrategy as WirePanic, Sha256Digest,
     Strip,
@@ -84,9 +84,11 @@ pub fn request_from_offer(
 /// succeed there).
 pub fn outcome_of_failure(error: CompilationError) -> BuildOutcome {
     match error {
-        CompilationError::CompileFailed { diagnostics, .. } => BuildOutcome::CompileFailed { diagnostics },
+        CompilationError::Target { kind: TargetFailure::CompileFailed { diagnostics }, .. } => {
+            BuildOutcome::CompileFailed { diagnostics }
+        }
         error @ CompilationError::Template(_) => BuildOutcome::CompileFailed { diagnostics: error.to_string() },
-        error @ CompilationError::Optimization { .. } => {
+        error @ CompilationError::Target { kind: TargetFailure::Optimization(_), .. } => {
             BuildOutcome::InfrastructureFailure { reason: error.to_string(), retryable: false }
         }
         error => BuildOutcome::InfrastructureFailure { reason: error.to_string(), retryable: true },

@@ -25,7 +25,7 @@ pub mod detect {
 
 /// The build engine (`CompiledBinary`, `GeneratedTemplate`, `ToolchainManager`, ...).
 pub mod build {
-    pub use rustle_engine::engine::{BuildEvent, CompilationError, CompilationMetadata, CompiledBinary};
+    pub use rustle_engine::engine::{BuildEvent, CompilationError, CompilationMetadata, CompiledBinary, TargetFailure};
     pub use rustle_engine::runner::{RunnerError, RunnerPlan, run_binary};
     pub use rustle_engine::template::{GeneratedTemplate, TemplateSource};
     pub use rustle_engine::toolchain::{

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use rustle_detect::{DetectOptions, ParsedInventory, TargetDetectionError, TargetDetector, TargetPlan};
-use rustle_engine::engine::{self, BuildJob, BuildRequest, CompilationError, CompiledBinary};
+use rustle_engine::engine::{self, BuildJob, BuildRequest, CompilationError, CompiledBinary, TargetFailure};
 use rustle_engine::runner::{RunnerPlan, plan_runner};
 use rustle_engine::template::{GeneratedTemplate, PreparedTemplate, TemplateSource};
 use rustle_engine::toolchain::{
@@ -295,10 +295,7 @@ impl CrossCompilationManager {
     ) -> Result<CompiledBinary, CompilationError> {
         let source = TemplateSource::Generated(template.clone());
         let mut outcomes = self.build(&source, std::slice::from_ref(target), &optimization, None).await?;
-        outcomes.pop().map_or_else(
-            || Err(CompilationError::Unavailable { triple: target.to_string(), reason: "no result".into() }),
-            |o| o.result,
-        )
+        outcomes.pop().map_or_else(|| Err(CompilationError::unavailable(target.to_string(), "no result")), |o| o.result)
     }
 
     /// Builds an in-memory template for many targets, up to
@@ -425,20 +422,23 @@ impl CrossCompilationManager {
             };
             let mut outcome = result.unwrap_or_else(|reason| TargetOutcome {
                 target: target.clone(),
-                result: Err(CompilationError::Unavailable { triple: target.to_string(), reason }),
+                result: Err(CompilationError::unavailable(target.to_string(), reason)),
                 executor: None,
                 decisions: Vec::new(),
             });
             // Nothing took it: add what this machine lacks, with the way to install it.
-            if let (None, Err(CompilationError::Unavailable { reason: fleet, .. }), Some(local)) =
-                (&outcome.executor, &outcome.result, local_error)
+            if let (
+                None,
+                Err(CompilationError::Target { kind: TargetFailure::Unavailable { reason: fleet }, .. }),
+                Some(local),
+            ) = (&outcome.executor, &outcome.result, local_error)
             {
                 let local = match local {
-                    CompilationError::Unavailable { reason, .. } => reason,
+                    CompilationError::Target { kind: TargetFailure::Unavailable { reason }, .. } => reason,
                     other => other.to_string(),
                 };
                 let reason = format!("{fleet}; not buildable here either: {local}");
-                outcome.result = Err(CompilationError::Unavailable { triple: target.to_string(), reason });
+                outcome.result = Err(CompilationError::unavailable(target.to_string(), reason));
             }
             outcomes.push(outcome);
         }
@@ -513,13 +513,15 @@ impl CrossCompilationManager {
             .timeout(self.config.compilation_timeout())
             .output()
             .await
-            .map_err(|source| CompilationError::Process { triple: triple.clone(), source })?;
+            .map_err(|source| CompilationError::target(triple.clone(), TargetFailure::Process(source)))?;
         if !out.status.success() {
-            return Err(CompilationError::CargoFailed {
+            return Err(CompilationError::target(
                 triple,
-                status: out.status.to_string(),
-                stderr: out.stderr_text().trim().to_owned(),
-            });
+                TargetFailure::CargoFailed {
+                    status: out.status.to_string(),
+                    stderr: out.stderr_text().trim().to_owned(),
+                },
+            ));
         }
         Ok(())
     }
@@ -530,7 +532,7 @@ fn failed_all(targets: &[TargetSpecification], error: &CompilationError) -> Vec<
         .iter()
         .map(|t| TargetOutcome {
             target: t.clone(),
-            result: Err(CompilationError::Unavailable { triple: t.to_string(), reason: error.to_string() }),
+            result: Err(CompilationError::unavailable(t.to_string(), error.to_string())),
             executor: None,
             decisions: Vec::new(),
         })

@@ -91,91 +91,21 @@ pub enum BuildEvent {
     },
 }
 
-/// Why a target did not produce a binary. A compile error in the template is
-/// data about the template (`CompileFailed`), never retried elsewhere;
-/// everything else is about the build environment.
+/// Why a build did not produce a binary: one target's failure (the target
+/// named once, then what went wrong), or a failure of the whole run. A
+/// compile error in the template is data about the template
+/// (`CompileFailed`), never retried elsewhere; everything else is about the
+/// build environment.
 #[derive(Debug, thiserror::Error)]
 pub enum CompilationError {
-    /// The compiler rejected the code.
-    #[error("{triple}: the template does not compile:\n{diagnostics}")]
-    CompileFailed {
-        /// The target.
+    /// One target failed.
+    #[error("{triple}: {kind}")]
+    Target {
+        /// The target's full name (with its glibc floor).
         triple: String,
-        /// The compiler's rendered error messages.
-        diagnostics: String,
-    },
-    /// The linker failed (missing libraries or a broken cross toolchain).
-    #[error("{triple}: linking failed (check the cross toolchain: `rustle-cross doctor`):\n{diagnostics}")]
-    LinkFailed {
-        /// The target.
-        triple: String,
-        /// The linker's messages as rustc rendered them.
-        diagnostics: String,
-    },
-    /// cargo failed before or around compiling (resolution, network, a
-    /// build script, a missing tool).
-    #[error("{triple}: cargo failed ({status}): {stderr}")]
-    CargoFailed {
-        /// The target.
-        triple: String,
-        /// How cargo exited.
-        status: String,
-        /// The end of cargo's error output.
-        stderr: String,
-    },
-    /// The build ran past its deadline and was killed.
-    #[error("{triple}: the build did not finish within {}s and was killed (raise compilation_timeout_secs or RUSTLE_CROSS_COMPILE_TIMEOUT)", .timeout.as_secs())]
-    Timeout {
-        /// The target.
-        triple: String,
-        /// The deadline.
-        timeout: Duration,
-    },
-    /// cargo could not be run at all.
-    #[error("{triple}: {source}")]
-    Process {
-        /// The target.
-        triple: String,
-        /// What happened.
+        /// What went wrong.
         #[source]
-        source: ProcessError,
-    },
-    /// cargo reported success but no binary for the template.
-    #[error("{triple}: cargo finished but produced no binary named `{bin}`")]
-    NoArtifact {
-        /// The target.
-        triple: String,
-        /// The binary expected.
-        bin: String,
-    },
-    /// The binary is not what the target needs.
-    #[error("{triple}: {source}")]
-    Invalid {
-        /// The target.
-        triple: String,
-        /// The mismatch.
-        #[source]
-        source: ValidationError,
-    },
-    /// An optimization setting does not apply to the target.
-    #[error("{triple}: {source}")]
-    Optimization {
-        /// The target.
-        triple: String,
-        /// The setting.
-        #[source]
-        source: OptimizationError,
-    },
-    /// Reading or writing build files failed.
-    #[error("{triple}: failed to access {}: {source}", .path.display())]
-    Io {
-        /// The target.
-        triple: String,
-        /// The path.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
+        kind: TargetFailure,
     },
     /// The build fleet could not be used at all (its configuration, its
     /// certificates, packing the template for it): about the whole run,
@@ -187,23 +117,96 @@ pub enum CompilationError {
         /// What went wrong.
         reason: String,
     },
-    /// The target cannot be built here (set by callers that plan).
-    #[error("{triple}: {reason}")]
-    Unavailable {
-        /// The target.
-        triple: String,
-        /// What is missing, with the way to install it.
-        reason: String,
-    },
     /// The template itself is unusable.
     #[error(transparent)]
     Template(#[from] crate::template::TemplateError),
 }
 
+/// What went wrong building one target (its name is in
+/// [`CompilationError::Target`]).
+#[derive(Debug, thiserror::Error)]
+pub enum TargetFailure {
+    /// The compiler rejected the code.
+    #[error("the template does not compile:\n{diagnostics}")]
+    CompileFailed {
+        /// The compiler's rendered error messages.
+        diagnostics: String,
+    },
+    /// The linker failed (missing libraries or a broken cross toolchain).
+    #[error("linking failed (check the cross toolchain: `rustle-cross doctor`):\n{diagnostics}")]
+    LinkFailed {
+        /// The linker's messages as rustc rendered them.
+        diagnostics: String,
+    },
+    /// cargo failed before or around compiling (resolution, network, a
+    /// build script, a missing tool).
+    #[error("cargo failed ({status}): {stderr}")]
+    CargoFailed {
+        /// How cargo exited.
+        status: String,
+        /// The end of cargo's error output.
+        stderr: String,
+    },
+    /// The build ran past its deadline and was killed.
+    #[error("the build did not finish within {}s and was killed (raise compilation_timeout_secs or RUSTLE_CROSS_COMPILE_TIMEOUT)", .timeout.as_secs())]
+    Timeout {
+        /// The deadline.
+        timeout: Duration,
+    },
+    /// cargo could not be run at all.
+    #[error(transparent)]
+    Process(ProcessError),
+    /// cargo reported success but no binary for the template.
+    #[error("cargo finished but produced no binary named `{bin}`")]
+    NoArtifact {
+        /// The binary expected.
+        bin: String,
+    },
+    /// The binary is not what the target needs.
+    #[error(transparent)]
+    Invalid(ValidationError),
+    /// An optimization setting does not apply to the target.
+    #[error(transparent)]
+    Optimization(OptimizationError),
+    /// Reading or writing build files failed.
+    #[error("failed to access {}: {source}", .path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The target cannot be built here (or by any executor that was tried).
+    #[error("{reason}")]
+    Unavailable {
+        /// What is missing, with the way to install it.
+        reason: String,
+    },
+}
+
 impl CompilationError {
+    /// `triple` failed with `kind`.
+    pub fn target(triple: impl Into<String>, kind: TargetFailure) -> Self {
+        Self::Target { triple: triple.into(), kind }
+    }
+
+    /// `triple` cannot be built, for `reason`.
+    pub fn unavailable(triple: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::target(triple, TargetFailure::Unavailable { reason: reason.into() })
+    }
+
+    /// What went wrong for the target, when one target failed.
+    pub fn failure(&self) -> Option<&TargetFailure> {
+        match self {
+            Self::Target { kind, .. } => Some(kind),
+            Self::Fleet { .. } | Self::Template(_) => None,
+        }
+    }
+
     /// A failure of the template's code: retrying elsewhere cannot help.
     pub fn is_compile_failure(&self) -> bool {
-        matches!(self, CompilationError::CompileFailed { .. } | CompilationError::Template(_))
+        matches!(self, Self::Target { kind: TargetFailure::CompileFailed { .. }, .. } | Self::Template(_))
     }
 }
 
@@ -234,12 +237,12 @@ pub async fn plan(
     target: &Target,
     settings: &TargetSettings,
 ) -> Result<BuildPlan, CompilationError> {
-    toolchains.plan(target, settings).await.map_err(|error| CompilationError::Unavailable {
-        triple: target.to_string(),
-        reason: match error {
+    toolchains.plan(target, settings).await.map_err(|error| {
+        let reason = match error {
             ToolchainError::Unavailable { reason, .. } => reason,
             other => other.to_string(),
-        },
+        };
+        CompilationError::unavailable(target.to_string(), reason)
     })
 }
 
@@ -297,14 +300,16 @@ impl<'a> BuildJob<'a> {
         let asked_strip = self.request.optimization.strip.or(self.template.release_strip);
         let no_objcopy = target.os_family == OsFamily::MacOS && !objcopy.is_file();
         if no_objcopy && asked_strip.is_some_and(|s| s != StripMode::None) {
-            return Err(CompilationError::Unavailable {
-                triple: self.triple(),
-                reason: format!(
-                    "stripping a macOS binary needs rust-objcopy, which toolchain `{}` lacks ({} is missing); build without --strip, or with a toolchain that ships llvm-tools",
-                    toolchain.name,
-                    objcopy.display()
-                ),
-            });
+            return Err(CompilationError::target(
+                self.triple(),
+                TargetFailure::Unavailable {
+                    reason: format!(
+                        "stripping a macOS binary needs rust-objcopy, which toolchain `{}` lacks ({} is missing); build without --strip, or with a toolchain that ships llvm-tools",
+                        toolchain.name,
+                        objcopy.display()
+                    ),
+                },
+            ));
         }
 
         let (program, mut args): (PathBuf, Vec<String>) = match &plan.linker {
@@ -339,7 +344,7 @@ impl<'a> BuildJob<'a> {
             self.request
                 .optimization
                 .rustflags(target, &toolchain.host)
-                .map_err(|source| CompilationError::Optimization { triple: self.triple(), source })?,
+                .map_err(|source| CompilationError::target(self.triple(), TargetFailure::Optimization(source)))?,
         );
 
         let prefix = target.cargo_env_prefix();
@@ -394,7 +399,9 @@ impl<'a> BuildJob<'a> {
     fn toolchain_shim(&self) -> Result<PathBuf, CompilationError> {
         let toolchain = &self.plan.toolchain;
         let dir = self.cache_dir.join("toolchains").join(toolchain.id()).join("bin");
-        let io = |path: &Path, source| CompilationError::Io { triple: self.triple(), path: path.to_path_buf(), source };
+        let io = |path: &Path, source| {
+            CompilationError::target(self.triple(), TargetFailure::Io { path: path.to_path_buf(), source })
+        };
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         for (name, real) in [("cargo", &toolchain.cargo), ("rustc", &toolchain.rustc)] {
             let link = dir.join(name);
@@ -444,17 +451,19 @@ pub async fn build(
         )
         .await
         .map_err(|e| match e {
-            ProcessError::TimedOut { timeout, .. } => CompilationError::Timeout { triple: triple.clone(), timeout },
-            source => CompilationError::Process { triple: triple.clone(), source },
+            ProcessError::TimedOut { timeout, .. } => {
+                CompilationError::target(triple.clone(), TargetFailure::Timeout { timeout })
+            }
+            source => CompilationError::target(triple.clone(), TargetFailure::Process(source)),
         })?;
 
     if !output.status.success() || !messages.errors.is_empty() {
         let package = &job.template.package;
         return Err(classify_failure(&triple, package, &messages, &output.status.to_string(), &output.stderr_text()));
     }
-    let executable = messages
-        .executable
-        .ok_or_else(|| CompilationError::NoArtifact { triple: triple.clone(), bin: job.template.bin_name.clone() })?;
+    let executable = messages.executable.ok_or_else(|| {
+        CompilationError::target(triple.clone(), TargetFailure::NoArtifact { bin: job.template.bin_name.clone() })
+    })?;
     // Reading, parsing and hashing a binary of many MiB is blocking work:
     // never on an async worker, where it would hold back every other task
     // of the process (an agent's heartbeats among them).
@@ -462,21 +471,23 @@ pub async fn build(
     let units = messages.units;
     let (binary_data, validation, checksum) = tokio::task::spawn_blocking(move || {
         let _ = std::fs::write(&units_file, units.to_string());
-        let binary_data = std::fs::read(&executable).map_err(|source| CompilationError::Io {
-            triple: target.triple.clone(),
-            path: executable.clone(),
-            source,
+        let binary_data = std::fs::read(&executable).map_err(|source| {
+            CompilationError::target(target.triple_with_floor(), TargetFailure::Io { path: executable.clone(), source })
         })?;
         let validation = validate_binary(&binary_data, &target)
-            .map_err(|source| CompilationError::Invalid { triple: target.triple.clone(), source })?;
+            .map_err(|source| CompilationError::target(target.triple_with_floor(), TargetFailure::Invalid(source)))?;
         let checksum = hex(&Sha256::digest(&binary_data));
         Ok::<_, CompilationError>((binary_data, validation, checksum))
     })
     .await
-    .map_err(|error| CompilationError::Io {
-        triple: triple.clone(),
-        path: target_dir.clone(),
-        source: std::io::Error::other(format!("the task reading the binary failed: {error}")),
+    .map_err(|error| {
+        CompilationError::target(
+            triple.clone(),
+            TargetFailure::Io {
+                path: target_dir.clone(),
+                source: std::io::Error::other(format!("the task reading the binary failed: {error}")),
+            },
+        )
     })??;
     let mut flags: Vec<String> = command.get_args().iter().map(|a| a.to_string_lossy().into_owned()).collect();
     flags.extend(
@@ -531,23 +542,22 @@ fn classify_failure(
             .filter(|block| block.contains(&own_build_script))
             .collect::<Vec<_>>()
             .join("\n");
-        return CompilationError::CompileFailed { triple: triple.to_owned(), diagnostics };
+        return CompilationError::target(triple.to_owned(), TargetFailure::CompileFailed { diagnostics });
     }
     let rendered = if stderr.contains("could not compile") { rendered_errors(stderr) } else { Vec::new() };
     let errors: Vec<&str> = messages.errors.iter().chain(&rendered).map(String::as_str).collect();
     if errors.is_empty() {
-        return CompilationError::CargoFailed {
-            triple: triple.to_owned(),
-            status: status.to_owned(),
-            stderr: last_lines(stderr, 12),
-        };
+        return CompilationError::target(
+            triple.to_owned(),
+            TargetFailure::CargoFailed { status: status.to_owned(), stderr: last_lines(stderr, 12) },
+        );
     }
     let is_link_error = |d: &str| d.contains("linking with") || d.contains("linker `");
     let diagnostics = errors.join("\n");
     if errors.iter().filter(|e| !e.starts_with("error: could not compile")).all(|e| is_link_error(e)) {
-        CompilationError::LinkFailed { triple: triple.to_owned(), diagnostics }
+        CompilationError::target(triple.to_owned(), TargetFailure::LinkFailed { diagnostics })
     } else {
-        CompilationError::CompileFailed { triple: triple.to_owned(), diagnostics }
+        CompilationError::target(triple.to_owned(), TargetFailure::CompileFailed { diagnostics })
     }
 }
 
@@ -666,6 +676,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_target_failure_names_its_target_once() {
+        let e = CompilationError::target(
+            "x86_64-unknown-linux-gnu.2.17",
+            TargetFailure::Timeout { timeout: Duration::from_secs(9) },
+        );
+        let text = e.to_string();
+        assert!(text.starts_with("x86_64-unknown-linux-gnu.2.17: the build did not finish within 9s"), "{text}");
+        assert_eq!(text.matches("x86_64-unknown-linux-gnu").count(), 1, "{text}");
+        assert!(matches!(e.failure(), Some(TargetFailure::Timeout { .. })));
+        assert!(!e.is_compile_failure());
+        let fleet = CompilationError::Fleet { reason: "no certificate".into() };
+        assert!(fleet.failure().is_none() && !fleet.to_string().contains(": :"), "{fleet}");
+    }
+
+    #[test]
     fn follows_cargo_messages() {
         let mut m = CargoMessages::new("app");
         let artifact = |name: &str, kind: &str, exe: &str| {
@@ -692,21 +717,25 @@ mod tests {
     fn rendered_compile_errors_are_found_in_stderr() {
         let stderr = "   Compiling small v0.1.0 (/t)\nerror[E0308]: mismatched types\n --> src/main.rs:2:26\n  |\n2 | let x: u32 = \"a\";\n  |              ^^^ expected `u32`\n\nFor more information about this error, try `rustc --explain E0308`.\nerror: could not compile `small` (bin \"small\") due to 1 previous error\n";
         let e = classify_failure("t", "app", &CargoMessages::new("small"), "exit status: 101", stderr);
-        let CompilationError::CompileFailed { diagnostics, .. } = &e else { panic!("{e:?}") };
+        let CompilationError::Target { kind: TargetFailure::CompileFailed { diagnostics }, .. } = &e else {
+            panic!("{e:?}")
+        };
         assert!(diagnostics.starts_with("error[E0308]: mismatched types\n --> src/main.rs:2:26"), "{diagnostics}");
         assert!(!diagnostics.contains("Compiling"), "{diagnostics}");
 
         let link = "   Compiling app v0.1.0\nerror: linking with `aarch64-linux-gnu-gcc` failed: exit status: 1\n  |\n  = note: ld: cannot find -lfoo\n\nerror: could not compile `app` (bin \"app\") due to 1 previous error\n";
         let e = classify_failure("t", "app", &CargoMessages::new("app"), "exit status: 101", link);
-        assert!(matches!(e, CompilationError::LinkFailed { .. }), "{e:?}");
+        assert!(matches!(e, CompilationError::Target { kind: TargetFailure::LinkFailed { .. }, .. }), "{e:?}");
 
         let infra = "error: failed to run custom build command for `zstd-sys v2.0.0`\n\nCaused by:\n  process didn't exit successfully\n";
         let e = classify_failure("t", "app", &CargoMessages::new("app"), "exit status: 101", infra);
-        assert!(matches!(e, CompilationError::CargoFailed { .. }), "{e:?}");
+        assert!(matches!(e, CompilationError::Target { kind: TargetFailure::CargoFailed { .. }, .. }), "{e:?}");
 
         let own = "   Compiling app v0.1.0 (/t)\nerror: failed to run custom build command for `app v0.1.0 (/t)`\n\nCaused by:\n  process didn't exit successfully: `/t/build-script-build` (exit status: 101)\n  --- stderr\n  thread 'main' panicked at build.rs:1:13:\n  boom\n";
         let e = classify_failure("t", "app", &CargoMessages::new("app"), "exit status: 101", own);
-        let CompilationError::CompileFailed { diagnostics, .. } = &e else { panic!("{e:?}") };
+        let CompilationError::Target { kind: TargetFailure::CompileFailed { diagnostics }, .. } = &e else {
+            panic!("{e:?}")
+        };
         assert!(diagnostics.starts_with("error: failed to run custom build command for `app"), "{diagnostics}");
         assert!(diagnostics.contains("panicked at build.rs:1:13:\n  boom"), "{diagnostics}");
         assert!(!diagnostics.contains("Compiling"), "{diagnostics}");
@@ -716,7 +745,10 @@ mod tests {
     fn failures_are_classified() {
         let mut m = CargoMessages::new("app");
         m.errors.push("error: linking with `cc` failed: exit status: 1".into());
-        assert!(matches!(classify_failure("t", "app", &m, "1", ""), CompilationError::LinkFailed { .. }));
+        assert!(matches!(
+            classify_failure("t", "app", &m, "1", ""),
+            CompilationError::Target { kind: TargetFailure::LinkFailed { .. }, .. }
+        ));
         m.errors.push("error[E0308]: mismatched types".into());
         let e = classify_failure("t", "app", &m, "1", "");
         assert!(e.is_compile_failure(), "{e}");
@@ -727,7 +759,10 @@ mod tests {
             "exit status: 101",
             "error: failed to parse\nmore",
         );
-        assert!(matches!(e, CompilationError::CargoFailed { .. }) && !e.is_compile_failure());
+        assert!(
+            matches!(e, CompilationError::Target { kind: TargetFailure::CargoFailed { .. }, .. })
+                && !e.is_compile_failure()
+        );
         assert!(e.to_string().contains("failed to parse"), "{e}");
     }
 }

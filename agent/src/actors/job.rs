@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rustle_engine::bundle::{BundleLimits, sync_bundle};
-use rustle_engine::engine::{self, CompilationError, CompiledBinary};
+use rustle_engine::engine::{self, CompilationError, CompiledBinary, TargetFailure};
 use rustle_engine::template::TemplateSource;
 use rustle_protocol::{
     AgentToCoordinator, BuildEvent, BuildOutcome, BulkAck, BulkHeader, BulkKind, JobOffer, LogStream,
@@ -351,13 +351,15 @@ async fn run_build(
     let cache_dir = base.join("cache");
     // Reading and hashing the template's files is blocking work.
     let template = tokio::task::spawn_blocking(move || TemplateSource::Dir(src.clone()).prepare(&src)).await.map_err(
-        |error| CompilationError::Unavailable {
-            triple: triple.clone(),
-            reason: format!("the task preparing the template failed: {error}"),
+        |error| {
+            CompilationError::target(
+                triple.clone(),
+                TargetFailure::Unavailable { reason: format!("the task preparing the template failed: {error}") },
+            )
         },
     )??;
     let request = wire::request_from_offer(offer, template.id.clone(), DEFAULT_DEADLINE)
-        .map_err(|e| CompilationError::Unavailable { triple: triple.clone(), reason: e.to_string() })?;
+        .map_err(|e| CompilationError::unavailable(triple.clone(), e.to_string()))?;
     let job = offer.job;
     let on_event = move |event: engine::BuildEvent| {
         let event = match event {

@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rustle_cross::build::{
-    BinaryReport, BuildEvent, CompilationError, CompiledBinary, RunnerError, TemplateSource, run_binary,
+    BinaryReport, BuildEvent, CompilationError, CompiledBinary, RunnerError, TargetFailure, TemplateSource, run_binary,
 };
 use rustle_cross::detect::TargetPlan;
 use rustle_cross::manager::local_executor;
@@ -368,7 +368,7 @@ fn status(result: &Result<CompiledBinary, CompilationError>) -> &'static str {
     match result {
         Ok(_) => "ok",
         Err(e) if e.is_compile_failure() => "compile-failed",
-        Err(CompilationError::Unavailable { .. }) => "unavailable",
+        Err(CompilationError::Target { kind: TargetFailure::Unavailable { .. }, .. }) => "unavailable",
         Err(_) => "failed",
     }
 }

@@ -1,7 +1,7 @@
 //! The job actor: one per build of one target; collects progress, the artifact and the final report, and runs the local-fallback build when the scheduler sends the job there.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use rustle_engine::engine::{self, CompilationError, CompiledBinary};
+use rustle_engine::engine::{self, CompilationError, CompiledBinary, TargetFailure};
 use rustle_protocol::{BuildEvent, BuildOutcome, JobId};
 use rustle_scheduler::{Executor, JobReport, JobResult};
 use rustle_targets::BuildRequest;
@@ -197,20 +197,22 @@ impl State {
         let triple = self.request.target_name();
         let local = |executor: &Executor| matches!(executor, Executor::Fallback(_));
         let result = match &report.result {
-            JobResult::Succeeded { .. } => self.artifact.take().ok_or_else(|| CompilationError::Unavailable {
-                triple: triple.clone(),
-                reason: "the build succeeded but its binary was not kept".into(),
+            JobResult::Succeeded { .. } => self.artifact.take().ok_or_else(|| {
+                CompilationError::unavailable(triple.clone(), "the build succeeded but its binary was not kept")
             }),
             JobResult::CompileFailed { executor, diagnostics } => Err(match self.local_error.take() {
                 Some(error) if local(executor) => error,
-                _ => CompilationError::CompileFailed { triple: triple.clone(), diagnostics: diagnostics.clone() },
+                _ => CompilationError::target(
+                    triple.clone(),
+                    TargetFailure::CompileFailed { diagnostics: diagnostics.clone() },
+                ),
             }),
             JobResult::InfrastructureFailed { executor, .. } => Err(match self.local_error.take() {
                 Some(error) if local(executor) => error,
-                _ => CompilationError::Unavailable { triple: triple.clone(), reason: report.result.to_string() },
+                _ => CompilationError::unavailable(triple.clone(), report.result.to_string()),
             }),
             JobResult::TimedOut { .. } | JobResult::NoExecutor { .. } => {
-                Err(CompilationError::Unavailable { triple: triple.clone(), reason: report.result.to_string() })
+                Err(CompilationError::unavailable(triple.clone(), report.result.to_string()))
             }
         };
         let executor = match &report.result {

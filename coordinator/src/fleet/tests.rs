@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustle_engine::engine::{self, CompilationError};
+use rustle_engine::engine::{self, CompilationError, TargetFailure};
 use rustle_targets::{BuildRequest, CompilationOptimization, Target, TargetSettings, TemplateId};
 use rustle_transport::FleetCa;
 
@@ -62,9 +62,11 @@ async fn run_one(local: LocalFallback, triple: &str) -> (TargetOutcome, Vec<engi
 
 #[tokio::test]
 async fn a_local_compile_failure_is_reported_once_with_the_compilers_words() {
-    let local = failing_local(|t| CompilationError::CompileFailed {
-        triple: t.target_name(),
-        diagnostics: "error[E0308]: mismatched types".into(),
+    let local = failing_local(|t| {
+        CompilationError::target(
+            t.target_name(),
+            TargetFailure::CompileFailed { diagnostics: "error[E0308]: mismatched types".into() },
+        )
     });
     let (outcome, events) = run_one(local, "x86_64-unknown-linux-gnu").await;
     let error = outcome.result.expect_err("compile failure");
@@ -77,17 +79,19 @@ async fn a_local_compile_failure_is_reported_once_with_the_compilers_words() {
 
 #[tokio::test]
 async fn a_local_environment_failure_keeps_its_typed_error() {
-    let local =
-        failing_local(|t| CompilationError::Unavailable { triple: t.target_name(), reason: "linker gone".into() });
+    let local = failing_local(|t| CompilationError::unavailable(t.target_name(), "linker gone"));
     let (outcome, _) = run_one(local, "x86_64-unknown-linux-gnu").await;
     let error = outcome.result.expect_err("failure");
-    assert!(matches!(&error, CompilationError::Unavailable { reason, .. } if reason == "linker gone"), "{error}");
+    assert!(
+        matches!(&error, CompilationError::Target { kind: TargetFailure::Unavailable { reason }, .. } if reason == "linker gone"),
+        "{error}"
+    );
     assert_eq!(outcome.decisions.len(), 1);
 }
 
 #[tokio::test]
 async fn a_target_nothing_can_build_says_so_and_names_it() {
-    let local = failing_local(|t| CompilationError::Unavailable { triple: t.target_name(), reason: "unused".into() });
+    let local = failing_local(|t| CompilationError::unavailable(t.target_name(), "unused"));
     let (outcome, events) = run_one(local, "aarch64-unknown-linux-gnu").await;
     let error = outcome.result.expect_err("no executor");
     assert!(error.to_string().contains("aarch64-unknown-linux-gnu"), "{error}");
