@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use rustle_agent::{AgentConfig, capabilities};
 use rustle_engine::toolchain::ToolchainManager;
+use rustle_process::report::{colour_on_stderr, render_error};
 use rustle_transport::{AgentListener, CertBundle, CertFiles, TransportOptions};
 
 /// The rustle-cross build-host daemon.
@@ -52,34 +53,10 @@ fn main() -> ExitCode {
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", render_error(&e));
+            eprintln!("error: {}", render_error(e.as_ref()));
             ExitCode::from(2)
         }
     }
-}
-
-/// ANSI colours in log lines only on a terminal, and not with `NO_COLOR`
-/// set (<https://no-color.org>): a log file written from stderr stays plain text.
-fn colour_on_stderr() -> bool {
-    use std::io::IsTerminal;
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
-/// The error and its causes, `: `-separated, leaving out a cause whose text
-/// the message before it already carries.
-fn render_error(error: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in error.chain() {
-        let cause = cause.to_string();
-        if text.contains(&cause) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&cause);
-    }
-    text
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use rustle_cross::CrossCompilationConfig;
+use rustle_process::report::{colour_on_stderr, render_error};
 
 /// Distributed cross-compilation for Rust templates.
 #[derive(Parser)]
@@ -55,7 +56,7 @@ fn main() -> ExitCode {
     let config = match load_config(cli.config.as_deref()) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("error: {}", render_error(&e));
+            eprintln!("error: {}", render_error(e.as_ref()));
             return ExitCode::from(2);
         }
     };
@@ -79,34 +80,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", render_error(&e));
+            eprintln!("error: {}", render_error(e.as_ref()));
             ExitCode::from(2)
         }
     }
-}
-
-/// ANSI colours in log lines only on a terminal, and not with `NO_COLOR`
-/// set (<https://no-color.org>): redirected logs stay plain text.
-fn colour_on_stderr() -> bool {
-    use std::io::IsTerminal;
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
-/// The error and its causes, `: `-separated, leaving out a cause whose text
-/// the message before it already carries (many errors name their source).
-fn render_error(error: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in error.chain() {
-        let cause = cause.to_string();
-        if text.contains(&cause) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&cause);
-    }
-    text
 }
 
 fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<CrossCompilationConfig> {

@@ -14,6 +14,7 @@ use rustle_cross::targets::{CompilationOptimization, TargetSpecification};
 use rustle_cross::{AgentEndpoint, CrossCompilationConfig, CrossCompilationManager, ProgressSink, TargetOutcome};
 use rustle_engine::toolchain::ToolchainManager;
 use rustle_protocol::AgentId;
+use rustle_test_support::CoordinatorPki;
 use rustle_transport::FleetCa;
 
 const X86: &str = "x86_64-unknown-linux-gnu";
@@ -21,22 +22,18 @@ const ARM: &str = "aarch64-unknown-linux-gnu";
 /// Bound on a whole test: cold builds of a dependency-free template.
 const TEST_BOUND: Duration = Duration::from_secs(600);
 
-/// The fleet CA, the coordinator's certificate files and a scratch dir.
+/// The shared fleet CA fixture, with this suite's agents and configuration.
 struct Pki {
-    ca: FleetCa,
-    dir: tempfile::TempDir,
+    fixture: CoordinatorPki,
 }
 
 impl Pki {
     fn new() -> Self {
-        let ca = FleetCa::generate().expect("generate CA");
-        let dir = tempfile::tempdir().expect("tempdir");
-        ca.issue_coordinator("coordinator").expect("issue").write_to(dir.path(), "coordinator").expect("write");
-        Self { ca, dir }
+        Self { fixture: CoordinatorPki::new() }
     }
 
     fn agent(&self, spec: AgentSpec, toolchains: &Arc<ToolchainManager>) -> TestAgent {
-        let bundle = self.ca.issue_agent(&spec.name, &[]).expect("issue agent");
+        let bundle = self.fixture.issue_agent(&spec.name);
         let work = tempfile::tempdir().expect("tempdir").keep();
         let cache = common::work_root().join("fleet-agents").join(&spec.name);
         start_agent(spec, &bundle, toolchains.clone(), work, cache)
@@ -51,9 +48,9 @@ impl Pki {
             .iter()
             .map(|(name, agent)| AgentEndpoint { name: (*name).into(), address: agent.addr.to_string() })
             .collect();
-        config.fleet.ca = Some(self.dir.path().join("ca.pem"));
-        config.fleet.cert = Some(self.dir.path().join("coordinator.pem"));
-        config.fleet.key = Some(self.dir.path().join("coordinator-key.pem"));
+        config.fleet.ca = Some(self.fixture.ca_file());
+        config.fleet.cert = Some(self.fixture.cert_file());
+        config.fleet.key = Some(self.fixture.key_file());
         config.fleet.heartbeat_timeout_secs = 3;
         config
     }
@@ -302,7 +299,7 @@ async fn the_cli_says_where_each_target_was_built_and_shows_the_fleet() {
     let x86 = pki.agent(spec("x86-builder", "x86_64", &[X86], Fault::None), &toolchains);
     let arm = pki.agent(spec("arm-builder", "aarch64", &[ARM], Fault::None), &toolchains);
     let config = pki.config(&[("x86-builder", &x86), ("arm-builder", &arm)]);
-    let config_file = pki.dir.path().join("rustle.toml");
+    let config_file = pki.fixture.path().join("rustle.toml");
     let fleet = &config.fleet;
     let text = format!(
         "[cross_compilation.fleet]\nagents = [{}]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
@@ -317,7 +314,7 @@ async fn the_cli_says_where_each_target_was_built_and_shows_the_fleet() {
         fleet.key.as_ref().expect("key"),
     );
     std::fs::write(&config_file, text).expect("write config");
-    let out_dir = pki.dir.path().join("out");
+    let out_dir = pki.fixture.path().join("out");
     let cli = |args: Vec<String>| {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rustle-cross"));
         command
@@ -406,7 +403,7 @@ async fn agents_with_a_wrong_name_or_another_ca_are_refused_and_the_build_falls_
     let work = || tempfile::tempdir().expect("tempdir").keep();
     let cache = common::work_root().join("fleet-agents").join("refused");
     // Dialled as "builder-a", but its certificate says "impostor".
-    let impostor = pki.ca.issue_agent("impostor", &[]).expect("issue");
+    let impostor = pki.fixture.issue_agent("impostor");
     let wrong_name = start_agent(
         spec("builder-a", "x86_64", &[X86], Fault::None),
         &impostor,

@@ -3,7 +3,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +12,8 @@ use rustle_cross::fleet::Executor;
 use rustle_cross::targets::{CompilationOptimization, TargetSpecification};
 use rustle_cross::{AgentEndpoint, CrossCompilationConfig, CrossCompilationManager, ProgressSink, TargetOverrides};
 use rustle_protocol::AgentId;
-use rustle_transport::{AgentListener, AllowedCoordinators, FleetCa};
+use rustle_test_support::CoordinatorPki;
+use rustle_transport::{AgentListener, AllowedCoordinators};
 use tokio::sync::oneshot;
 
 const X86: &str = "x86_64-unknown-linux-gnu";
@@ -21,8 +21,8 @@ const ARM: &str = "aarch64-unknown-linux-gnu";
 const TEST_BOUND: Duration = Duration::from_secs(900);
 
 /// A real agent serving on 127.0.0.1:0 until the returned sender is dropped.
-fn real_agent(ca: &FleetCa, name: &str, allowed: &[&str], slots: u32) -> (SocketAddr, oneshot::Sender<()>) {
-    let bundle = ca.issue_agent(name, &[]).expect("issue agent");
+fn real_agent(pki: &CoordinatorPki, name: &str, allowed: &[&str], slots: u32) -> (SocketAddr, oneshot::Sender<()>) {
+    let bundle = pki.issue_agent(name);
     let (listener, addr) =
         AgentListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), &bundle, AllowedCoordinators::AnyFromFleetCa)
             .expect("bind");
@@ -48,8 +48,8 @@ fn real_agent(ca: &FleetCa, name: &str, allowed: &[&str], slots: u32) -> (Socket
     (addr, stop)
 }
 
-/// A coordinator configuration dialling `agents` with the certificates in `certs`.
-fn fleet_config(certs: &Path, agents: &[(&str, SocketAddr)]) -> CrossCompilationConfig {
+/// A coordinator configuration dialling `agents` with the certificates of `pki`.
+fn fleet_config(pki: &CoordinatorPki, agents: &[(&str, SocketAddr)]) -> CrossCompilationConfig {
     let mut config = CrossCompilationConfig {
         target_cache_dir: Some(common::work_root().join("cache")),
         ..CrossCompilationConfig::default()
@@ -58,22 +58,20 @@ fn fleet_config(certs: &Path, agents: &[(&str, SocketAddr)]) -> CrossCompilation
         .iter()
         .map(|(name, address)| AgentEndpoint { name: (*name).into(), address: address.to_string() })
         .collect();
-    config.fleet.ca = Some(certs.join("ca.pem"));
-    config.fleet.cert = Some(certs.join("coordinator.pem"));
-    config.fleet.key = Some(certs.join("coordinator-key.pem"));
+    config.fleet.ca = Some(pki.ca_file());
+    config.fleet.cert = Some(pki.cert_file());
+    config.fleet.key = Some(pki.key_file());
     config.fleet.connect_timeout_secs = 60;
     config
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_agents_get_the_targets_they_can_build() {
-    let ca = FleetCa::generate().expect("CA");
-    let certs = tempfile::tempdir().expect("tempdir");
-    ca.issue_coordinator("coordinator").expect("issue").write_to(certs.path(), "coordinator").expect("write");
-    let (x86_addr, _x86) = real_agent(&ca, "x86-only", &[X86], 1);
-    let (arm_addr, _arm) = real_agent(&ca, "arm-capable", &[ARM], 1);
+    let pki = CoordinatorPki::new();
+    let (x86_addr, _x86) = real_agent(&pki, "x86-only", &[X86], 1);
+    let (arm_addr, _arm) = real_agent(&pki, "arm-capable", &[ARM], 1);
 
-    let mut config = fleet_config(certs.path(), &[("x86-only", x86_addr), ("arm-capable", arm_addr)]);
+    let mut config = fleet_config(&pki, &[("x86-only", x86_addr), ("arm-capable", arm_addr)]);
 
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink_events = events.clone();
@@ -129,11 +127,9 @@ async fn the_whole_target_reaches_a_real_agent() {
         return;
     }
     let floor = format!("{X86}.2.17");
-    let ca = FleetCa::generate().expect("CA");
-    let certs = tempfile::tempdir().expect("tempdir");
-    ca.issue_coordinator("coordinator").expect("issue").write_to(certs.path(), "coordinator").expect("write");
-    let (addr, _agent) = real_agent(&ca, "x86-floors", &[X86, &floor], 2);
-    let mut config = fleet_config(certs.path(), &[("x86-floors", addr)]);
+    let pki = CoordinatorPki::new();
+    let (addr, _agent) = real_agent(&pki, "x86-floors", &[X86, &floor], 2);
+    let mut config = fleet_config(&pki, &[("x86-floors", addr)]);
     config.targets.insert(
         X86.into(),
         TargetOverrides { features: vec!["loud".into()], rustflags: vec!["--cfg=from_config".into()], linker: None },

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
+pub mod report;
+
 /// Why a program could not be run to completion.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {

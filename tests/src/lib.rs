@@ -1,5 +1,6 @@
 //! Test support shared by the workspace's test suites, so no crate copies
-//! it: a fleet CA with an agent and a coordinator certificate, bounds on
+//! it: a fleet CA with an agent and a coordinator certificate (or with the
+//! coordinator's certificate files, [`CoordinatorPki`]), bounds on
 //! async work, process checks, and the one rule for suites that need tools
 //! the project's scripts install (fail naming the script, or skip when a
 //! variable says so, and print the skip).
@@ -7,7 +8,7 @@
 #![allow(clippy::unwrap_used, reason = "test support fails the test on purpose")]
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rustle_transport::{CertBundle, FleetCa};
@@ -41,6 +42,57 @@ impl TestFleet {
 }
 
 impl Default for TestFleet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A fleet CA whose coordinator certificate ([`COORDINATOR`]) is written to
+/// files, as a coordinator's `[cross_compilation.fleet]` names them, and
+/// which issues agent certificates by name.
+pub struct CoordinatorPki {
+    /// The CA.
+    pub ca: FleetCa,
+    /// Holds `ca.pem`, `coordinator.pem` and `coordinator-key.pem`.
+    pub dir: tempfile::TempDir,
+}
+
+impl CoordinatorPki {
+    /// A new CA with the coordinator's files written.
+    pub fn new() -> Self {
+        let ca = FleetCa::generate().expect("fleet CA");
+        let dir = tempfile::tempdir().expect("tempdir");
+        ca.issue_coordinator(COORDINATOR).expect("issue").write_to(dir.path(), "coordinator").expect("write");
+        Self { ca, dir }
+    }
+
+    /// An agent certificate for `name` (its name is its only SAN).
+    pub fn issue_agent(&self, name: &str) -> CertBundle {
+        self.ca.issue_agent(name, &[]).expect("agent certificate")
+    }
+
+    /// The CA certificate file.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// The coordinator's certificate file.
+    pub fn cert_file(&self) -> PathBuf {
+        self.dir.path().join("coordinator.pem")
+    }
+
+    /// The coordinator's private key file.
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.path().join("coordinator-key.pem")
+    }
+
+    /// The directory the files are in (for other scratch files of a test).
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Default for CoordinatorPki {
     fn default() -> Self {
         Self::new()
     }
