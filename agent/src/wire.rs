@@ -10,8 +10,8 @@ use rustle_protocol::{
     Strip,
 };
 use rustle_targets::{
-    CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, Target, TargetError, TargetSettings,
-    TemplateId,
+    CachePolicy, CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, Target, TargetError,
+    TargetSettings, TemplateId,
 };
 
 /// The optimization overrides an offer carries, unchanged.
@@ -76,6 +76,9 @@ pub fn request_from_offer(
         optimization: optimization_from_wire(&offer.optimization),
         deadline,
         incremental: true,
+        // The coordinator looks its own cache up before offering a job;
+        // an agent-side cache waits for `--no-cache` to travel in the offer.
+        cache: CachePolicy::Off,
     })
 }
 

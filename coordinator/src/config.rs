@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustle_engine::toolchain::ToolchainConfig;
-use rustle_targets::{RULES, TargetError, TargetSpecification};
+use rustle_targets::{CachePolicy, RULES, TargetError, TargetSpecification};
 use serde::{Deserialize, Serialize};
 
 /// Per-target settings.
@@ -47,8 +47,15 @@ pub struct CrossCompilationConfig {
     pub compilation_timeout_secs: u64,
     /// rustc incremental compilation for the template's own crate.
     pub enable_incremental: bool,
-    /// Keep target directories between runs (off: every build is cold).
+    /// Keep target directories between runs and finished binaries in the
+    /// binary cache (off: every build is cold and nothing is stored).
     pub cache_enabled: bool,
+    /// Answer builds from the binary cache (`--no-cache` turns it off for
+    /// one run; target directories stay warm).
+    pub binary_cache: bool,
+    /// Size cap of the binary cache, in MiB; least recently used binaries
+    /// go first.
+    pub binary_cache_max_mb: u64,
     /// Targets `--all-available` considers; empty means every target in
     /// the rules table.
     pub supported_targets: Vec<String>,
@@ -83,6 +90,8 @@ impl Default for CrossCompilationConfig {
             compilation_timeout_secs: 1800,
             enable_incremental: true,
             cache_enabled: true,
+            binary_cache: true,
+            binary_cache_max_mb: 4096,
             supported_targets: Vec::new(),
             docker_images: BTreeMap::new(),
             target_cache_dir: None,
@@ -200,6 +209,13 @@ impl CrossCompilationConfig {
         if self.max_parallel_jobs == 0 {
             return Err(ConfigError::Value { key: "max_parallel_jobs", value: "0".into(), expected: "at least 1" });
         }
+        if self.binary_cache_max_mb == 0 {
+            return Err(ConfigError::Value {
+                key: "binary_cache_max_mb",
+                value: "0".into(),
+                expected: "at least 1 (turn the cache off with binary_cache = false)",
+            });
+        }
         if self.compilation_timeout_secs == 0 {
             return Err(ConfigError::Value {
                 key: "compilation_timeout_secs",
@@ -215,6 +231,15 @@ impl CrossCompilationConfig {
             TargetSpecification::from_triple(t).map_err(|source| ConfigError::Target { key: t.clone(), source })?;
         }
         Ok(())
+    }
+
+    /// How builds use the binary cache.
+    pub fn cache_policy(&self) -> CachePolicy {
+        if self.cache_enabled && self.binary_cache {
+            CachePolicy::Use { max_bytes: self.binary_cache_max_mb.saturating_mul(1024 * 1024) }
+        } else {
+            CachePolicy::Off
+        }
     }
 
     /// The cache root.

@@ -38,6 +38,8 @@ enum Command {
     Ca(cli::ca::CaArgs),
     /// Show the configured build agents: capabilities, load, running jobs.
     Fleet(cli::fleet::FleetArgs),
+    /// The binary cache: a build's key, and the entries (stats, list, prune, clear).
+    Cache(cli::cache::CacheArgs),
 }
 
 /// Exit codes: 0 success, 1 a target failed, 2 bad usage or configuration.
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
             Command::Doctor(args) => cli::doctor::run(config, args).await,
             Command::Ca(args) => cli::ca::run(args),
             Command::Fleet(args) => cli::fleet::run(config, args).await,
+            Command::Cache(args) => cli::cache::run(config, args).await,
         }
     });
     match result {

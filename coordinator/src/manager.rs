@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use rustle_detect::{DetectOptions, ParsedInventory, TargetDetectionError, TargetDetector, TargetPlan};
+use rustle_engine::cache::{CacheKeyInputs, CompilationCache};
 use rustle_engine::engine::{self, BuildJob, BuildRequest, CompilationError, CompiledBinary, TargetFailure};
 use rustle_engine::runner::{RunnerPlan, plan_runner};
 use rustle_engine::template::{GeneratedTemplate, PreparedTemplate, TemplateSource};
@@ -15,11 +16,11 @@ use rustle_engine::toolchain::{
     ToolchainManager,
 };
 use rustle_process::ProcessSpec;
-use rustle_targets::{CompilationOptimization, TargetError, TargetSpecification};
+use rustle_targets::{CachePolicy, CompilationOptimization, TargetError, TargetSpecification};
 use serde::Serialize;
 
 use crate::config::{ConfigError, CrossCompilationConfig};
-use crate::fleet::{BuildSource, Fleet, FleetOptions, LocalBuilder, LocalFallback};
+use crate::fleet::{BuildSource, Executor, Fleet, FleetOptions, LocalBuilder, LocalFallback};
 
 /// Errors of the façade that are not about one target's build.
 #[derive(Debug, thiserror::Error)]
@@ -386,17 +387,48 @@ impl CrossCompilationManager {
         let fleet_error = |reason: String| CompilationError::Fleet { reason };
         let bundle = rustle_engine::bundle::pack_template(template)
             .map_err(|e| fleet_error(format!("failed to pack the template for the build agents: {e}")))?;
+        // The binary cache first: a hit never reaches an agent.
+        let store = match self.config.cache_policy() {
+            CachePolicy::Use { max_bytes } => Some(CompilationCache::open(&self.cache_dir, max_bytes)),
+            CachePolicy::Off => None,
+        };
         let mut local_targets = std::collections::BTreeSet::new();
-        let mut local_errors = Vec::new();
+        let mut slots = Vec::new();
         for (request, plan) in requests.iter().zip(plans) {
-            match plan {
-                Ok(_) => {
+            let slot = match plan {
+                Ok(plan) => {
                     // By the full name: `T` and `T.2.17` are two plans.
                     local_targets.insert(request.target_name());
-                    local_errors.push(None);
+                    let found = match &store {
+                        Some(store) => {
+                            let job = BuildJob::new(template, &plan, request, &self.cache_dir);
+                            engine::cache_lookup(&job, store, &*progress).await
+                        }
+                        None => Ok(None),
+                    };
+                    match found {
+                        Err(hit) => FleetSlot::Cached(hit),
+                        Ok(inputs) => FleetSlot::Submit { local_error: None, inputs },
+                    }
                 }
-                Err(error) => local_errors.push(Some(error)),
-            }
+                Err(error) => FleetSlot::Submit { local_error: Some(error), inputs: None },
+            };
+            slots.push(slot);
+        }
+        if slots.iter().all(|slot| matches!(slot, FleetSlot::Cached(_))) {
+            return Ok(requests
+                .iter()
+                .zip(slots)
+                .map(|(request, slot)| {
+                    let FleetSlot::Cached(binary) = slot else { unreachable!("all slots are cached") };
+                    TargetOutcome {
+                        target: request.target_specification(),
+                        result: Ok(*binary),
+                        executor: None,
+                        decisions: Vec::new(),
+                    }
+                })
+                .collect());
         }
         let local = LocalFallback {
             triples: local_targets,
@@ -409,16 +441,29 @@ impl CrossCompilationManager {
         // Room for the build, the transfers and a retry elsewhere.
         let deadline = self.config.compilation_timeout().saturating_mul(2) + std::time::Duration::from_secs(60);
         let mut pending = Vec::new();
-        for request in &requests {
-            let request = BuildRequest { deadline, ..request.clone() };
-            pending.push(fleet.submit(request, source.clone(), progress.clone()));
+        for (request, slot) in requests.iter().zip(&slots) {
+            pending.push(match slot {
+                FleetSlot::Cached(_) => None,
+                FleetSlot::Submit { .. } => {
+                    let request = BuildRequest { deadline, ..request.clone() };
+                    Some(fleet.submit(request, source.clone(), progress.clone()))
+                }
+            });
         }
         let mut outcomes = Vec::new();
-        for ((request, receiver), local_error) in requests.iter().zip(pending).zip(local_errors) {
+        for ((request, receiver), slot) in requests.iter().zip(pending).zip(slots) {
             let target = request.target_specification();
+            let (local_error, inputs) = match slot {
+                FleetSlot::Cached(binary) => {
+                    outcomes.push(TargetOutcome { target, result: Ok(*binary), executor: None, decisions: Vec::new() });
+                    continue;
+                }
+                FleetSlot::Submit { local_error, inputs } => (local_error, inputs),
+            };
             let result = match receiver {
-                Ok(receiver) => receiver.await.map_err(|_| "the fleet stopped before reporting".to_owned()),
-                Err(e) => Err(e.to_string()),
+                Some(Ok(receiver)) => receiver.await.map_err(|_| "the fleet stopped before reporting".to_owned()),
+                Some(Err(e)) => Err(e.to_string()),
+                None => Err("the job was never submitted".to_owned()),
             };
             let mut outcome = result.unwrap_or_else(|reason| TargetOutcome {
                 target: target.clone(),
@@ -439,6 +484,13 @@ impl CrossCompilationManager {
                 };
                 let reason = format!("{fleet}; not buildable here either: {local}");
                 outcome.result = Err(CompilationError::unavailable(target.to_string(), reason));
+            }
+            // An agent's binary is kept under this machine's key (the local
+            // fallback's own build stored itself already).
+            if let (Some(store), Some(inputs), Ok(binary), Some(Executor::Agent(agent))) =
+                (&store, inputs, &outcome.result, &outcome.executor)
+            {
+                engine::cache_store(store, inputs, binary, &format!("agent {agent}")).await;
             }
             outcomes.push(outcome);
         }
@@ -463,6 +515,7 @@ impl CrossCompilationManager {
             optimization: optimization.clone(),
             deadline: self.config.compilation_timeout(),
             incremental: self.config.enable_incremental,
+            cache: self.config.cache_policy(),
         }
     }
 
@@ -491,6 +544,32 @@ impl CrossCompilationManager {
         let request = self.request(&template, target, optimization);
         let plan = self.plan(&request).await?;
         BuildJob::new(&template, &plan, &request, &self.cache_dir).cargo_command()
+    }
+
+    /// The binary cache key a build of `target` would be stored under, and
+    /// what it is computed from (for `rustle-cross cache key`).
+    pub async fn cache_key(
+        &self,
+        source: &TemplateSource,
+        target: &TargetSpecification,
+        optimization: &CompilationOptimization,
+    ) -> Result<CacheKeyInputs, CompilationError> {
+        let template = source.prepare(&self.cache_dir.join("templates"))?;
+        let request = self.request(&template, target, optimization);
+        let plan = self.plan(&request).await?;
+        let job = BuildJob::new(&template, &plan, &request, &self.cache_dir);
+        let command = job.cargo_command()?;
+        CacheKeyInputs::of(&template, &plan, &command).await.map_err(|error| {
+            CompilationError::target(
+                request.target_name(),
+                TargetFailure::Io { path: template.dir.clone(), source: error },
+            )
+        })
+    }
+
+    /// The binary cache this configuration uses (whether or not builds use it).
+    pub fn binary_cache(&self) -> CompilationCache {
+        CompilationCache::open(&self.cache_dir, self.config.binary_cache_max_mb.saturating_mul(1024 * 1024))
     }
 
     async fn plan(&self, request: &BuildRequest) -> Result<BuildPlan, CompilationError> {
@@ -525,6 +604,21 @@ impl CrossCompilationManager {
         }
         Ok(())
     }
+}
+
+/// One target of a fleet build before it is submitted.
+#[allow(clippy::large_enum_variant, reason = "one per target of a run, moved a few times")]
+enum FleetSlot {
+    /// Answered by the binary cache.
+    Cached(Box<CompiledBinary>),
+    /// For the scheduler: why this machine cannot build it (when it
+    /// cannot), and the key to store an agent's binary under (when it can).
+    Submit {
+        /// Why the local plan failed.
+        local_error: Option<CompilationError>,
+        /// The binary cache key inputs of the local plan.
+        inputs: Option<CacheKeyInputs>,
+    },
 }
 
 fn failed_all(targets: &[TargetSpecification], error: &CompilationError) -> Vec<TargetOutcome> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rustle_agent::wire::request_from_offer;
 use rustle_cross::fleet::wire::offer_of;
 use rustle_cross::targets::{
-    BuildRequest, CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, Target,
+    BuildRequest, CachePolicy, CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, Target,
     TargetSettings, TemplateId,
 };
 use rustle_protocol::{CoordinatorToAgent, JobId, JobOffer, MAX_FRAME_LEN, decode_frame, encode_frame};
@@ -84,6 +84,7 @@ fn request(target: Target, settings: TargetSettings, optimization: CompilationOp
         optimization,
         deadline: Duration::from_secs(60),
         incremental: true,
+        cache: CachePolicy::Off,
     }
 }
 

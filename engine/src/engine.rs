@@ -12,10 +12,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use rustle_targets::BuildRequest;
-use rustle_targets::{OptimizationError, OsFamily, StripMode, Target, TargetSettings, TargetSpecification, rule_for};
+use rustle_targets::{
+    CachePolicy, OptimizationError, OsFamily, StripMode, Target, TargetSettings, TargetSpecification, rule_for,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::cache::{CacheHit, CacheKeyInputs, CompilationCache, Lookup};
 use crate::template::{PreparedTemplate, hex};
 use crate::toolchain::{BuildPlan, LinkerPlan, StdSource, ToolchainError, ToolchainManager, last_lines};
 use crate::validate::{BinaryReport, ValidationError, validate_binary};
@@ -58,6 +61,8 @@ pub struct CompiledBinary {
     pub metadata: CompilationMetadata,
     /// What its header says (format, machine, glibc needed).
     pub validation: BinaryReport,
+    /// Where the binary cache had it from, when it was not built now.
+    pub cached: Option<CacheHit>,
 }
 
 /// Progress of one build, for progress bars and logs.
@@ -227,7 +232,72 @@ pub async fn run(
         }));
     }
     let plan = plan(toolchains, &request.target, &request.settings).await?;
-    build(&BuildJob::new(template, &plan, request, cache_dir), on_event).await
+    let job = BuildJob::new(template, &plan, request, cache_dir);
+    let CachePolicy::Use { max_bytes } = request.cache else { return build(&job, on_event).await };
+    let store = CompilationCache::open(cache_dir, max_bytes);
+    let inputs = match cache_lookup(&job, &store, on_event).await {
+        Ok(found) => found,
+        Err(hit) => return Ok(*hit),
+    };
+    let binary = build(&job, on_event).await?;
+    if let Some(inputs) = inputs {
+        cache_store(&store, inputs, &binary, "local").await;
+    }
+    Ok(binary)
+}
+
+/// Looks `job` up in `store`: `Err(binary)` on a verified hit, else the key
+/// inputs to store the build under (`None` when they cannot be computed:
+/// the build then runs uncached, with a warning). A corrupt entry is
+/// reported through `on_event` and removed.
+pub async fn cache_lookup(
+    job: &BuildJob<'_>,
+    store: &CompilationCache,
+    on_event: &(dyn Fn(BuildEvent) + Send + Sync),
+) -> Result<Option<CacheKeyInputs>, Box<CompiledBinary>> {
+    let triple = job.triple();
+    let warn = |line: String| {
+        tracing::warn!("{triple}: {line}");
+        on_event(BuildEvent::Log { triple: triple.clone(), line });
+    };
+    let inputs = match job.cargo_command() {
+        Ok(command) => CacheKeyInputs::of(job.template, job.plan, &command).await,
+        Err(error) => Err(std::io::Error::other(error.to_string())),
+    };
+    let inputs = match inputs {
+        Ok(inputs) => inputs,
+        Err(error) => {
+            warn(format!("binary cache skipped: its key cannot be computed: {error}"));
+            return Ok(None);
+        }
+    };
+    let (key, reader, request) = (inputs.key(), store.clone(), job.request.clone());
+    // Reading and hashing a binary of many MiB is blocking work.
+    let lookup = tokio::task::spawn_blocking(move || reader.get(&key, &request))
+        .await
+        .unwrap_or_else(|error| Lookup::Corrupt { reason: format!("the lookup task failed: {error}") });
+    match lookup {
+        Lookup::Hit(binary) => Err(binary),
+        Lookup::Miss => Ok(Some(inputs)),
+        Lookup::Corrupt { reason } => {
+            warn(format!("binary cache entry removed and rebuilt: {reason}"));
+            Ok(Some(inputs))
+        }
+    }
+}
+
+/// Stores `binary` under `inputs`' key in `store`, built by `built_by`; a
+/// failure to store is a warning, never a failed build.
+pub async fn cache_store(store: &CompilationCache, inputs: CacheKeyInputs, binary: &CompiledBinary, built_by: &str) {
+    let (writer, binary, built_by) = (store.clone(), binary.clone(), built_by.to_owned());
+    let stored = tokio::task::spawn_blocking(move || writer.put(&inputs, &binary, &built_by)).await;
+    match stored {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => {
+            tracing::warn!("failed to store a binary in the cache at {}: {error}", store.root().display())
+        }
+        Err(error) => tracing::warn!("the task storing a binary in the cache failed: {error}"),
+    }
 }
 
 /// The plan for `target`, or why this machine cannot build it (the one
@@ -273,6 +343,11 @@ impl<'a> BuildJob<'a> {
 
     fn triple(&self) -> String {
         self.plan.target.to_string()
+    }
+
+    /// What is asked for.
+    pub fn request(&self) -> &BuildRequest {
+        self.request
     }
 
     /// The persistent target directory of this (template, target, toolchain).
@@ -517,6 +592,7 @@ pub async fn build(
             features_used: job.request.settings.features.clone(),
         },
         validation,
+        cached: None,
     })
 }
 

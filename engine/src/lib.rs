@@ -1,8 +1,9 @@
 //! The build engine of rustle-cross, shared by the coordinator's local
-//! executor and the agent: toolchain discovery, per-target cargo builds and
-//! validation of the binaries they produce.
+//! executor and the agent: toolchain discovery, per-target cargo builds,
+//! validation of the binaries they produce, and the binary cache.
 
 pub mod bundle;
+pub mod cache;
 pub mod engine;
 pub mod runner;
 pub mod template;

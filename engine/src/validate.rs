@@ -13,10 +13,10 @@ use object::read::elf::{ElfFile, FileHeader};
 use object::read::macho::{FatArch, MachOFatFile32, MachOFatFile64};
 use object::{FileKind, Object, ObjectKind, ReadRef};
 use rustle_targets::{Architecture, Endianness, GlibcVersion, LibcType, OsFamily, Target};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// An executable or library file format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum BinaryFormat {
     /// ELF (Linux, the BSDs).
     Elf,
@@ -37,7 +37,7 @@ impl fmt::Display for BinaryFormat {
 }
 
 /// What [`validate_binary`] found in a binary that matches its target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BinaryReport {
     /// The object format.
     pub format: BinaryFormat,

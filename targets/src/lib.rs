@@ -16,7 +16,7 @@ pub use arch::{ARCHITECTURE_NAMES, ArchitectureNames};
 pub use optimization::{
     CompilationOptimization, LtoMode, OptimizationError, OptimizationLevel, PanicStrategy, StripMode,
 };
-pub use request::{BuildRequest, TemplateId};
+pub use request::{BuildRequest, CachePolicy, TemplateId};
 pub use rules::{LinkerRoute, RULES, RunnerRoute, TargetRule, rule_for, rule_for_build};
 pub use spec::{Architecture, Endianness, GlibcVersion, LibcType, OsFamily, Target, TargetError, known_triples};
 pub use specification::{TargetSettings, TargetSpecification};

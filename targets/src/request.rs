@@ -39,6 +39,21 @@ pub struct BuildRequest {
     pub deadline: Duration,
     /// rustc incremental compilation for the template's own crates.
     pub incremental: bool,
+    /// Whether the binary cache may answer it and keeps its binary.
+    pub cache: CachePolicy,
+}
+
+/// Whether a build uses the binary cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CachePolicy {
+    /// Build, and store nothing (`--no-cache`, `cache_enabled = false`).
+    Off,
+    /// Answer from the cache when it has the binary; store what is built,
+    /// keeping the store under `max_bytes`.
+    Use {
+        /// The store's size cap.
+        max_bytes: u64,
+    },
 }
 
 impl BuildRequest {

@@ -139,6 +139,9 @@ pub struct BuildArgs {
     /// Print the cargo command each target would run, and exit.
     #[arg(long)]
     print_command: bool,
+    /// Build even what the binary cache has (and store nothing).
+    #[arg(long)]
+    no_cache: bool,
     /// Machine-readable results on stdout.
     #[arg(long)]
     json: bool,
@@ -188,6 +191,9 @@ pub async fn run(mut config: CrossCompilationConfig, args: BuildArgs, verbose: b
     if let Some(timeout) = args.timeout {
         anyhow::ensure!(timeout > 0, "--timeout must be at least 1 second");
         config.compilation_timeout_secs = timeout;
+    }
+    if args.no_cache {
+        config.binary_cache = false;
     }
     let manager = CrossCompilationManager::new(config)?;
     let toolchains = manager.setup_environment().await?;
@@ -388,6 +394,7 @@ fn result_json(outcome: &TargetOutcome, path: Option<&Path>, smoke: Option<&Smok
             value["compilation_time_secs"] = json!(b.compilation_time.as_secs_f64());
             value["validation"] = json!(b.validation);
             value["metadata"] = json!(b.metadata);
+            value["cached"] = json!(b.cached);
         }
         Err(e) => value["error"] = json!(e.to_string()),
     }
@@ -409,11 +416,12 @@ fn print_summary(rows: &[Row<'_>]) {
         let mut row = vec![
             outcome.target.to_string(),
             status(&outcome.result).to_owned(),
-            match &outcome.executor {
-                None => "-".to_owned(),
+            match (&outcome.executor, &outcome.result) {
+                (_, Ok(CompiledBinary { cached: Some(hit), .. })) => format!("cached ({})", hit.store),
+                (None, _) => "-".to_owned(),
                 // This machine's toolchains: no fleet, or the fleet's last resort.
-                Some(executor) if *executor == local_executor() => "this machine".to_owned(),
-                Some(executor) => executor.to_string(),
+                (Some(executor), _) if *executor == local_executor() => "this machine".to_owned(),
+                (Some(executor), _) => executor.to_string(),
             },
         ];
         match &outcome.result {

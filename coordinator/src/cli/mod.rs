@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod ca;
+pub mod cache;
 pub mod detect;
 pub mod doctor;
 pub mod fleet;

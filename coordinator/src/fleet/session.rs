@@ -496,6 +496,7 @@ impl State {
                         features_used: offered.request.settings.features.clone(),
                     },
                     validation,
+                    cached: None,
                 };
                 let closing =
                     self.send(CoordinatorToAgent::BulkAck(BulkAck::Verified { job, kind: BulkKind::Artifact }));

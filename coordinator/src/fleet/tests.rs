@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustle_engine::engine::{self, CompilationError, TargetFailure};
-use rustle_targets::{BuildRequest, CompilationOptimization, Target, TargetSettings, TemplateId};
+use rustle_targets::{BuildRequest, CachePolicy, CompilationOptimization, Target, TargetSettings, TemplateId};
 use rustle_transport::FleetCa;
 
 use super::*;
@@ -52,6 +52,7 @@ async fn run_one(local: LocalFallback, triple: &str) -> (TargetOutcome, Vec<engi
         optimization: CompilationOptimization::default(),
         deadline: Duration::from_secs(60),
         incremental: false,
+        cache: CachePolicy::Off,
     };
     let outcome = fleet.submit(request, source(), progress).expect("submit");
     let outcome = tokio::time::timeout(Duration::from_secs(30), outcome).await.expect("bounded").expect("reported");

@@ -8,7 +8,7 @@ use rustle_protocol::{
     AgentId, BuildOutcome, BuildRoute, BuildableTarget, CapabilityReport, JobId, LibcReport, LoadAverage, LoadUpdate,
     RejectReason, Sha256Digest, ToolchainReport,
 };
-use rustle_targets::{BuildRequest, CompilationOptimization, Target, TargetSettings, TemplateId};
+use rustle_targets::{BuildRequest, CachePolicy, CompilationOptimization, Target, TargetSettings, TemplateId};
 
 use crate::{
     Action, CancelReason, ConfigError, Dispatch, EventOutcome, Exclusion, Executor, FallbackExecutor, FallbackId,
@@ -80,6 +80,7 @@ pub(crate) fn request(triple: &str) -> BuildRequest {
         optimization: CompilationOptimization::default(),
         deadline: Duration::from_secs(600),
         incremental: false,
+        cache: CachePolicy::Off,
     }
 }
 
