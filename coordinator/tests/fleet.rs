@@ -52,6 +52,9 @@ impl Pki {
         config.fleet.cert = Some(self.fixture.cert_file());
         config.fleet.key = Some(self.fixture.key_file());
         config.fleet.heartbeat_timeout_secs = 3;
+        // These tests are about where builds run: a binary cached by an
+        // earlier test must not answer for the agents.
+        config.binary_cache = false;
         config
     }
 }
@@ -302,7 +305,7 @@ async fn the_cli_says_where_each_target_was_built_and_shows_the_fleet() {
     let config_file = pki.fixture.path().join("rustle.toml");
     let fleet = &config.fleet;
     let text = format!(
-        "[cross_compilation.fleet]\nagents = [{}]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+        "[cross_compilation]\nbinary_cache = false\n\n[cross_compilation.fleet]\nagents = [{}]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
         fleet
             .agents
             .iter()

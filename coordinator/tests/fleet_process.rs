@@ -105,7 +105,8 @@ fn coordinator_config(dir: &Path, agent_addr: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[cross_compilation.fleet]\nagents = [{{ name = \"{AGENT}\", address = \"{agent_addr}\" }}]\n\
+            "[cross_compilation]\nbinary_cache = false\n\n\
+             [cross_compilation.fleet]\nagents = [{{ name = \"{AGENT}\", address = \"{agent_addr}\" }}]\n\
              ca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\nheartbeat_timeout_secs = 4\nconnect_timeout_secs = 30\n",
             ca = s(&dir.join("ca.pem")),
             cert = s(&dir.join("ci.pem")),

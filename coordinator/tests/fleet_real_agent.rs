@@ -62,6 +62,8 @@ fn fleet_config(pki: &CoordinatorPki, agents: &[(&str, SocketAddr)]) -> CrossCom
     config.fleet.cert = Some(pki.cert_file());
     config.fleet.key = Some(pki.key_file());
     config.fleet.connect_timeout_secs = 60;
+    // About where builds run: no binary cached by an earlier test answers.
+    config.binary_cache = false;
     config
 }
 

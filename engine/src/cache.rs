@@ -474,6 +474,9 @@ impl CompilationCache {
             if !entries.iter().any(|(e, _)| e.checksum == oldest.checksum)
                 && let Some(size) = kept.remove(&oldest.checksum)
             {
+                // (A writer storing the same binary right now would find its
+                // entry's blob gone on the next read: a miss, never a wrong binary.)
+                let _ = std::fs::remove_file(self.blob_path(&oldest.checksum));
                 total -= size;
             }
         }
@@ -503,5 +506,284 @@ impl CompilationCache {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rustle_targets::{CompilationOptimization, Target, TargetSettings, TemplateId};
+
+    use super::*;
+    use crate::engine::{BuildJob, BuildRequest};
+    use crate::template::TemplateSource;
+    use crate::toolchain::{ToolchainConfig, ToolchainManager};
+
+    const X86: &str = "x86_64-unknown-linux-gnu";
+
+    fn write_template(dir: &Path, main: &str) {
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            "[package]\nname = \"runner\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("src/main.rs"), main).unwrap();
+    }
+
+    fn request(template: &PreparedTemplate, settings: TargetSettings) -> BuildRequest {
+        BuildRequest {
+            template: template.id.clone(),
+            target: Target::from_triple(X86).unwrap(),
+            settings,
+            optimization: CompilationOptimization::default(),
+            deadline: Duration::from_secs(60),
+            incremental: false,
+            cache: rustle_targets::CachePolicy::Use { max_bytes: 1 << 30 },
+        }
+    }
+
+    /// The key inputs of building the template in `dir` for x86_64 here.
+    async fn inputs_of(
+        toolchains: &ToolchainManager,
+        cache: &Path,
+        dir: &Path,
+        settings: TargetSettings,
+    ) -> CacheKeyInputs {
+        let template = TemplateSource::Dir(dir.to_path_buf()).prepare(&cache.join("templates")).unwrap();
+        let request = request(&template, settings);
+        let plan = toolchains.plan(&request.target, &request.settings).await.unwrap();
+        let job = BuildJob::new(&template, &plan, &request, cache);
+        CacheKeyInputs::of(&template, &plan, &job.cargo_command().unwrap()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_key_follows_content_not_location_time_or_order() {
+        let scratch = tempfile::tempdir().unwrap();
+        let cache = scratch.path().join("cache");
+        let toolchains = ToolchainManager::new(ToolchainConfig { cache_dir: cache.clone(), ..Default::default() });
+        let (a, b) = (scratch.path().join("a"), scratch.path().join("elsewhere/b"));
+        write_template(&a, "fn main() {}\n");
+        write_template(&b, "fn main() {}\n");
+        let key_a = inputs_of(&toolchains, &cache, &a, TargetSettings::default()).await;
+        let key_b = inputs_of(&toolchains, &cache, &b, TargetSettings::default()).await;
+        assert_eq!(key_a.key(), key_b.key(), "another directory, the same key: {key_a:#?}\n{key_b:#?}");
+        assert!(!key_a.cargo_args.iter().any(|a| a.contains(scratch.path().to_str().unwrap())), "{key_a:#?}");
+
+        // A later mtime (and files written in another order) change nothing.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(b.join("src/main.rs"), "fn main() {}\n").unwrap();
+        assert_eq!(inputs_of(&toolchains, &cache, &b, TargetSettings::default()).await.key(), key_a.key());
+
+        // Content, a new file, features and rustflags each do.
+        let base = key_a.key();
+        std::fs::write(b.join("src/main.rs"), "fn main() { println!(); }\n").unwrap();
+        assert_ne!(inputs_of(&toolchains, &cache, &b, TargetSettings::default()).await.key(), base);
+        write_template(&b, "fn main() {}\n");
+        std::fs::write(b.join("src/extra.rs"), "").unwrap();
+        assert_ne!(inputs_of(&toolchains, &cache, &b, TargetSettings::default()).await.key(), base);
+        std::fs::remove_file(b.join("src/extra.rs")).unwrap();
+        assert_eq!(inputs_of(&toolchains, &cache, &b, TargetSettings::default()).await.key(), base);
+        let features = TargetSettings { features: vec!["loud".into()], ..TargetSettings::default() };
+        assert_ne!(inputs_of(&toolchains, &cache, &b, features).await.key(), base);
+        let rustflags = TargetSettings { rustflags: vec!["--cfg=x".into()], ..TargetSettings::default() };
+        assert_ne!(inputs_of(&toolchains, &cache, &b, rustflags).await.key(), base);
+        // cargo's own output under the template is not an input.
+        std::fs::create_dir_all(b.join("target/release")).unwrap();
+        std::fs::write(b.join("target/release/runner"), "binary").unwrap();
+        assert_eq!(inputs_of(&toolchains, &cache, &b, TargetSettings::default()).await.key(), base);
+    }
+
+    #[test]
+    fn every_recorded_input_is_part_of_the_key() {
+        let inputs = CacheKeyInputs {
+            schema: SCHEMA,
+            target: X86.into(),
+            custom_spec_sha256: None,
+            template: vec![TemplateFile { path: "src/main.rs".into(), sha256: "00".into() }],
+            toolchain: ToolchainIdentity {
+                name: "stable".into(),
+                rustc: "rustc 1.95.0 (abc 2026-01-01)".into(),
+                cargo: "cargo 1.95.0".into(),
+                host: X86.into(),
+            },
+            std: "Prebuilt".into(),
+            route: vec!["cc: gcc 12".into()],
+            cargo_args: vec!["cargo".into(), "build".into()],
+            cargo_env: BTreeMap::from([("CARGO_PROFILE_RELEASE_LTO".to_owned(), "true".to_owned())]),
+        };
+        let base = inputs.key();
+        let changed: Vec<CacheKeyInputs> = vec![
+            CacheKeyInputs { schema: SCHEMA + 1, ..inputs.clone() },
+            CacheKeyInputs { target: format!("{X86}.2.17"), ..inputs.clone() },
+            CacheKeyInputs { custom_spec_sha256: Some("11".into()), ..inputs.clone() },
+            CacheKeyInputs {
+                template: vec![TemplateFile { path: "src/main.rs".into(), sha256: "01".into() }],
+                ..inputs.clone()
+            },
+            CacheKeyInputs {
+                toolchain: ToolchainIdentity {
+                    rustc: "rustc 1.95.0 (def 2026-01-01)".into(),
+                    ..inputs.toolchain.clone()
+                },
+                ..inputs.clone()
+            },
+            CacheKeyInputs {
+                toolchain: ToolchainIdentity { cargo: "cargo 1.96.0".into(), ..inputs.toolchain.clone() },
+                ..inputs.clone()
+            },
+            CacheKeyInputs { std: "BuildStd".into(), ..inputs.clone() },
+            CacheKeyInputs { route: vec!["cc: gcc 13".into()], ..inputs.clone() },
+            CacheKeyInputs { cargo_args: vec!["cargo".into(), "zigbuild".into()], ..inputs.clone() },
+            CacheKeyInputs { cargo_env: BTreeMap::new(), ..inputs.clone() },
+        ];
+        for other in changed {
+            assert_ne!(other.key(), base, "{other:#?}");
+        }
+        assert_eq!(inputs.clone().key(), base);
+    }
+
+    /// A real binary of this machine (this test process), as a build would return it.
+    fn binary() -> CompiledBinary {
+        let data = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let target = Target::from_triple(X86).unwrap();
+        CompiledBinary {
+            target: rustle_targets::TargetSpecification::from(target.clone()),
+            file_name: "runner".into(),
+            size: data.len() as u64,
+            checksum: hex(&Sha256::digest(&data)),
+            validation: validate_binary(&data, &target).unwrap(),
+            binary_data: data,
+            compilation_time: Duration::from_secs(3),
+            metadata: CompilationMetadata {
+                toolchain: "stable".into(),
+                rustc_version: "rustc 1.95.0".into(),
+                cargo_version: "cargo 1.95.0".into(),
+                compilation_flags: vec!["--release".into()],
+                dependencies: Vec::new(),
+                features_used: Vec::new(),
+            },
+            cached: None,
+        }
+    }
+
+    fn inputs(n: u32) -> CacheKeyInputs {
+        CacheKeyInputs {
+            schema: SCHEMA,
+            target: X86.into(),
+            custom_spec_sha256: None,
+            template: vec![TemplateFile { path: "src/main.rs".into(), sha256: n.to_string() }],
+            toolchain: ToolchainIdentity { name: "t".into(), rustc: "r".into(), cargo: "c".into(), host: X86.into() },
+            std: "Prebuilt".into(),
+            route: Vec::new(),
+            cargo_args: Vec::new(),
+            cargo_env: BTreeMap::new(),
+        }
+    }
+
+    fn stored_request() -> BuildRequest {
+        BuildRequest {
+            template: TemplateId("runner-0".into()),
+            target: Target::from_triple(X86).unwrap(),
+            settings: TargetSettings::default(),
+            optimization: CompilationOptimization::default(),
+            deadline: Duration::from_secs(60),
+            incremental: false,
+            cache: rustle_targets::CachePolicy::Use { max_bytes: 1 << 30 },
+        }
+    }
+
+    #[test]
+    fn a_stored_binary_comes_back_whole_and_says_it_was_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompilationCache::open(dir.path(), 1 << 30);
+        let built = binary();
+        let key = cache.put(&inputs(1), &built, "local").unwrap();
+        let Lookup::Hit(hit) = cache.get(&key, &stored_request()) else { panic!("a miss") };
+        assert_eq!(hit.binary_data, built.binary_data);
+        assert_eq!((hit.checksum.as_str(), hit.size), (built.checksum.as_str(), built.size));
+        assert_eq!(hit.metadata, built.metadata);
+        assert_eq!(hit.validation, built.validation);
+        let origin = hit.cached.as_ref().expect("marked as cached");
+        assert_eq!((origin.store.as_str(), &origin.key, origin.built_by.as_str()), ("local", &key, "local"));
+        assert!(matches!(cache.get(&inputs(2).key(), &stored_request()), Lookup::Miss));
+        assert_eq!(cache.stats(), CacheStats { entries: 1, blobs: 1, bytes: built.size });
+    }
+
+    #[test]
+    fn a_truncated_or_flipped_binary_is_never_served_and_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompilationCache::open(dir.path(), 1 << 30);
+        let built = binary();
+        for damage in ["truncate", "flip", "entry"] {
+            let key = cache.put(&inputs(1), &built, "local").unwrap();
+            let blob = cache.blob_path(&built.checksum);
+            match damage {
+                "truncate" => {
+                    let data = std::fs::read(&blob).unwrap();
+                    std::fs::write(&blob, &data[..data.len() / 2]).unwrap();
+                }
+                "flip" => {
+                    let mut data = std::fs::read(&blob).unwrap();
+                    data[4096] ^= 0x40;
+                    std::fs::write(&blob, data).unwrap();
+                }
+                _ => std::fs::write(cache.entry_path(&key), "{ not json").unwrap(),
+            }
+            let Lookup::Corrupt { reason } = cache.get(&key, &stored_request()) else { panic!("{damage}: served") };
+            assert!(!reason.is_empty());
+            assert!(matches!(cache.get(&key, &stored_request()), Lookup::Miss), "{damage}: the entry is gone");
+        }
+    }
+
+    #[test]
+    fn the_least_recently_used_go_first_above_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let built = binary();
+        let cache = CompilationCache::open(dir.path(), 1 << 30);
+        let keys: Vec<CacheKey> = (0..3).map(|n| cache.put(&inputs(n), &built, "local").unwrap()).collect();
+        // Three keys, one binary: far under the cap.
+        assert_eq!(cache.stats().blobs, 1);
+        // Each a binary of its own: appending a byte keeps the ELF header.
+        let distinct = |n: u8| {
+            let mut b = built.clone();
+            b.binary_data.push(n);
+            b.size += 1;
+            b.checksum = hex(&Sha256::digest(&b.binary_data));
+            b
+        };
+        let cache = CompilationCache::open(dir.path(), 2 * built.size + 16);
+        cache.clear().unwrap();
+        let old = cache.put(&inputs(10), &distinct(1), "local").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let used = cache.put(&inputs(11), &distinct(2), "local").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(matches!(cache.get(&old, &stored_request()), Lookup::Hit(_)), "using it makes it the newest");
+        std::thread::sleep(Duration::from_millis(20));
+        let new = cache.put(&inputs(12), &distinct(3), "local").unwrap();
+        assert!(matches!(cache.get(&used, &stored_request()), Lookup::Miss), "the least recently used went");
+        assert!(matches!(cache.get(&old, &stored_request()), Lookup::Hit(_)));
+        assert!(matches!(cache.get(&new, &stored_request()), Lookup::Hit(_)));
+        assert!(cache.stats().bytes <= 2 * built.size + 16, "{:?}", cache.stats());
+        drop(keys);
+    }
+
+    #[test]
+    fn writers_of_one_key_at_once_leave_one_valid_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(CompilationCache::open(dir.path(), 1 << 30));
+        let built = Arc::new(binary());
+        let writers: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, built) = (cache.clone(), built.clone());
+                std::thread::spawn(move || cache.put(&inputs(7), &built, "local").unwrap())
+            })
+            .collect();
+        let keys: BTreeSet<CacheKey> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+        assert_eq!(keys.len(), 1);
+        let key = keys.into_iter().next().unwrap();
+        assert!(matches!(cache.get(&key, &stored_request()), Lookup::Hit(_)));
+        assert_eq!(cache.stats(), CacheStats { entries: 1, blobs: 1, bytes: built.size });
     }
 }
