@@ -387,6 +387,9 @@ impl CrossCompilationManager {
         let fleet_error = |reason: String| CompilationError::Fleet { reason };
         let bundle = rustle_engine::bundle::pack_template(template)
             .map_err(|e| fleet_error(format!("failed to pack the template for the build agents: {e}")))?;
+        // A broken fleet configuration is an error even when the cache
+        // answers every target: it would break the next build.
+        let options = FleetOptions::from_config(&self.config.fleet).map_err(|e| fleet_error(e.to_string()))?;
         // The binary cache first: a hit never reaches an agent.
         let store = match self.config.cache_policy() {
             CachePolicy::Use { max_bytes } => Some(CompilationCache::open(&self.cache_dir, max_bytes)),
@@ -435,7 +438,6 @@ impl CrossCompilationManager {
             slots: u32::try_from(self.config.max_parallel_jobs).unwrap_or(u32::MAX),
             builder: self.local_builder(template),
         };
-        let options = FleetOptions::from_config(&self.config.fleet).map_err(|e| fleet_error(e.to_string()))?;
         let fleet = Fleet::start(options, Some(local)).await.map_err(|e| fleet_error(e.to_string()))?;
         let source = BuildSource::new(&template.id, bundle.bytes);
         // Room for the build, the transfers and a retry elsewhere.

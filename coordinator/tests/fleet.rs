@@ -470,3 +470,34 @@ async fn a_fleet_that_cannot_start_is_a_run_error_that_names_the_way_out() {
     assert!(!message.starts_with("fleet:"), "{message}");
     assert!(message.contains(&missing.path().display().to_string()), "names the missing file: {message}");
 }
+
+/// With the binary cache on, an agent's binary is kept under this
+/// machine's key, and the repeat is answered from the cache: it never
+/// reaches the agent (its job count stays where it was).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_target_never_reaches_an_agent() {
+    let pki = Pki::new();
+    let toolchains = toolchains();
+    let x86 = pki.agent(spec("x86-builder", "x86_64", &[X86], Fault::None), &toolchains);
+    let mut config = pki.config(&[("x86-builder", &x86)]);
+    config.binary_cache = true;
+    // Only this test of the suite uses the binary cache: start it empty.
+    CrossCompilationManager::new(config.clone()).expect("manager").binary_cache().clear().expect("clear");
+
+    let first = build(config.clone(), &[X86], None).await;
+    let report = describe(&first[0]);
+    assert_eq!(first[0].executor, Some(agent("x86-builder")), "{report}");
+    let built = first[0].result.as_ref().expect("built");
+    assert!(built.cached.is_none(), "{report}");
+    assert_eq!(x86.accepted.lock().expect("lock").len(), 1);
+
+    let again = build(config, &[X86], None).await;
+    let report = describe(&again[0]);
+    let cached = again[0].result.as_ref().expect("cached");
+    let hit = cached.cached.as_ref().unwrap_or_else(|| panic!("not from the cache: {report}"));
+    assert_eq!((hit.store.as_str(), hit.built_by.as_str()), ("local", "agent x86-builder"), "{report}");
+    assert_eq!(cached.checksum, built.checksum);
+    assert_eq!(cached.binary_data, built.binary_data);
+    assert!(again[0].decisions.is_empty(), "nothing was scheduled: {report}");
+    assert_eq!(x86.accepted.lock().expect("lock").len(), 1, "the agent got no second job");
+}
