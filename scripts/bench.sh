@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark: cold, no-op and one-line-change build times per target, for
+# Benchmark: cold, no-op and one-line-change build times per target (with
+# --no-cache: what driving cargo costs; scripts/bench-cache.sh measures the
+# binary cache), for
 # `rustle-cross build` and for plain cargo running the very same command
 # (`rustle-cross build --print-command`) in its own target dir, in the same
 # run on the same machine. Prints a Markdown table for the README.
@@ -61,11 +63,11 @@ declare -A COLD_R COLD_P NOOP_R NOOP_P CHG_R CHG_P
 for t in "${TARGETS[@]}"; do
   echo "bench: $t" >&2
   script=$(plain_script "$t")
-  COLD_R[$t]=$(elapsed "$RC" build "$TEMPLATE" --target "$t" --out "$BENCH_DIR/out")
+  COLD_R[$t]=$(elapsed "$RC" build "$TEMPLATE" --target "$t" --out "$BENCH_DIR/out" --no-cache)
   COLD_P[$t]=$(elapsed "$script")
   r=(); p=()
   for _ in $(seq $RUNS); do
-    r+=("$(elapsed "$RC" build "$TEMPLATE" --target "$t" --out "$BENCH_DIR/out")")
+    r+=("$(elapsed "$RC" build "$TEMPLATE" --target "$t" --out "$BENCH_DIR/out" --no-cache)")
     p+=("$(elapsed "$script")")
   done
   NOOP_R[$t]=$(median "${r[@]}")
@@ -76,11 +78,11 @@ for t in "${TARGETS[@]}"; do
   for i in $(seq $RUNS); do
     change_line "$t-$i"
     if [ $((i % 2)) = 1 ]; then
-      r+=("$(elapsed "$RC" build "$TEMPLATE" --target "$t" --out "$BENCH_DIR/out")")
+      r+=("$(elapsed "$RC" build "$TEMPLATE" --target "$t" --out "$BENCH_DIR/out" --no-cache)")
       p+=("$(elapsed "$script")")
     else
       p+=("$(elapsed "$script")")
-      r+=("$(elapsed "$RC" build "$TEMPLATE" --target "$t" --out "$BENCH_DIR/out")")
+      r+=("$(elapsed "$RC" build "$TEMPLATE" --target "$t" --out "$BENCH_DIR/out" --no-cache)")
     fi
   done
   CHG_R[$t]=$(median "${r[@]}")
@@ -95,7 +97,7 @@ for t in "${TARGETS[@]}"; do all_args+=(--target "$t"); done
 "$RC" build "$TEMPLATE" "${all_args[@]}" --out "$BENCH_DIR/out" >/dev/null 2>&1
 for t in "${TARGETS[@]}"; do "$BENCH_DIR/plain-$t.sh" >/dev/null 2>&1; done
 r=()
-for _ in $(seq $RUNS); do r+=("$(elapsed "$RC" build "$TEMPLATE" "${all_args[@]}" --out "$BENCH_DIR/out")"); done
+for _ in $(seq $RUNS); do r+=("$(elapsed "$RC" build "$TEMPLATE" "${all_args[@]}" --out "$BENCH_DIR/out" --no-cache)"); done
 ALL_NOOP_R=$(median "${r[@]}")
 SUM_NOOP_P=0; SUM_CHG_R=0; SUM_CHG_P=0
 for t in "${TARGETS[@]}"; do
