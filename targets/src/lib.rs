@@ -6,11 +6,15 @@
 //! `rustle-build`.
 
 mod optimization;
+mod packages;
 mod rules;
 mod spec;
 
 pub use optimization::{
     CompilationOptimization, LtoMode, OptimizationError, OptimizationLevel, PanicStrategy, StripMode,
+};
+pub use packages::{
+    BUILD_HOST_LINE, BUILD_HOST_PACKAGES, MULTIARCH_STD_PACKAGE, debian_packages, debian_packages_file,
 };
 pub use rules::{LinkerRoute, RULES, RunnerRoute, TargetRule, rule_for, rule_for_build};
 pub use spec::{
