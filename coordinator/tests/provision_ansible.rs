@@ -1,4 +1,4 @@
-//! The Ansible role and playbooks (`ansible/`) against real hosts: lint and syntax checks; the service definitions rendered and linted; the controller building rustle-agent once per triple; and a converge over SSH (an sshd test host from scripts/start-sshd.sh) after which the agent serves `fleet status` and `build --inventory`, restarts once on a changed variable and leaves nothing behind when removed.
+//! The Ansible role and playbooks (`ansible/`) against real hosts: lint and syntax checks; the service definitions rendered and linted; the controller building rustle-agent once per triple; and a converge over SSH (an sshd test host from scripts/start-sshd.sh) after which the agent serves `fleet status` and `build --inventory`, restarts once on a changed variable or rotated certificates and leaves nothing behind when removed.
 //!
 //! Ansible comes from scripts/setup-ansible.sh (a venv with ansible-core and
 //! ansible-lint); `RUSTLE_SKIP_ANSIBLE_TESTS=1` skips these tests, and says so.
@@ -551,15 +551,29 @@ fn converge_over_ssh_then_build_through_the_agent_then_remove_it() {
     );
     assert!(more_jobs.status.success());
     assert_eq!(host.agent_starts(), 2, "max jobs changed: the agent restarted exactly once");
-    let restarted = host.agent_pid();
-    assert_ne!(restarted, agent_pid);
+    assert_ne!(host.agent_pid(), agent_pid);
     wait_until_gone(agent_pid, Duration::from_secs(10));
     let status = rustle_cross(&["fleet", "status", "--inventory", s(&inventory), "--json"]);
     assert_eq!(json(&status)["agents"][0]["capabilities"]["max_concurrent_jobs"], 3);
 
-    // 6. Removed: no file, user, group or process left.
+    // 6. Rotation: new certificates on the controller and the host, one restart, and the fleet still connects.
+    let rotate = playbook(
+        &ansible,
+        &["-i", s(&inventory), "--limit", "agent1", "ansible/playbooks/rotate-certificates.yml"],
+        &[],
+    );
+    assert!(rotate.status.success());
+    let rotated = std::fs::read(&cert).expect("cert");
+    assert_ne!(rotated, issued, "the rotate playbook re-issues a valid certificate");
+    assert_eq!(std::fs::read(host.path("etc/agent.pem")).expect("installed cert"), rotated);
+    assert_eq!(host.agent_starts(), 3, "rotation restarted the agent exactly once");
+    let status = rustle_cross(&["fleet", "status", "--inventory", s(&inventory), "--json"]);
+    assert_eq!(json(&status)["agents"][0]["connection"]["state"], "connected", "the rotated certificates work");
+
+    // 7. Removed: no file, user, group or process left.
     let supervisor = std::fs::read_to_string(host.path("run/supervisor.pid")).expect("supervisor pid");
     let supervisor: u32 = supervisor.trim().parse().expect("pid");
+    let restarted = host.agent_pid();
     let remove =
         playbook(&ansible, &["-i", s(&inventory), "--limit", "agent1", "ansible/playbooks/remove-agents.yml"], &[]);
     assert!(remove.status.success());
