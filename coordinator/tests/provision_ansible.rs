@@ -601,3 +601,26 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     found
 }
+
+#[test]
+fn build_agents_without_a_coordinator_certificate_name_the_way_out() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let inventory = work.path().join("hosts.ini");
+    std::fs::write(&inventory, "[build_agents]\narm1 ansible_host=10.0.0.5 rustle_agent_port=9000\n\n[web]\nweb1 rustle_target_triple=x86_64-unknown-linux-gnu\n")
+        .expect("inventory");
+    let template = work.path().join("template");
+    for args in [
+        vec!["build", s(&template), "--inventory", s(&inventory)],
+        vec!["fleet", "status", "--inventory", s(&inventory)],
+    ] {
+        let out = common::rustle_cross(&args);
+        let said = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        assert!(said.contains("build_agents") && said.contains("fleet.ca") && said.contains("provision"), "{said}");
+    }
+    let empty = work.path().join("web-only.ini");
+    std::fs::write(&empty, "[web]\nweb1\n").expect("inventory");
+    let out = common::rustle_cross(&["fleet", "status", "--inventory", s(&empty)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no agents configured"), "{}", stderr(&out));
+}
