@@ -404,6 +404,13 @@ fn sshd_host(dir: &Path) -> Option<u16> {
 #[test]
 fn converge_over_ssh_then_build_through_the_agent_then_remove_it() {
     let Some(ansible) = ansible() else { return };
+    let uid = Command::new("id").arg("-u").output().expect("id -u");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "the converge test needs root (the role creates a system user over SSH as root); run the tests as root, \
+         or skip it with {SKIP_SSH}=1"
+    );
     let root = tempfile::Builder::new().prefix("rustle-provision-").tempdir().expect("tempdir");
     // The agent's user must be able to reach its files under it.
     std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
