@@ -320,10 +320,12 @@ fn the_controller_builds_the_agent_once_per_triple() {
     assert!(header.starts_with(b"\x7fELF") && header.get(18..20) == Some(&[183, 0][..]), "not an aarch64 ELF");
 }
 
-/// The converge's host paths, user and ports, and the clean-up when the test ends early.
+/// The converge's host paths, user and sshd, and the clean-up when the test ends.
 struct TestHost {
     root: tempfile::TempDir,
     user: String,
+    /// The sshd test host's directory: one per target dir, reused by the next run.
+    ssh_dir: PathBuf,
 }
 
 impl TestHost {
@@ -348,7 +350,9 @@ impl TestHost {
 
 impl Drop for TestHost {
     fn drop(&mut self) {
-        // Only after a failure is anything left; the test removes it otherwise.
+        let _ =
+            Command::new("bash").arg(repo().join("scripts/start-sshd.sh")).arg("--stop").arg(&self.ssh_dir).output();
+        // Only after a failure is anything else left; the test removes it otherwise.
         if self.supervisor().exists() {
             let _ = Command::new(self.supervisor()).arg("stop").output();
         }
@@ -414,8 +418,8 @@ fn converge_over_ssh_then_build_through_the_agent_then_remove_it() {
     let root = tempfile::Builder::new().prefix("rustle-provision-").tempdir().expect("tempdir");
     // The agent's user must be able to reach its files under it.
     std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let host = TestHost { root, user: format!("rustle-test-{}", std::process::id()) };
-    let ssh_dir = host.root.path().join("ssh");
+    let ssh_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rustle-provision-sshd");
+    let host = TestHost { root, user: format!("rustle-test-{}", std::process::id()), ssh_dir: ssh_dir.clone() };
     let Some(ssh_port) = sshd_host(&ssh_dir) else { return };
     let agent_binary = built_agent_binary();
     let agent_port = free_udp_port();
