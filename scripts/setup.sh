@@ -4,9 +4,16 @@
 # package degrades one target, never the whole set-up: the summary at the end
 # says what is there and `rustle-cross targets` says what each target lacks.
 #
+# Which Debian packages each target needs comes from
+# scripts/packages/debian.txt, generated from the rules table
+# (`rustle-cross targets --packages`) and also read by the Ansible role
+# (ansible/roles/rustle_agent): one list, not two copies. This script runs
+# before anything is compiled, so it reads the checked-in file.
+#
 # Usage: scripts/setup.sh [--minimal]
 #   --minimal   only the host toolchain pieces (no foreign arches, no wine)
 # Env: RUSTLE_TOOLS_DIR (default /opt/rustle-tools) holds the zig venv.
+#      RUSTLE_PACKAGES_FILE (default scripts/packages/debian.txt beside this script).
 set -uo pipefail
 
 TOOLS_DIR="${RUSTLE_TOOLS_DIR:-/opt/rustle-tools}"
@@ -17,11 +24,6 @@ export DEBIAN_FRONTEND=noninteractive
 log() { printf '[setup] %s\n' "$*" >&2; }
 SUMMARY=()
 note() { SUMMARY+=("$*"); }
-
-if [ "$(id -u)" != 0 ]; then
-  log "needs root (apt-get, dpkg --add-architecture); run it as root or with sudo"
-  exit 1
-fi
 
 retry() { # retry N cmd...
   local n=$1; shift; local i
@@ -52,45 +54,83 @@ apt_install() {
   return $failed
 }
 
+# The packages file: `build-host PACKAGE...`, then `TRIPLE PACKAGE...` per
+# target; PACKAGE:ARCH is a multiarch package of a foreign architecture.
+PACKAGES_FILE="${RUSTLE_PACKAGES_FILE:-$(cd "$(dirname "$0")" && pwd)/packages/debian.txt}"
+if [ ! -r "$PACKAGES_FILE" ]; then
+  log "ERROR: the packages list $PACKAGES_FILE is missing or unreadable;"
+  log "restore it from git, or regenerate it: rustle-cross targets --packages > scripts/packages/debian.txt"
+  exit 1
+fi
+BUILD_HOST=()
+TARGET_NAMES=()
+declare -A TARGET_PACKAGES=()
+MULTIARCH=()
+while read -r name rest; do
+  case "$name" in '' | '#'*) continue ;; esac
+  if [ "$name" = build-host ]; then
+    read -r -a BUILD_HOST <<<"$rest"
+    continue
+  fi
+  TARGET_NAMES+=("$name")
+  plain=()
+  for p in $rest; do
+    case "$p" in
+      *:*) [[ " ${MULTIARCH[*]} " == *" $p "* ]] || MULTIARCH+=("$p") ;;
+      *) plain+=("$p") ;;
+    esac
+  done
+  TARGET_PACKAGES[$name]="${plain[*]}"
+done <"$PACKAGES_FILE"
+target_package_count=0
+for t in "${TARGET_NAMES[@]}"; do
+  [ -n "${TARGET_PACKAGES[$t]}" ] && target_package_count=$((target_package_count + 1))
+done
+# Packages already installed here would hide a broken parse: refuse loudly.
+if [ ${#BUILD_HOST[@]} -eq 0 ] || [ $target_package_count -eq 0 ] || [ ${#MULTIARCH[@]} -eq 0 ]; then
+  log "ERROR: $PACKAGES_FILE parsed to nothing usable (build-host packages: ${#BUILD_HOST[@]},"
+  log "targets with packages: $target_package_count, multiarch packages: ${#MULTIARCH[@]});"
+  log "regenerate it: rustle-cross targets --packages > scripts/packages/debian.txt"
+  exit 1
+fi
+
+if [ "$(id -u)" != 0 ]; then
+  log "needs root (apt-get, dpkg --add-architecture); run it as root or with sudo"
+  exit 1
+fi
+
 log "apt-get update"
 apt_update || log "apt-get update failed; trying with the lists we have"
 
 # Host pieces: Debian's rustc-web (a second toolchain with multiarch std and a
-# matching rust-src for build-std), C toolchains, runners.
-BASE=(rustc-web cargo-web rust-web-src build-essential pkg-config file
-  qemu-user libc6-i386 lib32gcc-s1 python3-venv openssh-client bc)
-apt_install "${BASE[@]}" && note "base: ok (rustc-web, rust-web-src, qemu-user)" || note "base: some packages missing"
+# matching rust-src for build-std) and a C toolchain (the packages file's
+# build-host line), plus what this project's runs and tests use here.
+BASE=("${BUILD_HOST[@]}" file qemu-user libc6-i386 lib32gcc-s1 python3-venv openssh-client bc)
+apt_install "${BASE[@]}" && note "base: ok (${BUILD_HOST[*]}, qemu-user)" || note "base: some packages missing"
 
 if [ $MINIMAL = 0 ]; then
-  # Cross C compilers and libcs from the main archive (no foreign arch needed).
-  declare -A CROSS=(
-    [aarch64]="gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
-    [armhf]="gcc-arm-linux-gnueabihf libc6-dev-armhf-cross"
-    [i686]="gcc-i686-linux-gnu libc6-dev-i386-cross"
-    [ppc64el]="gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross"
-    [s390x]="gcc-s390x-linux-gnu libc6-dev-s390x-cross"
-    [riscv64]="gcc-riscv64-linux-gnu libc6-dev-riscv64-cross"
-    [mingw]="gcc-mingw-w64-x86-64"
-    [wine]="wine64"
-  )
-  for k in "${!CROSS[@]}"; do
+  # Cross C compilers, libcs and runners from the main archive (no foreign
+  # arch needed), per target; one target's missing package loses only it.
+  for t in "${TARGET_NAMES[@]}"; do
+    [ -n "${TARGET_PACKAGES[$t]}" ] || continue
     # shellcheck disable=SC2086
-    if apt_install ${CROSS[$k]}; then note "$k: ok"; else note "$k: MISSING (${CROSS[$k]})"; fi
+    if apt_install ${TARGET_PACKAGES[$t]}; then note "$t: ok"; else note "$t: MISSING (${TARGET_PACKAGES[$t]})"; fi
   done
 
   # Prebuilt std for foreign arches (multiarch). A foreign arch whose index
   # cannot be fetched is removed again so later apt runs stay clean; those
   # targets fall back to build-std.
-  for arch in arm64 armhf i386 ppc64el; do
-    if dpkg-query -W -f='${Status}' "libstd-rust-web-dev:$arch" 2>/dev/null | grep -q 'install ok installed'; then
+  for entry in "${MULTIARCH[@]}"; do
+    arch=${entry##*:}
+    if dpkg-query -W -f='${Status}' "$entry" 2>/dev/null | grep -q 'install ok installed'; then
       note "std:$arch: ok (multiarch)"; continue
     fi
     dpkg --add-architecture "$arch"
-    if apt_update && apt_install "libstd-rust-web-dev:$arch"; then
+    if apt_update && apt_install "$entry"; then
       note "std:$arch: ok (multiarch)"
     else
-      log "multiarch std for $arch unavailable; that target uses build-std"
-      apt-get remove -y -qq "libstd-rust-web-dev:$arch" "libc6:$arch" >/dev/null 2>&1
+      log "multiarch $entry unavailable; that target uses build-std"
+      apt-get remove -y -qq "$entry" "libc6:$arch" >/dev/null 2>&1
       dpkg --remove-architecture "$arch" 2>/dev/null
       note "std:$arch: build-std (multiarch index unavailable)"
     fi

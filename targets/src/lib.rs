@@ -7,6 +7,7 @@
 
 mod arch;
 mod optimization;
+mod packages;
 mod request;
 mod rules;
 mod spec;
@@ -15,6 +16,9 @@ mod specification;
 pub use arch::{ARCHITECTURE_NAMES, ArchitectureNames};
 pub use optimization::{
     CompilationOptimization, LtoMode, OptimizationError, OptimizationLevel, PanicStrategy, StripMode,
+};
+pub use packages::{
+    BUILD_HOST_LINE, BUILD_HOST_PACKAGES, MULTIARCH_STD_PACKAGE, debian_packages, debian_packages_file,
 };
 pub use request::{BuildRequest, CachePolicy, TemplateId};
 pub use rules::{LinkerRoute, RULES, RunnerRoute, TargetRule, rule_for, rule_for_build};

@@ -124,6 +124,16 @@ pub fn wait_until_gone(pid: u32, limit: Duration) {
     }
 }
 
+/// Whether `variable=1` asks to skip the `suite` tests (an environment the
+/// project's scripts start); prints the skip so it is never silent.
+pub fn skip_requested(variable: &str, suite: &str) -> bool {
+    let skip = std::env::var(variable).is_ok_and(|v| v == "1");
+    if skip {
+        eprintln!("SKIPPED: {suite} tests skipped because {variable}=1");
+    }
+    skip
+}
+
 /// Whether `RUSTLE_SKIP_CROSS_TOOLS=1` asks to skip tests whose tools are missing.
 pub fn skipping_missing_cross_tools() -> bool {
     std::env::var(SKIP_CROSS_TOOLS).is_ok_and(|v| v == "1")

@@ -227,6 +227,134 @@ impl FleetCa {
     }
 }
 
+/// Whether a certificate already on disk can be kept instead of issuing a
+/// new one (what `rustle-cross ca issue --keep-valid` decides).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reuse {
+    /// It was issued by this CA for the same names, its key matches, and it
+    /// stays valid long enough.
+    Keep {
+        /// When it expires.
+        not_after: OffsetDateTime,
+    },
+    /// It must be (re-)issued.
+    Reissue {
+        /// Why, e.g. "no certificate at ...", "it expires in 3 days".
+        reason: String,
+    },
+}
+
+impl FleetCa {
+    /// Whether the bundle in `files` is a certificate this CA issued for the
+    /// agent `name` (and every one of `sans`), whose key is beside it, and
+    /// which stays valid for at least `min_remaining`.
+    pub fn reusable_agent(
+        &self,
+        files: &CertFiles,
+        name: &str,
+        sans: &[String],
+        min_remaining: std::time::Duration,
+    ) -> Reuse {
+        let mut names = vec![name.to_owned()];
+        names.extend(sans.iter().cloned());
+        self.reusable(files, &names, ExtendedKeyUsagePurpose::ServerAuth, min_remaining)
+    }
+
+    /// Like [`reusable_agent`](Self::reusable_agent), for a coordinator certificate.
+    pub fn reusable_coordinator(&self, files: &CertFiles, name: &str, min_remaining: std::time::Duration) -> Reuse {
+        self.reusable(files, &[name.to_owned()], ExtendedKeyUsagePurpose::ClientAuth, min_remaining)
+    }
+
+    fn reusable(
+        &self,
+        files: &CertFiles,
+        names: &[String],
+        usage: ExtendedKeyUsagePurpose,
+        min_remaining: std::time::Duration,
+    ) -> Reuse {
+        let min_remaining = Duration::try_from(min_remaining).unwrap_or(Duration::MAX);
+        match self.check_reusable(files, names, usage, min_remaining) {
+            Ok(not_after) => Reuse::Keep { not_after },
+            Err(reason) => Reuse::Reissue { reason },
+        }
+    }
+
+    fn check_reusable(
+        &self,
+        files: &CertFiles,
+        names: &[String],
+        usage: ExtendedKeyUsagePurpose,
+        min_remaining: Duration,
+    ) -> Result<OffsetDateTime, String> {
+        let read =
+            |path: &Path| fs::read_to_string(path).map_err(|error| format!("cannot read {}: {error}", path.display()));
+        let (cert_pem, key_pem, ca_pem) = (read(&files.cert)?, read(&files.key)?, read(&files.ca)?);
+        if ca_pem.trim() != self.cert_pem.trim() {
+            return Err(format!("{} is not this fleet CA's certificate", files.ca.display()));
+        }
+        let unusable = |error: String| format!("{} is unusable: {error}", files.cert.display());
+        let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| unusable(e.to_string()))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| unusable(e.to_string()))?;
+        let ca_der = CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).map_err(|e| unusable(e.to_string()))?;
+        let (_, ca) = x509_parser::parse_x509_certificate(&ca_der).map_err(|e| unusable(e.to_string()))?;
+        if cert.issuer() != ca.subject() {
+            return Err(format!("{} was issued by another CA ({})", files.cert.display(), cert.issuer()));
+        }
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| format!("{} is unusable: {e}", files.key.display()))?;
+        if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            return Err(format!("{} is not the key of {}", files.key.display(), files.cert.display()));
+        }
+        let wanted_usage = match usage {
+            ExtendedKeyUsagePurpose::ClientAuth => "client",
+            _ => "server",
+        };
+        let has_usage = cert.extended_key_usage().ok().flatten().is_some_and(|eku| match usage {
+            ExtendedKeyUsagePurpose::ClientAuth => eku.value.client_auth,
+            _ => eku.value.server_auth,
+        });
+        if !has_usage {
+            return Err(format!("{} is not a {wanted_usage} certificate", files.cert.display()));
+        }
+        let present: Vec<String> = cert
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|sans| {
+                sans.value
+                    .general_names
+                    .iter()
+                    .filter_map(|general| match general {
+                        x509_parser::extensions::GeneralName::DNSName(dns) => Some(dns.to_ascii_lowercase()),
+                        x509_parser::extensions::GeneralName::IPAddress(bytes) => match bytes.len() {
+                            4 => <[u8; 4]>::try_from(*bytes).ok().map(|b| IpAddr::from(b).to_string()),
+                            16 => <[u8; 16]>::try_from(*bytes).ok().map(|b| IpAddr::from(b).to_string()),
+                            _ => None,
+                        },
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for name in names {
+            let wanted = name.parse::<IpAddr>().map_or_else(|_| name.to_ascii_lowercase(), |ip| ip.to_string());
+            if !present.contains(&wanted) {
+                return Err(format!("{} does not name {name} (it names {})", files.cert.display(), present.join(", ")));
+            }
+        }
+        let not_after = cert.validity().not_after.to_datetime();
+        let remaining = not_after - OffsetDateTime::now_utc();
+        if remaining < min_remaining {
+            return Err(format!(
+                "{} expires in {} days (at {not_after}), within the {} days asked for",
+                files.cert.display(),
+                remaining.whole_days(),
+                min_remaining.whole_days()
+            ));
+        }
+        Ok(not_after)
+    }
+}
+
 /// One SAN for `name`, refusing names TLS peers could not be dialled or matched by.
 fn san(name: &str) -> Result<SanType, CaError> {
     let invalid = |reason: String| CaError::InvalidName { name: name.to_owned(), reason };
@@ -394,6 +522,33 @@ mod tests {
         let names: Vec<String> = sans.value.general_names.iter().map(|name| name.to_string()).collect();
         assert_eq!(names, ["DNSName(builder-1)", "DNSName(build1.example.org)", "IPAddress(0a:00:00:07)"]);
         assert!(format!("{bundle:?}").contains("<redacted>"));
+    }
+
+    #[test]
+    fn a_valid_certificate_is_kept_and_anything_else_reissued() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = FleetCa::generate().expect("CA");
+        let files = CertFiles::in_dir(dir.path(), "builder-1");
+        let keep = |reuse: Reuse| matches!(reuse, Reuse::Keep { .. });
+        let month = std::time::Duration::from_secs(30 * 86_400);
+        let reason = |reuse: Reuse| match reuse {
+            Reuse::Reissue { reason } => reason,
+            Reuse::Keep { .. } => panic!("kept"),
+        };
+        assert!(reason(ca.reusable_agent(&files, "builder-1", &[], month)).contains("cannot read"));
+        ca.issue_agent("builder-1", &["10.0.0.7".into()])
+            .expect("issued")
+            .write_to(dir.path(), "builder-1")
+            .expect("written");
+        assert!(keep(ca.reusable_agent(&files, "builder-1", &["10.0.0.7".into()], month)));
+        assert!(reason(ca.reusable_agent(&files, "builder-1", &["10.0.0.8".into()], month)).contains("10.0.0.8"));
+        assert!(reason(ca.reusable_agent(&files, "builder-1", &[], month * 40)).contains("expires in"));
+        assert!(reason(ca.reusable_coordinator(&files, "builder-1", month)).contains("not a client certificate"));
+        let other = FleetCa::generate().expect("other CA");
+        assert!(reason(other.reusable_agent(&files, "builder-1", &[], month)).contains("not this fleet CA"));
+        let stranger = other.issue_agent("builder-1", &[]).expect("issued");
+        std::fs::write(&files.cert, &stranger.cert_pem).expect("overwrite");
+        assert!(reason(ca.reusable_agent(&files, "builder-1", &[], month)).contains("another CA"));
     }
 
     #[test]

@@ -42,7 +42,7 @@ mod tls;
 use std::time::Duration;
 
 pub use bulk::{BulkIncoming, BulkSender};
-pub use ca::{CaError, CertBundle, CertFiles, FleetCa};
+pub use ca::{CaError, CertBundle, CertFiles, FleetCa, Reuse};
 pub use connection::Connection;
 pub use control::{ControlReceiver, ControlSender, ControlStream};
 pub use endpoint::{AgentListener, AllowedCoordinators, CoordinatorDialer, IncomingConnection};

@@ -14,7 +14,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rustle_cross::build::{
     BinaryReport, BuildEvent, CompilationError, CompiledBinary, RunnerError, TargetFailure, TemplateSource, run_binary,
 };
-use rustle_cross::detect::TargetPlan;
+use rustle_cross::detect::{ParsedInventory, TargetPlan};
 use rustle_cross::manager::local_executor;
 use rustle_cross::targets::{
     CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, TargetSpecification,
@@ -195,14 +195,24 @@ pub async fn run(mut config: CrossCompilationConfig, args: BuildArgs, verbose: b
     if args.no_cache {
         config.binary_cache = false;
     }
+    // One inventory describes both the hosts to build for and, in its
+    // `build_agents` group (fleet.inventory_group), the agents to build on.
+    let inventory = match &args.inventory {
+        Some(path) => {
+            let parsed = ParsedInventory::load(path)?;
+            super::fleet::add_inventory_agents(&mut config, path, &parsed)?;
+            Some((path, parsed))
+        }
+        None => None,
+    };
     let manager = CrossCompilationManager::new(config)?;
     let toolchains = manager.setup_environment().await?;
     let source = TemplateSource::Dir(args.template.clone());
     let optimization = args.optimization();
 
     let mut plan = None;
-    let targets = if let Some(inventory) = &args.inventory {
-        let detected = super::detect::plan(&manager, inventory, &args.inventory_options).await?;
+    let targets = if let Some((inventory, parsed)) = inventory {
+        let detected = super::detect::plan(&manager, inventory, parsed, &args.inventory_options).await?;
         if let Some(refusal) = super::detect::refuse_empty(&detected, inventory, &args.inventory_options) {
             eprintln!("error: {refusal}");
             return Ok(ExitCode::from(1));

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use rustle_transport::FleetCa;
+use rustle_transport::ca::Reuse;
+use rustle_transport::{CertFiles, FleetCa};
 
 /// Arguments of `rustle-cross ca`.
 #[derive(Args)]
@@ -44,6 +45,14 @@ struct IssueArgs {
     /// Where to write `NAME.pem`, `NAME-key.pem` and `ca.pem` (default: --dir).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Keep the certificate already in --out when this CA issued it for the
+    /// same name and SANs, its key is beside it and it stays valid for
+    /// --renew-within-days more days; prints `kept` instead of `issued`.
+    #[arg(long)]
+    keep_valid: bool,
+    /// With --keep-valid: re-issue a certificate that expires within this many days.
+    #[arg(long, default_value_t = 30, requires = "keep_valid")]
+    renew_within_days: u32,
 }
 
 /// `~/.config/rustle-cross/ca` (or under `$XDG_CONFIG_HOME`).
@@ -68,12 +77,31 @@ pub fn run(args: CaArgs) -> anyhow::Result<ExitCode> {
         CaCommand::Issue(issue) => {
             let ca = FleetCa::load(&issue.dir)
                 .with_context(|| format!("failed to load the fleet CA from {}", issue.dir.display()))?;
+            let out = issue.out.clone().unwrap_or_else(|| issue.dir.clone());
+            if issue.keep_valid {
+                let min_remaining = std::time::Duration::from_secs(u64::from(issue.renew_within_days) * 86_400);
+                let (name, reuse) = match (&issue.agent, &issue.coordinator) {
+                    (Some(name), _) => {
+                        (name, ca.reusable_agent(&CertFiles::in_dir(&out, name), name, &issue.sans, min_remaining))
+                    }
+                    (None, Some(name)) => {
+                        (name, ca.reusable_coordinator(&CertFiles::in_dir(&out, name), name, min_remaining))
+                    }
+                    (None, None) => anyhow::bail!("pass --agent NAME or --coordinator NAME"),
+                };
+                match reuse {
+                    Reuse::Keep { not_after } => {
+                        println!("kept valid certificate for {name} (expires {not_after})");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    Reuse::Reissue { reason } => println!("re-issuing the certificate for {name}: {reason}"),
+                }
+            }
             let (role, name, bundle) = match (&issue.agent, &issue.coordinator) {
                 (Some(name), _) => ("agent", name, ca.issue_agent(name, &issue.sans)?),
                 (None, Some(name)) => ("coordinator", name, ca.issue_coordinator(name)?),
                 (None, None) => anyhow::bail!("pass --agent NAME or --coordinator NAME"),
             };
-            let out = issue.out.unwrap_or(issue.dir);
             let files = bundle.write_to(&out, name)?;
             println!("issued {role} certificate for {name}");
             println!("  certificate: {}", files.cert.display());

@@ -47,16 +47,17 @@ pub struct DetectArgs {
     json: bool,
 }
 
-/// Detects the plan for an inventory.
+/// Detects the plan for an inventory loaded from `inventory` (`--limit` applies here).
 pub async fn plan(
     manager: &CrossCompilationManager,
     inventory: &Path,
+    parsed: ParsedInventory,
     args: &InventoryArgs,
 ) -> anyhow::Result<TargetPlan> {
-    let mut parsed = ParsedInventory::load(inventory)?;
-    if let Some(pattern) = &args.limit {
-        parsed = parsed.limit(pattern)?;
-    }
+    let parsed = match &args.limit {
+        Some(pattern) => parsed.limit(pattern)?,
+        None => parsed,
+    };
     let options = DetectOptions {
         fact_cache_dir: args.facts.clone(),
         probe: args.probe,
@@ -91,7 +92,8 @@ pub fn accept(plan: &TargetPlan, args: &InventoryArgs) -> bool {
 /// (unless allowed).
 pub async fn run(config: CrossCompilationConfig, args: DetectArgs) -> anyhow::Result<ExitCode> {
     let manager = CrossCompilationManager::new(config)?;
-    let plan = plan(&manager, &args.inventory, &args.options).await?;
+    let parsed = ParsedInventory::load(&args.inventory)?;
+    let plan = plan(&manager, &args.inventory, parsed, &args.options).await?;
     if let Some(refusal) = refuse_empty(&plan, &args.inventory, &args.options) {
         eprintln!("error: {refusal}");
         return Ok(ExitCode::from(1));

@@ -1,10 +1,12 @@
 //! `rustle-cross fleet status`: connects to the configured agents and shows each one's capabilities, load and running jobs.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use rustle_cross::CrossCompilationConfig;
+use rustle_cross::detect::ParsedInventory;
 use rustle_cross::fleet::{AgentView, ConnectionState, Fleet, FleetOptions};
 
 use super::table::Table;
@@ -23,16 +25,48 @@ enum FleetCommand {
         /// Machine-readable output on stdout.
         #[arg(long)]
         json: bool,
+        /// Also dial the hosts of this inventory's `build_agents` group
+        /// (fleet.inventory_group), at `ansible_host` and `rustle_agent_port`.
+        #[arg(long, short = 'i')]
+        inventory: Option<PathBuf>,
     },
+}
+
+/// Adds the agents of `parsed`'s build-agent group to the fleet; once any
+/// agent is configured, the coordinator's certificate must be too.
+pub fn add_inventory_agents(
+    config: &mut CrossCompilationConfig,
+    path: &Path,
+    parsed: &ParsedInventory,
+) -> anyhow::Result<()> {
+    let added = config
+        .fleet
+        .add_inventory_agents(parsed)
+        .with_context(|| format!("failed to read the build agents of {}", path.display()))?;
+    if added > 0 {
+        config.fleet.validate().with_context(|| {
+            format!(
+                "{} lists {added} build agent(s) in its `{}` group; set fleet.ca, fleet.cert and fleet.key in the \
+                 config file (--config) to dial them (the provision playbook writes such a file)",
+                path.display(),
+                config.fleet.inventory_group
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Runs the command. Exit code 1 when an agent is not connected (unreachable,
 /// or it refused the handshake: the STATE column says which).
-pub async fn run(config: CrossCompilationConfig, args: FleetArgs) -> anyhow::Result<ExitCode> {
-    let FleetCommand::Status { json } = args.command;
+pub async fn run(mut config: CrossCompilationConfig, args: FleetArgs) -> anyhow::Result<ExitCode> {
+    let FleetCommand::Status { json, inventory } = args.command;
+    if let Some(path) = &inventory {
+        let parsed = ParsedInventory::load(path)?;
+        add_inventory_agents(&mut config, path, &parsed)?;
+    }
     anyhow::ensure!(
         config.fleet.is_enabled(),
-        "no agents configured: add `[cross_compilation.fleet]` with `agents = [{{ name = \"...\", address = \"host:port\" }}]` to the config file"
+        "no agents configured: add `[cross_compilation.fleet]` with `agents = [{{ name = \"...\", address = \"host:port\" }}]` to the config file, or pass --inventory with a `build_agents` group"
     );
     let options = FleetOptions::from_config(&config.fleet)?;
     let fleet = Fleet::start(options, None).await.context("failed to start the fleet")?;

@@ -20,6 +20,10 @@ pub struct TargetsArgs {
     /// Only these targets (default: every supported target).
     #[arg(long = "target", short = 't')]
     targets: Vec<String>,
+    /// Print the Debian packages each target needs (from the rules table),
+    /// in the format of `scripts/packages/debian.txt`, and exit.
+    #[arg(long, conflicts_with_all = ["json", "targets"])]
+    packages: bool,
 }
 
 /// Every report for the supported targets (or the named ones).
@@ -38,6 +42,11 @@ pub async fn reports(manager: &CrossCompilationManager, names: &[String]) -> any
 
 /// Runs the command.
 pub async fn run(config: CrossCompilationConfig, args: TargetsArgs) -> anyhow::Result<ExitCode> {
+    if args.packages {
+        // Pure: the table, not this machine (setup.sh and the Ansible role read it).
+        print!("{}", rustle_cross::targets::debian_packages_file());
+        return Ok(ExitCode::SUCCESS);
+    }
     let manager = CrossCompilationManager::new(config)?;
     manager.setup_environment().await?;
     let reports = reports(&manager, &args.targets).await?;

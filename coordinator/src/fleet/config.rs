@@ -109,6 +109,23 @@ impl FleetConfig {
         Ok(agents)
     }
 
+    /// Adds the agents of `inventory_group` in `inventory` (see
+    /// [`agents_from_inventory`](Self::agents_from_inventory)) to `agents`,
+    /// leaving out names already listed (a listed agent wins). This is how
+    /// `rustle-cross build --inventory` and embedders building for an
+    /// inventory use the same inventory's build agents. Returns how many
+    /// were added; an inventory without that group adds none.
+    pub fn add_inventory_agents(&mut self, inventory: &ParsedInventory) -> Result<usize, FleetConfigError> {
+        let listed = self.agents_from_inventory(inventory)?;
+        let before = self.agents.len();
+        for agent in listed {
+            if !self.agents.iter().any(|known| known.name == agent.name) {
+                self.agents.push(agent);
+            }
+        }
+        Ok(self.agents.len() - before)
+    }
+
     /// Checks the section: positive timeouts, unique agent names, and
     /// certificates whenever an agent is configured.
     pub fn validate(&self) -> Result<(), FleetConfigError> {
@@ -178,5 +195,25 @@ mod tests {
         .unwrap();
         let err = fleet.agents_from_inventory(&bad).unwrap_err();
         assert!(err.to_string().contains("rustle_agent_port"), "{err}");
+    }
+
+    #[test]
+    fn inventory_agents_join_the_listed_ones() {
+        let inventory = ParsedInventory::parse(
+            "[build_agents]\narm1 ansible_host=10.0.0.5\nx86 ansible_host=10.0.0.6 rustle_agent_port=9001\n",
+            rustle_detect::InventoryFormat::Ini,
+            Path::new("hosts"),
+        )
+        .unwrap();
+        let mut fleet = FleetConfig {
+            agents: vec![AgentEndpoint { name: "arm1".into(), address: "192.0.2.1:7878".into() }],
+            ..FleetConfig::default()
+        };
+        assert_eq!(fleet.add_inventory_agents(&inventory).unwrap(), 1);
+        let pairs: Vec<(&str, &str)> = fleet.agents.iter().map(|a| (a.name.as_str(), a.address.as_str())).collect();
+        assert_eq!(pairs, [("arm1", "192.0.2.1:7878"), ("x86", "10.0.0.6:9001")]);
+        let without_group =
+            ParsedInventory::parse("[web]\nweb1\n", rustle_detect::InventoryFormat::Ini, Path::new("hosts")).unwrap();
+        assert_eq!(fleet.add_inventory_agents(&without_group).unwrap(), 0);
     }
 }
