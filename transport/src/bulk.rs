@@ -13,7 +13,7 @@ use rustle_protocol::{BulkError, BulkHeader, BulkReceiver, FrameDecoder, encode_
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::connection::Connection;
-use crate::error::{Peer, TransportError, from_connection_error, from_read_error, stream_code};
+use crate::error::{Peer, PeerFailure, TransportError, from_connection_error, from_read_error, stream_code};
 
 /// Largest piece read from a bulk stream at once.
 const READ_CHUNK: usize = 1024 * 1024;
@@ -94,9 +94,10 @@ impl BulkSender {
             Ok(None) => Ok(()),
             Ok(Some(code)) => Err(self.stopped(code)),
             Err(quinn::StoppedError::ConnectionLost(error)) => Err(from_connection_error(&self.peer, error)),
-            Err(error @ quinn::StoppedError::ZeroRttRejected) => {
-                Err(TransportError::Protocol { peer: self.peer.clone(), reason: error.to_string() })
-            }
+            Err(error @ quinn::StoppedError::ZeroRttRejected) => Err(TransportError::Peer {
+                peer: self.peer.clone(),
+                kind: PeerFailure::Protocol { reason: error.to_string() },
+            }),
         }
     }
 
@@ -114,15 +115,20 @@ impl BulkSender {
     }
 
     fn mismatch(&self, reason: String) -> TransportError {
-        TransportError::BulkMismatch { peer: self.peer.clone(), kind: self.header.kind, job: self.header.job, reason }
+        TransportError::Peer {
+            peer: self.peer.clone(),
+            kind: PeerFailure::BulkMismatch { kind: self.header.kind, job: self.header.job, reason },
+        }
     }
 
     fn stopped(&self, code: quinn::VarInt) -> TransportError {
-        TransportError::BulkStoppedByPeer {
+        TransportError::Peer {
             peer: self.peer.clone(),
-            kind: self.header.kind,
-            job: self.header.job,
-            code: code.into_inner(),
+            kind: PeerFailure::BulkStoppedByPeer {
+                kind: self.header.kind,
+                job: self.header.job,
+                code: code.into_inner(),
+            },
         }
     }
 
@@ -130,9 +136,11 @@ impl BulkSender {
         match error {
             quinn::WriteError::Stopped(code) => self.stopped(code),
             quinn::WriteError::ConnectionLost(error) => from_connection_error(&self.peer, error),
-            error => TransportError::Protocol {
+            error => TransportError::Peer {
                 peer: self.peer.clone(),
-                reason: format!("the {} stream for job {} failed: {error}", self.header.kind, self.header.job),
+                kind: PeerFailure::Protocol {
+                    reason: format!("the {} stream for job {} failed: {error}", self.header.kind, self.header.job),
+                },
             },
         }
     }
@@ -149,14 +157,13 @@ pub(crate) async fn open(connection: &Connection, header: BulkHeader) -> Result<
     let peer = connection.peer().clone();
     // The receiver would refuse an unsafe file name; say so before sending anything.
     if let Err(error @ BulkError::UnsafeFileName { .. }) = BulkReceiver::new(header.clone(), u64::MAX) {
-        return Err(TransportError::BulkMismatch {
+        return Err(TransportError::Peer {
             peer,
-            kind: header.kind,
-            job: header.job,
-            reason: error.to_string(),
+            kind: PeerFailure::BulkMismatch { kind: header.kind, job: header.job, reason: error.to_string() },
         });
     }
-    let frame = encode_frame(&header).map_err(|source| TransportError::Codec { peer: peer.clone(), source })?;
+    let frame = encode_frame(&header)
+        .map_err(|source| TransportError::Peer { peer: peer.clone(), kind: PeerFailure::Codec { source } })?;
     let send = connection.quinn().open_uni().await.map_err(|error| from_connection_error(&peer, error))?;
     let mut sender = BulkSender { send, header, written: 0, peer, done: false };
     sender.send.write_all(&frame).await.map_err(|error| sender.write_error(error))?;
@@ -170,7 +177,7 @@ pub(crate) async fn accept(connection: &Connection, max_len: u64) -> Result<Bulk
     connection
         .bounded("waiting for a bulk stream's header", async {
             let mut decoder = FrameDecoder::with_max_frame_len(MAX_HEADER_FRAME);
-            let codec = |source| TransportError::Codec { peer: peer.clone(), source };
+            let codec = |source| TransportError::Peer { peer: peer.clone(), kind: PeerFailure::Codec { source } };
             let header = loop {
                 if let Some(header) = decoder.poll_message::<BulkHeader>().map_err(codec)? {
                     break header;
@@ -179,15 +186,19 @@ pub(crate) async fn accept(connection: &Connection, max_len: u64) -> Result<Bulk
                     Ok(Some(chunk)) => decoder.push_bytes(&chunk.bytes),
                     Ok(None) => {
                         decoder.finish().map_err(codec)?;
-                        return Err(TransportError::Protocol {
+                        return Err(TransportError::Peer {
                             peer: peer.clone(),
-                            reason: "it ended a bulk stream before sending its header".into(),
+                            kind: PeerFailure::Protocol {
+                                reason: "it ended a bulk stream before sending its header".into(),
+                            },
                         });
                     }
                     Err(quinn::ReadError::Reset(code)) => {
-                        return Err(TransportError::BulkAbandoned {
+                        return Err(TransportError::Peer {
                             peer: peer.clone(),
-                            cause: format!("the sender reset the stream with code {code}"),
+                            kind: PeerFailure::BulkAbandoned {
+                                cause: format!("the sender reset the stream with code {code}"),
+                            },
                         });
                     }
                     Err(error) => return Err(from_read_error(&peer, error, "bulk stream")),
@@ -195,7 +206,7 @@ pub(crate) async fn accept(connection: &Connection, max_len: u64) -> Result<Bulk
             };
             let receiver = BulkReceiver::new(header, max_len).map_err(|source| {
                 let _ = recv.stop(quinn::VarInt::from_u32(stream_code::BULK_REFUSED));
-                TransportError::Bulk { peer: peer.clone(), source: Box::new(source) }
+                TransportError::Peer { peer: peer.clone(), kind: PeerFailure::Bulk { source: Box::new(source) } }
             })?;
             Ok(BulkIncoming { recv, receiver, leftover: decoder.take_buffered(), peer: peer.clone() })
         })
@@ -249,7 +260,7 @@ impl BulkIncoming {
     }
 
     /// Refuses the transfer without reading it: the sender's
-    /// [`BulkSender::finish`] fails with [`TransportError::BulkStoppedByPeer`].
+    /// [`BulkSender::finish`] fails with [`TransportError::Peer { kind: PeerFailure::BulkStoppedByPeer, .. }`].
     pub fn refuse(mut self) {
         // Fails only if the stream already ended.
         let _ = self.recv.stop(quinn::VarInt::from_u32(stream_code::BULK_REFUSED));
@@ -287,7 +298,10 @@ impl BulkIncoming {
         };
         if let Err(source) = self.receiver.handle_bytes(&bytes) {
             let _ = self.recv.stop(quinn::VarInt::from_u32(stream_code::BULK_REFUSED));
-            return Err(TransportError::Bulk { peer: self.peer.clone(), source: Box::new(source) });
+            return Err(TransportError::Peer {
+                peer: self.peer.clone(),
+                kind: PeerFailure::Bulk { source: Box::new(source) },
+            });
         }
         Ok(Some(bytes))
     }
@@ -296,26 +310,33 @@ impl BulkIncoming {
     fn verify(&mut self) -> Result<(), TransportError> {
         match self.receiver.clone().finish() {
             Ok(_) => Ok(()),
-            Err(source @ BulkError::Truncated { .. }) => Err(TransportError::BulkCutShort {
+            Err(source @ BulkError::Truncated { .. }) => Err(TransportError::Peer {
                 peer: self.peer.clone(),
-                source: Box::new(source),
-                cause: "the sender ended the stream early".into(),
+                kind: PeerFailure::BulkCutShort {
+                    source: Box::new(source),
+                    cause: "the sender ended the stream early".into(),
+                },
             }),
-            Err(source) => Err(TransportError::Bulk { peer: self.peer.clone(), source: Box::new(source) }),
+            Err(source) => Err(TransportError::Peer {
+                peer: self.peer.clone(),
+                kind: PeerFailure::Bulk { source: Box::new(source) },
+            }),
         }
     }
 
     fn cut_short(&self, cause: String) -> TransportError {
         let header = self.receiver.header();
-        TransportError::BulkCutShort {
+        TransportError::Peer {
             peer: self.peer.clone(),
-            source: Box::new(BulkError::Truncated {
-                kind: header.kind,
-                job: header.job,
-                received: self.receiver.received(),
-                expected: header.total_len,
-            }),
-            cause,
+            kind: PeerFailure::BulkCutShort {
+                source: Box::new(BulkError::Truncated {
+                    kind: header.kind,
+                    job: header.job,
+                    received: self.receiver.received(),
+                    expected: header.total_len,
+                }),
+                cause,
+            },
         }
     }
 }

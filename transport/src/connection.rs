@@ -9,7 +9,7 @@ use rustle_protocol::{BulkHeader, Hello, MAX_BULK_LEN};
 use crate::TransportOptions;
 use crate::bulk::{self, BulkIncoming, BulkSender};
 use crate::control::{self, ControlStream};
-use crate::error::{Peer, TransportError, close_code, from_connection_error};
+use crate::error::{Peer, PeerFailure, TransportError, close_code, from_connection_error};
 
 /// An authenticated connection: the TLS handshake succeeded and the peer's
 /// certificate name is known. Cheap to clone; clones share the connection.
@@ -110,15 +110,15 @@ impl Connection {
         self.options.handshake_timeout
     }
 
-    /// Runs `work`, failing with [`TransportError::Timeout`] after the handshake timeout.
+    /// Runs `work`, failing with [`TransportError::Peer { kind: PeerFailure::Timeout, .. }`] after the handshake timeout.
     pub(crate) async fn bounded<T>(
         &self,
         during: &'static str,
         work: impl Future<Output = Result<T, TransportError>>,
     ) -> Result<T, TransportError> {
         let timeout = self.options.handshake_timeout;
-        tokio::time::timeout(timeout, work)
-            .await
-            .unwrap_or_else(|_| Err(TransportError::Timeout { peer: self.peer.clone(), timeout, during }))
+        tokio::time::timeout(timeout, work).await.unwrap_or_else(|_| {
+            Err(TransportError::Peer { peer: self.peer.clone(), kind: PeerFailure::Timeout { timeout, during } })
+        })
     }
 }

@@ -5,7 +5,9 @@ use std::time::Duration;
 use rustle_protocol::{FrameDecoder, Hello, WireMessage, check_compatibility, encode_frame};
 
 use crate::connection::Connection;
-use crate::error::{Peer, TransportError, close_code, from_connection_error, from_read_error, from_write_error};
+use crate::error::{
+    Peer, PeerFailure, TransportError, close_code, from_connection_error, from_read_error, from_write_error,
+};
 
 /// Largest piece read from a stream at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -56,8 +58,8 @@ impl ControlSender {
     /// Sends one message as a frame. Not cancel-safe: a frame cut off by a
     /// dropped future leaves the stream out of step.
     pub async fn send<M: WireMessage>(&mut self, message: &M) -> Result<(), TransportError> {
-        let frame =
-            encode_frame(message).map_err(|source| TransportError::Codec { peer: self.peer.clone(), source })?;
+        let frame = encode_frame(message)
+            .map_err(|source| TransportError::Peer { peer: self.peer.clone(), kind: PeerFailure::Codec { source } })?;
         self.send.write_all(&frame).await.map_err(|error| from_write_error(&self.peer, error, "control stream"))
     }
 
@@ -68,14 +70,15 @@ impl ControlSender {
         let _ = self.send.finish();
         match self.send.stopped().await {
             Ok(None) => Ok(()),
-            Ok(Some(code)) => Err(TransportError::Protocol {
+            Ok(Some(code)) => Err(TransportError::Peer {
                 peer: self.peer.clone(),
-                reason: format!("it stopped the control stream (code {code})"),
+                kind: PeerFailure::Protocol { reason: format!("it stopped the control stream (code {code})") },
             }),
             Err(quinn::StoppedError::ConnectionLost(error)) => Err(from_connection_error(&self.peer, error)),
-            Err(error @ quinn::StoppedError::ZeroRttRejected) => {
-                Err(TransportError::Protocol { peer: self.peer.clone(), reason: error.to_string() })
-            }
+            Err(error @ quinn::StoppedError::ZeroRttRejected) => Err(TransportError::Peer {
+                peer: self.peer.clone(),
+                kind: PeerFailure::Protocol { reason: error.to_string() },
+            }),
         }
     }
 }
@@ -92,7 +95,8 @@ impl ControlReceiver {
     /// The next message, or `None` when the peer finished the stream cleanly
     /// at a frame boundary. Cancel-safe: no bytes are lost if the future is dropped.
     pub async fn recv<M: WireMessage>(&mut self) -> Result<Option<M>, TransportError> {
-        let codec = |peer: &Peer, source| TransportError::Codec { peer: peer.clone(), source };
+        let codec =
+            |peer: &Peer, source| TransportError::Peer { peer: peer.clone(), kind: PeerFailure::Codec { source } };
         loop {
             if let Some(message) = self.decoder.poll_message().map_err(|source| codec(&self.peer, source))? {
                 return Ok(Some(message));
@@ -130,9 +134,9 @@ pub(crate) async fn handshake(
     let theirs = match receiver.recv::<Hello>().await {
         Ok(Some(theirs)) => theirs,
         Ok(None) => {
-            return Err(TransportError::Protocol {
+            return Err(TransportError::Peer {
                 peer,
-                reason: "it ended the control stream before sending its hello".into(),
+                kind: PeerFailure::Protocol { reason: "it ended the control stream before sending its hello".into() },
             });
         }
         Err(error) => return Err(error),
@@ -142,7 +146,7 @@ pub(crate) async fn handshake(
         let linger = LINGER.min(connection.handshake_timeout());
         let _ = tokio::time::timeout(linger, receiver.drain()).await;
         connection.close_with(close_code::HANDSHAKE, &source.to_string());
-        return Err(TransportError::Handshake { peer, source: Box::new(source) });
+        return Err(TransportError::Peer { peer, kind: PeerFailure::Handshake { source: Box::new(source) } });
     }
     Ok(ControlStream { sender, receiver, peer_hello: theirs })
 }

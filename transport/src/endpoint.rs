@@ -9,7 +9,7 @@ use rustle_protocol::Role;
 use crate::TransportOptions;
 use crate::ca::CertBundle;
 use crate::connection::Connection;
-use crate::error::{Peer, TransportError, close_code, from_connection_error};
+use crate::error::{Peer, PeerFailure, TransportError, close_code, from_connection_error};
 use crate::tls;
 
 /// How long [`AgentListener::shutdown`] waits for peers to acknowledge the close.
@@ -128,16 +128,20 @@ impl IncomingConnection {
         let connection = match tokio::time::timeout(timeout, self.incoming).await {
             Ok(Ok(connection)) => connection,
             Ok(Err(error)) => return Err(from_connection_error(&unnamed, error)),
-            Err(_) => return Err(TransportError::Timeout { peer: unnamed, timeout, during: "the TLS handshake" }),
+            Err(_) => {
+                return Err(TransportError::Peer {
+                    peer: unnamed,
+                    kind: PeerFailure::Timeout { timeout, during: "the TLS handshake" },
+                });
+            }
         };
         let name = match tls::peer_certificate_name(&connection) {
             Ok(name) => name,
             Err(reason) => {
                 connection.close(quinn::VarInt::from_u32(close_code::PROTOCOL), reason.as_bytes());
-                return Err(TransportError::PeerCertificateRefused {
+                return Err(TransportError::Peer {
                     peer: unnamed,
-                    why: "its name cannot be read".into(),
-                    reason,
+                    kind: PeerFailure::PeerCertificateRefused { why: "its name cannot be read".into(), reason },
                 });
             }
         };
@@ -147,7 +151,10 @@ impl IncomingConnection {
         {
             let reason = format!("coordinator {name} is not on this agent's list of allowed coordinators");
             connection.close(quinn::VarInt::from_u32(close_code::NOT_ALLOWED), reason.as_bytes());
-            return Err(TransportError::CoordinatorNotAllowed { peer, allowed: allowed.clone() });
+            return Err(TransportError::Peer {
+                peer,
+                kind: PeerFailure::CoordinatorNotAllowed { allowed: allowed.clone() },
+            });
         }
         Ok(Connection::new(connection, peer, self.options))
     }
@@ -200,7 +207,7 @@ impl CoordinatorDialer {
         match tokio::time::timeout(timeout, connecting).await {
             Ok(Ok(connection)) => Ok(Connection::new(connection, peer, self.options.clone())),
             Ok(Err(error)) => Err(from_connection_error(&peer, error)),
-            Err(_) => Err(TransportError::Timeout { peer, timeout, during: "connecting" }),
+            Err(_) => Err(TransportError::Peer { peer, kind: PeerFailure::Timeout { timeout, during: "connecting" } }),
         }
     }
 

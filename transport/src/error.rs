@@ -84,175 +84,15 @@ pub enum TransportError {
         /// quinn's reason.
         reason: String,
     },
-    /// The peer did not answer in time.
-    #[error(
-        "{peer} did not answer within {} s while {during}; check that it is running and that UDP \
-         port {} is reachable from here",
-        timeout.as_secs_f32(),
-        peer.addr.port()
-    )]
-    Timeout {
-        /// Who was silent.
-        peer: Peer,
-        /// The bound that expired.
-        timeout: Duration,
-        /// What we were waiting for, e.g. `"connecting"`.
-        during: &'static str,
-    },
-    /// The peer refused our certificate during the TLS handshake.
-    #[error("{peer} rejected our certificate: {why} ({detail}); {}", rejection_advice(peer))]
-    CertificateRejectedByPeer {
-        /// Who refused.
-        peer: Peer,
-        /// What is wrong with our certificate, from the peer's TLS alert.
-        why: String,
-        /// The peer's TLS alert and reason.
-        detail: String,
-    },
-    /// We refused the peer's certificate during the TLS handshake.
-    #[error("refused the certificate of {peer}: {why} ({reason}); {}", refusal_advice(peer))]
-    PeerCertificateRefused {
-        /// Whose certificate.
-        peer: Peer,
-        /// What is wrong with it.
-        why: String,
-        /// rustls' reason, e.g. `invalid peer certificate: UnknownIssuer`.
-        reason: String,
-    },
-    /// The coordinator's certificate is from the fleet CA but its name is not allowed here.
-    #[error(
-        "refused {peer}: this agent only accepts coordinators named {}; add {} to \
-         allowed_coordinators in the agent's config, or use a certificate issued for one of those names",
-        allowed.join(", "),
-        peer.name.as_deref().unwrap_or("its name")
-    )]
-    CoordinatorNotAllowed {
-        /// The refused coordinator.
-        peer: Peer,
-        /// The names the agent accepts.
-        allowed: Vec<String>,
-    },
-    /// The agent closed the connection because our name is not on its allow-list.
-    #[error(
-        "{peer} does not accept this coordinator ({reason}); add this coordinator's name to \
-         allowed_coordinators in that agent's config"
-    )]
-    NotAllowedByAgent {
-        /// The agent.
-        peer: Peer,
-        /// The agent's reason.
-        reason: String,
-    },
-    /// The two hellos are incompatible (we read the peer's).
-    #[error("failed the version handshake with {peer}: {source}")]
-    Handshake {
-        /// The peer.
-        peer: Peer,
-        /// Both hellos and the advice.
-        #[source]
-        source: Box<HandshakeError>,
-    },
-    /// The peer refused the handshake before we could read its hello.
-    #[error("{peer} refused the version handshake: {reason}")]
-    HandshakeRefusedByPeer {
-        /// The peer.
-        peer: Peer,
-        /// The peer's reason, which names both versions.
-        reason: String,
-    },
-    /// The peer closed the connection.
-    #[error("{peer} closed the connection: {reason}")]
-    ClosedByPeer {
-        /// The peer.
-        peer: Peer,
-        /// Its reason, or `"no reason given"`.
-        reason: String,
-    },
-    /// The connection broke (timeout, reset, protocol violation).
-    #[error("lost the connection to {peer}: {reason}; it will have to be dialled again")]
-    ConnectionLost {
-        /// The peer.
+    /// Something went wrong with one peer: the peer, named once, and what
+    /// happened ([`PeerFailure`]); the message puts the peer where it reads
+    /// naturally.
+    #[error("{}", kind.describe(peer))]
+    Peer {
+        /// Who it was about.
         peer: Peer,
         /// What happened.
-        reason: String,
-    },
-    /// This side had already closed the connection.
-    #[error("the connection to {peer} was already closed by this side")]
-    LocallyClosed {
-        /// The peer.
-        peer: Peer,
-    },
-    /// A frame could not be encoded or decoded; the stream is out of step.
-    #[error("failed to exchange frames with {peer}: {source}; the connection must be re-established")]
-    Codec {
-        /// The peer.
-        peer: Peer,
-        /// The codec's complaint.
-        #[source]
-        source: CodecError,
-    },
-    /// The peer broke the stream discipline.
-    #[error("{peer} broke the protocol: {reason}")]
-    Protocol {
-        /// The peer.
-        peer: Peer,
-        /// What it did.
-        reason: String,
-    },
-    /// A received bulk transfer failed its checks; nothing of it was handed over.
-    #[error("refused the bulk transfer from {peer}: {source}; ask for it again")]
-    Bulk {
-        /// The sender.
-        peer: Peer,
-        /// What failed.
-        #[source]
-        source: Box<BulkError>,
-    },
-    /// A received bulk transfer was cut off; nothing of it was handed over.
-    #[error("refused the bulk transfer from {peer}: {source} ({cause}); ask for it again")]
-    BulkCutShort {
-        /// The sender.
-        peer: Peer,
-        /// The [`BulkError::Truncated`] verdict.
-        #[source]
-        source: Box<BulkError>,
-        /// Why the stream ended early.
-        cause: String,
-    },
-    /// A bulk stream ended before its header arrived.
-    #[error("{peer} abandoned a bulk transfer before its header arrived ({cause}); ask for it again")]
-    BulkAbandoned {
-        /// The sender.
-        peer: Peer,
-        /// How the stream ended.
-        cause: String,
-    },
-    /// The receiver stopped our bulk stream before taking all of it.
-    #[error(
-        "{peer} stopped the {kind} for job {job} (code {code}); it says why on the control stream, \
-         fix that and send it again"
-    )]
-    BulkStoppedByPeer {
-        /// The receiver.
-        peer: Peer,
-        /// What was being sent.
-        kind: BulkKind,
-        /// The job.
-        job: JobId,
-        /// The STOP_SENDING code.
-        code: u64,
-    },
-    /// A bulk transfer we send does not match its own header.
-    #[error("failed to send the {kind} for job {job} to {peer}: {reason}")]
-    BulkMismatch {
-        /// The receiver.
-        peer: Peer,
-        /// What was being sent.
-        kind: BulkKind,
-        /// The job.
-        job: JobId,
-        /// What did not match.
-        reason: String,
+        kind: PeerFailure,
     },
     /// A local file could not be read or written.
     #[error("failed to {action} {}: {source}", path.display())]
@@ -267,27 +107,169 @@ pub enum TransportError {
     },
 }
 
+/// What went wrong with a peer (see [`TransportError::Peer`]).
+#[derive(Debug)]
+pub enum PeerFailure {
+    /// The peer did not answer in time.
+    Timeout {
+        /// The bound that expired.
+        timeout: Duration,
+        /// What we were waiting for, e.g. `"connecting"`.
+        during: &'static str,
+    },
+    /// The peer refused our certificate during the TLS handshake.
+    CertificateRejectedByPeer {
+        /// What is wrong with our certificate, from the peer's TLS alert.
+        why: String,
+        /// The peer's TLS alert and reason.
+        detail: String,
+    },
+    /// We refused the peer's certificate during the TLS handshake.
+    PeerCertificateRefused {
+        /// What is wrong with it.
+        why: String,
+        /// rustls' reason, e.g. `invalid peer certificate: UnknownIssuer`.
+        reason: String,
+    },
+    /// The coordinator's certificate is from the fleet CA but its name is not allowed here.
+    CoordinatorNotAllowed {
+        /// The names the agent accepts.
+        allowed: Vec<String>,
+    },
+    /// The agent closed the connection because our name is not on its allow-list.
+    NotAllowedByAgent {
+        /// The agent's reason.
+        reason: String,
+    },
+    /// The two hellos are incompatible (we read the peer's).
+    Handshake {
+        /// Both hellos and the advice.
+        source: Box<HandshakeError>,
+    },
+    /// The peer refused the handshake before we could read its hello.
+    HandshakeRefusedByPeer {
+        /// The peer's reason, which names both versions.
+        reason: String,
+    },
+    /// The peer closed the connection.
+    ClosedByPeer {
+        /// Its reason, or `"no reason given"`.
+        reason: String,
+    },
+    /// The connection broke (timeout, reset, protocol violation).
+    ConnectionLost {
+        /// What happened.
+        reason: String,
+    },
+    /// This side had already closed the connection.
+    LocallyClosed,
+    /// A frame could not be encoded or decoded; the stream is out of step.
+    Codec {
+        /// The codec's complaint.
+        source: CodecError,
+    },
+    /// The peer broke the stream discipline.
+    Protocol {
+        /// What it did.
+        reason: String,
+    },
+    /// A received bulk transfer failed its checks; nothing of it was handed over.
+    Bulk {
+        /// What failed.
+        source: Box<BulkError>,
+    },
+    /// A received bulk transfer was cut off; nothing of it was handed over.
+    BulkCutShort {
+        /// The [`BulkError::Truncated`] verdict.
+        source: Box<BulkError>,
+        /// Why the stream ended early.
+        cause: String,
+    },
+    /// A bulk stream ended before its header arrived.
+    BulkAbandoned {
+        /// How the stream ended.
+        cause: String,
+    },
+    /// The receiver stopped our bulk stream before taking all of it.
+    BulkStoppedByPeer {
+        /// What was being sent.
+        kind: BulkKind,
+        /// The job.
+        job: JobId,
+        /// The STOP_SENDING code.
+        code: u64,
+    },
+    /// A bulk transfer we send does not match its own header.
+    BulkMismatch {
+        /// What was being sent.
+        kind: BulkKind,
+        /// The job.
+        job: JobId,
+        /// What did not match.
+        reason: String,
+    },
+}
+
+impl PeerFailure {
+    /// The whole message, with `peer` where it reads naturally.
+    pub fn describe(&self, peer: &Peer) -> String {
+        match self {
+            Self::Timeout { timeout, during } => format!(
+                "{peer} did not answer within {} s while {during}; check that it is running and that UDP \
+         port {} is reachable from here",
+                timeout.as_secs_f32(),
+                peer.addr.port()
+            ),
+            Self::CertificateRejectedByPeer { why, detail } => {
+                format!("{peer} rejected our certificate: {why} ({detail}); {}", rejection_advice(peer))
+            }
+            Self::PeerCertificateRefused { why, reason } => {
+                format!("refused the certificate of {peer}: {why} ({reason}); {}", refusal_advice(peer))
+            }
+            Self::CoordinatorNotAllowed { allowed } => format!(
+                "refused {peer}: this agent only accepts coordinators named {}; add {} to \
+         allowed_coordinators in the agent's config, or use a certificate issued for one of those names",
+                allowed.join(", "),
+                peer.name.as_deref().unwrap_or("its name")
+            ),
+            Self::NotAllowedByAgent { reason } => format!(
+                "{peer} does not accept this coordinator ({reason}); add this coordinator's name to \
+         allowed_coordinators in that agent's config"
+            ),
+            Self::Handshake { source } => format!("failed the version handshake with {peer}: {source}"),
+            Self::HandshakeRefusedByPeer { reason } => format!("{peer} refused the version handshake: {reason}"),
+            Self::ClosedByPeer { reason } => format!("{peer} closed the connection: {reason}"),
+            Self::ConnectionLost { reason } => {
+                format!("lost the connection to {peer}: {reason}; it will have to be dialled again")
+            }
+            Self::LocallyClosed => format!("the connection to {peer} was already closed by this side"),
+            Self::Codec { source } => {
+                format!("failed to exchange frames with {peer}: {source}; the connection must be re-established")
+            }
+            Self::Protocol { reason } => format!("{peer} broke the protocol: {reason}"),
+            Self::Bulk { source } => format!("refused the bulk transfer from {peer}: {source}; ask for it again"),
+            Self::BulkCutShort { source, cause } => {
+                format!("refused the bulk transfer from {peer}: {source} ({cause}); ask for it again")
+            }
+            Self::BulkAbandoned { cause } => {
+                format!("{peer} abandoned a bulk transfer before its header arrived ({cause}); ask for it again")
+            }
+            Self::BulkStoppedByPeer { kind, job, code } => format!(
+                "{peer} stopped the {kind} for job {job} (code {code}); it says why on the control stream, \
+         fix that and send it again"
+            ),
+            Self::BulkMismatch { kind, job, reason } => {
+                format!("failed to send the {kind} for job {job} to {peer}: {reason}")
+            }
+        }
+    }
+}
+
 impl TransportError {
     /// The peer the error is about, if it is about one.
     pub fn peer(&self) -> Option<&Peer> {
         match self {
-            Self::Timeout { peer, .. }
-            | Self::CertificateRejectedByPeer { peer, .. }
-            | Self::PeerCertificateRefused { peer, .. }
-            | Self::CoordinatorNotAllowed { peer, .. }
-            | Self::NotAllowedByAgent { peer, .. }
-            | Self::Handshake { peer, .. }
-            | Self::HandshakeRefusedByPeer { peer, .. }
-            | Self::ClosedByPeer { peer, .. }
-            | Self::ConnectionLost { peer, .. }
-            | Self::LocallyClosed { peer }
-            | Self::Codec { peer, .. }
-            | Self::Protocol { peer, .. }
-            | Self::Bulk { peer, .. }
-            | Self::BulkCutShort { peer, .. }
-            | Self::BulkAbandoned { peer, .. }
-            | Self::BulkStoppedByPeer { peer, .. }
-            | Self::BulkMismatch { peer, .. } => Some(peer),
+            Self::Peer { peer, .. } => Some(peer),
             Self::InvalidBundle { .. } | Self::Bind { .. } | Self::Dial { .. } | Self::File { .. } => None,
         }
     }
@@ -299,12 +281,12 @@ impl TransportError {
             self,
             Self::InvalidBundle { .. }
                 | Self::Dial { .. }
-                | Self::CertificateRejectedByPeer { .. }
-                | Self::PeerCertificateRefused { .. }
-                | Self::CoordinatorNotAllowed { .. }
-                | Self::NotAllowedByAgent { .. }
-                | Self::Handshake { .. }
-                | Self::HandshakeRefusedByPeer { .. }
+                | Self::Peer { kind: PeerFailure::CertificateRejectedByPeer { .. }, .. }
+                | Self::Peer { kind: PeerFailure::PeerCertificateRefused { .. }, .. }
+                | Self::Peer { kind: PeerFailure::CoordinatorNotAllowed { .. }, .. }
+                | Self::Peer { kind: PeerFailure::NotAllowedByAgent { .. }, .. }
+                | Self::Peer { kind: PeerFailure::Handshake { .. }, .. }
+                | Self::Peer { kind: PeerFailure::HandshakeRefusedByPeer { .. }, .. }
         )
     }
 }
@@ -399,17 +381,23 @@ impl TransportError {
             }
         };
         match self {
-            Self::CertificateRejectedByPeer { .. } => ConnectionFailure::RefusedOurCertificate,
-            Self::PeerCertificateRefused { why, .. } => refused(why),
-            Self::CoordinatorNotAllowed { .. } | Self::NotAllowedByAgent { .. } => ConnectionFailure::NotAllowed,
-            Self::Handshake { .. } | Self::HandshakeRefusedByPeer { .. } => ConnectionFailure::VersionMismatch,
-            Self::Timeout { .. } | Self::Bind { .. } => ConnectionFailure::Unreachable,
-            Self::ConnectionLost { reason, .. } if reason.starts_with("no packets arrived") => {
+            Self::Peer { kind: PeerFailure::CertificateRejectedByPeer { .. }, .. } => {
+                ConnectionFailure::RefusedOurCertificate
+            }
+            Self::Peer { kind: PeerFailure::PeerCertificateRefused { why, .. }, .. } => refused(why),
+            Self::Peer { kind: PeerFailure::CoordinatorNotAllowed { .. }, .. }
+            | Self::Peer { kind: PeerFailure::NotAllowedByAgent { .. }, .. } => ConnectionFailure::NotAllowed,
+            Self::Peer { kind: PeerFailure::Handshake { .. }, .. }
+            | Self::Peer { kind: PeerFailure::HandshakeRefusedByPeer { .. }, .. } => ConnectionFailure::VersionMismatch,
+            Self::Peer { kind: PeerFailure::Timeout { .. }, .. } | Self::Bind { .. } => ConnectionFailure::Unreachable,
+            Self::Peer { kind: PeerFailure::ConnectionLost { reason, .. }, .. }
+                if reason.starts_with("no packets arrived") =>
+            {
                 ConnectionFailure::Unreachable
             }
-            Self::ClosedByPeer { .. } | Self::ConnectionLost { .. } | Self::LocallyClosed { .. } => {
-                ConnectionFailure::Disconnected
-            }
+            Self::Peer { kind: PeerFailure::ClosedByPeer { .. }, .. }
+            | Self::Peer { kind: PeerFailure::ConnectionLost { .. }, .. }
+            | Self::Peer { kind: PeerFailure::LocallyClosed, .. } => ConnectionFailure::Disconnected,
             _ => ConnectionFailure::Failed,
         }
     }
@@ -508,9 +496,13 @@ pub(crate) fn from_connection_error(peer: &Peer, error: quinn::ConnectionError) 
         E::ApplicationClosed(close) => {
             let reason = lossy(&close.reason);
             match u32::try_from(close.error_code.into_inner()) {
-                Ok(close_code::HANDSHAKE) => TransportError::HandshakeRefusedByPeer { peer, reason },
-                Ok(close_code::NOT_ALLOWED) => TransportError::NotAllowedByAgent { peer, reason },
-                _ => TransportError::ClosedByPeer { peer, reason },
+                Ok(close_code::HANDSHAKE) => {
+                    TransportError::Peer { peer, kind: PeerFailure::HandshakeRefusedByPeer { reason } }
+                }
+                Ok(close_code::NOT_ALLOWED) => {
+                    TransportError::Peer { peer, kind: PeerFailure::NotAllowedByAgent { reason } }
+                }
+                _ => TransportError::Peer { peer, kind: PeerFailure::ClosedByPeer { reason } },
             }
         }
         E::ConnectionClosed(close) => {
@@ -525,9 +517,12 @@ pub(crate) fn from_connection_error(peer: &Peer, error: quinn::ConnectionError) 
                         "no reason given" => format!("TLS alert {name}"),
                         _ => format!("TLS alert {name}: {reason}"),
                     };
-                    TransportError::CertificateRejectedByPeer { peer, why, detail }
+                    TransportError::Peer { peer, kind: PeerFailure::CertificateRejectedByPeer { why, detail } }
                 }
-                None => TransportError::ConnectionLost { peer, reason: format!("the peer aborted it: {close}") },
+                None => TransportError::Peer {
+                    peer,
+                    kind: PeerFailure::ConnectionLost { reason: format!("the peer aborted it: {close}") },
+                },
             }
         }
         E::TransportError(error) => {
@@ -535,20 +530,22 @@ pub(crate) fn from_connection_error(peer: &Peer, error: quinn::ConnectionError) 
             if (0x100..0x200).contains(&code) {
                 let our_role = if peer.we_are_coordinator() { Role::Coordinator } else { Role::Agent };
                 let why = certificate_problem((code & 0xff) as u8, &error.reason, our_role, peer.role);
-                TransportError::PeerCertificateRefused { peer, why, reason: error.reason }
+                TransportError::Peer { peer, kind: PeerFailure::PeerCertificateRefused { why, reason: error.reason } }
             } else {
-                TransportError::ConnectionLost { peer, reason: error.to_string() }
+                TransportError::Peer { peer, kind: PeerFailure::ConnectionLost { reason: error.to_string() } }
             }
         }
-        E::TimedOut => TransportError::ConnectionLost {
+        E::TimedOut => TransportError::Peer {
             peer,
-            reason: "no packets arrived within the idle timeout (the host or network is down, or the \
+            kind: PeerFailure::ConnectionLost {
+                reason: "no packets arrived within the idle timeout (the host or network is down, or the \
                      process was killed)"
-                .to_owned(),
+                    .to_owned(),
+            },
         },
-        E::LocallyClosed => TransportError::LocallyClosed { peer },
+        E::LocallyClosed => TransportError::Peer { peer, kind: PeerFailure::LocallyClosed },
         error @ (E::VersionMismatch | E::Reset | E::CidsExhausted) => {
-            TransportError::ConnectionLost { peer, reason: error.to_string() }
+            TransportError::Peer { peer, kind: PeerFailure::ConnectionLost { reason: error.to_string() } }
         }
     }
 }
@@ -557,12 +554,14 @@ pub(crate) fn from_connection_error(peer: &Peer, error: quinn::ConnectionError) 
 pub(crate) fn from_write_error(peer: &Peer, error: quinn::WriteError, what: &str) -> TransportError {
     match error {
         quinn::WriteError::ConnectionLost(error) => from_connection_error(peer, error),
-        quinn::WriteError::Stopped(code) => {
-            TransportError::Protocol { peer: peer.clone(), reason: format!("it stopped the {what} (code {code})") }
-        }
-        quinn::WriteError::ClosedStream | quinn::WriteError::ZeroRttRejected => {
-            TransportError::Protocol { peer: peer.clone(), reason: format!("the {what} is closed: {error}") }
-        }
+        quinn::WriteError::Stopped(code) => TransportError::Peer {
+            peer: peer.clone(),
+            kind: PeerFailure::Protocol { reason: format!("it stopped the {what} (code {code})") },
+        },
+        quinn::WriteError::ClosedStream | quinn::WriteError::ZeroRttRejected => TransportError::Peer {
+            peer: peer.clone(),
+            kind: PeerFailure::Protocol { reason: format!("the {what} is closed: {error}") },
+        },
     }
 }
 
@@ -570,14 +569,16 @@ pub(crate) fn from_write_error(peer: &Peer, error: quinn::WriteError, what: &str
 pub(crate) fn from_read_error(peer: &Peer, error: quinn::ReadError, what: &str) -> TransportError {
     match error {
         quinn::ReadError::ConnectionLost(error) => from_connection_error(peer, error),
-        quinn::ReadError::Reset(code) => {
-            TransportError::Protocol { peer: peer.clone(), reason: format!("it reset the {what} (code {code})") }
-        }
+        quinn::ReadError::Reset(code) => TransportError::Peer {
+            peer: peer.clone(),
+            kind: PeerFailure::Protocol { reason: format!("it reset the {what} (code {code})") },
+        },
         error @ (quinn::ReadError::ClosedStream
         | quinn::ReadError::IllegalOrderedRead
-        | quinn::ReadError::ZeroRttRejected) => {
-            TransportError::Protocol { peer: peer.clone(), reason: format!("reading the {what} failed: {error}") }
-        }
+        | quinn::ReadError::ZeroRttRejected) => TransportError::Peer {
+            peer: peer.clone(),
+            kind: PeerFailure::Protocol { reason: format!("reading the {what} failed: {error}") },
+        },
     }
 }
 
@@ -597,10 +598,12 @@ mod tests {
 
     #[test]
     fn coordinator_told_how_to_fix_a_rejected_certificate() {
-        let error = TransportError::CertificateRejectedByPeer {
+        let error = TransportError::Peer {
             peer: Peer::named(Role::Agent, "builder-1", addr()),
-            why: certificate_problem(48, "", Role::Agent, Role::Coordinator),
-            detail: "TLS alert unknown_ca".into(),
+            kind: PeerFailure::CertificateRejectedByPeer {
+                why: certificate_problem(48, "", Role::Agent, Role::Coordinator),
+                detail: "TLS alert unknown_ca".into(),
+            },
         };
         let message = error.to_string();
         assert!(
@@ -618,30 +621,47 @@ mod tests {
     fn failure_kinds_survive_being_turned_into_text() {
         let agent = || Peer::named(Role::Agent, "builder-1", addr());
         let errors = [
-            TransportError::CertificateRejectedByPeer {
+            TransportError::Peer {
                 peer: agent(),
-                why: certificate_problem(48, "", Role::Agent, Role::Coordinator),
-                detail: "TLS alert unknown_ca".into(),
+                kind: PeerFailure::CertificateRejectedByPeer {
+                    why: certificate_problem(48, "", Role::Agent, Role::Coordinator),
+                    detail: "TLS alert unknown_ca".into(),
+                },
             },
-            TransportError::PeerCertificateRefused {
+            TransportError::Peer {
                 peer: agent(),
-                why: certificate_problem(48, "", Role::Coordinator, Role::Agent),
-                reason: "invalid peer certificate: UnknownIssuer".into(),
+                kind: PeerFailure::PeerCertificateRefused {
+                    why: certificate_problem(48, "", Role::Coordinator, Role::Agent),
+                    reason: "invalid peer certificate: UnknownIssuer".into(),
+                },
             },
-            TransportError::PeerCertificateRefused {
+            TransportError::Peer {
                 peer: agent(),
-                why: certificate_problem(42, "certificate not valid for name", Role::Coordinator, Role::Agent),
-                reason: "invalid peer certificate: certificate not valid for name".into(),
+                kind: PeerFailure::PeerCertificateRefused {
+                    why: certificate_problem(42, "certificate not valid for name", Role::Coordinator, Role::Agent),
+                    reason: "invalid peer certificate: certificate not valid for name".into(),
+                },
             },
-            TransportError::PeerCertificateRefused {
+            TransportError::Peer {
                 peer: agent(),
-                why: certificate_problem(45, "", Role::Coordinator, Role::Agent),
-                reason: "invalid peer certificate: Expired".into(),
+                kind: PeerFailure::PeerCertificateRefused {
+                    why: certificate_problem(45, "", Role::Coordinator, Role::Agent),
+                    reason: "invalid peer certificate: Expired".into(),
+                },
             },
-            TransportError::NotAllowedByAgent { peer: agent(), reason: "not on the list".into() },
-            TransportError::HandshakeRefusedByPeer { peer: agent(), reason: "protocol 1 vs 2".into() },
-            TransportError::Timeout { peer: agent(), timeout: Duration::from_secs(5), during: "connecting" },
-            TransportError::ClosedByPeer { peer: agent(), reason: "shutting down".into() },
+            TransportError::Peer {
+                peer: agent(),
+                kind: PeerFailure::NotAllowedByAgent { reason: "not on the list".into() },
+            },
+            TransportError::Peer {
+                peer: agent(),
+                kind: PeerFailure::HandshakeRefusedByPeer { reason: "protocol 1 vs 2".into() },
+            },
+            TransportError::Peer {
+                peer: agent(),
+                kind: PeerFailure::Timeout { timeout: Duration::from_secs(5), during: "connecting" },
+            },
+            TransportError::Peer { peer: agent(), kind: PeerFailure::ClosedByPeer { reason: "shutting down".into() } },
         ];
         let expected = [
             ConnectionFailure::RefusedOurCertificate,
@@ -674,11 +694,11 @@ mod tests {
         };
         assert!(matches!(
             from_connection_error(&peer, close(close_code::HANDSHAKE)),
-            TransportError::HandshakeRefusedByPeer { .. }
+            TransportError::Peer { kind: PeerFailure::HandshakeRefusedByPeer { .. }, .. }
         ));
         assert!(matches!(
             from_connection_error(&peer, close(close_code::NOT_ALLOWED)),
-            TransportError::NotAllowedByAgent { .. }
+            TransportError::Peer { kind: PeerFailure::NotAllowedByAgent { .. }, .. }
         ));
         assert_eq!(
             from_connection_error(&peer, close(close_code::NORMAL)).to_string(),

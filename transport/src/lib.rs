@@ -20,7 +20,7 @@
 //! 2. The coordinator opens the control stream ([`Connection::open_control`]),
 //!    the agent accepts it ([`Connection::accept_control`]); both send a
 //!    [`Hello`](rustle_protocol::Hello) first and check the peer's. On a
-//!    mismatch both return [`TransportError::Handshake`], naming both versions,
+//!    mismatch both return [`PeerFailure::Handshake`], naming both versions,
 //!    and the connection is closed with the reason.
 //! 3. Frames then flow both ways on the control stream; each source bundle
 //!    or artifact travels on its own unidirectional stream
@@ -46,7 +46,7 @@ pub use ca::{CaError, CertBundle, CertFiles, FleetCa, Reuse};
 pub use connection::Connection;
 pub use control::{ControlReceiver, ControlSender, ControlStream};
 pub use endpoint::{AgentListener, AllowedCoordinators, CoordinatorDialer, IncomingConnection};
-pub use error::{ConnectionFailure, Peer, TransportError};
+pub use error::{ConnectionFailure, Peer, PeerFailure, TransportError};
 
 /// Timeouts of a listener or dialer.
 #[derive(Debug, Clone, PartialEq, Eq)]

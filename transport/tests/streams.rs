@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use common::{AGENT, COORDINATOR, agent_hello, body, bounded, coordinator_hello, dial, fleet, header_for, listen};
 use rustle_protocol::{AgentToCoordinator, BulkAck, BulkError, BulkKind, CoordinatorToAgent, JobId, Sha256Digest};
-use rustle_transport::{AgentListener, AllowedCoordinators, Connection, ControlStream, TransportError};
+use rustle_transport::{AgentListener, AllowedCoordinators, Connection, ControlStream, PeerFailure, TransportError};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -36,7 +36,8 @@ async fn connected_pair() -> Pair {
 /// Whether `error` is a refused bulk transfer whose verdict passes `check`.
 fn is_bulk(error: &TransportError, check: impl Fn(&BulkError) -> bool) -> bool {
     match error {
-        TransportError::Bulk { source, .. } | TransportError::BulkCutShort { source, .. } => check(source),
+        TransportError::Peer { kind: PeerFailure::Bulk { source, .. }, .. }
+        | TransportError::Peer { kind: PeerFailure::BulkCutShort { source, .. }, .. } => check(source),
         _ => false,
     }
 }
@@ -106,7 +107,7 @@ async fn bulk_stream_reset_midway_is_a_truncation() {
         let message = error.to_string();
         eprintln!("{message}");
         match &error {
-            TransportError::BulkCutShort { source, .. } => match **source {
+            TransportError::Peer { kind: PeerFailure::BulkCutShort { source, .. }, .. } => match **source {
                 BulkError::Truncated { received, expected, .. } => {
                     assert!(received <= 100_000, "{received}");
                     assert_eq!(expected, 256 * 1024);
@@ -165,20 +166,23 @@ async fn finishing_short_is_refused_on_both_sides() {
         sender.write_all(&payload[..10]).await.expect("first part");
         let incoming = pair.agent.accept_bulk().await.expect("header");
         let error = sender.finish().await.expect_err("short");
-        assert!(matches!(error, TransportError::BulkMismatch { .. }), "{error:?}");
+        assert!(matches!(error, TransportError::Peer { kind: PeerFailure::BulkMismatch { .. }, .. }), "{error:?}");
         assert!(error.to_string().contains("only 10 of the 1000 bytes"), "{error}");
         let error = incoming.read_to_vec().await.expect_err("truncated");
-        assert!(matches!(error, TransportError::BulkCutShort { .. }), "{error:?}");
+        assert!(matches!(error, TransportError::Peer { kind: PeerFailure::BulkCutShort { .. }, .. }), "{error:?}");
 
         // Reset before the receiver read the header: the transfer is abandoned, not misread.
         let mut sender = pair.coordinator.open_bulk(header_for(9, &payload)).await.expect("bulk stream");
         sender.write_all(&payload[..10]).await.expect("first part");
         sender.abort();
         match pair.agent.accept_bulk().await {
-            Err(TransportError::BulkAbandoned { .. }) => {}
+            Err(TransportError::Peer { kind: PeerFailure::BulkAbandoned { .. }, .. }) => {}
             Ok(incoming) => {
                 let error = incoming.read_to_vec().await.expect_err("truncated");
-                assert!(matches!(error, TransportError::BulkCutShort { .. }), "{error:?}");
+                assert!(
+                    matches!(error, TransportError::Peer { kind: PeerFailure::BulkCutShort { .. }, .. }),
+                    "{error:?}"
+                );
             }
             Err(other) => panic!("expected an abandoned transfer, got {other:?}"),
         }
@@ -226,7 +230,7 @@ async fn oversized_transfer_is_refused_from_its_header() {
         let mut sender = pair.coordinator.open_bulk(header_for(8, &payload)).await.expect("bulk stream");
         let error = pair.agent.accept_bulk_with_limit(1024).await.expect_err("over the limit");
         assert!(
-            matches!(&error, TransportError::Bulk { source, .. } if matches!(**source, BulkError::TooLarge { .. })),
+            matches!(&error, TransportError::Peer { kind: PeerFailure::Bulk { source, .. }, .. } if matches!(**source, BulkError::TooLarge { .. })),
             "{error:?}"
         );
         let sent = async {
@@ -234,7 +238,7 @@ async fn oversized_transfer_is_refused_from_its_header() {
             sender.finish().await
         };
         let error = sent.await.expect_err("the agent stopped the stream");
-        assert!(matches!(error, TransportError::BulkStoppedByPeer { .. }), "{error:?}");
+        assert!(matches!(error, TransportError::Peer { kind: PeerFailure::BulkStoppedByPeer { .. }, .. }), "{error:?}");
         assert!(error.to_string().starts_with(&format!("agent {AGENT} at ")), "{error}");
     })
     .await;
@@ -252,7 +256,7 @@ async fn finished_control_stream_reads_as_none() {
         finishing.await.expect("task").expect("acknowledged");
         pair.coordinator.close("done");
         let closed = pair.agent.closed().await;
-        assert!(matches!(&closed, TransportError::ClosedByPeer { reason, .. } if reason == "done"), "{closed:?}");
+        assert!(matches!(&closed, TransportError::Peer { kind: PeerFailure::ClosedByPeer { reason, .. }, .. } if reason == "done"), "{closed:?}");
     })
     .await;
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{AGENT, COORDINATOR, accept_one, agent_hello, bounded, coordinator_hello, dial, fleet, listen};
 use rustle_protocol::{Hello, PROTOCOL_VERSION, Role};
-use rustle_transport::{AllowedCoordinators, CertBundle, FleetCa, TransportError};
+use rustle_transport::{AllowedCoordinators, CertBundle, FleetCa, PeerFailure, TransportError};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -31,7 +31,10 @@ async fn coordinator_certificate_from_another_ca_is_refused_on_both_sides() {
         let error = coordinator.expect_err("the agent refuses a foreign certificate");
         let message = error.to_string();
         eprintln!("{message}");
-        assert!(matches!(error, TransportError::CertificateRejectedByPeer { .. }), "{error:?}");
+        assert!(
+            matches!(error, TransportError::Peer { kind: PeerFailure::CertificateRejectedByPeer { .. }, .. }),
+            "{error:?}"
+        );
         assert!(message.starts_with(&format!("agent {AGENT} at {addr} rejected our certificate")), "{message}");
         assert!(message.contains("not signed by the fleet CA the agent trusts"), "{message}");
         assert!(message.contains("`rustle-cross ca issue --coordinator NAME`"), "{message}");
@@ -41,7 +44,10 @@ async fn coordinator_certificate_from_another_ca_is_refused_on_both_sides() {
         let error = agent.expect_err("the agent refused it");
         let message = error.to_string();
         eprintln!("{message}");
-        assert!(matches!(error, TransportError::PeerCertificateRefused { .. }), "{error:?}");
+        assert!(
+            matches!(error, TransportError::Peer { kind: PeerFailure::PeerCertificateRefused { .. }, .. }),
+            "{error:?}"
+        );
         assert!(message.starts_with("refused the certificate of a coordinator at 127.0.0.1:"), "{message}");
         assert!(message.contains("UnknownIssuer"), "{message}");
         assert!(message.contains("`rustle-cross ca issue --coordinator NAME`"), "{message}");
@@ -95,7 +101,10 @@ async fn client_without_a_certificate_is_refused() {
         let error = agent.expect_err("the agent refused it");
         let message = error.to_string();
         eprintln!("{message}");
-        assert!(matches!(error, TransportError::PeerCertificateRefused { .. }), "{error:?}");
+        assert!(
+            matches!(error, TransportError::Peer { kind: PeerFailure::PeerCertificateRefused { .. }, .. }),
+            "{error:?}"
+        );
         assert!(message.contains("peer sent no certificates"), "{message}");
         assert!(message.contains("coordinators need a client certificate from this agent's fleet CA"), "{message}");
     })
@@ -127,7 +136,10 @@ async fn agent_certificate_for_another_name_is_refused() {
         let error = dial(&fleet.coordinator, addr, AGENT).await.expect_err("the name does not match");
         let message = error.to_string();
         eprintln!("{message}");
-        assert!(matches!(error, TransportError::PeerCertificateRefused { .. }), "{error:?}");
+        assert!(
+            matches!(error, TransportError::Peer { kind: PeerFailure::PeerCertificateRefused { .. }, .. }),
+            "{error:?}"
+        );
         assert!(message.starts_with(&format!("refused the certificate of agent {AGENT} at {addr}")), "{message}");
         assert!(message.contains("not valid for name"), "{message}");
         assert!(message.contains(&format!("`rustle-cross ca issue --agent {AGENT}`")), "{message}");
@@ -136,7 +148,10 @@ async fn agent_certificate_for_another_name_is_refused() {
         let error = agent.expect_err("the coordinator refused us");
         let message = error.to_string();
         eprintln!("{message}");
-        assert!(matches!(error, TransportError::CertificateRejectedByPeer { .. }), "{error:?}");
+        assert!(
+            matches!(error, TransportError::Peer { kind: PeerFailure::CertificateRejectedByPeer { .. }, .. }),
+            "{error:?}"
+        );
         assert!(message.contains("bad_certificate"), "{message}");
         assert!(message.contains("`rustle-cross ca issue --agent"), "{message}");
     })
@@ -160,7 +175,7 @@ async fn coordinator_not_on_the_allow_list_is_refused() {
         let error = coordinator.expect_err("not allowed");
         let message = error.to_string();
         eprintln!("{message}");
-        assert!(matches!(error, TransportError::NotAllowedByAgent { .. }), "{error:?}");
+        assert!(matches!(error, TransportError::Peer { kind: PeerFailure::NotAllowedByAgent { .. }, .. }), "{error:?}");
         assert!(message.contains(&format!("coordinator {COORDINATOR} is not on this agent's list")), "{message}");
         assert!(message.contains("allowed_coordinators"), "{message}");
 
@@ -168,7 +183,10 @@ async fn coordinator_not_on_the_allow_list_is_refused() {
         let error = agent.expect_err("refused");
         let message = error.to_string();
         eprintln!("{message}");
-        assert!(matches!(error, TransportError::CoordinatorNotAllowed { .. }), "{error:?}");
+        assert!(
+            matches!(error, TransportError::Peer { kind: PeerFailure::CoordinatorNotAllowed { .. }, .. }),
+            "{error:?}"
+        );
         assert!(message.starts_with(&format!("refused coordinator {COORDINATOR} at 127.0.0.1:")), "{message}");
         assert!(message.contains("only accepts coordinators named deploy-main"), "{message}");
     })
@@ -210,7 +228,7 @@ async fn protocol_version_mismatch_is_reported_on_both_sides() {
         let error = connection.open_control(newer).await.expect_err("versions differ");
         let message = error.to_string();
         eprintln!("{message}");
-        assert!(matches!(error, TransportError::Handshake { .. }), "{error:?}");
+        assert!(matches!(error, TransportError::Peer { kind: PeerFailure::Handshake { .. }, .. }), "{error:?}");
         assert!(
             message.starts_with(&format!("failed the version handshake with agent {AGENT} at {addr}")),
             "{message}"
@@ -224,7 +242,7 @@ async fn protocol_version_mismatch_is_reported_on_both_sides() {
         let error = agent.expect_err("versions differ");
         let message = error.to_string();
         eprintln!("{message}");
-        assert!(matches!(error, TransportError::Handshake { .. }), "{error:?}");
+        assert!(matches!(error, TransportError::Peer { kind: PeerFailure::Handshake { .. }, .. }), "{error:?}");
         assert!(message.contains(&format!("with coordinator {COORDINATOR} at 127.0.0.1:")), "{message}");
         assert!(
             message.contains(&format!(
@@ -237,7 +255,11 @@ async fn protocol_version_mismatch_is_reported_on_both_sides() {
         // The connection ends with the reason, readable by the peer.
         let closed = connection.closed().await;
         assert!(
-            matches!(closed, TransportError::HandshakeRefusedByPeer { .. } | TransportError::LocallyClosed { .. }),
+            matches!(
+                closed,
+                TransportError::Peer { kind: PeerFailure::HandshakeRefusedByPeer { .. }, .. }
+                    | TransportError::Peer { kind: PeerFailure::LocallyClosed, .. }
+            ),
             "{closed:?}"
         );
     })

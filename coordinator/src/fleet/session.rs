@@ -13,7 +13,7 @@ use rustle_protocol::{
 };
 use rustle_scheduler::Executor;
 use rustle_targets::BuildRequest;
-use rustle_transport::{Connection, ControlStream, CoordinatorDialer, TransportError};
+use rustle_transport::{Connection, ControlStream, CoordinatorDialer, PeerFailure, TransportError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -269,9 +269,9 @@ async fn accept_artifacts(connection: Connection, mailbox: ActorRef<Msg>) {
                 });
             }
             Err(
-                TransportError::ClosedByPeer { .. }
-                | TransportError::ConnectionLost { .. }
-                | TransportError::LocallyClosed { .. },
+                TransportError::Peer { kind: PeerFailure::ClosedByPeer { .. }, .. }
+                | TransportError::Peer { kind: PeerFailure::ConnectionLost { .. }, .. }
+                | TransportError::Peer { kind: PeerFailure::LocallyClosed, .. },
             ) => break,
             Err(error) => {
                 // Whatever the error says, a closed connection yields no more streams.
