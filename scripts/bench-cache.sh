@@ -41,15 +41,8 @@ fi
 all_args=()
 for t in "${TARGETS[@]}"; do all_args+=(--target "$t"); done
 
-now() { date +%s.%N; }
-elapsed() {
-  local t0 t1
-  t0=$(now)
-  "$@" >/dev/null 2>"$BENCH_DIR/last.err" || { cat "$BENCH_DIR/last.err" >&2; return 1; }
-  t1=$(now)
-  echo "$t1 - $t0" | bc -l
-}
-median() { printf '%s\n' "$@" | sort -g | sed -n "$((($# + 1) / 2))p"; }
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh  # the script has cd-ed to the repository root
 fmt() { printf '%.3f' "$1"; }
 
 # Plain cargo's exact command per target, in rustle-cross's own target dir.

@@ -29,16 +29,8 @@ cp -r examples/hello-template "$BENCH_DIR/template"
 TEMPLATE="$BENCH_DIR/template"
 export RUSTLE_TARGET_CACHE_DIR="$BENCH_DIR/rustle-cache"
 
-now() { date +%s.%N; }
-# elapsed CMD...: runs it quietly, prints seconds.
-elapsed() {
-  local t0 t1
-  t0=$(now)
-  "$@" >/dev/null 2>"$BENCH_DIR/last.err" || { cat "$BENCH_DIR/last.err" >&2; return 1; }
-  t1=$(now)
-  echo "$t1 - $t0" | bc -l
-}
-median() { printf '%s\n' "$@" | sort -g | sed -n "$((($# + 1) / 2))p"; }
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh  # the script has cd-ed to the repository root
 fmt() { printf '%.2f' "$1"; }
 
 # The plain-cargo command for a target: rustle-cross's exact invocation with
