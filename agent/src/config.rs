@@ -54,8 +54,8 @@ pub struct AgentConfig {
     pub heartbeat_interval_ms: u64,
     /// If set, only these target triples are offered and accepted.
     pub allowed_targets: Option<Vec<String>>,
-    /// Warm template dirs (sources plus target dirs) beyond this total size
-    /// are evicted, oldest use first.
+    /// Warm template dirs (sources, target dirs and the binaries cached for
+    /// them) beyond this total size are evicted, oldest use first.
     pub warm_cache_max_bytes: u64,
     /// The agent's name in reports; default: the host name.
     pub agent_id: Option<String>,

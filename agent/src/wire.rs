@@ -60,12 +60,14 @@ pub fn target_from_wire(target: &BuildTarget) -> Result<(Target, TargetSettings)
 }
 
 /// What the engine is asked by an offer, for the template the offer's
-/// source unpacked to here: its whole target, its overrides, and its
-/// deadline (`default_deadline` when it gives none).
+/// source unpacked to here: its whole target, its overrides, its deadline
+/// (`default_deadline` when it gives none), and whether this agent's binary
+/// cache (capped at `cache_max_bytes`) may answer.
 pub fn request_from_offer(
     offer: &JobOffer,
     template: TemplateId,
     default_deadline: Duration,
+    cache_max_bytes: u64,
 ) -> Result<BuildRequest, TargetError> {
     let deadline = if offer.deadline_secs == 0 { default_deadline } else { Duration::from_secs(offer.deadline_secs) };
     let (target, settings) = target_from_wire(&offer.target)?;
@@ -76,9 +78,7 @@ pub fn request_from_offer(
         optimization: optimization_from_wire(&offer.optimization),
         deadline,
         incremental: true,
-        // The coordinator looks its own cache up before offering a job;
-        // an agent-side cache waits for `--no-cache` to travel in the offer.
-        cache: CachePolicy::Off,
+        cache: if offer.use_cache { CachePolicy::Use { max_bytes: cache_max_bytes } } else { CachePolicy::Off },
     })
 }
 
@@ -116,5 +116,6 @@ pub fn success_of(binary: &CompiledBinary) -> BuildOutcome {
         rustc_version: binary.metadata.rustc_version.clone(),
         cargo_version: binary.metadata.cargo_version.clone(),
         compilation_flags: binary.metadata.compilation_flags.clone(),
+        from_cache: binary.cached.is_some(),
     }
 }

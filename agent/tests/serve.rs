@@ -12,7 +12,8 @@ use common::{
     processes_mentioning, slow_template, wait_for,
 };
 use rustle_protocol::{
-    AgentToCoordinator, BuildEvent, BuildOutcome, BulkAck, BulkKind, CoordinatorToAgent, JobId, LogStream, RejectReason,
+    AgentToCoordinator, BuildEvent, BuildOutcome, BulkAck, BulkKind, CoordinatorToAgent, JobId, JobOffer, LogStream,
+    RejectReason,
 };
 use sha2::{Digest, Sha256};
 
@@ -96,8 +97,18 @@ async fn run_job(
     template_id: &str,
     bundle: &[u8],
 ) -> (Vec<AgentToCoordinator>, Option<(rustle_protocol::BulkHeader, Vec<u8>)>) {
+    run_offer(driver, offer(job, template_id, HOST_TRIPLE), bundle).await
+}
+
+/// Offers `offer`, sends the bundle, and collects the frames and the artifact.
+async fn run_offer(
+    driver: &mut Driver,
+    offer: JobOffer,
+    bundle: &[u8],
+) -> (Vec<AgentToCoordinator>, Option<(rustle_protocol::BulkHeader, Vec<u8>)>) {
+    let job = offer.job.0;
     let artifact = driver.expect_artifact();
-    driver.send(CoordinatorToAgent::Offer(offer(job, template_id, HOST_TRIPLE))).await;
+    driver.send(CoordinatorToAgent::Offer(offer)).await;
     assert_eq!(driver.recv_for(JobId(job)).await, AgentToCoordinator::Accept { job: JobId(job) });
     driver.send_bundle(JobId(job), bundle).await;
     let frames = driver.recv_until_finished(JobId(job)).await;
@@ -414,4 +425,42 @@ async fn warm_dirs_over_the_cap_are_evicted() {
     let warm = agent.work_dir.join("warm/hello-agent");
     wait_for(Duration::from_secs(20), "the warm dir to be evicted", || !warm.exists()).await;
     agent.stop().await;
+}
+
+/// With the coordinator's leave (`use_cache`), a repeated job is answered
+/// from the agent's binary cache: no cargo run, the same binary, and the
+/// outcome says so. Without it (`--no-cache` on the coordinator), the agent
+/// builds again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_job_comes_from_the_agents_binary_cache_when_allowed() {
+    let fleet = fleet();
+    let agent = started(&fleet);
+    let mut driver = Driver::connect(&fleet, agent.addr).await;
+    let template = Template::new("hello-cached", HELLO_MAIN, None);
+    let bundle = template.bundle();
+    let cached = |job| JobOffer { use_cache: true, ..offer(job, "hello-cached", HOST_TRIPLE) };
+    let success = |frames: &[AgentToCoordinator]| match frames.last() {
+        Some(AgentToCoordinator::Finished { outcome: BuildOutcome::Success { checksum, from_cache, .. }, .. }) => {
+            (*checksum, *from_cache)
+        }
+        other => panic!("the job did not succeed: {other:?}"),
+    };
+    let cargo_ran = |frames: &[AgentToCoordinator]| {
+        frames.iter().any(|frame| {
+            matches!(frame, AgentToCoordinator::Event { event: BuildEvent::Log { line, .. }, .. } if line.contains("Finished"))
+        })
+    };
+
+    let (first, first_artifact) = run_offer(&mut driver, cached(1), &bundle).await;
+    let (checksum, from_cache) = success(&first);
+    assert!(!from_cache && cargo_ran(&first), "the first build runs cargo: {first:?}");
+
+    let (second, second_artifact) = run_offer(&mut driver, cached(2), &bundle).await;
+    assert_eq!(success(&second), (checksum, true), "{second:?}");
+    assert!(!cargo_ran(&second), "a cached answer runs no cargo: {second:?}");
+    assert_eq!(second_artifact.expect("artifact").1, first_artifact.expect("artifact").1);
+
+    let (third, _) = run_offer(&mut driver, offer(3, "hello-cached", HOST_TRIPLE), &bundle).await;
+    assert_eq!(success(&third), (checksum, false), "without leave the agent builds: {third:?}");
+    assert!(cargo_ran(&third));
 }

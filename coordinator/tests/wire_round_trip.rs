@@ -88,11 +88,15 @@ fn request(target: Target, settings: TargetSettings, optimization: CompilationOp
     }
 }
 
+/// The size cap of the agent's own binary cache (it does not travel).
+const AGENT_CACHE_CAP: u64 = 1 << 30;
+
 /// What the agent's engine is asked when the coordinator offers `sent`.
 fn arrived(sent: &BuildRequest) -> BuildRequest {
     let offer = through_the_wire(offer_of(JobId(7), sent, None, sent.deadline.as_secs()));
     // The agent names the template by its own unpacked copy; here, the same.
-    request_from_offer(&offer, sent.template.clone(), Duration::from_secs(1)).expect("the agent parses it")
+    request_from_offer(&offer, sent.template.clone(), Duration::from_secs(1), AGENT_CACHE_CAP)
+        .expect("the agent parses it")
 }
 
 proptest! {
@@ -114,4 +118,13 @@ fn a_glibc_floor_travels_in_the_target_name() {
     assert_eq!(offer.target.name, "x86_64-unknown-linux-gnu.2.17");
     let arrived = arrived(&sent);
     assert_eq!(arrived.target.glibc_floor.map(|f| f.to_string()).as_deref(), Some("2.17"));
+}
+
+#[test]
+fn no_cache_travels_and_the_agent_uses_its_own_cap() {
+    let target = Target::from_triple("aarch64-unknown-linux-gnu").expect("target");
+    let mut sent = request(target, TargetSettings::default(), CompilationOptimization::default());
+    assert_eq!(arrived(&sent).cache, CachePolicy::Off, "--no-cache reaches the agent");
+    sent.cache = CachePolicy::Use { max_bytes: 7 };
+    assert_eq!(arrived(&sent).cache, CachePolicy::Use { max_bytes: AGENT_CACHE_CAP });
 }

@@ -220,15 +220,15 @@ async fn tool_version(tool: &Path, arg: &str) -> String {
     version
 }
 
-/// Where a binary from the cache came from.
+/// Where a binary from a cache came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheHit {
-    /// The store that had it (`local`).
+    /// The store that had it: `local`, or `agent NAME` for an agent's own.
     pub store: String,
-    /// Its key.
-    pub key: CacheKey,
-    /// When it was built (seconds since the Unix epoch).
-    pub built_at: u64,
+    /// Its key in that store (an agent's key is computed and kept there).
+    pub key: Option<CacheKey>,
+    /// When it was built (seconds since the Unix epoch), where known.
+    pub built_at: Option<u64>,
     /// Who built it (`local`, or `agent NAME`).
     pub built_by: String,
 }
@@ -369,8 +369,8 @@ impl CompilationCache {
             validation,
             cached: Some(CacheHit {
                 store: "local".into(),
-                key: key.clone(),
-                built_at: entry.built_at,
+                key: Some(key.clone()),
+                built_at: Some(entry.built_at),
                 built_by: entry.built_by,
             }),
         }))
@@ -706,7 +706,10 @@ mod tests {
         assert_eq!(hit.metadata, built.metadata);
         assert_eq!(hit.validation, built.validation);
         let origin = hit.cached.as_ref().expect("marked as cached");
-        assert_eq!((origin.store.as_str(), &origin.key, origin.built_by.as_str()), ("local", &key, "local"));
+        assert_eq!(
+            (origin.store.as_str(), origin.key.as_ref(), origin.built_by.as_str()),
+            ("local", Some(&key), "local")
+        );
         assert!(matches!(cache.get(&inputs(2).key(), &stored_request()), Lookup::Miss));
         assert_eq!(cache.stats(), CacheStats { entries: 1, blobs: 1, bytes: built.size });
     }

@@ -43,6 +43,9 @@ pub struct JobOffer {
     pub optimization: OptimizationSettings,
     /// Seconds the agent has, from accepting, to report an outcome.
     pub deadline_secs: u64,
+    /// Whether the agent may answer from its binary cache and keep the
+    /// binary there (`false`: the coordinator was told `--no-cache`).
+    pub use_cache: bool,
 }
 
 /// The target of a job, whole: its identity and how the coordinator's
@@ -232,6 +235,9 @@ pub enum BuildOutcome {
         cargo_version: String,
         /// The cargo arguments and `*_RUSTFLAGS` the build ran with.
         compilation_flags: Vec<String>,
+        /// The agent's binary cache answered (the build it reports ran
+        /// earlier, with these flags and toolchain).
+        from_cache: bool,
     },
     /// The compiler rejected the project.
     CompileFailed {

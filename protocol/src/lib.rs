@@ -51,7 +51,9 @@ pub use messages::{AgentToCoordinator, CoordinatorToAgent};
 /// - 2: a [`JobOffer`] carries the whole [`BuildTarget`] (glibc floor,
 ///   features, rustflags, linker), and [`OptimizationSettings`] are
 ///   overrides (`None` keeps the template's profile).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// - 3: a [`JobOffer`] says whether the agent may use its binary cache,
+///   and a successful [`BuildOutcome`] says whether the cache answered.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// ALPN token both QUIC endpoints offer. It names the framing and the
 /// [`Hello`] layout, which never change under this token, so peers of any

@@ -130,8 +130,9 @@ prop_compose! {
         toolchain in text(),
         optimization in optimization(),
         deadline_secs in any::<u64>(),
+        use_cache in any::<bool>(),
     ) -> JobOffer {
-        JobOffer { job, template_id, target, toolchain, optimization, deadline_secs }
+        JobOffer { job, template_id, target, toolchain, optimization, deadline_secs, use_cache }
     }
 }
 
@@ -167,8 +168,15 @@ fn build_event() -> impl Strategy<Value = BuildEvent> {
 
 fn build_outcome() -> impl Strategy<Value = BuildOutcome> {
     prop_oneof![
-        (digest(), any::<(u64, u64)>(), text(), text(), text(), vec(text(), 0..4)).prop_map(
-            |(checksum, (size, compile_time_ms), toolchain, rustc_version, cargo_version, compilation_flags)| {
+        (digest(), any::<(u64, u64, bool)>(), text(), text(), text(), vec(text(), 0..4)).prop_map(
+            |(
+                checksum,
+                (size, compile_time_ms, from_cache),
+                toolchain,
+                rustc_version,
+                cargo_version,
+                compilation_flags,
+            )| {
                 BuildOutcome::Success {
                     checksum,
                     size,
@@ -177,6 +185,7 @@ fn build_outcome() -> impl Strategy<Value = BuildOutcome> {
                     rustc_version,
                     cargo_version,
                     compilation_flags,
+                    from_cache,
                 }
             }
         ),

@@ -358,7 +358,9 @@ async fn run_build(
             )
         },
     )??;
-    let request = wire::request_from_offer(offer, template.id.clone(), DEFAULT_DEADLINE)
+    // The binary cache lives in the warm dir, so warm-dir eviction bounds it too.
+    let cache_cap = context.config.warm_cache_max_bytes;
+    let request = wire::request_from_offer(offer, template.id.clone(), DEFAULT_DEADLINE, cache_cap)
         .map_err(|e| CompilationError::unavailable(triple.clone(), e.to_string()))?;
     let job = offer.job;
     let on_event = move |event: engine::BuildEvent| {

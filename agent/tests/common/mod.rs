@@ -190,6 +190,8 @@ pub fn offer(job: u64, template_id: &str, triple: &str) -> JobOffer {
         toolchain: String::new(),
         optimization: OptimizationSettings::default(),
         deadline_secs: 600,
+        // These tests are about building; the agent's binary cache has its own.
+        use_cache: false,
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use rustle_engine::cache::CacheHit;
 use rustle_engine::engine::{CompilationMetadata, CompiledBinary};
 use rustle_engine::validate::validate_binary;
 use rustle_protocol::{
@@ -466,6 +467,7 @@ impl State {
             rustc_version,
             cargo_version,
             compilation_flags,
+            from_cache,
         } = outcome.clone()
         else {
             return None;
@@ -496,7 +498,13 @@ impl State {
                         features_used: offered.request.settings.features.clone(),
                     },
                     validation,
-                    cached: None,
+                    // The agent's own cache answered: say so, and whose.
+                    cached: from_cache.then(|| CacheHit {
+                        store: format!("agent {}", self.agent),
+                        key: None,
+                        built_at: None,
+                        built_by: format!("agent {}", self.agent),
+                    }),
                 };
                 let closing =
                     self.send(CoordinatorToAgent::BulkAck(BulkAck::Verified { job, kind: BulkKind::Artifact }));

@@ -9,7 +9,8 @@ use rustle_protocol::{
     Sha256Digest, Strip, TemplateId as WireTemplateId,
 };
 use rustle_targets::{
-    BuildRequest, CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, TemplateId,
+    BuildRequest, CachePolicy, CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode,
+    TemplateId,
 };
 
 /// The protocol's form of the optimization overrides: every field as set,
@@ -73,6 +74,7 @@ pub fn offer_of(job: JobId, request: &BuildRequest, toolchain: Option<&str>, dea
         toolchain: toolchain.unwrap_or_default().to_owned(),
         optimization: optimization_to_wire(&request.optimization),
         deadline_secs,
+        use_cache: matches!(request.cache, CachePolicy::Use { .. }),
     }
 }
 
@@ -86,5 +88,6 @@ pub fn success_of(binary: &CompiledBinary) -> BuildOutcome {
         rustc_version: binary.metadata.rustc_version.clone(),
         cargo_version: binary.metadata.cargo_version.clone(),
         compilation_flags: binary.metadata.compilation_flags.clone(),
+        from_cache: binary.cached.is_some(),
     }
 }

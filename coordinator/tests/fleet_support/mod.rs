@@ -294,7 +294,7 @@ async fn build(
         TemplateSource::Dir(dir.clone()).prepare(&context.work.join("templates")).map_err(|e| e.to_string())?;
     // The same wire conversion and engine entry point as the real agent:
     // the offer's target and overrides, whole.
-    let request = rustle_agent::wire::request_from_offer(offer, template.id.clone(), Duration::from_secs(600))
+    let request = rustle_agent::wire::request_from_offer(offer, template.id.clone(), Duration::from_secs(600), 1 << 30)
         .map_err(|e| e.to_string())?;
     let _ = out.send(AgentToCoordinator::Event { job, event: BuildEvent::Started });
     if context.spec.fault == Fault::DieWhenBuilding {

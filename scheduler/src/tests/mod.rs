@@ -98,6 +98,7 @@ pub(crate) fn success() -> BuildOutcome {
         rustc_version: "rustc 1.95.0".into(),
         cargo_version: "cargo 1.95.0".into(),
         compilation_flags: vec!["--release".into()],
+        from_cache: false,
     }
 }
 
