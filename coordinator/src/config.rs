@@ -233,10 +233,15 @@ impl CrossCompilationConfig {
         Ok(())
     }
 
+    /// The binary cache's size cap in bytes (`binary_cache_max_mb`).
+    pub fn binary_cache_max_bytes(&self) -> u64 {
+        self.binary_cache_max_mb.saturating_mul(1024 * 1024)
+    }
+
     /// How builds use the binary cache.
     pub fn cache_policy(&self) -> CachePolicy {
         if self.cache_enabled && self.binary_cache {
-            CachePolicy::Use { max_bytes: self.binary_cache_max_mb.saturating_mul(1024 * 1024) }
+            CachePolicy::Use { max_bytes: self.binary_cache_max_bytes() }
         } else {
             CachePolicy::Off
         }

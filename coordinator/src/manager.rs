@@ -385,36 +385,38 @@ impl CrossCompilationManager {
         progress: ProgressSink,
     ) -> Result<Vec<TargetOutcome>, CompilationError> {
         let fleet_error = |reason: String| CompilationError::Fleet { reason };
-        let bundle = rustle_engine::bundle::pack_template(template)
-            .map_err(|e| fleet_error(format!("failed to pack the template for the build agents: {e}")))?;
         // A broken fleet configuration is an error even when the cache
         // answers every target: it would break the next build.
         let options = FleetOptions::from_config(&self.config.fleet).map_err(|e| fleet_error(e.to_string()))?;
-        // The binary cache first: a hit never reaches an agent.
+        // The binary cache first, every target at once: a hit never reaches an agent.
         let store = match self.config.cache_policy() {
             CachePolicy::Use { max_bytes } => Some(CompilationCache::open(&self.cache_dir, max_bytes)),
             CachePolicy::Off => None,
         };
+        let (store, sink) = (&store, &*progress);
+        let lookups = futures_util::future::join_all(requests.iter().zip(&plans).map(|(request, plan)| async move {
+            match (plan, store) {
+                (Ok(plan), Some(store)) => {
+                    let job = BuildJob::new(template, plan, request, &self.cache_dir);
+                    engine::cache_lookup(&job, store, sink).await
+                }
+                _ => Ok(None),
+            }
+        }))
+        .await;
         let mut local_targets = std::collections::BTreeSet::new();
         let mut slots = Vec::new();
-        for (request, plan) in requests.iter().zip(plans) {
-            let slot = match plan {
-                Ok(plan) => {
+        for ((request, plan), found) in requests.iter().zip(plans).zip(lookups) {
+            let slot = match (plan, found) {
+                (Ok(_), found) => {
                     // By the full name: `T` and `T.2.17` are two plans.
                     local_targets.insert(request.target_name());
-                    let found = match &store {
-                        Some(store) => {
-                            let job = BuildJob::new(template, &plan, request, &self.cache_dir);
-                            engine::cache_lookup(&job, store, &*progress).await
-                        }
-                        None => Ok(None),
-                    };
                     match found {
                         Err(hit) => FleetSlot::Cached(hit),
                         Ok(inputs) => FleetSlot::Submit { local_error: None, inputs },
                     }
                 }
-                Err(error) => FleetSlot::Submit { local_error: Some(error), inputs: None },
+                (Err(error), _) => FleetSlot::Submit { local_error: Some(error), inputs: None },
             };
             slots.push(slot);
         }
@@ -433,6 +435,8 @@ impl CrossCompilationManager {
                 })
                 .collect());
         }
+        let bundle = rustle_engine::bundle::pack_template(template)
+            .map_err(|e| fleet_error(format!("failed to pack the template for the build agents: {e}")))?;
         let local = LocalFallback {
             triples: local_targets,
             slots: u32::try_from(self.config.max_parallel_jobs).unwrap_or(u32::MAX),
@@ -571,7 +575,7 @@ impl CrossCompilationManager {
 
     /// The binary cache this configuration uses (whether or not builds use it).
     pub fn binary_cache(&self) -> CompilationCache {
-        CompilationCache::open(&self.cache_dir, self.config.binary_cache_max_mb.saturating_mul(1024 * 1024))
+        CompilationCache::open(&self.cache_dir, self.config.binary_cache_max_bytes())
     }
 
     async fn plan(&self, request: &BuildRequest) -> Result<BuildPlan, CompilationError> {

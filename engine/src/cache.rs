@@ -376,8 +376,9 @@ impl CompilationCache {
         }))
     }
 
-    /// Stores `binary` under the key of `inputs`, then keeps the store under
-    /// its cap. Safe with other processes storing at the same time.
+    /// Stores `binary` under the key of `inputs`, then prunes the store when
+    /// it is above its cap (abandoned temporary files are removed then, or by
+    /// [`Self::prune`]). Safe with other processes storing at the same time.
     pub fn put(&self, inputs: &CacheKeyInputs, binary: &CompiledBinary, built_by: &str) -> std::io::Result<CacheKey> {
         let key = inputs.key();
         let entry = CacheEntry {
@@ -399,7 +400,11 @@ impl CompilationCache {
         }
         let json = serde_json::to_vec_pretty(&entry).map_err(std::io::Error::other)?;
         self.write_atomically(&self.entry_path(&key), &json)?;
-        self.prune(self.max_bytes)?;
+        // Pruning reads every entry: only when the binaries (a directory
+        // listing, nothing parsed) exceed the cap.
+        if self.stats().bytes > self.max_bytes {
+            self.prune(self.max_bytes)?;
+        }
         Ok(key)
     }
 

@@ -44,7 +44,7 @@ enum CacheCommand {
 
 /// Runs the command.
 pub async fn run(config: CrossCompilationConfig, args: CacheArgs) -> anyhow::Result<ExitCode> {
-    let max_mb = config.binary_cache_max_mb;
+    let (max_mb, max_bytes) = (config.binary_cache_max_mb, config.binary_cache_max_bytes());
     let manager = CrossCompilationManager::new(config)?;
     let cache = manager.binary_cache();
     match args.command {
@@ -79,7 +79,7 @@ pub async fn run(config: CrossCompilationConfig, args: CacheArgs) -> anyhow::Res
             println!("{}", table.render());
         }
         CacheCommand::Prune { max_mb: keep } => {
-            let removed = cache.prune(keep.unwrap_or(max_mb).saturating_mul(1024 * 1024))?;
+            let removed = cache.prune(keep.map_or(max_bytes, |mb| mb.saturating_mul(1024 * 1024)))?;
             println!("removed {removed} entries from {}", cache.root().display());
         }
         CacheCommand::Clear => {
