@@ -8,6 +8,11 @@
 #   - a miss: `rustle-cross build -t T` after `cache clear` (key, lookup,
 #     cargo's no-op, store) against the same build with `--no-cache`
 #     (cargo's no-op alone): the difference is what a miss adds.
+#   - shared stores (Redis and WebDAV, private servers started by
+#     scripts/start-cache-stores.sh under BENCH_DIR/stores): every target
+#     fetched from the store into an empty local cache ("another
+#     machine"), and a miss with the store behind (key, two lookups,
+#     cargo's no-op, two stores) against --no-cache. SHARED=0 leaves them out.
 # Prints Markdown lines for the README. Medians of RUNS (default 5) runs.
 #
 # Usage: scripts/bench-cache.sh [TARGET ...]    (default: every available target)
@@ -78,6 +83,38 @@ MISS=$(median "${miss[@]}")
 NOCACHE=$(median "${nocache[@]}")
 "$RC" build "$TEMPLATE" "${all_args[@]}" --out "$BENCH_DIR/out" >/dev/null
 
+SHARED_LINES=()
+if [ "${SHARED:-1}" != 0 ]; then
+  scripts/start-cache-stores.sh "$BENCH_DIR/stores" >/dev/null
+  # shellcheck disable=SC1091
+  source "$BENCH_DIR/stores/stores.env"
+  redis_port=${REDIS_URL##*:}
+  for store in redis webdav; do
+    if [ $store = redis ]; then url="$REDIS_URL/5"; else url="${WEBDAV_URL}bench/"; fi
+    empty_store() {
+      if [ $store = redis ]; then redis-cli -p "$redis_port" -n 5 flushdb >/dev/null
+      else rm -rf "$BENCH_DIR/stores/webdav/root/cache/bench"; fi
+    }
+    empty_store
+    "$RC" cache clear >/dev/null
+    RUSTLE_BINARY_CACHE_SHARED=$url "$RC" build "$TEMPLATE" "${all_args[@]}" --out "$BENCH_DIR/out" >/dev/null
+    fetch=()
+    for _ in $(seq "$RUNS"); do
+      "$RC" cache clear >/dev/null
+      fetch+=("$(RUSTLE_BINARY_CACHE_SHARED=$url elapsed "$RC" build "$TEMPLATE" "${all_args[@]}" --out "$BENCH_DIR/out")")
+    done
+    smiss=(); snocache=()
+    for _ in $(seq "$RUNS"); do
+      "$RC" cache clear >/dev/null; empty_store
+      smiss+=("$(RUSTLE_BINARY_CACHE_SHARED=$url elapsed "$RC" build "$TEMPLATE" --target "$T" --out "$BENCH_DIR/out")")
+      snocache+=("$(elapsed "$RC" build "$TEMPLATE" --target "$T" --out "$BENCH_DIR/out" --no-cache)")
+    done
+    SHARED_LINES+=("Shared store, $store ($url): all ${#TARGETS[@]} targets fetched into an empty local cache: $(fmt "$(median "${fetch[@]}")") s; a miss ($T) with the store behind: $(fmt "$(median "${smiss[@]}")") s against $(fmt "$(median "${snocache[@]}")") s with --no-cache: it adds $(fmt "$(echo "$(median "${smiss[@]}") - $(median "${snocache[@]}")" | bc -l)") s.")
+  done
+  "$RC" build "$TEMPLATE" "${all_args[@]}" --out "$BENCH_DIR/out" >/dev/null
+fi
+
 echo
 echo "All ${#TARGETS[@]} targets cached, one \`rustle-cross build\`: $(fmt "$ALL_HIT") s; plain cargo's no-op builds of the same targets, summed: $(fmt "$SUM_PLAIN") s (bars: 0.3 s, and a third of cargo's = $(fmt "$(echo "$SUM_PLAIN / 3" | bc -l)") s)."
 echo "A miss ($T, warm target dir): $(fmt "$MISS") s with the cache, $(fmt "$NOCACHE") s with --no-cache: the cache adds $(fmt "$(echo "$MISS - $NOCACHE" | bc -l)") s (bar: 0.050 s)."
+for line in "${SHARED_LINES[@]}"; do echo "$line"; done

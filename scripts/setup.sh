@@ -107,6 +107,10 @@ apt_update || log "apt-get update failed; trying with the lists we have"
 # build-host line), plus what this project's runs and tests use here.
 BASE=("${BUILD_HOST[@]}" file qemu-user libc6-i386 lib32gcc-s1 python3-venv openssh-client bc)
 apt_install "${BASE[@]}" && note "base: ok (${BUILD_HOST[*]}, qemu-user)" || note "base: some packages missing"
+# The shared binary cache's test stores (scripts/start-cache-stores.sh runs
+# private instances; Debian's own services are not used).
+STORES=(redis-server redis-tools apache2)
+apt_install "${STORES[@]}" && note "cache stores: ok (${STORES[*]})" || note "cache stores: MISSING (${STORES[*]})"
 
 if [ $MINIMAL = 0 ]; then
   # Cross C compilers, libcs and runners from the main archive (no foreign

@@ -56,6 +56,14 @@ pub struct CrossCompilationConfig {
     /// Size cap of the binary cache, in MiB; least recently used binaries
     /// go first.
     pub binary_cache_max_mb: u64,
+    /// A binary cache shared with other machines, behind this machine's own
+    /// (`RUSTLE_BINARY_CACHE_SHARED`): `redis://HOST[:PORT][/DB]` or
+    /// `webdav+http(s)://HOST[:PORT]/PATH/`; empty for none. Its password
+    /// may come from `RUSTLE_BINARY_CACHE_SHARED_PASSWORD` instead.
+    pub binary_cache_shared: String,
+    /// How long one operation on the shared cache may take before the store
+    /// counts as down for the run (a warning, and local builds).
+    pub binary_cache_shared_timeout_ms: u64,
     /// Targets `--all-available` considers; empty means every target in
     /// the rules table.
     pub supported_targets: Vec<String>,
@@ -73,6 +81,8 @@ pub struct CrossCompilationConfig {
     /// means every target builds with the local engine.
     pub fleet: FleetConfig,
 }
+
+use crate::shared_cache::{PASSWORD_ENV, SharedStoreAddress, SharedStoreAddressError};
 
 pub use crate::fleet::config::{AgentEndpoint, DEFAULT_AGENT_PORT, FleetConfig, FleetConfigError};
 
@@ -92,6 +102,8 @@ impl Default for CrossCompilationConfig {
             cache_enabled: true,
             binary_cache: true,
             binary_cache_max_mb: 4096,
+            binary_cache_shared: String::new(),
+            binary_cache_shared_timeout_ms: 3000,
             supported_targets: Vec::new(),
             docker_images: BTreeMap::new(),
             target_cache_dir: None,
@@ -150,6 +162,9 @@ pub enum ConfigError {
         /// What was expected.
         expected: &'static str,
     },
+    /// `binary_cache_shared` is not a store address.
+    #[error(transparent)]
+    SharedCache(#[from] SharedStoreAddressError),
     /// The `[cross_compilation.fleet]` section is unusable.
     #[error(transparent)]
     Fleet(#[from] FleetConfigError),
@@ -200,6 +215,9 @@ impl CrossCompilationConfig {
         if let Some(v) = lookup("RUSTLE_TARGET_CACHE_DIR") {
             self.target_cache_dir = Some(v.into());
         }
+        if let Some(v) = lookup("RUSTLE_BINARY_CACHE_SHARED") {
+            self.binary_cache_shared = v;
+        }
         self.validate()?;
         Ok(self)
     }
@@ -216,6 +234,14 @@ impl CrossCompilationConfig {
                 expected: "at least 1 (turn the cache off with binary_cache = false)",
             });
         }
+        if self.binary_cache_shared_timeout_ms == 0 {
+            return Err(ConfigError::Value {
+                key: "binary_cache_shared_timeout_ms",
+                value: "0".into(),
+                expected: "at least 1 millisecond",
+            });
+        }
+        self.shared_store_address()?;
         if self.compilation_timeout_secs == 0 {
             return Err(ConfigError::Value {
                 key: "compilation_timeout_secs",
@@ -236,6 +262,19 @@ impl CrossCompilationConfig {
     /// The binary cache's size cap in bytes (`binary_cache_max_mb`).
     pub fn binary_cache_max_bytes(&self) -> u64 {
         self.binary_cache_max_mb.saturating_mul(1024 * 1024)
+    }
+
+    /// The shared binary cache's address (`binary_cache_shared`), if any.
+    pub fn shared_store_address(&self) -> Result<Option<SharedStoreAddress>, SharedStoreAddressError> {
+        if self.binary_cache_shared.trim().is_empty() {
+            return Ok(None);
+        }
+        SharedStoreAddress::parse(&self.binary_cache_shared, std::env::var(PASSWORD_ENV).ok()).map(Some)
+    }
+
+    /// The bound of one shared-cache operation.
+    pub fn binary_cache_shared_timeout(&self) -> Duration {
+        Duration::from_millis(self.binary_cache_shared_timeout_ms)
     }
 
     /// How builds use the binary cache.
@@ -370,6 +409,24 @@ supported_targets = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "x
     }
 
     #[test]
+    fn a_shared_cache_that_is_not_a_store_address_is_an_error_naming_the_key() {
+        let err = CrossCompilationConfig::from_toml(
+            Path::new("c.toml"),
+            "[cross_compilation]\nbinary_cache_shared = \"memcached://cache.lan\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("binary_cache_shared") && err.to_string().contains("memcached"), "{err}");
+        let err = CrossCompilationConfig::from_toml(
+            Path::new("c.toml"),
+            "[cross_compilation]\nbinary_cache_shared = \"redis://h\"\nbinary_cache_shared_timeout_ms = 0\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("binary_cache_shared_timeout_ms"), "{err}");
+        let none = CrossCompilationConfig::from_toml(Path::new("c.toml"), "[cross_compilation]\n").unwrap();
+        assert!(none.shared_store_address().unwrap().is_none(), "no shared store unless one is named");
+    }
+
+    #[test]
     fn env_overrides_file() {
         let c = CrossCompilationConfig::from_toml(Path::new("c.toml"), SPEC_EXAMPLE).unwrap();
         let env: BTreeMap<&str, &str> = [
@@ -377,9 +434,11 @@ supported_targets = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "x
             ("RUSTLE_RUSTUP_PATH", "/opt/rustup"),
             ("RUSTLE_CROSS_COMPILE_TIMEOUT", "42"),
             ("RUSTLE_TARGET_CACHE_DIR", "/var/cache/rc"),
+            ("RUSTLE_BINARY_CACHE_SHARED", "redis://cache.lan/2"),
         ]
         .into();
         let c = c.apply_env(|k| env.get(k).map(|v| (*v).to_owned())).unwrap();
+        assert_eq!(c.shared_store_address().unwrap().map(|a| a.name()).as_deref(), Some("redis://cache.lan:6379/2"));
         assert_eq!(c.docker_registry, "registry.local:5000");
         assert_eq!(c.rustup_path, PathBuf::from("/opt/rustup"));
         assert_eq!(c.compilation_timeout(), Duration::from_secs(42));

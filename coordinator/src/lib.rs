@@ -9,6 +9,7 @@ pub mod config;
 pub mod fleet;
 pub mod manager;
 mod outcome;
+pub mod shared_cache;
 
 pub use config::{AgentEndpoint, ConfigError, CrossCompilationConfig, FleetConfig, TargetOverrides};
 pub use manager::{CompatibilityReport, CrossCompilationError, CrossCompilationManager, ProgressSink, TargetOutcome};

@@ -10,6 +10,7 @@ use rustle_detect::{DetectOptions, ParsedInventory, TargetDetectionError, Target
 use rustle_engine::cache::{CacheKeyInputs, CompilationCache};
 use rustle_engine::engine::{self, BuildJob, BuildRequest, CompilationError, CompiledBinary, TargetFailure};
 use rustle_engine::runner::{RunnerPlan, plan_runner};
+use rustle_engine::shared_cache::SharedTier;
 use rustle_engine::template::{GeneratedTemplate, PreparedTemplate, TemplateSource};
 use rustle_engine::toolchain::{
     BuildPlan, MissingRequirement, RequirementKind, TargetAvailability, Toolchain, ToolchainError, ToolchainKind,
@@ -97,6 +98,8 @@ pub struct CrossCompilationManager {
     toolchains: Arc<ToolchainManager>,
     supported: Vec<TargetSpecification>,
     cache_dir: PathBuf,
+    /// The binary cache shared with other machines (`binary_cache_shared`).
+    shared_cache: Option<SharedTier>,
     /// Holds the throw-away cache when `cache_enabled` is off.
     _scratch_cache: Option<tempfile::TempDir>,
 }
@@ -122,7 +125,8 @@ impl CrossCompilationManager {
         let supported =
             config.supported_target_names().iter().map(|t| config.target(t)).collect::<Result<Vec<_>, _>>()?;
         let toolchains = Arc::new(ToolchainManager::new(config.toolchain_config(&cache_dir)));
-        Ok(Self { config, toolchains, supported, cache_dir, _scratch_cache: scratch })
+        let shared_cache = crate::shared_cache::shared_tier(&config).map_err(ConfigError::from)?;
+        Ok(Self { config, toolchains, supported, cache_dir, shared_cache, _scratch_cache: scratch })
     }
 
     /// The configuration.
@@ -360,7 +364,10 @@ impl CrossCompilationManager {
             let progress = progress.clone();
             async move {
                 let result = match plan {
-                    Ok(_) => engine::run(&request, template, &self.toolchains, &self.cache_dir, &*progress).await,
+                    Ok(_) => {
+                        let shared = self.shared_cache.as_ref();
+                        engine::run(&request, template, &self.toolchains, &self.cache_dir, shared, &*progress).await
+                    }
                     Err(e) => Err(e),
                 };
                 TargetOutcome {
@@ -390,7 +397,9 @@ impl CrossCompilationManager {
         let options = FleetOptions::from_config(&self.config.fleet).map_err(|e| fleet_error(e.to_string()))?;
         // The binary cache first, every target at once: a hit never reaches an agent.
         let store = match self.config.cache_policy() {
-            CachePolicy::Use { max_bytes } => Some(CompilationCache::open(&self.cache_dir, max_bytes)),
+            CachePolicy::Use { max_bytes } => {
+                Some(CompilationCache::open(&self.cache_dir, max_bytes).with_shared(self.shared_cache.clone()))
+            }
             CachePolicy::Off => None,
         };
         let (store, sink) = (&store, &*progress);
@@ -496,7 +505,7 @@ impl CrossCompilationManager {
             if let (Some(store), Some(inputs), Ok(binary), Some(Executor::Agent(agent))) =
                 (&store, inputs, &outcome.result, &outcome.executor)
             {
-                engine::cache_store(store, inputs, binary, &format!("agent {agent}")).await;
+                engine::cache_store(store, inputs, binary, &format!("agent {agent}"), &*progress).await;
             }
             outcomes.push(outcome);
         }
@@ -532,9 +541,13 @@ impl CrossCompilationManager {
         let template = Arc::new(template.clone());
         let toolchains = self.toolchains.clone();
         let cache_dir = Arc::new(self.cache_dir.clone());
+        let shared = self.shared_cache.clone();
         Arc::new(move |request: BuildRequest, progress: ProgressSink| {
             let (template, toolchains, cache_dir) = (template.clone(), toolchains.clone(), cache_dir.clone());
-            Box::pin(async move { engine::run(&request, &template, &toolchains, &cache_dir, &*progress).await })
+            let shared = shared.clone();
+            Box::pin(async move {
+                engine::run(&request, &template, &toolchains, &cache_dir, shared.as_ref(), &*progress).await
+            })
         })
     }
 
@@ -573,9 +586,16 @@ impl CrossCompilationManager {
         })
     }
 
-    /// The binary cache this configuration uses (whether or not builds use it).
+    /// The binary cache this configuration uses (whether or not builds use
+    /// it), with the shared tier behind it when one is configured.
     pub fn binary_cache(&self) -> CompilationCache {
         CompilationCache::open(&self.cache_dir, self.config.binary_cache_max_bytes())
+            .with_shared(self.shared_cache.clone())
+    }
+
+    /// The shared binary cache (`binary_cache_shared`), when configured.
+    pub fn shared_cache(&self) -> Option<&SharedTier> {
+        self.shared_cache.as_ref()
     }
 
     async fn plan(&self, request: &BuildRequest) -> Result<BuildPlan, CompilationError> {

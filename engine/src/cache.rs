@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::engine::{CompilationMetadata, CompiledBinary};
+use crate::shared_cache::SharedTier;
 use crate::template::{PreparedTemplate, hex};
 use crate::toolchain::{BuildPlan, LinkerPlan};
 use crate::validate::{BinaryReport, validate_binary};
@@ -260,6 +261,25 @@ pub struct CacheEntry {
     pub built_by: String,
 }
 
+impl CacheEntry {
+    /// The record of `binary`, built by `built_by` now, under the key of `inputs`.
+    pub fn new(inputs: &CacheKeyInputs, binary: &CompiledBinary, built_by: &str) -> Self {
+        Self {
+            schema: SCHEMA,
+            key: inputs.key(),
+            inputs: inputs.clone(),
+            file_name: binary.file_name.clone(),
+            checksum: binary.checksum.clone(),
+            size: binary.size,
+            compile_time_ms: u64::try_from(binary.compilation_time.as_millis()).unwrap_or(u64::MAX),
+            metadata: binary.metadata.clone(),
+            validation: binary.validation.clone(),
+            built_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            built_by: built_by.to_owned(),
+        }
+    }
+}
+
 /// What a lookup found.
 #[derive(Debug)]
 pub enum Lookup {
@@ -290,13 +310,21 @@ pub struct CacheStats {
 pub struct CompilationCache {
     root: PathBuf,
     max_bytes: u64,
+    /// A store shared with other machines, behind this one.
+    pub(crate) shared: Option<SharedTier>,
 }
 
 impl CompilationCache {
     /// The cache under `cache_dir` (`<cache_dir>/binaries`), keeping at most
     /// `max_bytes` of binaries after each store.
     pub fn open(cache_dir: &Path, max_bytes: u64) -> Self {
-        Self { root: cache_dir.join("binaries"), max_bytes }
+        Self { root: cache_dir.join("binaries"), max_bytes, shared: None }
+    }
+
+    /// This cache with `shared` behind it: lookups this store misses go
+    /// there, stores go to both (see [`crate::shared_cache`]).
+    pub fn with_shared(self, shared: Option<SharedTier>) -> Self {
+        Self { shared, ..self }
     }
 
     /// Where it lives.
@@ -315,7 +343,6 @@ impl CompilationCache {
     /// The binary stored under `key` for `request`, verified; a corrupt
     /// entry is removed and reported.
     pub fn get(&self, key: &CacheKey, request: &BuildRequest) -> Lookup {
-        let target = &request.target;
         let entry_path = self.entry_path(key);
         let text = match std::fs::read(&entry_path) {
             Ok(text) => text,
@@ -326,86 +353,61 @@ impl CompilationCache {
             let _ = std::fs::remove_file(&entry_path);
             Lookup::Corrupt { reason }
         };
-        let entry: CacheEntry = match serde_json::from_slice(&text) {
+        let entry = match parse_entry(&text, key) {
             Ok(entry) => entry,
-            Err(error) => return corrupt(format!("entry {} is not readable: {error}", entry_path.display())),
+            Err(reason) => return corrupt(format!("entry {}: {reason}", entry_path.display())),
         };
-        if entry.schema != SCHEMA || &entry.key != key {
-            return corrupt(format!("entry {} is of another key or schema", entry_path.display()));
-        }
         let blob_path = self.blob_path(&entry.checksum);
         let data = match std::fs::read(&blob_path) {
             Ok(data) => data,
             Err(error) => return corrupt(format!("its binary {} cannot be read: {error}", blob_path.display())),
         };
-        let actual = hex(&Sha256::digest(&data));
-        if data.len() as u64 != entry.size || actual != entry.checksum {
-            let _ = std::fs::remove_file(&blob_path);
-            return corrupt(format!(
-                "its binary {} has {} bytes with SHA-256 {actual}, the entry says {} bytes with {}",
-                blob_path.display(),
-                data.len(),
-                entry.size,
-                entry.checksum
-            ));
-        }
-        let validation = match validate_binary(&data, target) {
-            Ok(validation) => validation,
-            Err(error) => {
-                let _ = std::fs::remove_file(&blob_path);
-                return corrupt(format!("its binary is not one for {}: {error}", target.triple_with_floor()));
+        match verified_hit(entry, data, request, "local") {
+            Ok(binary) => {
+                // Its mtime is its last use (least recently used goes first).
+                let _ = std::fs::File::options()
+                    .append(true)
+                    .open(&entry_path)
+                    .and_then(|f| f.set_modified(SystemTime::now()));
+                Lookup::Hit(Box::new(binary))
             }
-        };
-        // Its mtime is its last use (least recently used goes first).
-        let _ = std::fs::File::options().append(true).open(&entry_path).and_then(|f| f.set_modified(SystemTime::now()));
-        Lookup::Hit(Box::new(CompiledBinary {
-            target: request.target_specification(),
-            file_name: entry.file_name,
-            size: entry.size,
-            checksum: entry.checksum,
-            binary_data: data,
-            compilation_time: Duration::from_millis(entry.compile_time_ms),
-            metadata: entry.metadata,
-            validation,
-            cached: Some(CacheHit {
-                store: "local".into(),
-                key: Some(key.clone()),
-                built_at: Some(entry.built_at),
-                built_by: entry.built_by,
-            }),
-        }))
+            Err(reason) => {
+                let _ = std::fs::remove_file(&blob_path);
+                corrupt(format!("its binary {}: {reason}", blob_path.display()))
+            }
+        }
     }
 
     /// Stores `binary` under the key of `inputs`, then prunes the store when
     /// it is above its cap (abandoned temporary files are removed then, or by
     /// [`Self::prune`]). Safe with other processes storing at the same time.
     pub fn put(&self, inputs: &CacheKeyInputs, binary: &CompiledBinary, built_by: &str) -> std::io::Result<CacheKey> {
-        let key = inputs.key();
-        let entry = CacheEntry {
-            schema: SCHEMA,
-            key: key.clone(),
-            inputs: inputs.clone(),
-            file_name: binary.file_name.clone(),
-            checksum: binary.checksum.clone(),
-            size: binary.size,
-            compile_time_ms: u64::try_from(binary.compilation_time.as_millis()).unwrap_or(u64::MAX),
-            metadata: binary.metadata.clone(),
-            validation: binary.validation.clone(),
-            built_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-            built_by: built_by.to_owned(),
-        };
-        let blob = self.blob_path(&binary.checksum);
-        if !blob.is_file() {
-            self.write_atomically(&blob, &binary.binary_data)?;
-        }
-        let json = serde_json::to_vec_pretty(&entry).map_err(std::io::Error::other)?;
-        self.write_atomically(&self.entry_path(&key), &json)?;
+        let entry = CacheEntry::new(inputs, binary, built_by);
+        self.store_entry(&entry, &binary.binary_data)?;
+        Ok(entry.key)
+    }
+
+    /// Writes `entry` with its binary `data`, then prunes the store when it
+    /// is above its cap.
+    pub(crate) fn store_entry(&self, entry: &CacheEntry, data: &[u8]) -> std::io::Result<()> {
+        self.put_entry(entry, data)?;
         // Pruning reads every entry: only when the binaries (a directory
         // listing, nothing parsed) exceed the cap.
         if self.stats().bytes > self.max_bytes {
             self.prune(self.max_bytes)?;
         }
-        Ok(key)
+        Ok(())
+    }
+
+    /// Writes `entry` with its binary `data` (already verified against it):
+    /// the blob first, then the entry, each atomically.
+    pub(crate) fn put_entry(&self, entry: &CacheEntry, data: &[u8]) -> std::io::Result<()> {
+        let blob = self.blob_path(&entry.checksum);
+        if !blob.is_file() {
+            self.write_atomically(&blob, data)?;
+        }
+        let json = serde_json::to_vec_pretty(entry).map_err(std::io::Error::other)?;
+        self.write_atomically(&self.entry_path(&entry.key), &json)
     }
 
     /// Writes `data` to a temporary file beside `path`, syncs it and renames
@@ -512,6 +514,54 @@ impl CompilationCache {
             _ => Ok(()),
         }
     }
+}
+
+/// An entry's record read from `text`, checked to be of `key` and this
+/// [`SCHEMA`].
+pub(crate) fn parse_entry(text: &[u8], key: &CacheKey) -> Result<CacheEntry, String> {
+    let entry: CacheEntry = serde_json::from_slice(text).map_err(|error| format!("not readable: {error}"))?;
+    if entry.schema != SCHEMA || &entry.key != key {
+        return Err("of another key or schema".into());
+    }
+    Ok(entry)
+}
+
+/// The binary of `entry` from `data`, after checking that `data` is the
+/// entry's binary (size, SHA-256) and one for the request's target; `store`
+/// names where it was found.
+pub(crate) fn verified_hit(
+    entry: CacheEntry,
+    data: Vec<u8>,
+    request: &BuildRequest,
+    store: &str,
+) -> Result<CompiledBinary, String> {
+    let actual = hex(&Sha256::digest(&data));
+    if data.len() as u64 != entry.size || actual != entry.checksum {
+        return Err(format!(
+            "{} bytes with SHA-256 {actual}, the entry says {} bytes with {}",
+            data.len(),
+            entry.size,
+            entry.checksum
+        ));
+    }
+    let validation = validate_binary(&data, &request.target)
+        .map_err(|error| format!("not a binary for {}: {error}", request.target.triple_with_floor()))?;
+    Ok(CompiledBinary {
+        target: request.target_specification(),
+        file_name: entry.file_name,
+        size: entry.size,
+        checksum: entry.checksum,
+        binary_data: data,
+        compilation_time: Duration::from_millis(entry.compile_time_ms),
+        metadata: entry.metadata,
+        validation,
+        cached: Some(CacheHit {
+            store: store.to_owned(),
+            key: Some(entry.key),
+            built_at: Some(entry.built_at),
+            built_by: entry.built_by,
+        }),
+    })
 }
 
 #[cfg(test)]

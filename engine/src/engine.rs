@@ -18,7 +18,8 @@ use rustle_targets::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cache::{CacheHit, CacheKeyInputs, CompilationCache, Lookup};
+use crate::cache::{CacheHit, CacheKeyInputs, CompilationCache};
+use crate::shared_cache::SharedTier;
 use crate::template::{PreparedTemplate, hex};
 use crate::toolchain::{BuildPlan, LinkerPlan, StdSource, ToolchainError, ToolchainManager, last_lines};
 use crate::validate::{BinaryReport, ValidationError, validate_binary};
@@ -217,12 +218,15 @@ impl CompilationError {
 
 /// Builds `request` for `template`: plans it with `toolchains`, runs cargo
 /// in its persistent target dir under `cache_dir`, and validates the
-/// binary. The one entry point every executor calls.
+/// binary; with the request's cache policy, answers it from the binary
+/// cache under `cache_dir` (and `shared` behind it) and stores what it
+/// built. The one entry point every executor calls.
 pub async fn run(
     request: &BuildRequest,
     template: &PreparedTemplate,
     toolchains: &ToolchainManager,
     cache_dir: &Path,
+    shared: Option<&SharedTier>,
     on_event: &(dyn Fn(BuildEvent) + Send + Sync),
 ) -> Result<CompiledBinary, CompilationError> {
     if request.template != template.id {
@@ -234,32 +238,29 @@ pub async fn run(
     let plan = plan(toolchains, &request.target, &request.settings).await?;
     let job = BuildJob::new(template, &plan, request, cache_dir);
     let CachePolicy::Use { max_bytes } = request.cache else { return build(&job, on_event).await };
-    let store = CompilationCache::open(cache_dir, max_bytes);
+    let store = CompilationCache::open(cache_dir, max_bytes).with_shared(shared.cloned());
     let inputs = match cache_lookup(&job, &store, on_event).await {
         Ok(found) => found,
         Err(hit) => return Ok(*hit),
     };
     let binary = build(&job, on_event).await?;
     if let Some(inputs) = inputs {
-        cache_store(&store, inputs, &binary, "local").await;
+        cache_store(&store, inputs, &binary, "local", on_event).await;
     }
     Ok(binary)
 }
 
 /// Looks `job` up in `store`: `Err(binary)` on a verified hit, else the key
 /// inputs to store the build under (`None` when they cannot be computed:
-/// the build then runs uncached, with a warning). A corrupt entry is
-/// reported through `on_event` and removed.
+/// the build then runs uncached, with a warning). Whatever goes wrong in
+/// the cache is a warning (logged and sent as the target's log line) and a
+/// miss.
 pub async fn cache_lookup(
     job: &BuildJob<'_>,
     store: &CompilationCache,
     on_event: &(dyn Fn(BuildEvent) + Send + Sync),
 ) -> Result<Option<CacheKeyInputs>, Box<CompiledBinary>> {
-    let triple = job.triple();
-    let warn = |line: String| {
-        tracing::warn!("{triple}: {line}");
-        on_event(BuildEvent::Log { triple: triple.clone(), line });
-    };
+    let warn = warn_for(job.triple(), on_event);
     let inputs = match job.cargo_command() {
         Ok(command) => CacheKeyInputs::of(job.template, job.plan, &command).await,
         Err(error) => Err(std::io::Error::other(error.to_string())),
@@ -271,32 +272,30 @@ pub async fn cache_lookup(
             return Ok(None);
         }
     };
-    let (key, reader, request) = (inputs.key(), store.clone(), job.request.clone());
-    // Reading and hashing a binary of many MiB is blocking work.
-    let lookup = tokio::task::spawn_blocking(move || reader.get(&key, &request))
-        .await
-        .unwrap_or_else(|error| Lookup::Corrupt { reason: format!("the lookup task failed: {error}") });
-    match lookup {
-        Lookup::Hit(binary) => Err(binary),
-        Lookup::Miss => Ok(Some(inputs)),
-        Lookup::Corrupt { reason } => {
-            warn(format!("binary cache entry removed and rebuilt: {reason}"));
-            Ok(Some(inputs))
-        }
+    match store.lookup(&inputs.key(), job.request, &warn).await {
+        Some(binary) => Err(Box::new(binary)),
+        None => Ok(Some(inputs)),
     }
 }
 
 /// Stores `binary` under `inputs`' key in `store`, built by `built_by`; a
 /// failure to store is a warning, never a failed build.
-pub async fn cache_store(store: &CompilationCache, inputs: CacheKeyInputs, binary: &CompiledBinary, built_by: &str) {
-    let (writer, binary, built_by) = (store.clone(), binary.clone(), built_by.to_owned());
-    let stored = tokio::task::spawn_blocking(move || writer.put(&inputs, &binary, &built_by)).await;
-    match stored {
-        Ok(Ok(_)) => {}
-        Ok(Err(error)) => {
-            tracing::warn!("failed to store a binary in the cache at {}: {error}", store.root().display())
-        }
-        Err(error) => tracing::warn!("the task storing a binary in the cache failed: {error}"),
+pub async fn cache_store(
+    store: &CompilationCache,
+    inputs: CacheKeyInputs,
+    binary: &CompiledBinary,
+    built_by: &str,
+    on_event: &(dyn Fn(BuildEvent) + Send + Sync),
+) {
+    let warn = warn_for(binary.target.to_string(), on_event);
+    store.store(&inputs, binary, built_by, &warn).await;
+}
+
+/// A warning about `triple`'s build: logged, and sent as its log line.
+fn warn_for(triple: String, on_event: &(dyn Fn(BuildEvent) + Send + Sync)) -> impl Fn(String) + Send + Sync + '_ {
+    move |line: String| {
+        tracing::warn!("{triple}: {line}");
+        on_event(BuildEvent::Log { triple: triple.clone(), line });
     }
 }
 

@@ -6,6 +6,7 @@ pub mod bundle;
 pub mod cache;
 pub mod engine;
 pub mod runner;
+pub mod shared_cache;
 pub mod template;
 pub mod toolchain;
 pub mod validate;

@@ -375,7 +375,8 @@ async fn run_build(
         };
         let _ = outbound.send(AgentToCoordinator::Event { job, event });
     };
-    engine::run(&request, &template, &context.toolchains, &cache_dir, &on_event).await
+    // An agent keeps its own cache only; the coordinator owns the shared one.
+    engine::run(&request, &template, &context.toolchains, &cache_dir, None, &on_event).await
 }
 
 /// Sends the artifact on its own stream; the outcome goes out once its

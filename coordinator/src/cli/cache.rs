@@ -28,7 +28,7 @@ enum CacheCommand {
         #[arg(long = "target", short = 't')]
         target: String,
     },
-    /// Entries, distinct binaries and bytes.
+    /// Entries, distinct binaries and bytes; whether the shared store answers.
     Stats,
     /// Every entry, most recently used first.
     List,
@@ -64,6 +64,12 @@ pub async fn run(config: CrossCompilationConfig, args: CacheArgs) -> anyhow::Res
                 stats.blobs,
                 stats.bytes as f64 / (1024.0 * 1024.0)
             );
+            if let Some(shared) = manager.shared_cache() {
+                match shared.probe().await {
+                    Ok(()) => println!("shared: {} (answers)", shared.name()),
+                    Err(reason) => println!("shared: {} (unavailable: {reason})", shared.name()),
+                }
+            }
         }
         CacheCommand::List => {
             let mut table = Table::new(&["KEY", "TARGET", "SIZE", "BUILT BY", "SHA256"]);

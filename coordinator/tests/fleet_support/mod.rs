@@ -311,7 +311,7 @@ async fn build(
             let _ = progress_out.send(AgentToCoordinator::Event { job, event });
         }
     };
-    let binary = match engine::run(&request, &template, &context.toolchains, &context.cache, &progress).await {
+    let binary = match engine::run(&request, &template, &context.toolchains, &context.cache, None, &progress).await {
         Ok(binary) => binary,
         Err(error) if error.is_compile_failure() => {
             return Ok(Some(BuildOutcome::CompileFailed { diagnostics: error.to_string() }));
