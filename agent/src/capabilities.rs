@@ -129,8 +129,39 @@ fn libc_report() -> Option<LibcReport> {
     if cfg!(target_env = "musl") {
         Some(LibcReport { name: "musl".into(), version: String::new() })
     } else if cfg!(target_env = "gnu") && cfg!(target_os = "linux") {
-        Some(LibcReport { name: "glibc".into(), version: String::new() })
+        Some(LibcReport { name: "glibc".into(), version: glibc_version().unwrap_or_default() })
     } else {
         None
+    }
+}
+
+/// The host's glibc version (`2.36`), from `getconf GNU_LIBC_VERSION`, which
+/// glibc itself answers; `None` when it cannot say.
+fn glibc_version() -> Option<String> {
+    let out = std::process::Command::new("getconf").arg("GNU_LIBC_VERSION").output().ok()?;
+    out.status.success().then(|| parse_glibc_version(&String::from_utf8_lossy(&out.stdout)))?
+}
+
+/// `2.36` from `glibc 2.36`.
+fn parse_glibc_version(text: &str) -> Option<String> {
+    let version = text.trim().strip_prefix("glibc ")?.trim();
+    let numeric =
+        !version.is_empty() && version.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    numeric.then(|| version.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_glibc_version_is_read_from_getconf() {
+        assert_eq!(parse_glibc_version("glibc 2.36\n").as_deref(), Some("2.36"));
+        assert_eq!(parse_glibc_version("musl 1.2"), None);
+        assert_eq!(parse_glibc_version("glibc "), None);
+        if cfg!(all(target_env = "gnu", target_os = "linux")) {
+            let version = libc_report().expect("a glibc host").version;
+            assert!(parse_glibc_version(&format!("glibc {version}")).is_some(), "this host's: {version:?}");
+        }
     }
 }

@@ -24,7 +24,7 @@ pub const DEFAULT_PORT: u16 = 7878;
 /// allowed_coordinators = ["deploy-1"]   # empty: any certificate from the CA
 /// work_dir = "/var/lib/rustle-agent"
 /// max_concurrent_jobs = 2
-/// heartbeat_interval_ms = 2000
+/// heartbeat_interval_ms = 1000
 /// allowed_targets = ["x86_64-unknown-linux-gnu"]   # absent: all buildable
 /// warm_cache_max_bytes = 21474836480
 /// agent_id = "builder-1"
@@ -78,7 +78,7 @@ impl Default for AgentConfig {
             allowed_coordinators: Vec::new(),
             work_dir: PathBuf::from("/var/lib/rustle-agent"),
             max_concurrent_jobs: 2,
-            heartbeat_interval_ms: 2000,
+            heartbeat_interval_ms: 1000,
             allowed_targets: None,
             warm_cache_max_bytes: 20 << 30,
             agent_id: None,
@@ -110,7 +110,7 @@ impl AgentConfig {
             return Err("max_concurrent_jobs is 0; the agent could never run a job (use 1 or more)".into());
         }
         if self.heartbeat_interval_ms == 0 {
-            return Err("heartbeat_interval_ms is 0; use a positive interval such as 2000".into());
+            return Err("heartbeat_interval_ms is 0; use a positive interval such as 1000".into());
         }
         if self.work_dir.as_os_str().is_empty() {
             return Err("work_dir is empty; name a writable directory".into());

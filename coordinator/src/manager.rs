@@ -455,16 +455,25 @@ impl CrossCompilationManager {
         let source = BuildSource::new(&template.id, bundle.bytes);
         // Room for the build, the transfers and a retry elsewhere.
         let deadline = self.config.compilation_timeout().saturating_mul(2) + std::time::Duration::from_secs(60);
-        let mut pending = Vec::new();
-        for (request, slot) in requests.iter().zip(&slots) {
-            pending.push(match slot {
-                FleetSlot::Cached(_) => None,
-                FleetSlot::Submit { .. } => {
-                    let request = BuildRequest { deadline, ..request.clone() };
-                    Some(fleet.submit(request, source.clone(), progress.clone()))
-                }
-            });
+        // Every target the cache did not answer, submitted as one batch.
+        let batch: Vec<(BuildRequest, ProgressSink)> = requests
+            .iter()
+            .zip(&slots)
+            .filter(|(_, slot)| matches!(slot, FleetSlot::Submit { .. }))
+            .map(|(request, _)| (BuildRequest { deadline, ..request.clone() }, progress.clone()))
+            .collect();
+        let mut receivers = match fleet.submit(batch, source) {
+            Ok(receivers) => receivers.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(error) => slots.iter().map(|_| Err(error.to_string())).collect(),
         }
+        .into_iter();
+        let pending: Vec<_> = slots
+            .iter()
+            .map(|slot| match slot {
+                FleetSlot::Cached(_) => None,
+                FleetSlot::Submit { .. } => receivers.next(),
+            })
+            .collect();
         let mut outcomes = Vec::new();
         for ((request, receiver), slot) in requests.iter().zip(pending).zip(slots) {
             let target = request.target_specification();
@@ -477,7 +486,7 @@ impl CrossCompilationManager {
             };
             let result = match receiver {
                 Some(Ok(receiver)) => receiver.await.map_err(|_| "the fleet stopped before reporting".to_owned()),
-                Some(Err(e)) => Err(e.to_string()),
+                Some(Err(e)) => Err(e),
                 None => Err("the job was never submitted".to_owned()),
             };
             let mut outcome = result.unwrap_or_else(|reason| TargetOutcome {

@@ -471,6 +471,33 @@ async fn a_fleet_that_cannot_start_is_a_run_error_that_names_the_way_out() {
     assert!(message.contains(&missing.path().display().to_string()), "names the missing file: {message}");
 }
 
+/// Two agents, one of which alone builds aarch64 (and sorts first, so a
+/// placement one job at a time would give it x86_64 too): the batch places
+/// aarch64 first, and x86_64 goes to the other agent at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_builds_in_parallel_one_target_on_each_agent() {
+    let pki = Pki::new();
+    let toolchains = toolchains();
+    let all = pki.agent(spec("all-builder", "x86_64", &[X86, ARM], Fault::None), &toolchains);
+    let x86 = pki.agent(spec("x86-builder", "x86_64", &[X86], Fault::None), &toolchains);
+    let config = pki.config(&[("all-builder", &all), ("x86-builder", &x86)]);
+
+    let outcomes = build(config, &[X86, ARM], None).await;
+    for (outcome, builder) in outcomes.iter().zip(["x86-builder", "all-builder"]) {
+        let report = describe(outcome);
+        assert_eq!(outcome.executor, Some(agent(builder)), "{report}");
+        assert!(outcome.result.is_ok(), "{report}");
+        assert_eq!(outcome.decisions.len(), 1, "placed at once, never re-placed: {report}");
+    }
+    // When x86_64 was placed, aarch64 already held the all-builder's one
+    // slot: both ran at once.
+    let x86_decision = &outcomes[0].decisions[0];
+    let busy = x86_decision.candidates.iter().find(|c| c.executor == agent("all-builder")).expect("considered");
+    assert_eq!(busy.verdict.to_string(), "no free slot (1 of 1 taken)", "{x86_decision}");
+    assert_eq!(all.accepted.lock().expect("lock").len(), 1);
+    assert_eq!(x86.accepted.lock().expect("lock").len(), 1);
+}
+
 /// With the binary cache on, an agent's binary is kept under this
 /// machine's key, and the repeat is answered from the cache: it never
 /// reaches the agent (its job count stays where it was).

@@ -65,7 +65,7 @@ impl Default for SchedulerConfig {
     /// answered within 30 s; three attempts; no fallback.
     fn default() -> Self {
         Self {
-            heartbeat_timeout: Self::heartbeat_timeout_for(Duration::from_secs(5), 3),
+            heartbeat_timeout: Self::heartbeat_timeout_for(Duration::from_secs(1), 3),
             offer_timeout: Duration::from_secs(30),
             max_attempts: 3,
             speed_smoothing: 0.3,

@@ -11,7 +11,7 @@ use crate::actions::{Action, AgentLoss, Cancel, CancelReason, Dispatch, EventOut
 use crate::agents::{AgentRecord, AgentState, AgentStatus};
 use crate::config::{ConfigError, SchedulerConfig};
 use crate::executor::Executor;
-use crate::placement::{Decision, Exclusion, FallbackRecord, Fleet, PlacementRequest, SpeedHistory, place};
+use crate::placement::{Decision, Exclusion, FallbackRecord, Fleet, PlacementRequest, SpeedHistory, candidates, place};
 use crate::time::Timestamp;
 
 /// Where an unfinished job is.
@@ -235,25 +235,38 @@ impl Scheduler {
     /// A build was submitted. Returns its id; the job is placed at once if an
     /// executor has a free slot.
     pub fn handle_job_submitted(&mut self, request: BuildRequest, now: Timestamp) -> JobId {
-        let id = JobId(self.next_job);
-        self.next_job += 1;
-        let deadline_at = now + request.deadline;
-        self.jobs.insert(
-            id,
-            Job {
-                request,
-                submitted_at: now,
-                deadline_at,
-                state: JobState::Queued,
-                dispatches: 0,
-                failures: 0,
-                exclusions: BTreeMap::new(),
-                last_failure: None,
-                decisions: Vec::new(),
-            },
-        );
+        let ids = self.handle_jobs_submitted(vec![request], now);
+        ids[0]
+    }
+
+    /// Builds submitted together (one call of the façade). Returns their ids
+    /// in order; they are placed as one batch, the scarcest first (see
+    /// [`schedule`](Self::schedule)), so that a target only one agent can
+    /// build does not find that agent taken by a target others could build.
+    pub fn handle_jobs_submitted(&mut self, requests: Vec<BuildRequest>, now: Timestamp) -> Vec<JobId> {
+        let mut ids = Vec::with_capacity(requests.len());
+        for request in requests {
+            let id = JobId(self.next_job);
+            self.next_job += 1;
+            let deadline_at = now + request.deadline;
+            self.jobs.insert(
+                id,
+                Job {
+                    request,
+                    submitted_at: now,
+                    deadline_at,
+                    state: JobState::Queued,
+                    dispatches: 0,
+                    failures: 0,
+                    exclusions: BTreeMap::new(),
+                    last_failure: None,
+                    decisions: Vec::new(),
+                },
+            );
+            ids.push(id);
+        }
         self.schedule(now);
-        id
+        ids
     }
 
     /// `executor` accepted the job.
@@ -504,17 +517,27 @@ impl Scheduler {
         }
     }
 
-    /// Places every queued job that has a free executor, oldest first; reports
-    /// the ones nothing can build. Jobs past their deadline are left for
-    /// [`handle_timeout`](Self::handle_timeout).
+    /// Places every queued job that has a free executor, the scarcest first
+    /// (fewest executors that could ever take it), oldest first among equals;
+    /// reports the ones nothing can build. Jobs past their deadline are left
+    /// for [`handle_timeout`](Self::handle_timeout).
     fn schedule(&mut self, now: Timestamp) {
-        let queued: Vec<JobId> = self
+        let mut queued: Vec<(usize, JobId)> = self
             .jobs
             .iter()
             .filter(|(_, j)| j.state == JobState::Queued && j.deadline_at > now)
-            .map(|(id, _)| *id)
+            .map(|(id, j)| {
+                let fleet = Fleet {
+                    agents: &self.agents,
+                    fallbacks: &self.fallbacks,
+                    speeds: &self.speeds,
+                    load_resolution: self.config.load_resolution,
+                };
+                (candidates(&j.request.target, &j.exclusions, &fleet), *id)
+            })
             .collect();
-        for job in queued {
+        queued.sort();
+        for (_, job) in queued {
             let Some(j) = self.jobs.get(&job) else { continue };
             let placement = place(
                 &PlacementRequest {

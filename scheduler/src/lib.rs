@@ -20,14 +20,20 @@
 //!    [`is_native`]), then an agent that cross-builds it, then the fallback
 //!    chain ([`FallbackExecutor`]: the local toolchains now, Docker later) in
 //!    its configured order;
-//! 2. more free slots (`max_concurrent_jobs` minus jobs dispatched there and
-//!    not finished);
+//! 2. fewer jobs already running there (of two that fit alike, the idle
+//!    one finishes a new job first), then more free slots
+//!    (`max_concurrent_jobs` minus jobs dispatched there and not finished);
 //! 3. lower one-minute load per core, in steps of
 //!    [`SchedulerConfig::load_resolution`];
 //! 4. faster measured builds of this target there (a moving average of
 //!    successful builds; an executor not measured yet ranks first, so each
 //!    one gets measured once);
 //! 5. the executor's name, so equal candidates are picked the same way every time.
+//!
+//! Jobs submitted together ([`Scheduler::handle_jobs_submitted`], one call
+//! of the façade) are placed as a batch, the scarcest first: the one fewest
+//! executors could ever take, so a target only one agent builds gets it and
+//! the others go to the agents left free.
 //!
 //! Never chosen: an executor that cannot build the target, a lost or
 //! disconnected agent, one that rejected the job, was lost while holding it

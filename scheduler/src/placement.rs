@@ -45,6 +45,9 @@ impl fmt::Display for Tier {
 pub struct Score {
     /// Kind of fit.
     pub tier: Tier,
+    /// Jobs dispatched there and not finished: of two candidates that fit
+    /// alike, the idle one finishes a new job first.
+    pub running: u32,
     /// Slots not taken by jobs dispatched there.
     pub free_slots: u32,
     /// One-minute load per core (agents only).
@@ -55,16 +58,19 @@ pub struct Score {
 
 impl Score {
     /// The sort key: smaller is better.
-    fn rank(&self, load_resolution: f64) -> (Tier, Reverse<u32>, u64, Option<u64>) {
+    fn rank(&self, load_resolution: f64) -> (Tier, u32, Reverse<u32>, u64, Option<u64>) {
         // `as` saturates (and maps NaN to 0); loads are finite and non-negative here.
         let load_step = self.load_per_core.map_or(0, |load| (load / load_resolution).floor() as u64);
-        (self.tier, Reverse(self.free_slots), load_step, self.measured_build_ms)
+        (self.tier, self.running, Reverse(self.free_slots), load_step, self.measured_build_ms)
     }
 }
 
 impl fmt::Display for Score {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}, {} free slot(s)", self.tier, self.free_slots)?;
+        if self.running > 0 {
+            write!(f, ", {} running", self.running)?;
+        }
         if let Some(load) = self.load_per_core {
             write!(f, ", load {load:.2}/core")?;
         }
@@ -310,6 +316,7 @@ pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placem
         let tier = if is_native(&agent.report, request.target) { Tier::Native } else { Tier::Cross };
         let score = Score {
             tier,
+            running: agent.running(),
             free_slots: agent.free_slots(),
             load_per_core: Some(agent.load_per_core()),
             measured_build_ms: fleet.speeds.average_ms(&executor, name),
@@ -330,6 +337,7 @@ pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placem
         let buildable = fallback.config.triples.contains(name);
         let score = Score {
             tier: Tier::Fallback { rank: u32::try_from(rank).unwrap_or(u32::MAX) },
+            running: fallback.running(),
             free_slots: fallback.config.slots.saturating_sub(fallback.running()),
             load_per_core: None,
             measured_build_ms: fleet.speeds.average_ms(&executor, name),
@@ -387,6 +395,30 @@ pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placem
         decision.candidates.push(candidate);
     }
     Placement { decision, eligible }
+}
+
+/// How many executors could ever take a job for `target` as things stand
+/// (connected agents with a toolchain for it and fallbacks that build it,
+/// not excluded for the job), whether or not a slot is free: the job's
+/// scarcity, by which [`Scheduler`](crate::Scheduler) orders a batch.
+pub(crate) fn candidates(target: &Target, exclusions: &BTreeMap<Executor, Exclusion>, fleet: &Fleet<'_>) -> usize {
+    let name = target.triple_with_floor();
+    let usable = |executor: Executor| exclusions.get(&executor).is_none_or(Exclusion::is_soft);
+    let agents = fleet
+        .agents
+        .iter()
+        .filter(|(id, agent)| {
+            agent.is_connected()
+                && toolchain_for(&agent.report, &target.triple).is_some()
+                && usable(Executor::Agent((*id).clone()))
+        })
+        .count();
+    let fallbacks = fleet
+        .fallbacks
+        .iter()
+        .filter(|f| f.config.triples.contains(&name) && usable(Executor::Fallback(f.config.id.clone())))
+        .count();
+    agents + fallbacks
 }
 
 /// The standing of a candidate that can build the target and is available.

@@ -67,7 +67,7 @@ impl Default for FleetConfig {
             ca: None,
             cert: None,
             key: None,
-            heartbeat_timeout_secs: 15,
+            heartbeat_timeout_secs: 3,
             connect_timeout_secs: 10,
             inventory: None,
             inventory_group: "build_agents".into(),

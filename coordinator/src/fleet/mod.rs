@@ -325,20 +325,26 @@ impl Fleet {
         Ok(views)
     }
 
-    /// Submits a build of `request` (its deadline bounds the whole job:
-    /// queueing, transfers and retries included) from `source`; the returned
-    /// future resolves to its outcome, which says where it was built and why.
+    /// Submits builds of one template from `source`, placed together as one
+    /// batch (the scarcest target first); each request's deadline bounds its
+    /// whole job (queueing, transfers and retries included). The receivers,
+    /// in order, resolve to the outcomes, which say where each was built and why.
     pub fn submit(
         &self,
-        request: BuildRequest,
+        builds: Vec<(BuildRequest, ProgressSink)>,
         source: BuildSource,
-        progress: ProgressSink,
-    ) -> Result<oneshot::Receiver<TargetOutcome>, FleetError> {
-        let (reply, outcome) = oneshot::channel();
+    ) -> Result<Vec<oneshot::Receiver<TargetOutcome>>, FleetError> {
+        let (submissions, outcomes): (Vec<_>, Vec<_>) = builds
+            .into_iter()
+            .map(|(request, progress)| {
+                let (reply, outcome) = oneshot::channel();
+                (scheduler::Submission { request, source: source.clone(), progress, reply }, outcome)
+            })
+            .unzip();
         self.scheduler
-            .send_message(scheduler::Msg::Submit(Box::new(scheduler::Submission { request, source, progress, reply })))
+            .send_message(scheduler::Msg::Submit(submissions))
             .map_err(|_| FleetError::ActorGone { actor: "scheduler" })?;
-        Ok(outcome)
+        Ok(outcomes)
     }
 
     /// Closes every agent connection and stops the actors.

@@ -17,8 +17,9 @@ use crate::outcome::{ProgressSink, TargetOutcome};
 
 /// What the scheduler actor is told.
 pub(crate) enum Msg {
-    /// A build of one target (from [`Fleet::submit`](super::Fleet::submit)).
-    Submit(Box<Submission>),
+    /// Builds submitted together, placed as one batch (from
+    /// [`Fleet::submit`](super::Fleet::submit)).
+    Submit(Vec<Submission>),
     /// An agent reported its capabilities (first, or again).
     AgentConnected {
         /// Its report, `agent_id` set to the authenticated name.
@@ -178,26 +179,28 @@ impl State {
     async fn handle(&mut self, myself: &ActorRef<Msg>, msg: Msg) {
         let now = self.now();
         match msg {
-            Msg::Submit(submission) => {
-                let Submission { request, source, progress, reply } = *submission;
-                let name = request.target_name();
-                let id = self.core.handle_job_submitted(request.clone(), now);
-                let args = job::Arguments {
-                    job: id,
-                    request,
-                    progress,
-                    local: self.local.clone(),
-                    scheduler: myself.clone(),
-                    reply,
-                };
-                match Actor::spawn(None, job::JobActor, args).await {
-                    Ok((actor, _)) => {
-                        self.jobs.insert(id, JobEntry { actor, source });
-                    }
-                    Err(error) => {
-                        // Its caller hears that the fleet stopped (the reply port is gone);
-                        // the core times the job out at its deadline.
-                        tracing::error!("failed to start the actor of job {id} ({name}): {error}");
+            Msg::Submit(submissions) => {
+                let requests = submissions.iter().map(|s| s.request.clone()).collect();
+                let ids = self.core.handle_jobs_submitted(requests, now);
+                for (id, Submission { request, source, progress, reply }) in ids.into_iter().zip(submissions) {
+                    let name = request.target_name();
+                    let args = job::Arguments {
+                        job: id,
+                        request,
+                        progress,
+                        local: self.local.clone(),
+                        scheduler: myself.clone(),
+                        reply,
+                    };
+                    match Actor::spawn(None, job::JobActor, args).await {
+                        Ok((actor, _)) => {
+                            self.jobs.insert(id, JobEntry { actor, source });
+                        }
+                        Err(error) => {
+                            // Its caller hears that the fleet stopped (the reply port is gone);
+                            // the core times the job out at its deadline.
+                            tracing::error!("failed to start the actor of job {id} ({name}): {error}");
+                        }
                     }
                 }
             }

@@ -54,7 +54,7 @@ async fn run_one(local: LocalFallback, triple: &str) -> (TargetOutcome, Vec<engi
         incremental: false,
         cache: CachePolicy::Off,
     };
-    let outcome = fleet.submit(request, source(), progress).expect("submit");
+    let outcome = fleet.submit(vec![(request, progress)], source()).expect("submit").remove(0);
     let outcome = tokio::time::timeout(Duration::from_secs(30), outcome).await.expect("bounded").expect("reported");
     fleet.shutdown().await;
     let events = events.lock().expect("lock").clone();

@@ -684,3 +684,37 @@ fn invalid_configurations_are_refused() {
     assert!(matches!(Scheduler::new(smoothing), Err(ConfigError::SpeedSmoothing { .. })));
     assert!(Scheduler::new(SchedulerConfig::default()).is_ok());
 }
+
+/// Two agents, one of which alone builds aarch64: submitted together, the
+/// two targets build at once, one on each, whatever the submission order.
+#[test]
+fn a_batch_places_its_scarcest_target_first_and_uses_every_agent() {
+    for order in [[X86, ARM], [ARM, X86]] {
+        let mut s = scheduler(Vec::new());
+        s.handle_agent_connected(x86_host("all", 1), at(0));
+        s.handle_agent_connected(report("x86-only", "x86_64", X86, &[X86], 1), at(0));
+        let jobs = s.handle_jobs_submitted(order.iter().map(|t| request(t)).collect(), at(0));
+        let actions = drain(&mut s);
+        let placed: Vec<(JobId, Executor)> = dispatches(&actions).iter().map(|d| (d.job, d.executor.clone())).collect();
+        let at_of = |triple: &str| {
+            let job = jobs[order.iter().position(|t| *t == triple).unwrap()];
+            placed.iter().find(|(j, _)| *j == job).map(|(_, e)| e.clone())
+        };
+        assert_eq!(at_of(ARM), Some(agent("all")), "{order:?}: {placed:?}");
+        assert_eq!(at_of(X86), Some(agent("x86-only")), "{order:?}: {placed:?}");
+    }
+}
+
+/// Of two agents with a free slot, the idle one gets the job, even when the
+/// busy one has more slots left.
+#[test]
+fn an_idle_agent_wins_over_a_busy_one_with_more_free_slots() {
+    let mut s = scheduler(Vec::new());
+    s.handle_agent_connected(report("big", "x86_64", X86, &[X86], 4), at(0));
+    s.handle_agent_connected(report("small", "x86_64", X86, &[X86], 1), at(0));
+    let (_, first) = submit(&mut s, X86, at(0));
+    assert_eq!(first.executor, agent("big"), "most free slots while both are idle");
+    let (_, second) = submit(&mut s, X86, at(1));
+    assert_eq!(second.executor, agent("small"), "{}", second.decision);
+    assert!(second.decision.to_string().contains("1 running"), "{}", second.decision);
+}
