@@ -241,7 +241,7 @@ impl Scheduler {
 
     /// Builds submitted together (one call of the façade). Returns their ids
     /// in order; they are placed as one batch, the scarcest first (see
-    /// [`schedule`](Self::schedule)), so that a target only one agent can
+    /// the crate docs), so that a target only one agent can
     /// build does not find that agent taken by a target others could build.
     pub fn handle_jobs_submitted(&mut self, requests: Vec<BuildRequest>, now: Timestamp) -> Vec<JobId> {
         let mut ids = Vec::with_capacity(requests.len());
