@@ -394,7 +394,9 @@ impl CrossCompilationManager {
         let fleet_error = |reason: String| CompilationError::Fleet { reason };
         // A broken fleet configuration is an error even when the cache
         // answers every target: it would break the next build.
-        let options = FleetOptions::from_config(&self.config.fleet).map_err(|e| fleet_error(e.to_string()))?;
+        let mut options = FleetOptions::from_config(&self.config.fleet).map_err(|e| fleet_error(e.to_string()))?;
+        // Measured build speeds steer the next run's placement too.
+        options.speeds_file = Some(self.cache_dir.join("fleet-speeds.json"));
         // The binary cache first, every target at once: a hit never reaches an agent.
         let store = match self.config.cache_policy() {
             CachePolicy::Use { max_bytes } => {

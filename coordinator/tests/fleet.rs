@@ -498,6 +498,34 @@ async fn a_batch_builds_in_parallel_one_target_on_each_agent() {
     assert_eq!(x86.accepted.lock().expect("lock").len(), 1);
 }
 
+/// A build's measured speed is kept in the cache dir: the next run's first
+/// placement already knows how fast that agent built that template's target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measured_speeds_are_kept_for_the_next_run() {
+    let pki = Pki::new();
+    let toolchains = toolchains();
+    let x86 = pki.agent(spec("speed-builder", "x86_64", &[X86], Fault::None), &toolchains);
+    let mut config = pki.config(&[("speed-builder", &x86)]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    config.target_cache_dir = Some(cache.path().to_path_buf());
+
+    let first = build(config.clone(), &[X86], None).await;
+    let report = describe(&first[0]);
+    let score = |outcome: &TargetOutcome| {
+        let decision = outcome.decisions.first().expect("a decision");
+        let candidate = decision.candidates.iter().find(|c| c.executor == agent("speed-builder")).expect("considered");
+        candidate.score.and_then(|s| s.measured_build_ms)
+    };
+    assert_eq!(score(&first[0]), None, "nothing measured before the first run: {report}");
+    let kept = std::fs::read_to_string(cache.path().join("fleet-speeds.json")).expect("speeds kept");
+    let kept: serde_json::Value = serde_json::from_str(&kept).expect("JSON");
+    assert_eq!(kept[0]["target"], X86, "{kept:#}");
+    assert_eq!(kept[0]["executor"]["name"], "speed-builder", "{kept:#}");
+
+    let second = build(config, &[X86], None).await;
+    assert!(score(&second[0]).is_some(), "the second run's first placement uses it: {}", describe(&second[0]));
+}
+
 /// With the binary cache on, an agent's binary is kept under this
 /// machine's key, and the repeat is answered from the cache: it never
 /// reaches the agent (its job count stays where it was).

@@ -4,14 +4,16 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use rustle_protocol::{AgentId, BuildOutcome, CapabilityReport, JobId, LoadUpdate, RejectReason};
-use rustle_targets::BuildRequest;
+use rustle_targets::{BuildRequest, TemplateId};
 use serde::Serialize;
 
 use crate::actions::{Action, AgentLoss, Cancel, CancelReason, Dispatch, EventOutcome, JobReport, JobResult};
 use crate::agents::{AgentRecord, AgentState, AgentStatus};
 use crate::config::{ConfigError, SchedulerConfig};
 use crate::executor::Executor;
-use crate::placement::{Decision, Exclusion, FallbackRecord, Fleet, PlacementRequest, SpeedHistory, candidates, place};
+use crate::placement::{
+    Decision, Exclusion, FallbackRecord, Fleet, MeasuredSpeed, PlacementRequest, SpeedHistory, candidates, place,
+};
 use crate::time::Timestamp;
 
 /// Where an unfinished job is.
@@ -179,13 +181,26 @@ impl Scheduler {
         }
     }
 
-    /// The moving average of successful build durations of the target named
-    /// `triple` (with its glibc floor, when it has one) on `executor`.
-    pub fn measured_build_time(&self, executor: &Executor, triple: &str) -> Option<Duration> {
-        self.speeds.average_ms(executor, triple).map(Duration::from_millis)
+    /// The moving average of successful build durations of `template`'s
+    /// target named `target` (with its glibc floor, when it has one) on
+    /// `executor`.
+    pub fn measured_build_time(&self, executor: &Executor, template: &TemplateId, target: &str) -> Option<Duration> {
+        self.speeds.average_ms(executor, &template.0, target).map(Duration::from_millis)
+    }
+
+    /// Every remembered build speed, to keep across runs (restore them with
+    /// [`handle_speeds_restored`](Self::handle_speeds_restored)).
+    pub fn measured_speeds(&self) -> Vec<MeasuredSpeed> {
+        self.speeds.export()
     }
 
     // ---- incoming events -----------------------------------------------
+
+    /// Speeds measured in earlier runs (from [`measured_speeds`](Self::measured_speeds));
+    /// placement uses them from now on, and new builds refine them.
+    pub fn handle_speeds_restored(&mut self, speeds: Vec<MeasuredSpeed>) {
+        self.speeds.restore(speeds);
+    }
 
     /// An agent connected and reported its capabilities, or a connected agent
     /// sent a new report. A new registration replaces a lost or disconnected
@@ -325,7 +340,13 @@ impl Scheduler {
             BuildOutcome::Success { checksum, size, compile_time_ms, rustc_version, cargo_version, .. } => {
                 if let JobState::Offered { since, .. } | JobState::Running { since, .. } = j.state {
                     let took = now.saturating_duration_since(since);
-                    self.speeds.record(executor, &j.request.target_name(), took, self.config.speed_smoothing);
+                    self.speeds.record(
+                        executor,
+                        &j.request.template.0,
+                        &j.request.target_name(),
+                        took,
+                        self.config.speed_smoothing,
+                    );
                 }
                 let result = JobResult::Succeeded {
                     executor: executor.clone(),
@@ -542,6 +563,7 @@ impl Scheduler {
             let placement = place(
                 &PlacementRequest {
                     job,
+                    template: &j.request.template.0,
                     target: &j.request.target,
                     attempt: j.dispatches + 1,
                     exclusions: &j.exclusions,

@@ -4,10 +4,10 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use rustle_protocol::AgentId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Name of a fallback executor on the coordinator's machine, e.g. `"local"` or `"docker"`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct FallbackId(pub String);
 
 impl fmt::Display for FallbackId {
@@ -17,7 +17,7 @@ impl fmt::Display for FallbackId {
 }
 
 /// A place a job can be dispatched to.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "name", rename_all = "snake_case")]
 pub enum Executor {
     /// A `rustle-agent` build host.

@@ -25,9 +25,10 @@
 //!    (`max_concurrent_jobs` minus jobs dispatched there and not finished);
 //! 3. lower one-minute load per core, in steps of
 //!    [`SchedulerConfig::load_resolution`];
-//! 4. faster measured builds of this target there (a moving average of
-//!    successful builds; an executor not measured yet ranks first, so each
-//!    one gets measured once);
+//! 4. faster measured builds of this template's target there (a moving
+//!    average of successful builds, kept across runs by the coordinator with
+//!    [`Scheduler::measured_speeds`] and [`Scheduler::handle_speeds_restored`];
+//!    an executor not measured yet ranks first, so each one gets measured once);
 //! 5. the executor's name, so equal candidates are picked the same way every time.
 //!
 //! Jobs submitted together ([`Scheduler::handle_jobs_submitted`], one call
@@ -62,5 +63,5 @@ pub use agents::{AgentState, AgentStatus, buildable_triples, is_native, toolchai
 pub use config::{ConfigError, SchedulerConfig};
 pub use core::{JobState, Scheduler};
 pub use executor::{Executor, FallbackExecutor, FallbackId};
-pub use placement::{CandidateAssessment, Decision, Exclusion, Score, Tier, Verdict};
+pub use placement::{CandidateAssessment, Decision, Exclusion, MeasuredSpeed, Score, Tier, Verdict};
 pub use time::Timestamp;

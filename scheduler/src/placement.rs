@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rustle_protocol::{AgentId, JobId};
 use rustle_targets::Target;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::agents::{AgentRecord, AgentState, is_native, toolchain_for};
 use crate::executor::{Executor, FallbackExecutor};
@@ -231,26 +231,64 @@ impl fmt::Display for Decision {
     }
 }
 
-/// Moving averages of successful build durations, per executor and target triple.
+/// A remembered build speed: the moving average of successful builds of one
+/// template's target on one executor (what the coordinator keeps across
+/// runs, see [`Scheduler::measured_speeds`](crate::Scheduler::measured_speeds)).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasuredSpeed {
+    /// Where it was built.
+    pub executor: Executor,
+    /// The template's id.
+    pub template: String,
+    /// The target's full name.
+    pub target: String,
+    /// The average, in milliseconds.
+    pub average_ms: f64,
+}
+
+/// Moving averages of successful build durations, per executor, template
+/// and target (full name).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SpeedHistory {
-    averages_ms: BTreeMap<(Executor, String), f64>,
+    averages_ms: BTreeMap<(Executor, String, String), f64>,
 }
 
 impl SpeedHistory {
     /// Folds one build duration into the average with weight `smoothing`.
-    pub(crate) fn record(&mut self, executor: &Executor, triple: &str, took: Duration, smoothing: f64) {
+    pub(crate) fn record(&mut self, executor: &Executor, template: &str, target: &str, took: Duration, smoothing: f64) {
         let sample = took.as_secs_f64() * 1000.0;
         self.averages_ms
-            .entry((executor.clone(), triple.to_owned()))
+            .entry((executor.clone(), template.to_owned(), target.to_owned()))
             .and_modify(|average| *average += smoothing * (sample - *average))
             .or_insert(sample);
     }
 
     /// The average in whole milliseconds.
-    pub(crate) fn average_ms(&self, executor: &Executor, triple: &str) -> Option<u64> {
+    pub(crate) fn average_ms(&self, executor: &Executor, template: &str, target: &str) -> Option<u64> {
         // `as` saturates; averages are finite and non-negative.
-        self.averages_ms.get(&(executor.clone(), triple.to_owned())).map(|ms| ms.round() as u64)
+        self.averages_ms.get(&(executor.clone(), template.to_owned(), target.to_owned())).map(|ms| ms.round() as u64)
+    }
+
+    /// Every average.
+    pub(crate) fn export(&self) -> Vec<MeasuredSpeed> {
+        self.averages_ms
+            .iter()
+            .map(|((executor, template, target), average_ms)| MeasuredSpeed {
+                executor: executor.clone(),
+                template: template.clone(),
+                target: target.clone(),
+                average_ms: *average_ms,
+            })
+            .collect()
+    }
+
+    /// Takes `speeds` as the averages so far (finite, non-negative ones only).
+    pub(crate) fn restore(&mut self, speeds: Vec<MeasuredSpeed>) {
+        for speed in speeds {
+            if speed.average_ms.is_finite() && speed.average_ms >= 0.0 {
+                self.averages_ms.insert((speed.executor, speed.template, speed.target), speed.average_ms);
+            }
+        }
     }
 }
 
@@ -270,6 +308,7 @@ impl FallbackRecord {
 /// The job placement is asked about.
 pub(crate) struct PlacementRequest<'a> {
     pub(crate) job: JobId,
+    pub(crate) template: &'a str,
     pub(crate) target: &'a Target,
     pub(crate) attempt: u32,
     pub(crate) exclusions: &'a BTreeMap<Executor, Exclusion>,
@@ -319,7 +358,7 @@ pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placem
             running: agent.running(),
             free_slots: agent.free_slots(),
             load_per_core: Some(agent.load_per_core()),
-            measured_build_ms: fleet.speeds.average_ms(&executor, name),
+            measured_build_ms: fleet.speeds.average_ms(&executor, request.template, name),
         };
         let standing = if toolchain.is_none() {
             Standing::Rejected(Verdict::NotBuildable)
@@ -340,7 +379,7 @@ pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placem
             running: fallback.running(),
             free_slots: fallback.config.slots.saturating_sub(fallback.running()),
             load_per_core: None,
-            measured_build_ms: fleet.speeds.average_ms(&executor, name),
+            measured_build_ms: fleet.speeds.average_ms(&executor, request.template, name),
         };
         let standing = if buildable {
             judge(request.exclusions.get(&executor), fallback.running(), fallback.config.slots)

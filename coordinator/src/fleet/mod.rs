@@ -117,6 +117,9 @@ pub struct FleetOptions {
     pub transport: TransportOptions,
     /// How long [`Fleet::start`] waits for every agent to connect and report its capabilities.
     pub connect_timeout: Duration,
+    /// Where measured build speeds per (executor, template, target) are
+    /// kept between runs, so the next placement starts from them.
+    pub speeds_file: Option<std::path::PathBuf>,
 }
 
 impl FleetOptions {
@@ -149,6 +152,7 @@ impl FleetOptions {
             scheduler,
             transport: TransportOptions::default(),
             connect_timeout: Duration::from_secs(config.connect_timeout_secs),
+            speeds_file: None,
         })
     }
 }
@@ -290,7 +294,7 @@ impl Fleet {
         let (scheduler, _) = Actor::spawn(
             None,
             scheduler::SchedulerActor,
-            scheduler::Arguments { core, local: local.map(|l| l.builder) },
+            scheduler::Arguments { core, local: local.map(|l| l.builder), speeds_file: options.speeds_file.clone() },
         )
         .await
         .map_err(spawn_error("scheduler"))?;

@@ -1,12 +1,13 @@
 //! The scheduler actor: wraps the pure `rustle_scheduler::Scheduler`, feeds it events with `now` from a monotonic clock, carries out its actions and wakes it at `poll_timeout()`.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rustle_engine::engine::CompiledBinary;
 use rustle_protocol::{AgentId, BuildEvent, BuildOutcome, CapabilityReport, JobId, LoadUpdate, RejectReason};
-use rustle_scheduler::{Action, AgentStatus, EventOutcome, Executor, Scheduler, Timestamp};
+use rustle_scheduler::{Action, AgentStatus, EventOutcome, Executor, MeasuredSpeed, Scheduler, Timestamp};
 use rustle_targets::BuildRequest;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -99,6 +100,9 @@ pub(crate) struct Arguments {
     pub(crate) core: Scheduler,
     /// Runs local-fallback builds.
     pub(crate) local: Option<LocalBuilder>,
+    /// Where measured build speeds are kept between runs (read at start,
+    /// written at stop).
+    pub(crate) speeds_file: Option<PathBuf>,
 }
 
 /// A job's actor and what its offers need.
@@ -119,6 +123,7 @@ pub(crate) struct State {
     jobs: HashMap<JobId, JobEntry>,
     /// The pending wake-up for `poll_timeout()`.
     timer: Option<JoinHandle<Result<(), ractor::MessagingErr<Msg>>>>,
+    speeds_file: Option<PathBuf>,
 }
 
 impl Actor for SchedulerActor {
@@ -127,13 +132,18 @@ impl Actor for SchedulerActor {
     type Arguments = Arguments;
 
     async fn pre_start(&self, _myself: ActorRef<Msg>, args: Arguments) -> Result<State, ActorProcessingErr> {
+        let mut core = args.core;
+        if let Some(path) = &args.speeds_file {
+            core.handle_speeds_restored(read_speeds(path));
+        }
         Ok(State {
-            core: args.core,
+            core,
             epoch: Instant::now(),
             local: args.local,
             sessions: HashMap::new(),
             jobs: HashMap::new(),
             timer: None,
+            speeds_file: args.speeds_file,
         })
     }
 
@@ -155,8 +165,43 @@ impl Actor for SchedulerActor {
         for session in state.sessions.values() {
             let _ = session.send_message(session::Msg::Close { reason: "the coordinator is done".into() });
         }
+        if let Some(path) = &state.speeds_file
+            && let Err(error) = write_speeds(path, &state.core.measured_speeds())
+        {
+            tracing::warn!("measured build speeds not kept in {}: {error}", path.display());
+        }
         Ok(())
     }
+}
+
+/// The speeds kept in `path`; none when it is missing, and none (with a
+/// warning) when it is not readable: they only steer placement.
+fn read_speeds(path: &Path) -> Vec<MeasuredSpeed> {
+    let text = match std::fs::read(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(error) => {
+            tracing::warn!("measured build speeds in {} not read: {error}", path.display());
+            return Vec::new();
+        }
+    };
+    serde_json::from_slice(&text).unwrap_or_else(|error| {
+        tracing::warn!(
+            "measured build speeds in {} ignored (not readable: {error}); they are measured again",
+            path.display()
+        );
+        Vec::new()
+    })
+}
+
+/// Writes `speeds` to `path` through a temporary file renamed into place.
+fn write_speeds(path: &Path, speeds: &[MeasuredSpeed]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(speeds).map_err(std::io::Error::other)?)?;
+    std::fs::rename(&tmp, path)
 }
 
 impl State {

@@ -17,6 +17,7 @@ fn options() -> FleetOptions {
         scheduler: SchedulerConfig::default(),
         transport: TransportOptions::default(),
         connect_timeout: Duration::from_secs(5),
+        speeds_file: None,
     }
 }
 

@@ -72,9 +72,14 @@ pub(crate) fn at(secs: u64) -> Timestamp {
     Timestamp::from_secs(secs)
 }
 
+/// The template every test job builds.
+pub(crate) fn template() -> TemplateId {
+    TemplateId("runner-0123456789ab".into())
+}
+
 pub(crate) fn request(triple: &str) -> BuildRequest {
     BuildRequest {
-        template: TemplateId("runner-0123456789ab".into()),
+        template: template(),
         target: Target::from_triple(triple).unwrap(),
         settings: TargetSettings::default(),
         optimization: CompilationOptimization::default(),
@@ -309,7 +314,7 @@ fn measured_speed_breaks_remaining_ties() {
     assert_eq!(d1.executor, agent("a"));
     s.handle_job_accepted(&agent("a"), j1, at(0));
     s.handle_job_finished(&agent("a"), j1, success(), at(100));
-    assert_eq!(s.measured_build_time(&agent("a"), X86), Some(Duration::from_secs(100)));
+    assert_eq!(s.measured_build_time(&agent("a"), &template(), X86), Some(Duration::from_secs(100)));
     drain(&mut s);
 
     // An unmeasured agent is tried before a measured one, so it gets measured.
@@ -329,13 +334,13 @@ fn measured_speed_breaks_remaining_ties() {
     // no slower, and the name decides; a slower one makes a the faster.
     s.handle_job_accepted(&agent("b"), j3, at(140));
     s.handle_job_finished(&agent("b"), j3, success(), at(140 + 300));
-    assert_eq!(s.measured_build_time(&agent("b"), X86), Some(Duration::from_secs(118)));
+    assert_eq!(s.measured_build_time(&agent("b"), &template(), X86), Some(Duration::from_secs(118)));
     drain(&mut s);
     let (_, d4) = submit(&mut s, X86, at(500));
     assert_eq!(d4.executor, agent("a"));
 
     // Speed is per target: b has never built aarch64.
-    assert_eq!(s.measured_build_time(&agent("b"), ARM), None);
+    assert_eq!(s.measured_build_time(&agent("b"), &template(), ARM), None);
 }
 
 #[test]
@@ -463,7 +468,7 @@ fn a_compile_failure_is_reported_and_never_redispatched() {
     assert_eq!(s.handle_job_finished(&agent("a"), j1, failed, at(6)), EventOutcome::Ignored);
     assert!(drain(&mut s).is_empty());
     // The compile failure says nothing about a's speed.
-    assert_eq!(s.measured_build_time(&agent("a"), X86), None);
+    assert_eq!(s.measured_build_time(&agent("a"), &template(), X86), None);
 }
 
 #[test]
@@ -626,7 +631,7 @@ fn no_job_is_delivered_twice_even_when_results_arrive_late() {
         cargo_version: "cargo 1.95.0".into(),
     }));
     // Measured from b's acceptance (its first progress report) to its result.
-    assert_eq!(s.measured_build_time(&agent("b"), X86), Some(Duration::from_secs(7)));
+    assert_eq!(s.measured_build_time(&agent("b"), &template(), X86), Some(Duration::from_secs(7)));
 }
 
 #[test]
@@ -717,4 +722,33 @@ fn an_idle_agent_wins_over_a_busy_one_with_more_free_slots() {
     let (_, second) = submit(&mut s, X86, at(1));
     assert_eq!(second.executor, agent("small"), "{}", second.decision);
     assert!(second.decision.to_string().contains("1 running"), "{}", second.decision);
+}
+
+/// Speeds kept from an earlier run are used by the first placement of the
+/// next: the agent measured fast for this template wins over an unmeasured
+/// one, and another template's speed does not count.
+#[test]
+fn speeds_restored_from_an_earlier_run_steer_the_first_placement() {
+    let mut earlier = scheduler(Vec::new());
+    earlier.handle_agent_connected(report("a", "x86_64", X86, &[X86], 1), at(0));
+    let (job, dispatch) = submit(&mut earlier, X86, at(0));
+    assert_eq!(dispatch.executor, agent("a"));
+    earlier.handle_job_accepted(&agent("a"), job, at(0));
+    earlier.handle_job_finished(&agent("a"), job, success(), at(40));
+    let kept = earlier.measured_speeds();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let json = serde_json::to_string(&kept).unwrap();
+    let restored: Vec<crate::MeasuredSpeed> = serde_json::from_str(&json).unwrap();
+
+    let mut s = scheduler(Vec::new());
+    s.handle_speeds_restored(restored);
+    assert_eq!(s.measured_build_time(&agent("a"), &template(), X86), Some(Duration::from_secs(40)));
+    assert_eq!(s.measured_build_time(&agent("a"), &TemplateId("other".into()), X86), None);
+    // "a" sorts first, so only its measurement can make "b" lose to it:
+    // b is unmeasured and ranks first.
+    s.handle_agent_connected(report("a", "x86_64", X86, &[X86], 1), at(0));
+    s.handle_agent_connected(report("b", "x86_64", X86, &[X86], 1), at(0));
+    let (_, dispatch) = submit(&mut s, X86, at(0));
+    let scored = dispatch.decision.candidates.iter().find(|c| c.executor == agent("a")).unwrap();
+    assert_eq!(scored.score.and_then(|s| s.measured_build_ms), Some(40_000), "{}", dispatch.decision);
 }
