@@ -7,11 +7,13 @@
 //!     src/                  the synced source tree (sync_bundle)
 //!     cache/targets/...     cargo target dirs per (target, toolchain)
 //!     rustle-warm.json      which (target, toolchain) pairs were built, last use
-//!   jobs/<job-key>/         scratch for a job whose template dir is busy; removed after
+//!   jobs/<job-key>/         scratch for a job whose template dir holds another bundle; removed after
 //!   trash/                  evicted dirs being deleted
 //! ```
 //!
-//! Target dirs live inside the template's warm dir (rather than under the
+//! Jobs of a template that carry the same bundle share `src/` (synced once,
+//! see the listener) and build side by side, each target in its own target
+//! dir. Target dirs live inside the template's warm dir (rather than under the
 //! shared `work_dir/cache`) so that evicting a template removes its sources
 //! and all of its build output in one rename.
 

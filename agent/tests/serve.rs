@@ -464,3 +464,104 @@ async fn a_repeated_job_comes_from_the_agents_binary_cache_when_allowed() {
     assert_eq!(success(&third), (checksum, false), "without leave the agent builds: {third:?}");
     assert!(cargo_ran(&third));
 }
+
+const AARCH64: &str = "aarch64-unknown-linux-gnu";
+
+/// Offers the jobs (`(job, triple)`) of one template at once, sends each
+/// the same bundle, and collects every job's frames until all finished.
+async fn run_together(
+    driver: &mut Driver,
+    jobs: &[(u64, &str)],
+    template_id: &str,
+    bundle: &[u8],
+) -> std::collections::BTreeMap<u64, Vec<AgentToCoordinator>> {
+    let artifacts: Vec<_> = jobs.iter().map(|_| driver.expect_artifact()).collect();
+    for (job, triple) in jobs {
+        driver.send(CoordinatorToAgent::Offer(offer(*job, template_id, triple))).await;
+    }
+    let mut frames: std::collections::BTreeMap<u64, Vec<AgentToCoordinator>> = std::collections::BTreeMap::new();
+    let mut accepted = 0;
+    while accepted < jobs.len() {
+        let frame = driver.recv().await;
+        if matches!(frame, AgentToCoordinator::Accept { .. }) {
+            accepted += 1;
+        }
+        if let Some(job) = common::job_of(&frame) {
+            frames.entry(job.0).or_default().push(frame);
+        }
+    }
+    for (job, _) in jobs {
+        driver.send_bundle(JobId(*job), bundle).await;
+    }
+    let finished = |frames: &std::collections::BTreeMap<u64, Vec<AgentToCoordinator>>| {
+        jobs.iter().all(|(job, _)| {
+            frames.get(job).is_some_and(|f| f.iter().any(|m| matches!(m, AgentToCoordinator::Finished { .. })))
+        })
+    };
+    while !finished(&frames) {
+        let frame = driver.recv().await;
+        if let Some(job) = common::job_of(&frame) {
+            frames.entry(job.0).or_default().push(frame);
+        }
+    }
+    for artifact in artifacts {
+        bounded(Duration::from_secs(60), artifact).await.expect("artifact task");
+    }
+    frames
+}
+
+fn cargo_lines(frames: &[AgentToCoordinator]) -> Vec<String> {
+    frames
+        .iter()
+        .filter_map(|frame| match frame {
+            AgentToCoordinator::Event { event: BuildEvent::Log { line, .. }, .. } => Some(line.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Two jobs of one template with the same bundle, for two targets at once:
+/// they share the template's warm dir (each target in its own target dir;
+/// a job in scratch dirs would leave nothing there), and a repeat of both
+/// is warm for both (cargo compiles nothing of the template again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_of_one_bundle_share_the_warm_dir_and_a_repeat_is_warm_for_every_target() {
+    if !rustle_test_support::require_tools(&["aarch64-linux-gnu-gcc"]) {
+        return;
+    }
+    let fleet = fleet();
+    let agent = RunningAgent::start(&fleet, |config| config.max_concurrent_jobs = 2);
+    let mut driver = Driver::connect(&fleet, agent.addr).await;
+    let template = Template::new("shared-agent", HELLO_MAIN, None);
+    let bundle = template.bundle();
+    let targets = [HOST_TRIPLE, AARCH64];
+
+    let first = run_together(&mut driver, &[(30, targets[0]), (31, targets[1])], "shared-agent", &bundle).await;
+    for (job, frames) in &first {
+        assert!(
+            matches!(frames.last(), Some(AgentToCoordinator::Finished { outcome: BuildOutcome::Success { .. }, .. })),
+            "job {job}: {frames:?}"
+        );
+        assert!(cargo_lines(frames).iter().any(|l| l.contains("Compiling shared-agent")), "job {job} built it");
+    }
+    let targets_dir = agent.work_dir.join("warm/shared-agent/cache/targets");
+    for triple in targets {
+        let found = std::fs::read_dir(&targets_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|template_dir| template_dir.path().join(triple).is_dir());
+        assert!(found, "{triple} was built in the warm dir {}", targets_dir.display());
+    }
+
+    let again = run_together(&mut driver, &[(32, targets[0]), (33, targets[1])], "shared-agent", &bundle).await;
+    for (job, frames) in &again {
+        assert!(
+            matches!(frames.last(), Some(AgentToCoordinator::Finished { outcome: BuildOutcome::Success { .. }, .. })),
+            "job {job}: {frames:?}"
+        );
+        let lines = cargo_lines(frames);
+        assert!(!lines.iter().any(|l| l.contains("Compiling shared-agent")), "job {job} was warm: {lines:?}");
+    }
+    agent.stop().await;
+}

@@ -18,7 +18,7 @@ use rustle_transport::{BulkIncoming, Connection};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
-use super::listener;
+use super::listener::{self, SourceClaim};
 use super::{Context, JobKey, Placement};
 use crate::{warm, wire};
 
@@ -68,6 +68,8 @@ pub(crate) enum Msg {
     Bundle(Box<BulkIncoming>),
     /// The bundle's bytes arrived and were verified (or not).
     BundleReceived(Result<Vec<u8>, String>),
+    /// The listener said where the bundle goes (`None`: it did not answer).
+    SourceClaimed(Option<SourceClaim>, Vec<u8>),
     /// The bundle was synced into the source dir (or refused).
     BundleSynced(Result<(), SyncFailure>),
     /// cargo finished.
@@ -108,6 +110,9 @@ pub(crate) struct State {
     outcome_sent: bool,
     released: bool,
     built: Option<(String, String)>,
+    /// Whether this job syncs the template's shared warm source tree (and
+    /// must tell the listener when it is done).
+    syncs_shared_source: bool,
     pending_success: Option<BuildOutcome>,
 }
 
@@ -138,6 +143,13 @@ impl State {
             let _ = tokio::task::spawn_blocking(move || warm::remove_tree(&base)).await;
         }
         let _ = self.listener.send_message(listener::Msg::JobEnded { key: self.key, built: self.built.take() });
+    }
+
+    /// Tells the listener how the sync of the shared source tree ended.
+    fn source_synced(&mut self, ok: bool) {
+        if std::mem::take(&mut self.syncs_shared_source) {
+            let _ = self.listener.send_message(listener::Msg::SourceSynced { key: self.key, ok });
+        }
     }
 
     fn ack(&self, ack: BulkAck) {
@@ -185,6 +197,7 @@ impl Actor for JobActor {
             task: None,
             outcome_sent: false,
             released: false,
+            syncs_shared_source: false,
             built: None,
             pending_success: None,
         })
@@ -231,31 +244,52 @@ impl Actor for JobActor {
                     return Ok(());
                 }
                 state.stage = Stage::Syncing;
-                let src = state.base_dir().join("src");
-                let me = myself.clone();
+                if state.placement == Placement::Scratch {
+                    start_sync(&myself, state, bytes);
+                    return Ok(());
+                }
+                // Jobs of the template with this same bundle share its warm source tree.
+                let (listener, key, me) = (state.listener.clone(), state.key, myself.clone());
                 state.task = Some(tokio::spawn(async move {
-                    let synced = tokio::task::spawn_blocking(move || {
-                        sync_bundle(&bytes, &src, &BundleLimits::default()).map(|_| ()).map_err(|error| {
-                            if error.is_invalid_bundle() {
-                                SyncFailure::Invalid(error.to_string())
-                            } else {
-                                SyncFailure::Local(error.to_string())
-                            }
-                        })
-                    })
-                    .await
-                    .unwrap_or_else(|error| Err(SyncFailure::Local(format!("the unpacking task failed: {error}"))));
-                    let _ = me.send_message(Msg::BundleSynced(synced));
+                    let bundle = hex_digest(&bytes);
+                    let claim = listener
+                        .call(|reply| listener::Msg::ClaimSource { key, bundle, reply }, Some(BUNDLE_RECEIVE_TIMEOUT))
+                        .await;
+                    let claim = match claim {
+                        Ok(ractor::rpc::CallResult::Success(claim)) => Some(claim),
+                        _ => None,
+                    };
+                    let _ = me.send_message(Msg::SourceClaimed(claim, bytes));
                 }));
             }
-            Msg::BundleSynced(Err(SyncFailure::Invalid(reason))) => refuse_bundle(&myself, state, reason).await,
+            Msg::SourceClaimed(claim, bytes) => match claim {
+                Some(SourceClaim::Ready) => {
+                    state.ack(BulkAck::Verified { job, kind: BulkKind::SourceBundle });
+                    state.stage = Stage::Building;
+                    start_build(&myself, state);
+                }
+                Some(SourceClaim::Sync) => {
+                    state.syncs_shared_source = true;
+                    start_sync(&myself, state, bytes);
+                }
+                Some(SourceClaim::Scratch) | None => {
+                    state.placement = Placement::Scratch;
+                    start_sync(&myself, state, bytes);
+                }
+            },
+            Msg::BundleSynced(Err(SyncFailure::Invalid(reason))) => {
+                state.source_synced(false);
+                refuse_bundle(&myself, state, reason).await;
+            }
             Msg::BundleSynced(Err(SyncFailure::Local(reason))) => {
+                state.source_synced(false);
                 state.ack(BulkAck::Verified { job, kind: BulkKind::SourceBundle });
                 let reason = format!("failed to write the source tree on agent: {reason}");
                 state.finish(BuildOutcome::InfrastructureFailure { reason, retryable: true }).await;
                 myself.stop(None);
             }
             Msg::BundleSynced(Ok(())) => {
+                state.source_synced(true);
                 state.ack(BulkAck::Verified { job, kind: BulkKind::SourceBundle });
                 state.stage = Stage::Building;
                 start_build(&myself, state);
@@ -325,6 +359,31 @@ async fn refuse_bundle(myself: &ActorRef<Msg>, state: &mut State, reason: String
     state.finish(BuildOutcome::InfrastructureFailure { reason, retryable: false }).await;
     state.task = None;
     myself.stop(None);
+}
+
+/// Syncs `bytes` into the job's source dir in a blocking task.
+fn start_sync(myself: &ActorRef<Msg>, state: &mut State, bytes: Vec<u8>) {
+    let src = state.base_dir().join("src");
+    let me = myself.clone();
+    state.task = Some(tokio::spawn(async move {
+        let synced = tokio::task::spawn_blocking(move || {
+            sync_bundle(&bytes, &src, &BundleLimits::default()).map(|_| ()).map_err(|error| {
+                if error.is_invalid_bundle() {
+                    SyncFailure::Invalid(error.to_string())
+                } else {
+                    SyncFailure::Local(error.to_string())
+                }
+            })
+        })
+        .await
+        .unwrap_or_else(|error| Err(SyncFailure::Local(format!("the unpacking task failed: {error}"))));
+        let _ = me.send_message(Msg::BundleSynced(synced));
+    }));
+}
+
+/// The SHA-256 of `bytes`, as text.
+fn hex_digest(bytes: &[u8]) -> String {
+    rustle_protocol::Sha256Digest::of(bytes).to_string()
 }
 
 /// Runs cargo in a task; events go straight to the session's frame queue.

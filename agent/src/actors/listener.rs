@@ -1,6 +1,11 @@
 //! The listener actor: accepts coordinator connections (one session actor
 //! each), owns the agent-wide job slots and the registry of warm template
 //! dirs, evicts warm dirs over the size cap, and drains on shutdown.
+//!
+//! Jobs of one template share its warm dir when they carry the same source
+//! bundle: the first to claim it syncs the source tree, the others wait for
+//! that sync and then build beside it, each target in its own target dir.
+//! A job whose bundle differs from the one in use builds in scratch dirs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -44,6 +49,23 @@ pub(crate) enum Msg {
         /// Where it may build, or why it may not run.
         reply: RpcReplyPort<Result<Placement, RejectReason>>,
     },
+    /// A job has its bundle (SHA-256 `bundle`) and asks where to put it:
+    /// the answer may wait until another job's sync of the same bundle ends.
+    ClaimSource {
+        /// The job.
+        key: JobKey,
+        /// The bundle's digest.
+        bundle: String,
+        /// What the job does with its bundle.
+        reply: RpcReplyPort<SourceClaim>,
+    },
+    /// A job that was told [`SourceClaim::Sync`] finished syncing (or failed).
+    SourceSynced {
+        /// The job.
+        key: JobKey,
+        /// Whether the tree now holds its bundle.
+        ok: bool,
+    },
     /// A job ended (its slot is free); `built` is the (triple, toolchain) it
     /// built successfully, if it did.
     JobEnded {
@@ -60,6 +82,32 @@ pub(crate) enum Msg {
     Drain(RpcReplyPort<()>),
 }
 
+/// What a job does with its bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SourceClaim {
+    /// Sync it into the warm dir's source tree, then send
+    /// [`Msg::SourceSynced`].
+    Sync,
+    /// The warm dir's source tree holds it already: build.
+    Ready,
+    /// Another bundle of the template is in use: build in scratch dirs.
+    Scratch,
+}
+
+/// A template's warm source tree while jobs use it.
+struct SharedSource {
+    /// The bundle it holds (or is being synced to).
+    bundle: String,
+    /// Whether the sync is done.
+    synced: bool,
+    /// The job syncing it, while it does.
+    syncing: Option<JobKey>,
+    /// Jobs of the same bundle waiting for the sync.
+    waiters: Vec<(JobKey, RpcReplyPort<SourceClaim>)>,
+    /// Jobs using it.
+    users: BTreeSet<JobKey>,
+}
+
 /// The listener's state.
 pub(crate) struct State {
     context: Context,
@@ -68,6 +116,8 @@ pub(crate) struct State {
     sessions: BTreeMap<ActorId, ActorRef<session::Msg>>,
     running: BTreeMap<JobKey, (String, Placement)>,
     warm: BTreeMap<String, WarmRecord>,
+    /// Warm source trees in use, by template.
+    sources: BTreeMap<String, SharedSource>,
     drain_waiters: Vec<RpcReplyPort<()>>,
     shutting_down: bool,
 }
@@ -105,6 +155,7 @@ impl Actor for ListenerActor {
             sessions: BTreeMap::new(),
             running: BTreeMap::new(),
             warm,
+            sources: BTreeMap::new(),
             drain_waiters: Vec::new(),
             shutting_down: false,
         })
@@ -158,6 +209,8 @@ impl Actor for ListenerActor {
             Msg::Reserve { key, template_id, reply } => {
                 let _ = reply.send(reserve(state, key, template_id));
             }
+            Msg::ClaimSource { key, bundle, reply } => claim_source(state, key, bundle, reply),
+            Msg::SourceSynced { key, ok } => source_synced(state, key, ok),
             Msg::JobEnded { key, built } => job_ended(&myself, state, key, built),
             Msg::WarmCaches(reply) => {
                 let caches = state.warm.iter().flat_map(|(id, record)| record.caches(id)).collect();
@@ -211,8 +264,9 @@ impl Actor for ListenerActor {
     }
 }
 
-/// Grants a slot, or says why not. A job whose template dir another job is
-/// using builds in scratch dirs instead of waiting.
+/// Grants a slot, or says why not. The job builds in its template's warm
+/// dir unless the id cannot name one; whether it shares that dir with other
+/// jobs is settled when its bundle arrives ([`Msg::ClaimSource`]).
 fn reserve(state: &mut State, key: JobKey, template_id: String) -> Result<Placement, RejectReason> {
     if state.shutting_down {
         return Err(RejectReason::ShuttingDown);
@@ -222,17 +276,96 @@ fn reserve(state: &mut State, key: JobKey, template_id: String) -> Result<Placem
     if running >= max {
         return Err(RejectReason::AtCapacity { running, max });
     }
-    let busy = state.running.values().any(|(id, placement)| *placement == Placement::Warm && *id == template_id);
-    let placement = if busy || !warm::is_safe_template_id(&template_id) { Placement::Scratch } else { Placement::Warm };
+    let placement = if warm::is_safe_template_id(&template_id) { Placement::Warm } else { Placement::Scratch };
     state.running.insert(key, (template_id, placement));
     state.context.gauge.set_running_jobs(state.running.len());
     Ok(placement)
+}
+
+/// Where job `key` puts `bundle`: beside the jobs using the same bundle of
+/// its template (after their sync), else in scratch dirs when another bundle
+/// is in use.
+fn claim_source(state: &mut State, key: JobKey, bundle: String, reply: RpcReplyPort<SourceClaim>) {
+    let Some((template_id, placement)) = state.running.get_mut(&key) else {
+        let _ = reply.send(SourceClaim::Scratch);
+        return;
+    };
+    if *placement != Placement::Warm {
+        let _ = reply.send(SourceClaim::Scratch);
+        return;
+    }
+    let source = state.sources.entry(template_id.clone()).or_insert_with(|| SharedSource {
+        bundle: bundle.clone(),
+        synced: false,
+        syncing: None,
+        waiters: Vec::new(),
+        users: BTreeSet::new(),
+    });
+    if source.bundle != bundle {
+        if source.users.is_empty() {
+            // Nobody uses the old tree: this bundle replaces it.
+            source.bundle = bundle;
+            source.synced = false;
+        } else {
+            *placement = Placement::Scratch;
+            let _ = reply.send(SourceClaim::Scratch);
+            return;
+        }
+    }
+    source.users.insert(key);
+    if source.synced {
+        let _ = reply.send(SourceClaim::Ready);
+    } else if source.syncing.is_some() {
+        source.waiters.push((key, reply));
+    } else {
+        source.syncing = Some(key);
+        let _ = reply.send(SourceClaim::Sync);
+    }
+}
+
+/// The sync of job `key` ended: the waiters build (or, when it failed, the
+/// next of them syncs).
+fn source_synced(state: &mut State, key: JobKey, ok: bool) {
+    let Some((template_id, _)) = state.running.get(&key) else { return };
+    let Some(source) = state.sources.get_mut(template_id) else { return };
+    if source.syncing != Some(key) {
+        return;
+    }
+    source.syncing = None;
+    if ok {
+        source.synced = true;
+        for (_, waiter) in source.waiters.drain(..) {
+            let _ = waiter.send(SourceClaim::Ready);
+        }
+    } else if !source.waiters.is_empty() {
+        let (next, waiter) = source.waiters.remove(0);
+        source.syncing = Some(next);
+        let _ = waiter.send(SourceClaim::Sync);
+    }
 }
 
 /// Frees the slot, records what the job left warm, and measures the warm
 /// dirs for eviction. Idempotent: a job reported twice is freed once.
 fn job_ended(myself: &ActorRef<Msg>, state: &mut State, key: JobKey, built: Option<(String, String)>) {
     let Some((template_id, placement)) = state.running.remove(&key) else { return };
+    if let Some(source) = state.sources.get_mut(&template_id) {
+        source.users.remove(&key);
+        source.waiters.retain(|(waiting, _)| *waiting != key);
+        if source.syncing == Some(key) {
+            // It ended mid-sync: the next waiter syncs (the tree may be half written).
+            source.syncing = None;
+            source.synced = false;
+            if !source.waiters.is_empty() {
+                let (next, waiter) = source.waiters.remove(0);
+                source.syncing = Some(next);
+                let _ = waiter.send(SourceClaim::Sync);
+            }
+        }
+        if source.users.is_empty() {
+            // The next job may bring other content: it syncs again.
+            state.sources.remove(&template_id);
+        }
+    }
     state.context.gauge.set_running_jobs(state.running.len());
     if state.running.is_empty() {
         for waiter in state.drain_waiters.drain(..) {

@@ -63,8 +63,9 @@ impl std::fmt::Display for JobKey {
     }
 }
 
-/// Where a job builds: in its template's warm dir, or (when another job
-/// holds that) in scratch dirs removed afterwards.
+/// Where a job builds: in its template's warm dir (shared with the jobs of
+/// the same bundle), or (when another bundle of the template is in use
+/// there) in scratch dirs removed afterwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Placement {
     /// `warm/<template_id>`.
