@@ -28,7 +28,7 @@ pub const DEFAULT_PORT: u16 = 7878;
 /// allowed_targets = ["x86_64-unknown-linux-gnu"]   # absent: all buildable
 /// warm_cache_max_bytes = 21474836480
 /// agent_id = "builder-1"
-/// shutdown_drain_secs = 60
+/// shutdown_drain_secs = 600
 /// default_toolchain = "stable"
 /// auto_install_toolchains = false
 /// ```
@@ -82,7 +82,7 @@ impl Default for AgentConfig {
             allowed_targets: None,
             warm_cache_max_bytes: 20 << 30,
             agent_id: None,
-            shutdown_drain_secs: 60,
+            shutdown_drain_secs: 600,
             default_toolchain: "stable".into(),
             auto_install_toolchains: false,
         }

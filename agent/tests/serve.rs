@@ -565,3 +565,50 @@ async fn jobs_of_one_bundle_share_the_warm_dir_and_a_repeat_is_warm_for_every_ta
     }
     agent.stop().await;
 }
+
+/// Shut down mid-build: the agent tells the coordinator at once that it is
+/// draining, refuses a new offer, and the running job still finishes,
+/// reports success and sends its binary before `serve` returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_agent_says_so_takes_no_new_job_and_finishes_the_running_one() {
+    let fleet = fleet();
+    let mut agent = started(&fleet);
+    let mut driver = Driver::connect(&fleet, agent.addr).await;
+    let pid_file = agent.scratch.path().join("drain-build.pid");
+    let build_rs = format!(
+        "fn main() {{\n    std::fs::write({:?}, std::process::id().to_string()).unwrap();\n    std::thread::sleep(std::time::Duration::from_secs(4));\n}}\n",
+        pid_file.display().to_string()
+    );
+    let template = Template::new("drain-agent", HELLO_MAIN, Some(&build_rs));
+    let artifact = driver.expect_artifact();
+    driver.send(CoordinatorToAgent::Offer(offer(40, "drain-agent", HOST_TRIPLE))).await;
+    assert_eq!(driver.recv_for(JobId(40)).await, AgentToCoordinator::Accept { job: JobId(40) });
+    driver.send_bundle(JobId(40), &template.bundle()).await;
+    wait_for(Duration::from_secs(120), "the build script to start", || pid_file.is_file()).await;
+
+    agent.begin_stop();
+    let draining = loop {
+        match driver.recv().await {
+            AgentToCoordinator::Draining { drain_secs } => break drain_secs,
+            AgentToCoordinator::Event { .. } | AgentToCoordinator::BulkAck(_) => {}
+            other => panic!("expected Draining first, got {other:?}"),
+        }
+    };
+    assert_eq!(draining, 600, "the default drain time");
+    driver.send(CoordinatorToAgent::Offer(offer(41, "drain-agent", HOST_TRIPLE))).await;
+    assert!(
+        matches!(
+            driver.recv_for(JobId(41)).await,
+            AgentToCoordinator::Reject { reason: RejectReason::ShuttingDown, .. }
+        ),
+        "a new offer is refused"
+    );
+    let frames = driver.recv_until_finished(JobId(40)).await;
+    assert!(
+        matches!(frames.last(), Some(AgentToCoordinator::Finished { outcome: BuildOutcome::Success { .. }, .. })),
+        "the running job still finishes: {frames:?}"
+    );
+    let (header, _) = bounded(Duration::from_secs(60), artifact).await.expect("the binary arrives");
+    assert_eq!(header.job, JobId(40));
+    agent.stop().await;
+}

@@ -53,7 +53,8 @@ pub use messages::{AgentToCoordinator, CoordinatorToAgent};
 ///   overrides (`None` keeps the template's profile).
 /// - 3: a [`JobOffer`] says whether the agent may use its binary cache,
 ///   and a successful [`BuildOutcome`] says whether the cache answered.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// - 4: an agent says it is draining ([`AgentToCoordinator::Draining`]).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// ALPN token both QUIC endpoints offer. It names the framing and the
 /// [`Hello`] layout, which never change under this token, so peers of any

@@ -56,4 +56,10 @@ pub enum AgentToCoordinator {
     },
     /// Answers a source-bundle transfer.
     BulkAck(BulkAck),
+    /// The agent is shutting down: it takes no new offers, and the jobs it
+    /// runs still finish and report (for up to its drain time).
+    Draining {
+        /// How long the running jobs have, in seconds.
+        drain_secs: u64,
+    },
 }

@@ -246,6 +246,7 @@ fn agent_to_coordinator() -> impl Strategy<Value = AgentToCoordinator> {
         (job_id(), build_event()).prop_map(|(job, event)| AgentToCoordinator::Event { job, event }),
         (job_id(), build_outcome()).prop_map(|(job, outcome)| AgentToCoordinator::Finished { job, outcome }),
         bulk_ack().prop_map(AgentToCoordinator::BulkAck),
+        any::<u64>().prop_map(|drain_secs| AgentToCoordinator::Draining { drain_secs }),
     ]
 }
 

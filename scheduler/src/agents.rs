@@ -43,6 +43,8 @@ pub struct AgentStatus {
     pub slots: u32,
     /// Jobs dispatched to it and not finished, in id order.
     pub running: Vec<JobId>,
+    /// It said it is shutting down: it takes no new jobs.
+    pub draining: bool,
     /// Its latest load average.
     pub load: LoadAverage,
     /// When it was last heard from.
@@ -61,6 +63,8 @@ pub(crate) struct AgentRecord {
     pub(crate) last_heard: Timestamp,
     /// Jobs dispatched here (offered or running) and not finished.
     pub(crate) assigned: BTreeSet<JobId>,
+    /// It is shutting down: no new jobs, its running ones still count.
+    pub(crate) draining: bool,
 }
 
 impl AgentRecord {
@@ -72,6 +76,7 @@ impl AgentRecord {
             last_load_sequence: None,
             last_heard: now,
             assigned: BTreeSet::new(),
+            draining: false,
         }
     }
 
@@ -116,6 +121,7 @@ impl AgentRecord {
             cores: self.report.cores,
             slots: self.slots(),
             running: self.assigned.iter().copied().collect(),
+            draining: self.draining,
             load: self.load,
             last_heard: self.last_heard,
             buildable: buildable_triples(&self.report).into_iter().collect(),

@@ -230,6 +230,21 @@ impl Scheduler {
         }
     }
 
+    /// An agent said it is shutting down: it gets no new jobs, and the jobs
+    /// it runs are left to finish there (their results are taken as usual).
+    pub fn handle_agent_draining(&mut self, agent: &AgentId, now: Timestamp) -> EventOutcome {
+        match self.agents.get_mut(agent) {
+            Some(record) if record.is_connected() => {
+                record.draining = true;
+                record.last_heard = record.last_heard.max(now);
+                // Jobs waiting for its slots may now have nowhere else to go.
+                self.schedule(now);
+                EventOutcome::Applied
+            }
+            _ => EventOutcome::Ignored,
+        }
+    }
+
     /// An agent's connection closed. Its jobs are placed elsewhere; it remains
     /// usable for them as a last resort once it reconnects.
     pub fn handle_agent_disconnected(&mut self, agent: &AgentId, now: Timestamp) -> EventOutcome {

@@ -136,6 +136,8 @@ pub enum Verdict {
     LowerScore,
     /// None of its toolchains builds the target.
     NotBuildable,
+    /// The agent is shutting down and takes no new jobs.
+    Draining,
     /// The agent is lost or disconnected.
     Unavailable {
         /// Its state.
@@ -169,6 +171,7 @@ impl fmt::Display for Verdict {
             }
             Self::LowerScore => f.write_str("lower score"),
             Self::NotBuildable => f.write_str("cannot build the target"),
+            Self::Draining => f.write_str("draining (shutting down)"),
             Self::Unavailable { state: AgentState::Lost { since } } => write!(f, "lost at {since}"),
             Self::Unavailable { state: AgentState::Disconnected { since } } => write!(f, "disconnected at {since}"),
             Self::Unavailable { state: AgentState::Connected } => f.write_str("unavailable"),
@@ -364,6 +367,8 @@ pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placem
             Standing::Rejected(Verdict::NotBuildable)
         } else if !agent.is_connected() {
             Standing::Rejected(Verdict::Unavailable { state: agent.state })
+        } else if agent.draining {
+            Standing::Rejected(Verdict::Draining)
         } else {
             judge(request.exclusions.get(&executor), agent.running(), agent.slots())
         };
@@ -448,6 +453,7 @@ pub(crate) fn candidates(target: &Target, exclusions: &BTreeMap<Executor, Exclus
         .iter()
         .filter(|(id, agent)| {
             agent.is_connected()
+                && !agent.draining
                 && toolchain_for(&agent.report, &target.triple).is_some()
                 && usable(Executor::Agent((*id).clone()))
         })

@@ -346,6 +346,7 @@ impl Actor for JobActor {
     async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         state.kill_task().await;
         state.release().await;
+        let _ = state.listener.send_message(listener::Msg::JobGone { key: state.key });
         Ok(())
     }
 }

@@ -74,12 +74,29 @@ pub(crate) enum Msg {
         /// What it left warm.
         built: Option<(String, String)>,
     },
+    /// A job's actor is gone (or never started): nothing of the job is in
+    /// flight any more, its artifact included. The drain waits for this.
+    JobGone {
+        /// The job.
+        key: JobKey,
+    },
     /// The warm caches held, for capability reports.
     WarmCaches(RpcReplyPort<Vec<WarmCache>>),
     /// Sizes of the warm dirs (id, bytes, last use), from a measuring task.
     Measured(Vec<(String, u64, u64)>),
     /// Stop accepting and taking jobs; the reply comes once no job runs.
     Drain(RpcReplyPort<()>),
+}
+
+impl State {
+    /// Answers the drain once no job runs and none has anything in flight.
+    fn wake_drain_waiters(&mut self) {
+        if self.running.is_empty() && self.alive.is_empty() {
+            for waiter in self.drain_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
 }
 
 /// What a job does with its bundle.
@@ -115,6 +132,9 @@ pub(crate) struct State {
     next_session: u64,
     sessions: BTreeMap<ActorId, ActorRef<session::Msg>>,
     running: BTreeMap<JobKey, (String, Placement)>,
+    /// Jobs granted a slot whose actor has not ended yet (a job frees its
+    /// slot before its artifact is delivered; the drain waits for both).
+    alive: BTreeSet<JobKey>,
     warm: BTreeMap<String, WarmRecord>,
     /// Warm source trees in use, by template.
     sources: BTreeMap<String, SharedSource>,
@@ -154,6 +174,7 @@ impl Actor for ListenerActor {
             next_session: 0,
             sessions: BTreeMap::new(),
             running: BTreeMap::new(),
+            alive: BTreeSet::new(),
             warm,
             sources: BTreeMap::new(),
             drain_waiters: Vec::new(),
@@ -212,6 +233,10 @@ impl Actor for ListenerActor {
             Msg::ClaimSource { key, bundle, reply } => claim_source(state, key, bundle, reply),
             Msg::SourceSynced { key, ok } => source_synced(state, key, ok),
             Msg::JobEnded { key, built } => job_ended(&myself, state, key, built),
+            Msg::JobGone { key } => {
+                state.alive.remove(&key);
+                state.wake_drain_waiters();
+            }
             Msg::WarmCaches(reply) => {
                 let caches = state.warm.iter().flat_map(|(id, record)| record.caches(id)).collect();
                 let _ = reply.send(caches);
@@ -222,11 +247,13 @@ impl Actor for ListenerActor {
                 if let Some(task) = state.accept_task.take() {
                     task.abort();
                 }
-                if state.running.is_empty() {
-                    let _ = reply.send(());
-                } else {
-                    state.drain_waiters.push(reply);
+                // Every coordinator hears it at once, so none offers more work.
+                let drain_secs = state.context.config.shutdown_drain_secs;
+                for session in state.sessions.values() {
+                    let _ = session.send_message(session::Msg::Draining { drain_secs });
                 }
+                state.drain_waiters.push(reply);
+                state.wake_drain_waiters();
             }
         }
         Ok(())
@@ -278,6 +305,7 @@ fn reserve(state: &mut State, key: JobKey, template_id: String) -> Result<Placem
     }
     let placement = if warm::is_safe_template_id(&template_id) { Placement::Warm } else { Placement::Scratch };
     state.running.insert(key, (template_id, placement));
+    state.alive.insert(key);
     state.context.gauge.set_running_jobs(state.running.len());
     Ok(placement)
 }
@@ -367,11 +395,7 @@ fn job_ended(myself: &ActorRef<Msg>, state: &mut State, key: JobKey, built: Opti
         }
     }
     state.context.gauge.set_running_jobs(state.running.len());
-    if state.running.is_empty() {
-        for waiter in state.drain_waiters.drain(..) {
-            let _ = waiter.send(());
-        }
-    }
+    state.wake_drain_waiters();
     if placement != Placement::Warm {
         return;
     }

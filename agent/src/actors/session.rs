@@ -66,6 +66,12 @@ pub(crate) enum Msg {
         /// Whether this agent can build it.
         verdict: Result<(), RejectReason>,
     },
+    /// The agent is shutting down: tell the coordinator (no new offers; the
+    /// running jobs go on for up to `drain_secs`).
+    Draining {
+        /// The drain time.
+        drain_secs: u64,
+    },
     /// The agent is shutting down: end every job (telling the coordinator), then stop.
     Shutdown(RpcReplyPort<()>),
 }
@@ -183,6 +189,7 @@ impl Actor for SessionActor {
                 }
             }
             Msg::OfferChecked { offer, verdict } => offer_checked(&myself, state, offer, verdict).await,
+            Msg::Draining { drain_secs } => state.push(AgentToCoordinator::Draining { drain_secs }),
             Msg::Shutdown(reply) => {
                 state.ending = true;
                 for job in state.jobs.values() {
@@ -223,6 +230,7 @@ impl Actor for SessionActor {
                     });
                     let key = JobKey { session: state.session, job };
                     let _ = state.listener.send_message(listener::Msg::JobEnded { key, built: None });
+                    let _ = state.listener.send_message(listener::Msg::JobGone { key });
                 }
             }
             _ => {}
@@ -389,6 +397,7 @@ async fn offer_checked(myself: &ActorRef<Msg>, state: &mut State, offer: JobOffe
         };
     let Some(outbound) = state.outbound.clone() else {
         let _ = state.listener.send_message(listener::Msg::JobEnded { key, built: None });
+        let _ = state.listener.send_message(listener::Msg::JobGone { key });
         return;
     };
     // Accept goes out before the job actor can send anything about the job.
@@ -412,6 +421,7 @@ async fn offer_checked(myself: &ActorRef<Msg>, state: &mut State, offer: JobOffe
         }
         Err(error) => {
             let _ = state.listener.send_message(listener::Msg::JobEnded { key, built: None });
+            let _ = state.listener.send_message(listener::Msg::JobGone { key });
             let reason = format!("the agent could not start the job: {error}");
             state.push(AgentToCoordinator::Finished {
                 job,

@@ -67,6 +67,13 @@ impl RunningAgent {
         Self { addr, work_dir, scratch, shutdown: Some(shutdown), task: Some(task) }
     }
 
+    /// Asks the agent to shut down, without waiting.
+    pub fn begin_stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
     /// Asks the agent to shut down and waits (bounded) for `serve` to return.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
@@ -177,7 +184,7 @@ pub fn job_of(message: &AgentToCoordinator) -> Option<JobId> {
         | AgentToCoordinator::Event { job, .. }
         | AgentToCoordinator::Finished { job, .. }
         | AgentToCoordinator::BulkAck(BulkAck::Verified { job, .. } | BulkAck::Rejected { job, .. }) => Some(*job),
-        AgentToCoordinator::Capabilities(_) | AgentToCoordinator::Load(_) => None,
+        AgentToCoordinator::Capabilities(_) | AgentToCoordinator::Load(_) | AgentToCoordinator::Draining { .. } => None,
     }
 }
 

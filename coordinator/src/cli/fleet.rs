@@ -91,7 +91,9 @@ fn print_table(views: &[AgentView]) {
             let named = reason.contains(&format!("agent {} ", view.name));
             errors.push(if named { reason.clone() } else { format!("agent {}: {reason}", view.name) });
         }
-        let mut row = vec![view.name.clone(), view.address.clone(), view.connection.label().to_owned()];
+        let draining = view.status.as_ref().is_some_and(|s| s.draining);
+        let state = if draining { "draining".to_owned() } else { view.connection.label().to_owned() };
+        let mut row = vec![view.name.clone(), view.address.clone(), state];
         match (&view.capabilities, &view.status) {
             (Some(report), status) => {
                 row.push(format!("{}-{} {}", report.arch, report.os, report.os_version));

@@ -33,6 +33,11 @@ pub(crate) enum Msg {
         /// The agent.
         agent: AgentId,
     },
+    /// An agent is shutting down: no new jobs for it.
+    Draining {
+        /// The agent.
+        agent: AgentId,
+    },
     /// A heartbeat.
     Load {
         /// The agent.
@@ -259,6 +264,9 @@ impl State {
             }
             Msg::Load { agent, update } => {
                 self.core.handle_load_update(&agent, &update, now);
+            }
+            Msg::Draining { agent } => {
+                self.core.handle_agent_draining(&agent, now);
             }
             Msg::Accepted { agent, job } => {
                 self.core.handle_job_accepted(&Executor::Agent(agent), job, now);

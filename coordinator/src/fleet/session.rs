@@ -385,6 +385,10 @@ impl State {
             AgentToCoordinator::Load(update) => {
                 let _ = scheduler.send_message(scheduler::Msg::Load { agent, update });
             }
+            AgentToCoordinator::Draining { drain_secs } => {
+                tracing::info!("agent {agent} is shutting down: no new jobs; its running jobs have {drain_secs}s");
+                let _ = scheduler.send_message(scheduler::Msg::Draining { agent });
+            }
             AgentToCoordinator::Accept { job } => {
                 let _ = scheduler.send_message(scheduler::Msg::Accepted { agent, job });
                 if let Some(offered) = self.offered.get(&job) {

@@ -752,3 +752,31 @@ fn speeds_restored_from_an_earlier_run_steer_the_first_placement() {
     let scored = dispatch.decision.candidates.iter().find(|c| c.executor == agent("a")).unwrap();
     assert_eq!(scored.score.and_then(|s| s.measured_build_ms), Some(40_000), "{}", dispatch.decision);
 }
+
+/// A draining agent keeps and finishes the job it runs (its result is taken),
+/// gets no new one, and a job only it could build is reported as having no
+/// executor instead of waiting for it.
+#[test]
+fn a_draining_agent_finishes_its_job_and_gets_no_new_one() {
+    let mut s = scheduler(vec![FallbackExecutor::local([X86], 1)]);
+    s.handle_agent_connected(x86_host("a", 2), at(0));
+    let (running, dispatch) = submit(&mut s, X86, at(0));
+    assert_eq!(dispatch.executor, agent("a"));
+    s.handle_job_accepted(&agent("a"), running, at(0));
+
+    assert_eq!(s.handle_agent_draining(&AgentId("a".into()), at(1)), EventOutcome::Applied);
+    assert!(s.agent(&AgentId("a".into())).is_some_and(|status| status.draining));
+    let (_, elsewhere) = submit(&mut s, X86, at(2));
+    assert_eq!(elsewhere.executor, local(), "{}", elsewhere.decision);
+    let verdict = elsewhere.decision.candidates.iter().find(|c| c.executor == agent("a")).unwrap();
+    assert_eq!(verdict.verdict, Verdict::Draining, "{}", elsewhere.decision);
+    let only_there = s.handle_job_submitted(request(ARM), at(3));
+    let reported =
+        reports(&drain(&mut s)).iter().any(|r| r.job == only_there && matches!(r.result, JobResult::NoExecutor { .. }));
+    assert!(reported, "aarch64 has nowhere to go once its only agent drains");
+
+    s.handle_job_finished(&agent("a"), running, success(), at(10));
+    let actions = drain(&mut s);
+    let done = reports(&actions).into_iter().find(|r| r.job == running).expect("the running job is reported");
+    assert!(matches!(&done.result, JobResult::Succeeded { executor, .. } if *executor == agent("a")), "{done:?}");
+}
