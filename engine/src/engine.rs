@@ -423,7 +423,7 @@ impl<'a> BuildJob<'a> {
         );
 
         // Reproducible builds. First, so that a caller's own
-        // `--remap-path-prefix` (later) wins.
+        // `--remap-path-prefix` or `-Cdlltool` (later) wins.
         let mut reproducible: Vec<String> = Vec::new();
         for remap in self.path_remaps() {
             if remap.from.to_string_lossy().contains(char::is_whitespace) {
@@ -437,6 +437,18 @@ impl<'a> BuildJob<'a> {
                 continue;
             }
             reproducible.push(remap.flag());
+        }
+        if let Some(dlltool) = rule.linker.dlltool() {
+            let wrapper = self.dlltool_wrapper(&dlltool)?;
+            if wrapper.to_string_lossy().contains(char::is_whitespace) {
+                tracing::warn!(
+                    "{}: {} contains whitespace and cannot be given to rustc; binaries from it are not reproducible",
+                    self.triple(),
+                    wrapper.display()
+                );
+            } else {
+                reproducible.push(format!("-Cdlltool={}", wrapper.display()));
+            }
         }
         rustflags.splice(0..0, reproducible);
 
@@ -555,6 +567,34 @@ impl<'a> BuildJob<'a> {
         self.plan
     }
 
+    /// `<cache>/dlltool/<dlltool>`: runs `dlltool` (found on PATH) in the
+    /// directory of the import library it is asked to write, with the paths
+    /// in that directory given relative to it. dlltool names the library's
+    /// symbols (`_head_<path>`, `<path>_iname`) after its path as given, and
+    /// rustc writes it into a temporary directory of a new name for every
+    /// link, inside the target dir: without the wrapper, every Windows
+    /// binary's symbol table says where and when it was linked.
+    fn dlltool_wrapper(&self, dlltool: &str) -> Result<PathBuf, CompilationError> {
+        let dir = self.cache_dir.join("dlltool");
+        let path = dir.join(dlltool);
+        let io = |path: &Path, source| {
+            CompilationError::target(self.triple(), TargetFailure::Io { path: path.to_path_buf(), source })
+        };
+        if !dlltool.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(io(&path, std::io::Error::other("not a program name")));
+        }
+        let script = DLLTOOL_WRAPPER.replace("@DLLTOOL@", dlltool);
+        if std::fs::read_to_string(&path).is_ok_and(|current| current == script) {
+            return Ok(path);
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let tmp = dir.join(format!(".{dlltool}.{}", std::process::id()));
+        std::fs::write(&tmp, &script).map_err(|e| io(&tmp, e))?;
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(|e| io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+        Ok(path)
+    }
+
     /// A directory whose `cargo` and `rustc` are the plan's toolchain, put
     /// first on PATH: cargo-zigbuild and build scripts that call `cargo` or
     /// `rustc` by name then get the same toolchain as the build.
@@ -578,6 +618,37 @@ impl<'a> BuildJob<'a> {
         Ok(dir)
     }
 }
+
+/// The dlltool wrapper ([`BuildJob::dlltool_wrapper`]), `@DLLTOOL@` being
+/// the program it runs. An output library given relative, or none, runs
+/// dlltool as it is.
+const DLLTOOL_WRAPPER: &str = r#"#!/bin/sh
+# Written by rustle-cross. Runs @DLLTOOL@ in the directory of the import
+# library it writes, naming the files there relative to it: dlltool names
+# the library's symbols after its path as given, and rustc puts it in a new
+# temporary directory for every link.
+real=@DLLTOOL@
+out= prev=
+for arg in "$@"; do
+  case $prev in -l|--output-lib) out=$arg ;; esac
+  case $arg in --output-lib=*) out=${arg#--output-lib=} ;; esac
+  prev=$arg
+done
+case $out in /*/*) ;; *) exec "$real" "$@" ;; esac
+dir=${out%/*}
+n=$#
+while [ "$n" -gt 0 ]; do
+  arg=$1
+  shift
+  n=$((n - 1))
+  case $arg in
+    "$dir"/*) arg=${arg#"$dir"/} ;;
+    --output-lib="$dir"/*) arg=--output-lib=${arg#--output-lib="$dir"/} ;;
+  esac
+  set -- "$@" "$arg"
+done
+cd "$dir" && exec "$real" "$@"
+"#;
 
 /// A directory of this machine as builds see it, and what binaries and the
 /// cache key call it instead (see [`BuildJob::path_remaps`]).
@@ -985,8 +1056,11 @@ mod tests {
         // named as the template, rust-src inside the scratch dir as rust-src.
         assert!(cache_at < template_pos, "{flags:?}");
         assert!(cargo_at < 4 && src_at < 4, "{flags:?}");
-        // The caller's own remap comes after ours, so it wins.
-        assert_eq!(flags[4..], ["--remap-path-prefix=/mine=/theirs"], "{flags:?}");
+        // MinGW's dlltool runs through the wrapper; the caller's own flags
+        // come after ours, so they win.
+        let wrapper = cache.join("dlltool/x86_64-w64-mingw32-dlltool");
+        assert_eq!(flags[4], format!("-Cdlltool={}", wrapper.display()), "{flags:?}");
+        assert_eq!(flags[5..], ["--remap-path-prefix=/mine=/theirs"], "{flags:?}");
         let epoch = env_of(&command, "SOURCE_DATE_EPOCH").expect("SOURCE_DATE_EPOCH is set");
         match std::env::var("SOURCE_DATE_EPOCH") {
             Ok(caller) if !caller.is_empty() && caller.bytes().all(|b| b.is_ascii_digit()) => assert_eq!(epoch, caller),
@@ -1009,6 +1083,59 @@ mod tests {
         plan.std = StdSource::Prebuilt;
         let job = BuildJob::new(&template, &plan, &request, &cache);
         assert_eq!(job.path_remaps().len(), 3, "{:?}", job.path_remaps());
+    }
+
+    #[test]
+    fn the_dlltool_wrapper_names_the_library_relative_to_its_directory() {
+        let scratch = tempfile::tempdir().unwrap();
+        let template = template_at(&scratch.path().join("t"));
+        let plan = build_std_plan(&scratch.path().join("no-src"), "unknown");
+        let request = request_for(&template, &plan, &[]);
+        let job = BuildJob::new(&template, &plan, &request, scratch.path());
+        let wrapper = job.dlltool_wrapper("x86_64-w64-mingw32-dlltool").unwrap();
+        // A dlltool that says where it ran and with what.
+        let bin = scratch.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let fake = bin.join("x86_64-w64-mingw32-dlltool");
+        std::fs::write(&fake, "#!/bin/sh\npwd\nfor a in \"$@\"; do echo \"[$a]\"; done\n").unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let out = scratch.path().join("deps/rustcAbC123");
+        std::fs::create_dir_all(&out).unwrap();
+        let run = |args: &[String]| {
+            let output = std::process::Command::new(&wrapper)
+                .args(args)
+                .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "{output:?}");
+            String::from_utf8(output.stdout).unwrap()
+        };
+        let at = |name: &str| out.join(name).display().to_string();
+        let args = [
+            "-d".into(),
+            at("foo.dll_imports.def"),
+            "-D".into(),
+            "foo.dll".into(),
+            "-l".into(),
+            at("foo.dll_imports.lib"),
+            "--no-leading-underscore".into(),
+            "--temp-prefix".into(),
+            at("foo.dll"),
+        ];
+        assert_eq!(
+            run(&args),
+            format!(
+                "{}\n[-d]\n[foo.dll_imports.def]\n[-D]\n[foo.dll]\n[-l]\n[foo.dll_imports.lib]\n[--no-leading-underscore]\n[--temp-prefix]\n[foo.dll]\n",
+                out.display()
+            )
+        );
+        // Without an absolute output library, dlltool runs as asked.
+        let here = std::env::current_dir().unwrap();
+        let plain = ["-l".to_owned(), "foo.lib".to_owned(), "-d".to_owned(), at("x.def")];
+        assert_eq!(run(&plain), format!("{}\n[-l]\n[foo.lib]\n[-d]\n[{}]\n", here.display(), at("x.def")));
+        // Written once: a second job finds it as it is.
+        assert_eq!(job.dlltool_wrapper("x86_64-w64-mingw32-dlltool").unwrap(), wrapper);
+        assert!(job.dlltool_wrapper("evil; rm -rf /").is_err());
     }
 
     #[test]
