@@ -589,7 +589,7 @@ impl CrossCompilationManager {
         let plan = self.plan(&request).await?;
         let job = BuildJob::new(&template, &plan, &request, &self.cache_dir);
         let command = job.cargo_command()?;
-        CacheKeyInputs::of(&template, &plan, &command).await.map_err(|error| {
+        CacheKeyInputs::of(&job, &command).await.map_err(|error| {
             CompilationError::target(
                 request.target_name(),
                 TargetFailure::Io { path: template.dir.clone(), source: error },

@@ -9,8 +9,12 @@
 //! hash, `cargo -V`, host), the std source, the route (linker, C compiler
 //! and zig by their `--version`), and the exact cargo invocation the plan
 //! runs (arguments and environment: features, rustflags, profile overrides,
-//! linker variables), with the paths that only say where things are on
-//! this machine (the template, the target dir, PATH) left out.
+//! linker variables, `SOURCE_DATE_EPOCH`), with the paths that only say
+//! where things are on this machine left out (the target dir, PATH) or
+//! written as placeholders (`<template>`, `<cache>`, `<cargo-home>`,
+//! `<rust-src>`: the directories every build remaps, so that they are not
+//! in the binary either, see [`BuildJob::path_remaps`]). The same key thus
+//! means the same binary wherever it was built.
 //!
 //! **Store** (under `<cache>/binaries/`): `blobs/<sha256>` holds a binary by
 //! its content, `entries/<key>.json` says which blob a key maps to, with the
@@ -32,15 +36,16 @@ use rustle_targets::BuildRequest;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::engine::{CompilationMetadata, CompiledBinary};
+use crate::engine::{BuildJob, CompilationMetadata, CompiledBinary, PathRemap};
 use crate::shared_cache::SharedTier;
-use crate::template::{PreparedTemplate, hex};
-use crate::toolchain::{BuildPlan, LinkerPlan};
+use crate::template::hex;
+use crate::toolchain::LinkerPlan;
 use crate::validate::{BinaryReport, validate_binary};
 
 /// Version of the key schema and the entry format; bumping it makes every
-/// older entry a miss.
-pub const SCHEMA: u32 = 1;
+/// older entry a miss. 2: builds are reproducible (remapped paths,
+/// `SOURCE_DATE_EPOCH`) and keys name those paths by placeholder.
+pub const SCHEMA: u32 = 2;
 
 /// Environment variables of the cargo invocation that say where things are
 /// on this machine, not what is built.
@@ -103,10 +108,16 @@ pub struct CacheKeyInputs {
 }
 
 impl CacheKeyInputs {
-    /// The inputs of building `template` with `plan` by `command` (the
-    /// exact cargo invocation). Reads the template's files and asks the
-    /// route's tools for their versions (once per process and tool).
-    pub async fn of(template: &PreparedTemplate, plan: &BuildPlan, command: &ProcessSpec) -> std::io::Result<Self> {
+    /// The inputs of `job` run by `command` (its exact cargo invocation,
+    /// [`BuildJob::cargo_command`]). Reads the template's files and asks the
+    /// route's tools for their versions (once per process and tool). The
+    /// directories the job remaps ([`BuildJob::path_remaps`]: template,
+    /// cache, CARGO_HOME, rust-src) are written as placeholders wherever an
+    /// argument or variable names them, so the key does not say where they
+    /// are.
+    pub async fn of(job: &BuildJob<'_>, command: &ProcessSpec) -> std::io::Result<Self> {
+        let (template, plan) = (job.template(), job.plan());
+        let remaps = job.path_remaps();
         let files = template_files(&template.dir)?;
         let custom_spec_sha256 = match &plan.target.custom_spec {
             Some(path) => Some(hex(&Sha256::digest(std::fs::read(path)?))),
@@ -123,7 +134,7 @@ impl CacheKeyInputs {
             } else if custom.as_deref() == Some(arg.as_str()) {
                 "<custom target spec>".to_owned()
             } else {
-                arg
+                placeholders(&arg, &remaps)
             }
         }));
         let cargo_env = command
@@ -131,6 +142,7 @@ impl CacheKeyInputs {
             .iter()
             .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
             .filter(|(k, _)| !LOCATION_ENV.contains(&k.as_str()))
+            .map(|(k, v)| (k, placeholders(&v, &remaps)))
             .collect();
         let toolchain = &plan.toolchain;
         Ok(Self {
@@ -156,6 +168,34 @@ impl CacheKeyInputs {
         let canonical = serde_json::to_vec(self).unwrap_or_default();
         CacheKey(hex(&Sha256::digest(&canonical)))
     }
+}
+
+/// `text` with each directory of `remaps` written as its placeholder where
+/// a path names it (the match ends the text or is followed by `/`, `=`,
+/// `:`, `,`, `;`, a quote or whitespace). Longest first: a generated
+/// template inside the cache is `<template>`, not `<cache>/templates/...`.
+fn placeholders(text: &str, remaps: &[PathRemap]) -> String {
+    let mut by_length: Vec<&PathRemap> = remaps.iter().collect();
+    by_length.sort_by_key(|r| std::cmp::Reverse(r.from.as_os_str().len()));
+    let mut text = text.to_owned();
+    for remap in by_length {
+        let from = remap.from.to_string_lossy();
+        if from.is_empty() || from == "/" {
+            continue;
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(from.as_ref()) {
+            let after = &rest[at + from.len()..];
+            let ends = after.chars().next().is_none_or(|c| "/=:,;\"'".contains(c) || c.is_whitespace());
+            out.push_str(&rest[..at]);
+            out.push_str(if ends { remap.placeholder } else { &from });
+            rest = after;
+        }
+        out.push_str(rest);
+        text = out;
+    }
+    text
 }
 
 /// The template's files, sorted by relative path: everything under its root
@@ -572,7 +612,7 @@ mod tests {
 
     use super::*;
     use crate::engine::{BuildJob, BuildRequest};
-    use crate::template::TemplateSource;
+    use crate::template::{PreparedTemplate, TemplateSource};
     use crate::toolchain::{ToolchainConfig, ToolchainManager};
 
     const X86: &str = "x86_64-unknown-linux-gnu";
@@ -610,7 +650,7 @@ mod tests {
         let request = request(&template, settings);
         let plan = toolchains.plan(&request.target, &request.settings).await.unwrap();
         let job = BuildJob::new(&template, &plan, &request, cache);
-        CacheKeyInputs::of(&template, &plan, &job.cargo_command().unwrap()).await.unwrap()
+        CacheKeyInputs::of(&job, &job.cargo_command().unwrap()).await.unwrap()
     }
 
     #[tokio::test]
@@ -625,6 +665,23 @@ mod tests {
         let key_b = inputs_of(&toolchains, &cache, &b, TargetSettings::default()).await;
         assert_eq!(key_a.key(), key_b.key(), "another directory, the same key: {key_a:#?}\n{key_b:#?}");
         assert!(!key_a.cargo_args.iter().any(|a| a.contains(scratch.path().to_str().unwrap())), "{key_a:#?}");
+        // Another cache dir (of another length), the same key.
+        let other_cache = scratch.path().join("another/cache-dir");
+        let key_c = inputs_of(&toolchains, &other_cache, &a, TargetSettings::default()).await;
+        assert_eq!(key_a.key(), key_c.key(), "another cache, the same key: {key_a:#?}\n{key_c:#?}");
+        // The build remaps the template, the cache and CARGO_HOME, and the
+        // key names them by placeholder: no path of this machine is in it.
+        let rustflags = &key_a.cargo_env["CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS"];
+        for flag in ["<template>=/rustle/template", "<cache>=/rustle/cache", "<cargo-home>=/rustle/cargo"]
+            .map(|m| format!("--remap-path-prefix={m}"))
+        {
+            assert!(rustflags.split_whitespace().any(|f| f == flag), "{flag} in {rustflags}");
+        }
+        let recorded = serde_json::to_string(&key_a).unwrap();
+        let cargo_home = crate::toolchain::cargo_home();
+        for here in [scratch.path(), &cache, &a, &cargo_home] {
+            assert!(!recorded.contains(here.to_str().unwrap()), "{} is in the key: {key_a:#?}", here.display());
+        }
 
         // A later mtime (and files written in another order) change nothing.
         std::thread::sleep(Duration::from_millis(20));
@@ -648,6 +705,24 @@ mod tests {
         std::fs::create_dir_all(b.join("target/release")).unwrap();
         std::fs::write(b.join("target/release/runner"), "binary").unwrap();
         assert_eq!(inputs_of(&toolchains, &cache, &b, TargetSettings::default()).await.key(), base);
+    }
+
+    #[test]
+    fn placeholders_replace_whole_directories_the_longest_first() {
+        let remaps = [
+            PathRemap { from: "/w/c".into(), to: "/rustle/cache".into(), placeholder: "<cache>" },
+            PathRemap { from: "/w/c/templates/app".into(), to: "/rustle/template".into(), placeholder: "<template>" },
+            PathRemap { from: "/home/u/.cargo".into(), to: "/rustle/cargo".into(), placeholder: "<cargo-home>" },
+        ];
+        let flags = "--remap-path-prefix=/w/c=/rustle/cache --remap-path-prefix=/w/c/templates/app=/rustle/template";
+        assert_eq!(
+            placeholders(flags, &remaps),
+            "--remap-path-prefix=<cache>=/rustle/cache --remap-path-prefix=<template>=/rustle/template"
+        );
+        assert_eq!(placeholders("/w/c/targets/x:/home/u/.cargo/bin", &remaps), "<cache>/targets/x:<cargo-home>/bin");
+        assert_eq!(placeholders("/w/c", &remaps), "<cache>");
+        // Another directory that only starts with the same letters is not it.
+        assert_eq!(placeholders("/w/cx/y /home/u/.cargo2", &remaps), "/w/cx/y /home/u/.cargo2");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::cache::{CacheHit, CacheKeyInputs, CompilationCache};
 use crate::shared_cache::SharedTier;
 use crate::template::{PreparedTemplate, hex};
-use crate::toolchain::{BuildPlan, LinkerPlan, StdSource, ToolchainError, ToolchainManager, last_lines};
+use crate::toolchain::{BuildPlan, LinkerPlan, StdSource, ToolchainError, ToolchainManager, cargo_home, last_lines};
 use crate::validate::{BinaryReport, ValidationError, validate_binary};
 use rustle_process::{ProcessError, ProcessSpec};
 
@@ -262,7 +262,7 @@ pub async fn cache_lookup(
 ) -> Result<Option<CacheKeyInputs>, Box<CompiledBinary>> {
     let warn = warn_for(job.triple(), on_event);
     let inputs = match job.cargo_command() {
-        Ok(command) => CacheKeyInputs::of(job.template, job.plan, &command).await,
+        Ok(command) => CacheKeyInputs::of(job, &command).await,
         Err(error) => Err(std::io::Error::other(error.to_string())),
     };
     let inputs = match inputs {
@@ -421,6 +421,36 @@ impl<'a> BuildJob<'a> {
                 .map_err(|source| CompilationError::target(self.triple(), TargetFailure::Optimization(source)))?,
         );
 
+        // Reproducible builds. First, so that a caller's own
+        // `--remap-path-prefix` or `-Cdlltool` (later) wins.
+        let mut reproducible: Vec<String> = Vec::new();
+        for remap in self.path_remaps() {
+            if remap.from.to_string_lossy().contains(char::is_whitespace) {
+                // cargo splits `<T>_RUSTFLAGS` at whitespace: such a path
+                // cannot be given, and binaries built from it keep it.
+                tracing::warn!(
+                    "{}: {} contains whitespace and cannot be remapped; binaries built from it are not reproducible",
+                    self.triple(),
+                    remap.from.display()
+                );
+                continue;
+            }
+            reproducible.push(remap.flag());
+        }
+        if let Some(dlltool) = rule.linker.dlltool() {
+            let wrapper = self.dlltool_wrapper(&dlltool)?;
+            if wrapper.to_string_lossy().contains(char::is_whitespace) {
+                tracing::warn!(
+                    "{}: {} contains whitespace and cannot be given to rustc; binaries from it are not reproducible",
+                    self.triple(),
+                    wrapper.display()
+                );
+            } else {
+                reproducible.push(format!("-Cdlltool={}", wrapper.display()));
+            }
+        }
+        rustflags.splice(0..0, reproducible);
+
         let prefix = target.cargo_env_prefix();
         let mut path = OsString::from(&shim);
         path.push(":");
@@ -441,6 +471,7 @@ impl<'a> BuildJob<'a> {
             .env("CARGO_TARGET_DIR", self.target_dir())
             .env("CARGO_TERM_COLOR", "never")
             .env("CARGO_PROFILE_RELEASE_INCREMENTAL", self.request.incremental.to_string())
+            .env("SOURCE_DATE_EPOCH", source_date_epoch())
             .env(format!("{prefix}_RUSTFLAGS"), rustflags.join(" "));
         for (key, value) in self.request.optimization.profile_env() {
             spec = spec.env(key, value);
@@ -467,6 +498,102 @@ impl<'a> BuildJob<'a> {
         Ok(spec)
     }
 
+    /// The directories of this machine whose paths a build can write into
+    /// a binary (panic locations, `file!()`, debug info, code generated in
+    /// `OUT_DIR`), each with the fixed name it gets instead: the template,
+    /// the cache (its target dirs and generated templates), CARGO_HOME
+    /// (registry and git sources) and, when std is built from source, the
+    /// toolchain's rust-src. rustc applies the last `--remap-path-prefix`
+    /// that matches, so a directory inside another (a generated template
+    /// inside the cache) comes after it and keeps its own name. The cache
+    /// key writes the same directories as placeholders.
+    pub fn path_remaps(&self) -> Vec<PathRemap> {
+        let mut remaps = vec![
+            PathRemap { from: cargo_home(), to: "/rustle/cargo".into(), placeholder: "<cargo-home>" },
+            PathRemap { from: self.cache_dir.to_path_buf(), to: "/rustle/cache".into(), placeholder: "<cache>" },
+        ];
+        let toolchain = &self.plan.toolchain;
+        // A prebuilt std says `/rustc/<commit>/library/...`; a std built
+        // from rust-src says the same. A toolchain whose commit is not known
+        // (`unknown`) has no such name: its rust-src path is left as it is
+        // (the same on every machine with that toolchain package).
+        let commit_known =
+            toolchain.commit_hash.len() >= 7 && toolchain.commit_hash.chars().all(|c| c.is_ascii_hexdigit());
+        if self.plan.std == StdSource::BuildStd
+            && commit_known
+            && let Some(src) = &toolchain.rust_src
+        {
+            let to = format!("/rustc/{}/library", toolchain.commit_hash);
+            // cargo may name it through the sysroot's symlinks or not.
+            let canonical = src.library.canonicalize().ok().filter(|c| c != &src.library);
+            for from in std::iter::once(src.library.clone()).chain(canonical) {
+                remaps.push(PathRemap { from, to: to.clone(), placeholder: "<rust-src>" });
+            }
+        }
+        remaps.push(PathRemap {
+            from: self.template.dir.clone(),
+            to: "/rustle/template".into(),
+            placeholder: "<template>",
+        });
+        // One remap per directory: the later (more specific) name wins.
+        let mut seen = BTreeSet::new();
+        remaps.reverse();
+        remaps.retain(|r| seen.insert(r.from.clone()));
+        remaps.reverse();
+        // The order above puts a directory after the ones that usually hold
+        // it (a generated template is inside the cache). Where this machine
+        // nests them otherwise, an outer one goes first: each time, the
+        // first remaining directory inside none of the others. The order
+        // thus depends only on how the directories nest, never on their
+        // names, and so does the cache key (which writes them as placeholders).
+        let mut ordered = Vec::with_capacity(remaps.len());
+        while !remaps.is_empty() {
+            let outermost = (0..remaps.len())
+                .find(|&i| !remaps.iter().any(|o| o.from != remaps[i].from && remaps[i].from.starts_with(&o.from)))
+                .unwrap_or(0);
+            ordered.push(remaps.remove(outermost));
+        }
+        ordered
+    }
+
+    /// The template being built.
+    pub fn template(&self) -> &PreparedTemplate {
+        self.template
+    }
+
+    /// The toolchain plan.
+    pub fn plan(&self) -> &BuildPlan {
+        self.plan
+    }
+
+    /// `<cache>/dlltool/<dlltool>`: runs `dlltool` (found on PATH) in the
+    /// directory of the import library it is asked to write, with the paths
+    /// in that directory given relative to it. dlltool names the library's
+    /// symbols (`_head_<path>`, `<path>_iname`) after its path as given, and
+    /// rustc writes it into a temporary directory of a new name for every
+    /// link, inside the target dir: without the wrapper, every Windows
+    /// binary's symbol table says where and when it was linked.
+    fn dlltool_wrapper(&self, dlltool: &str) -> Result<PathBuf, CompilationError> {
+        let dir = self.cache_dir.join("dlltool");
+        let path = dir.join(dlltool);
+        let io = |path: &Path, source| {
+            CompilationError::target(self.triple(), TargetFailure::Io { path: path.to_path_buf(), source })
+        };
+        if !dlltool.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(io(&path, std::io::Error::other("not a program name")));
+        }
+        let script = DLLTOOL_WRAPPER.replace("@DLLTOOL@", dlltool);
+        if std::fs::read_to_string(&path).is_ok_and(|current| current == script) {
+            return Ok(path);
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let tmp = dir.join(format!(".{dlltool}.{}", std::process::id()));
+        std::fs::write(&tmp, &script).map_err(|e| io(&tmp, e))?;
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(|e| io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+        Ok(path)
+    }
+
     /// A directory whose `cargo` and `rustc` are the plan's toolchain, put
     /// first on PATH: cargo-zigbuild and build scripts that call `cargo` or
     /// `rustc` by name then get the same toolchain as the build.
@@ -490,6 +617,80 @@ impl<'a> BuildJob<'a> {
         Ok(dir)
     }
 }
+
+/// The dlltool wrapper ([`BuildJob::dlltool_wrapper`]), `@DLLTOOL@` being
+/// the program it runs. An output library given relative, or none, runs
+/// dlltool as it is.
+const DLLTOOL_WRAPPER: &str = r#"#!/bin/sh
+# Written by rustle-cross. Runs @DLLTOOL@ in the directory of the import
+# library it writes, naming the files there relative to it: dlltool names
+# the library's symbols after its path as given, and rustc puts it in a new
+# temporary directory for every link.
+real=@DLLTOOL@
+out= prev=
+for arg in "$@"; do
+  case $prev in -l|--output-lib) out=$arg ;; esac
+  case $arg in --output-lib=*) out=${arg#--output-lib=} ;; esac
+  prev=$arg
+done
+case $out in /*/*) ;; *) exec "$real" "$@" ;; esac
+dir=${out%/*}
+n=$#
+while [ "$n" -gt 0 ]; do
+  arg=$1
+  shift
+  n=$((n - 1))
+  case $arg in
+    "$dir"/*) arg=${arg#"$dir"/} ;;
+    --output-lib="$dir"/*) arg=--output-lib=${arg#--output-lib="$dir"/} ;;
+  esac
+  set -- "$@" "$arg"
+done
+cd "$dir" && exec "$real" "$@"
+"#;
+
+/// A directory of this machine as builds see it, and what binaries and the
+/// cache key call it instead (see [`BuildJob::path_remaps`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathRemap {
+    /// The directory here.
+    pub from: PathBuf,
+    /// Its name in binaries (`/rustle/template`).
+    pub to: String,
+    /// Its name in the cache key (`<template>`).
+    pub placeholder: &'static str,
+}
+
+impl PathRemap {
+    /// The rustc flag: `--remap-path-prefix=FROM=TO` (rustc splits at the
+    /// last `=`, so FROM may contain one).
+    pub fn flag(&self) -> String {
+        format!("--remap-path-prefix={}={}", self.from.display(), self.to)
+    }
+}
+
+/// `SOURCE_DATE_EPOCH` for every build, so tools that stamp a time into
+/// their output (binutils' PE linker writes it as the COFF TimeDateStamp;
+/// gcc's `__DATE__`) stamp the same one: the caller's, when it sets a valid
+/// one (it is then part of the cache key, as every variable the plan sets),
+/// else [`DEFAULT_SOURCE_DATE_EPOCH`].
+fn source_date_epoch() -> String {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => value,
+        Ok(value) if !value.is_empty() => {
+            tracing::warn!(
+                "SOURCE_DATE_EPOCH={value:?} is not a number of seconds; building with {DEFAULT_SOURCE_DATE_EPOCH}"
+            );
+            DEFAULT_SOURCE_DATE_EPOCH.to_owned()
+        }
+        _ => DEFAULT_SOURCE_DATE_EPOCH.to_owned(),
+    }
+}
+
+/// The build time stamped into binaries when the caller sets none:
+/// 1980-01-01T00:00:00Z, the earliest time a ZIP or DOS timestamp can hold,
+/// so a build script that packs an archive accepts it too.
+pub const DEFAULT_SOURCE_DATE_EPOCH: &str = "315532800";
 
 /// Builds one target: cargo, then the binary's header is checked against
 /// the target before it is returned.
@@ -763,6 +964,177 @@ mod tests {
         assert!(!e.is_compile_failure());
         let fleet = CompilationError::Fleet { reason: "no certificate".into() };
         assert!(fleet.failure().is_none() && !fleet.to_string().contains(": :"), "{fleet}");
+    }
+
+    /// A build-std plan for windows-gnu with a made-up toolchain whose
+    /// rust-src is at `rust_src` and whose commit is `commit`.
+    fn build_std_plan(rust_src: &Path, commit: &str) -> BuildPlan {
+        BuildPlan {
+            target: Target::from_triple("x86_64-pc-windows-gnu").unwrap(),
+            toolchain: crate::toolchain::Toolchain {
+                name: "made-up".into(),
+                kind: crate::toolchain::ToolchainKind::Custom,
+                rustc: "/opt/made-up/bin/rustc".into(),
+                cargo: "/opt/made-up/bin/cargo".into(),
+                rustc_version: "rustc 1.96.0".into(),
+                cargo_version: "cargo 1.96.0".into(),
+                release: "1.96.0".into(),
+                commit_hash: commit.into(),
+                host: "x86_64-unknown-linux-gnu".into(),
+                sysroot: "/opt/made-up".into(),
+                std_targets: BTreeSet::new(),
+                rust_src: Some(crate::toolchain::RustSource {
+                    library: rust_src.to_path_buf(),
+                    version: Some("1.96.0".into()),
+                    matches_compiler: true,
+                }),
+            },
+            std: StdSource::BuildStd,
+            linker: LinkerPlan::Host,
+        }
+    }
+
+    fn template_at(dir: &Path) -> PreparedTemplate {
+        PreparedTemplate {
+            id: rustle_targets::TemplateId("app-000000000000".into()),
+            dir: dir.to_path_buf(),
+            manifest: dir.join("Cargo.toml"),
+            package: "app".into(),
+            bin_name: "app".into(),
+            cargo_args: Vec::new(),
+            release_strip: None,
+        }
+    }
+
+    fn request_for(template: &PreparedTemplate, plan: &BuildPlan, rustflags: &[&str]) -> BuildRequest {
+        BuildRequest {
+            template: template.id.clone(),
+            target: plan.target.clone(),
+            settings: TargetSettings {
+                rustflags: rustflags.iter().map(|f| (*f).to_owned()).collect(),
+                ..TargetSettings::default()
+            },
+            optimization: rustle_targets::CompilationOptimization::default(),
+            deadline: Duration::from_secs(60),
+            incremental: false,
+            cache: CachePolicy::Off,
+        }
+    }
+
+    fn env_of(command: &ProcessSpec, key: &str) -> Option<String> {
+        command
+            .get_envs()
+            .iter()
+            .rev()
+            .find(|(k, _)| k.to_string_lossy() == key)
+            .map(|(_, v)| v.to_string_lossy().into_owned())
+    }
+
+    #[test]
+    fn every_build_remaps_its_directories_the_most_specific_last() {
+        let scratch = tempfile::tempdir().unwrap();
+        let cache = scratch.path().join("cache");
+        // A generated template lives inside the cache.
+        let template = template_at(&cache.join("templates/app"));
+        let rust_src = scratch.path().join("sysroot/lib/rustlib/src/rust/library");
+        std::fs::create_dir_all(&rust_src).unwrap();
+        let plan = build_std_plan(&rust_src, "ac68faa20c58cbccd01ee7208bf3b6e93a7d7f96");
+        let request = request_for(&template, &plan, &["--remap-path-prefix=/mine=/theirs"]);
+        let job = BuildJob::new(&template, &plan, &request, &cache);
+        let command = job.cargo_command().unwrap();
+        let flags = env_of(&command, "CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUSTFLAGS").expect("rustflags");
+        let flags: Vec<&str> = flags.split_whitespace().collect();
+        let remap = |from: &Path, to: &str| format!("--remap-path-prefix={}={to}", from.display());
+        let position =
+            |flag: &str| flags.iter().position(|f| *f == flag).unwrap_or_else(|| panic!("{flag}: {flags:?}"));
+        let cache_at = position(&remap(&cache, "/rustle/cache"));
+        let template_pos = position(&remap(&template.dir, "/rustle/template"));
+        let cargo_at = position(&remap(&crate::toolchain::cargo_home(), "/rustle/cargo"));
+        let src_at = position(&remap(&rust_src, "/rustc/ac68faa20c58cbccd01ee7208bf3b6e93a7d7f96/library"));
+        // rustc applies the last match: the template inside the cache is
+        // named as the template, rust-src inside the scratch dir as rust-src.
+        assert!(cache_at < template_pos, "{flags:?}");
+        assert!(cargo_at < 4 && src_at < 4, "{flags:?}");
+        // MinGW's dlltool runs through the wrapper; the caller's own flags
+        // come after ours, so they win.
+        let wrapper = cache.join("dlltool/x86_64-w64-mingw32-dlltool");
+        assert_eq!(flags[4], format!("-Cdlltool={}", wrapper.display()), "{flags:?}");
+        assert_eq!(flags[5..], ["--remap-path-prefix=/mine=/theirs"], "{flags:?}");
+        let epoch = env_of(&command, "SOURCE_DATE_EPOCH").expect("SOURCE_DATE_EPOCH is set");
+        match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(caller) if !caller.is_empty() && caller.bytes().all(|b| b.is_ascii_digit()) => assert_eq!(epoch, caller),
+            _ => assert_eq!(epoch, DEFAULT_SOURCE_DATE_EPOCH),
+        }
+
+        // A cache inside the template: then the cache goes last.
+        let template = template_at(&scratch.path().join("t"));
+        let inner_cache = template.dir.join(".cache");
+        let job = BuildJob::new(&template, &plan, &request, &inner_cache);
+        let order: Vec<&str> = job.path_remaps().iter().map(|r| r.placeholder).collect();
+        assert_eq!(order, ["<cargo-home>", "<rust-src>", "<template>", "<cache>"]);
+
+        // Without a known commit there is no `/rustc/<commit>` to name rust-src.
+        let plan = build_std_plan(&rust_src, "unknown");
+        let job = BuildJob::new(&template, &plan, &request, &cache);
+        assert!(job.path_remaps().iter().all(|r| r.placeholder != "<rust-src>"), "{:?}", job.path_remaps());
+        // A prebuilt std needs no rust-src remap.
+        let mut plan = build_std_plan(&rust_src, "ac68faa20c58cbccd01ee7208bf3b6e93a7d7f96");
+        plan.std = StdSource::Prebuilt;
+        let job = BuildJob::new(&template, &plan, &request, &cache);
+        assert_eq!(job.path_remaps().len(), 3, "{:?}", job.path_remaps());
+    }
+
+    #[test]
+    fn the_dlltool_wrapper_names_the_library_relative_to_its_directory() {
+        let scratch = tempfile::tempdir().unwrap();
+        let template = template_at(&scratch.path().join("t"));
+        let plan = build_std_plan(&scratch.path().join("no-src"), "unknown");
+        let request = request_for(&template, &plan, &[]);
+        let job = BuildJob::new(&template, &plan, &request, scratch.path());
+        let wrapper = job.dlltool_wrapper("x86_64-w64-mingw32-dlltool").unwrap();
+        // A dlltool that says where it ran and with what.
+        let bin = scratch.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let fake = bin.join("x86_64-w64-mingw32-dlltool");
+        std::fs::write(&fake, "#!/bin/sh\npwd\nfor a in \"$@\"; do echo \"[$a]\"; done\n").unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let out = scratch.path().join("deps/rustcAbC123");
+        std::fs::create_dir_all(&out).unwrap();
+        let run = |args: &[String]| {
+            let output = std::process::Command::new(&wrapper)
+                .args(args)
+                .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "{output:?}");
+            String::from_utf8(output.stdout).unwrap()
+        };
+        let at = |name: &str| out.join(name).display().to_string();
+        let args = [
+            "-d".into(),
+            at("foo.dll_imports.def"),
+            "-D".into(),
+            "foo.dll".into(),
+            "-l".into(),
+            at("foo.dll_imports.lib"),
+            "--no-leading-underscore".into(),
+            "--temp-prefix".into(),
+            at("foo.dll"),
+        ];
+        assert_eq!(
+            run(&args),
+            format!(
+                "{}\n[-d]\n[foo.dll_imports.def]\n[-D]\n[foo.dll]\n[-l]\n[foo.dll_imports.lib]\n[--no-leading-underscore]\n[--temp-prefix]\n[foo.dll]\n",
+                out.display()
+            )
+        );
+        // Without an absolute output library, dlltool runs as asked.
+        let here = std::env::current_dir().unwrap();
+        let plain = ["-l".to_owned(), "foo.lib".to_owned(), "-d".to_owned(), at("x.def")];
+        assert_eq!(run(&plain), format!("{}\n[-l]\n[foo.lib]\n[-d]\n[{}]\n", here.display(), at("x.def")));
+        // Written once: a second job finds it as it is.
+        assert_eq!(job.dlltool_wrapper("x86_64-w64-mingw32-dlltool").unwrap(), wrapper);
+        assert!(job.dlltool_wrapper("evil; rm -rf /").is_err());
     }
 
     #[test]

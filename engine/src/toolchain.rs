@@ -800,7 +800,8 @@ fn rustup_home() -> PathBuf {
     std::env::var_os("RUSTUP_HOME").map(PathBuf::from).unwrap_or_else(|| home().join(".rustup"))
 }
 
-fn cargo_home() -> PathBuf {
+/// CARGO_HOME as cargo sees it: registry and git sources live under it.
+pub(crate) fn cargo_home() -> PathBuf {
     std::env::var_os("CARGO_HOME").map(PathBuf::from).unwrap_or_else(|| home().join(".cargo"))
 }
 

@@ -35,6 +35,20 @@ pub enum LinkerRoute {
     },
 }
 
+impl LinkerRoute {
+    /// The dlltool rustc runs on this route to make the import libraries of
+    /// `raw-dylib` links (std's own on Windows): `<prefix>-dlltool` for
+    /// MinGW. It names symbols after the library's path, which is in a
+    /// temporary directory of every link, so the engine runs it through a
+    /// wrapper that gives it the path relative to that directory.
+    pub fn dlltool(&self) -> Option<String> {
+        match self {
+            LinkerRoute::Mingw { prefix, .. } => Some(format!("{prefix}-dlltool")),
+            _ => None,
+        }
+    }
+}
+
 /// How a target's binaries can be executed here for a smoke test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunnerRoute {
@@ -185,6 +199,8 @@ mod tests {
         assert_eq!(rule("x86_64-unknown-linux-musl").rustflags, ZIG_MUSL_FLAGS);
         assert_eq!(rule("aarch64-apple-darwin").env, MACOS_ENV);
         assert!(matches!(rule("x86_64-pc-windows-gnu").linker, LinkerRoute::Mingw { .. }));
+        assert_eq!(rule("x86_64-pc-windows-gnu").linker.dlltool().as_deref(), Some("x86_64-w64-mingw32-dlltool"));
+        assert_eq!(rule("aarch64-unknown-linux-gnu").linker.dlltool(), None);
         assert_eq!(rule("x86_64-pc-windows-gnu").runner, RunnerRoute::Wine);
         assert!(matches!(rule("x86_64-pc-windows-msvc").linker, LinkerRoute::Unavailable { .. }));
     }

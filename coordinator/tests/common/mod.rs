@@ -47,10 +47,15 @@ pub fn rustle_cross_env(args: &[&str], env: &[(&str, &str)]) -> Output {
 /// A copy of the bundled example template at a stable path (so its target
 /// dirs stay warm between runs). The copy is refreshed from the source.
 pub fn example_template() -> PathBuf {
+    example_template_at(&work_root().join("templates/hello-template"))
+}
+
+/// A copy of the bundled example template at `dst` (without its `target/`),
+/// refreshed from the source; unchanged files keep their mtimes.
+pub fn example_template_at(dst: &Path) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello-template");
-    let dst = work_root().join("templates/hello-template");
-    copy_tree(&src, &dst);
-    dst
+    copy_tree(&src, dst);
+    dst.to_path_buf()
 }
 
 /// Writes a template from (path, content) pairs at a stable path named `name`.
