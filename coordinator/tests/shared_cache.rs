@@ -180,7 +180,8 @@ fn a_damaged_shared_entry_is_never_served_but_rebuilt_and_replaced() {
     let checksum = built[0]["sha256"].as_str().expect("sha256").to_owned();
 
     // A flipped byte in the stored binary, on the WebDAV server's disk.
-    let blob = stores.webdav_files("damaged").join("v1/blobs").join(&checksum);
+    let layout = format!("v{}/blobs", rustle_engine::cache::SCHEMA);
+    let blob = stores.webdav_files("damaged").join(layout).join(&checksum);
     let mut data = std::fs::read(&blob).expect("the shared store holds the binary");
     let middle = data.len() / 2;
     data[middle] ^= 0x01;
