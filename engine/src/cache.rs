@@ -458,10 +458,9 @@ impl CompilationCache {
         let tmp_dir = self.root.join("tmp");
         std::fs::create_dir_all(&tmp_dir)?;
         let tmp = tmp_dir.join(format!(
-            "{}.{}.{}",
+            "{}.{}",
             path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            std::process::id(),
-            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+            crate::engine::unique_suffix()
         ));
         let result = (|| {
             let mut file = std::fs::File::create(&tmp)?;

@@ -587,7 +587,7 @@ impl<'a> BuildJob<'a> {
             return Ok(path);
         }
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-        let tmp = dir.join(format!(".{dlltool}.{}", std::process::id()));
+        let tmp = dir.join(format!(".{dlltool}.{}", unique_suffix()));
         std::fs::write(&tmp, &script).map_err(|e| io(&tmp, e))?;
         std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(|e| io(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
@@ -609,13 +609,22 @@ impl<'a> BuildJob<'a> {
             if std::fs::read_link(&link).is_ok_and(|current| &current == real) {
                 continue;
             }
-            let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+            let tmp = dir.join(format!(".{name}.{}", unique_suffix()));
             let _ = std::fs::remove_file(&tmp);
             std::os::unix::fs::symlink(real, &tmp).map_err(|e| io(&tmp, e))?;
             std::fs::rename(&tmp, &link).map_err(|e| io(&link, e))?;
         }
         Ok(dir)
     }
+}
+
+/// A name part no other writer uses at the same time: the process id and a
+/// per-process count. Builds of one process share the cache dir (several
+/// targets at once, or an agent's jobs of one template), so the process id
+/// alone is not enough for a temporary file.
+pub(crate) fn unique_suffix() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!("{}.{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
 /// The dlltool wrapper ([`BuildJob::dlltool_wrapper`]), `@DLLTOOL@` being
