@@ -12,7 +12,7 @@ use crate::agents::{AgentRecord, AgentState, AgentStatus};
 use crate::config::{ConfigError, SchedulerConfig};
 use crate::executor::Executor;
 use crate::placement::{
-    Decision, Exclusion, FallbackRecord, Fleet, MeasuredSpeed, PlacementRequest, SpeedHistory, candidates, place,
+    Decision, Exclusion, FallbackRecord, Fleet, MeasuredSpeed, PlacementRequest, SpeedHistory, place, scarcity,
 };
 use crate::time::Timestamp;
 
@@ -64,6 +64,18 @@ struct Job {
 }
 
 impl Job {
+    /// What placement is asked about this job, known as `id`, at `now`.
+    fn placement_request(&self, id: JobId, now: Timestamp) -> PlacementRequest<'_> {
+        PlacementRequest {
+            job: id,
+            template: &self.request.template.0,
+            target: &self.request.target,
+            attempt: self.dispatches + 1,
+            exclusions: &self.exclusions,
+            now,
+        }
+    }
+
     fn is_held_by(&self, executor: &Executor) -> bool {
         self.state.executor() == Some(executor)
     }
@@ -558,32 +570,23 @@ impl Scheduler {
     /// reports the ones nothing can build. Jobs past their deadline are left
     /// for [`handle_timeout`](Self::handle_timeout).
     fn schedule(&mut self, now: Timestamp) {
+        let fleet = Fleet {
+            agents: &self.agents,
+            fallbacks: &self.fallbacks,
+            speeds: &self.speeds,
+            load_resolution: self.config.load_resolution,
+        };
         let mut queued: Vec<(usize, JobId)> = self
             .jobs
             .iter()
             .filter(|(_, j)| j.state == JobState::Queued && j.deadline_at > now)
-            .map(|(id, j)| {
-                let fleet = Fleet {
-                    agents: &self.agents,
-                    fallbacks: &self.fallbacks,
-                    speeds: &self.speeds,
-                    load_resolution: self.config.load_resolution,
-                };
-                (candidates(&j.request.target, &j.exclusions, &fleet), *id)
-            })
+            .map(|(id, j)| (scarcity(&j.placement_request(*id, now), &fleet), *id))
             .collect();
         queued.sort();
         for (_, job) in queued {
             let Some(j) = self.jobs.get(&job) else { continue };
             let placement = place(
-                &PlacementRequest {
-                    job,
-                    template: &j.request.template.0,
-                    target: &j.request.target,
-                    attempt: j.dispatches + 1,
-                    exclusions: &j.exclusions,
-                    now,
-                },
+                &j.placement_request(job, now),
                 &Fleet {
                     agents: &self.agents,
                     fallbacks: &self.fallbacks,

@@ -342,8 +342,19 @@ enum Standing {
     LastResort(String),
 }
 
-/// Assesses every candidate for the job and picks one, if any has a free slot.
-pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placement {
+impl Standing {
+    /// Whether the candidate could take the job, now or once a slot frees.
+    fn could_take(&self) -> bool {
+        match self {
+            Self::Contender | Self::LastResort(_) => true,
+            Self::Rejected(verdict) => matches!(verdict, Verdict::NoFreeSlot { .. } | Verdict::FailedHere { .. }),
+        }
+    }
+}
+
+/// Every candidate for the job: its assessment (verdict still to be
+/// settled), its standing, and the toolchain it would use.
+fn assess(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Vec<(CandidateAssessment, Standing, Option<String>)> {
     // Agents report bare triples (a floor is checked by the agent, which
     // rejects what it cannot build whole); fallbacks and measured speeds
     // know the full target name, so `T` and `T.2.17` stay apart.
@@ -394,11 +405,13 @@ pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placem
         let score = buildable.then_some(score);
         assessed.push((CandidateAssessment { executor, score, verdict: Verdict::LowerScore }, standing, None));
     }
+    assessed
+}
 
-    let eligible = assessed.iter().any(|(_, standing, _)| match standing {
-        Standing::Contender | Standing::LastResort(_) => true,
-        Standing::Rejected(verdict) => matches!(verdict, Verdict::NoFreeSlot { .. } | Verdict::FailedHere { .. }),
-    });
+/// Assesses every candidate for the job and picks one, if any has a free slot.
+pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placement {
+    let assessed = assess(request, fleet);
+    let eligible = assessed.iter().any(|(_, standing, _)| standing.could_take());
     let best = |last_resort: bool| {
         assessed
             .iter()
@@ -416,7 +429,7 @@ pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placem
 
     let mut decision = Decision {
         job: request.job,
-        target: name.to_owned(),
+        target: request.target.triple_with_floor(),
         attempt: request.attempt,
         at: request.now,
         chosen: None,
@@ -441,29 +454,11 @@ pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placem
     Placement { decision, eligible }
 }
 
-/// How many executors could ever take a job for `target` as things stand
-/// (connected agents with a toolchain for it and fallbacks that build it,
-/// not excluded for the job), whether or not a slot is free: the job's
-/// scarcity, by which [`Scheduler`](crate::Scheduler) orders a batch.
-pub(crate) fn candidates(target: &Target, exclusions: &BTreeMap<Executor, Exclusion>, fleet: &Fleet<'_>) -> usize {
-    let name = target.triple_with_floor();
-    let usable = |executor: Executor| exclusions.get(&executor).is_none_or(Exclusion::is_soft);
-    let agents = fleet
-        .agents
-        .iter()
-        .filter(|(id, agent)| {
-            agent.is_connected()
-                && !agent.draining
-                && toolchain_for(&agent.report, &target.triple).is_some()
-                && usable(Executor::Agent((*id).clone()))
-        })
-        .count();
-    let fallbacks = fleet
-        .fallbacks
-        .iter()
-        .filter(|f| f.config.triples.contains(&name) && usable(Executor::Fallback(f.config.id.clone())))
-        .count();
-    agents + fallbacks
+/// How many executors could ever take the job as things stand (those
+/// placement would choose once a slot frees), whether or not a slot is
+/// free: its scarcity, by which [`Scheduler`](crate::Scheduler) orders a batch.
+pub(crate) fn scarcity(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> usize {
+    assess(request, fleet).iter().filter(|(_, standing, _)| standing.could_take()).count()
 }
 
 /// The standing of a candidate that can build the target and is available.
