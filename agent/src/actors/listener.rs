@@ -125,6 +125,20 @@ struct SharedSource {
     users: BTreeSet<JobKey>,
 }
 
+impl SharedSource {
+    /// The sync in progress did not finish: the tree holds no whole bundle,
+    /// and the next waiter, if any, syncs it instead.
+    fn sync_failed(&mut self) {
+        self.syncing = None;
+        self.synced = false;
+        if !self.waiters.is_empty() {
+            let (next, waiter) = self.waiters.remove(0);
+            self.syncing = Some(next);
+            let _ = waiter.send(SourceClaim::Sync);
+        }
+    }
+}
+
 /// The listener's state.
 pub(crate) struct State {
     context: Context,
@@ -359,16 +373,14 @@ fn source_synced(state: &mut State, key: JobKey, ok: bool) {
     if source.syncing != Some(key) {
         return;
     }
-    source.syncing = None;
     if ok {
+        source.syncing = None;
         source.synced = true;
         for (_, waiter) in source.waiters.drain(..) {
             let _ = waiter.send(SourceClaim::Ready);
         }
-    } else if !source.waiters.is_empty() {
-        let (next, waiter) = source.waiters.remove(0);
-        source.syncing = Some(next);
-        let _ = waiter.send(SourceClaim::Sync);
+    } else {
+        source.sync_failed();
     }
 }
 
@@ -380,14 +392,8 @@ fn job_ended(myself: &ActorRef<Msg>, state: &mut State, key: JobKey, built: Opti
         source.users.remove(&key);
         source.waiters.retain(|(waiting, _)| *waiting != key);
         if source.syncing == Some(key) {
-            // It ended mid-sync: the next waiter syncs (the tree may be half written).
-            source.syncing = None;
-            source.synced = false;
-            if !source.waiters.is_empty() {
-                let (next, waiter) = source.waiters.remove(0);
-                source.syncing = Some(next);
-                let _ = waiter.send(SourceClaim::Sync);
-            }
+            // It ended mid-sync (the tree may be half written).
+            source.sync_failed();
         }
         if source.users.is_empty() {
             // The next job may bring other content: it syncs again.
