@@ -423,29 +423,24 @@ impl<'a> BuildJob<'a> {
 
         // Reproducible builds. First, so that a caller's own
         // `--remap-path-prefix` or `-Cdlltool` (later) wins.
-        let mut reproducible: Vec<String> = Vec::new();
-        for remap in self.path_remaps() {
-            if remap.from.to_string_lossy().contains(char::is_whitespace) {
-                // cargo splits `<T>_RUSTFLAGS` at whitespace: such a path
-                // cannot be given, and binaries built from it keep it.
+        // cargo splits `<T>_RUSTFLAGS` at whitespace: a flag naming such a
+        // path cannot be given, and binaries built from it keep the path.
+        let passable = |path: &Path| {
+            let ok = !path.to_string_lossy().contains(char::is_whitespace);
+            if !ok {
                 tracing::warn!(
-                    "{}: {} contains whitespace and cannot be remapped; binaries built from it are not reproducible",
+                    "{}: {} contains whitespace and cannot be given to rustc; binaries built from it are not reproducible",
                     self.triple(),
-                    remap.from.display()
+                    path.display()
                 );
-                continue;
             }
-            reproducible.push(remap.flag());
-        }
+            ok
+        };
+        let mut reproducible: Vec<String> =
+            self.path_remaps().iter().filter(|remap| passable(&remap.from)).map(PathRemap::flag).collect();
         if let Some(dlltool) = rule.linker.dlltool() {
             let wrapper = self.dlltool_wrapper(&dlltool)?;
-            if wrapper.to_string_lossy().contains(char::is_whitespace) {
-                tracing::warn!(
-                    "{}: {} contains whitespace and cannot be given to rustc; binaries from it are not reproducible",
-                    self.triple(),
-                    wrapper.display()
-                );
-            } else {
+            if passable(&wrapper) {
                 reproducible.push(format!("-Cdlltool={}", wrapper.display()));
             }
         }
