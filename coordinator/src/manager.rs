@@ -21,7 +21,7 @@ use rustle_targets::{CachePolicy, CompilationOptimization, TargetError, TargetSp
 use serde::Serialize;
 
 use crate::config::{ConfigError, CrossCompilationConfig};
-use crate::fleet::{BuildSource, Executor, Fleet, FleetOptions, LocalBuilder, LocalFallback};
+use crate::fleet::{BuildSource, Executor, Fleet, FleetBuild, FleetOptions, LocalBuilder, LocalFallback};
 
 /// Errors of the façade that are not about one target's build.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +100,9 @@ pub struct CrossCompilationManager {
     cache_dir: PathBuf,
     /// The binary cache shared with other machines (`binary_cache_shared`).
     shared_cache: Option<SharedTier>,
+    /// The fleet, started by the first build that needs it and kept while
+    /// the manager lives: its agent connections serve every later call.
+    fleet: tokio::sync::Mutex<Option<Arc<Fleet>>>,
     /// Holds the throw-away cache when `cache_enabled` is off.
     _scratch_cache: Option<tempfile::TempDir>,
 }
@@ -126,7 +129,15 @@ impl CrossCompilationManager {
             config.supported_target_names().iter().map(|t| config.target(t)).collect::<Result<Vec<_>, _>>()?;
         let toolchains = Arc::new(ToolchainManager::new(config.toolchain_config(&cache_dir)));
         let shared_cache = crate::shared_cache::shared_tier(&config).map_err(ConfigError::from)?;
-        Ok(Self { config, toolchains, supported, cache_dir, shared_cache, _scratch_cache: scratch })
+        Ok(Self {
+            config,
+            toolchains,
+            supported,
+            cache_dir,
+            shared_cache,
+            fleet: tokio::sync::Mutex::new(None),
+            _scratch_cache: scratch,
+        })
     }
 
     /// The configuration.
@@ -394,9 +405,7 @@ impl CrossCompilationManager {
         let fleet_error = |reason: String| CompilationError::Fleet { reason };
         // A broken fleet configuration is an error even when the cache
         // answers every target: it would break the next build.
-        let mut options = FleetOptions::from_config(&self.config.fleet).map_err(|e| fleet_error(e.to_string()))?;
-        // Measured build speeds steer the next run's placement too.
-        options.speeds_file = Some(self.cache_dir.join("fleet-speeds.json"));
+        let options = FleetOptions::from_config(&self.config.fleet).map_err(|e| fleet_error(e.to_string()))?;
         // The binary cache first, every target at once: a hit never reaches an agent.
         let store = match self.config.cache_policy() {
             CachePolicy::Use { max_bytes } => {
@@ -448,21 +457,22 @@ impl CrossCompilationManager {
         }
         let bundle = rustle_engine::bundle::pack_template(template)
             .map_err(|e| fleet_error(format!("failed to pack the template for the build agents: {e}")))?;
-        let local = LocalFallback {
-            triples: local_targets,
-            slots: u32::try_from(self.config.max_parallel_jobs).unwrap_or(u32::MAX),
-            builder: self.local_builder(template),
-        };
-        let fleet = Fleet::start(options, Some(local)).await.map_err(|e| fleet_error(e.to_string()))?;
+        let fleet = self.fleet(options).await.map_err(|e| fleet_error(e.to_string()))?;
         let source = BuildSource::new(&template.id, bundle.bytes);
         // Room for the build, the transfers and a retry elsewhere.
         let deadline = self.config.compilation_timeout().saturating_mul(2) + std::time::Duration::from_secs(60);
-        // Every target the cache did not answer, submitted as one batch.
-        let batch: Vec<(BuildRequest, ProgressSink)> = requests
+        // Every target the cache did not answer, submitted as one batch;
+        // the ones this machine planned may fall back to it.
+        let builder = self.local_builder(template);
+        let batch: Vec<FleetBuild> = requests
             .iter()
             .zip(&slots)
             .filter(|(_, slot)| matches!(slot, FleetSlot::Submit { .. }))
-            .map(|(request, _)| (BuildRequest { deadline, ..request.clone() }, progress.clone()))
+            .map(|(request, _)| FleetBuild {
+                request: BuildRequest { deadline, ..request.clone() },
+                progress: progress.clone(),
+                local: local_targets.contains(&request.target_name()).then(|| builder.clone()),
+            })
             .collect();
         let mut receivers = match fleet.submit(batch, source) {
             Ok(receivers) => receivers.into_iter().map(Ok).collect::<Vec<_>>(),
@@ -520,8 +530,50 @@ impl CrossCompilationManager {
             }
             outcomes.push(outcome);
         }
-        fleet.shutdown().await;
         Ok(outcomes)
+    }
+
+    /// The fleet this manager keeps, started on first use and refreshed on
+    /// every later one (agents whose connection ended are dialled again at
+    /// once, so an agent that restarted is used again).
+    async fn fleet(&self, mut options: FleetOptions) -> Result<Arc<Fleet>, crate::fleet::FleetError> {
+        let mut kept = self.fleet.lock().await;
+        if let Some(fleet) = kept.as_ref() {
+            let fleet = fleet.clone();
+            drop(kept);
+            fleet.refresh().await;
+            return Ok(fleet);
+        }
+        // Measured build speeds steer the next run's placement too.
+        options.speeds_file = Some(self.cache_dir.join("fleet-speeds.json"));
+        let slots = u32::try_from(self.config.max_parallel_jobs).unwrap_or(u32::MAX);
+        let fleet = Arc::new(Fleet::start(options, Some(LocalFallback { slots })).await?);
+        *kept = Some(fleet.clone());
+        Ok(fleet)
+    }
+
+    /// Every agent of the fleet this manager keeps, as `rustle-cross fleet
+    /// status` shows it; empty before the first fleet build.
+    pub async fn fleet_status(&self) -> Vec<crate::fleet::AgentView> {
+        let fleet = self.fleet.lock().await.clone();
+        match fleet {
+            Some(fleet) => fleet.status().await.unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Closes the agent connections this manager keeps (agents hear why at
+    /// once) and keeps the measured build speeds. Dropping the manager also
+    /// stops the fleet, without telling the agents.
+    pub async fn shutdown(&self) {
+        let fleet = self.fleet.lock().await.take();
+        if let Some(fleet) = fleet {
+            match Arc::try_unwrap(fleet) {
+                Ok(fleet) => fleet.shutdown().await,
+                // A build still holds it; it stops when that build ends.
+                Err(fleet) => drop(fleet),
+            }
+        }
     }
 
     /// What every layer is asked for `target` of `template`: the target

@@ -29,5 +29,5 @@ pub type ProgressSink = Arc<dyn Fn(BuildEvent) + Send + Sync>;
 
 /// The executor of builds made with this machine's toolchains.
 pub fn local_executor() -> Executor {
-    Executor::Fallback(FallbackId("local".into()))
+    Executor::Fallback(FallbackId::local())
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustle_agent::AgentConfig;
-use rustle_cross::build::{BuildEvent, TemplateSource};
+use rustle_cross::build::{BuildEvent, GeneratedTemplate, TemplateSource};
 use rustle_cross::fleet::Executor;
 use rustle_cross::targets::{CompilationOptimization, TargetSpecification};
 use rustle_cross::{AgentEndpoint, CrossCompilationConfig, CrossCompilationManager, ProgressSink, TargetOverrides};
@@ -22,10 +22,21 @@ const TEST_BOUND: Duration = Duration::from_secs(900);
 
 /// A real agent serving on 127.0.0.1:0 until the returned sender is dropped.
 fn real_agent(pki: &CoordinatorPki, name: &str, allowed: &[&str], slots: u32) -> (SocketAddr, oneshot::Sender<()>) {
+    let (addr, stop, _served) = real_agent_at(pki, name, allowed, slots, SocketAddr::from(([127, 0, 0, 1], 0)));
+    (addr, stop)
+}
+
+/// A real agent serving on `at` until the sender is dropped; the handle
+/// ends when it has stopped (and released its port).
+fn real_agent_at(
+    pki: &CoordinatorPki,
+    name: &str,
+    allowed: &[&str],
+    slots: u32,
+    at: SocketAddr,
+) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let bundle = pki.issue_agent(name);
-    let (listener, addr) =
-        AgentListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), &bundle, AllowedCoordinators::AnyFromFleetCa)
-            .expect("bind");
+    let (listener, addr) = AgentListener::bind(at, &bundle, AllowedCoordinators::AnyFromFleetCa).expect("bind");
     let config = AgentConfig {
         work_dir: common::work_root().join("real-agents").join(name),
         agent_id: Some(name.into()),
@@ -36,7 +47,7 @@ fn real_agent(pki: &CoordinatorPki, name: &str, allowed: &[&str], slots: u32) ->
         ..AgentConfig::default()
     };
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
+    let served = tokio::spawn(async move {
         if let Err(error) = rustle_agent::serve(listener, config, async {
             let _ = stopped.await;
         })
@@ -45,7 +56,7 @@ fn real_agent(pki: &CoordinatorPki, name: &str, allowed: &[&str], slots: u32) ->
             eprintln!("agent failed: {error}");
         }
     });
-    (addr, stop)
+    (addr, stop, served)
 }
 
 /// A coordinator configuration dialling `agents` with the certificates of `pki`.
@@ -188,4 +199,53 @@ async fn the_whole_target_reaches_a_real_agent() {
     }
     assert_eq!(outcomes.len(), 2);
     assert_ne!(checksums[0], checksums[1], "two targets, two binaries");
+}
+
+/// rustle-deploy calls one manager many times: the fleet lives as long as
+/// the manager, so two calls use one connection per agent (one handshake),
+/// and an agent restarted between calls is dialled again and used, without
+/// a new manager.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_keeps_its_agent_connections_and_finds_a_restarted_agent() {
+    let pki = CoordinatorPki::new();
+    let name = "kept-connection";
+    let (addr, stop, served) = real_agent_at(&pki, name, &[X86], 1, SocketAddr::from(([127, 0, 0, 1], 0)));
+    let config = fleet_config(&pki, &[(name, addr)]);
+    let manager = CrossCompilationManager::new(config).expect("manager");
+    manager.setup_environment().await.expect("toolchains");
+    let template = GeneratedTemplate {
+        cargo_toml: "[package]\nname = \"kept-connection\"\nversion = \"0.1.0\"\nedition = \"2021\"\n".into(),
+        source_files: [("src/main.rs".into(), "fn main() { println!(\"kept\"); }\n".into())].into(),
+        ..GeneratedTemplate::default()
+    };
+    let targets = [TargetSpecification::from_triple(X86).expect("x86")];
+    let on_the_agent = |outcomes: &[rustle_cross::TargetOutcome], call: &str| {
+        let outcome = &outcomes[0];
+        let decisions: Vec<String> = outcome.decisions.iter().map(ToString::to_string).collect();
+        let report = format!("call {call}: {:?} {:?}\n{}", outcome.executor, outcome.result, decisions.join("\n"));
+        assert_eq!(outcome.executor, Some(Executor::Agent(AgentId(name.into()))), "{report}");
+        assert!(outcome.result.is_ok(), "{report}");
+    };
+    let connects = |views: Vec<rustle_cross::fleet::AgentView>| {
+        let view = views.into_iter().find(|v| v.name == name).expect("the agent is in the registry");
+        (view.connects, view.connection.label())
+    };
+
+    for call in ["1", "2"] {
+        let outcomes = tokio::time::timeout(TEST_BOUND, manager.cross_compile_parallel(&template, &targets))
+            .await
+            .expect("bounded");
+        on_the_agent(&outcomes, call);
+    }
+    assert_eq!(connects(manager.fleet_status().await), (1, "connected"), "two calls, one handshake");
+
+    // The agent stops (its connection closes) and comes back on its address.
+    drop(stop);
+    tokio::time::timeout(Duration::from_secs(60), served).await.expect("the agent stops").expect("agent task");
+    let (_, _restarted, _served) = real_agent_at(&pki, name, &[X86], 1, addr);
+    let outcomes =
+        tokio::time::timeout(TEST_BOUND, manager.cross_compile_parallel(&template, &targets)).await.expect("bounded");
+    on_the_agent(&outcomes, "3, after the restart");
+    assert_eq!(connects(manager.fleet_status().await), (2, "connected"), "dialled again once");
+    manager.shutdown().await;
 }

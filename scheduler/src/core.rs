@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::actions::{Action, AgentLoss, Cancel, CancelReason, Dispatch, EventOutcome, JobReport, JobResult};
 use crate::agents::{AgentRecord, AgentState, AgentStatus};
 use crate::config::{ConfigError, SchedulerConfig};
-use crate::executor::Executor;
+use crate::executor::{Executor, FallbackId};
 use crate::placement::{
     Decision, Exclusion, FallbackRecord, Fleet, MeasuredSpeed, PlacementRequest, SpeedHistory, place, scarcity,
 };
@@ -48,11 +48,36 @@ impl JobState {
     }
 }
 
+/// A build to schedule, with what its submitter knows about the fallbacks.
+///
+/// A fallback is declared with the targets it builds
+/// ([`FallbackExecutor::triples`](crate::FallbackExecutor)); the submitter
+/// of a job may know better for this one job (the coordinator planned the
+/// build on its own toolchains, with this job's settings), and says so in
+/// `fallbacks`: `true` lets the fallback take the job, `false` keeps it
+/// away, whatever its declared targets say. A plain [`BuildRequest`]
+/// leaves every fallback to its declared targets.
+#[derive(Debug, Clone)]
+pub struct JobSubmission {
+    /// The build.
+    pub request: BuildRequest,
+    /// Fallbacks that can (`true`) or cannot (`false`) build this job.
+    pub fallbacks: BTreeMap<FallbackId, bool>,
+}
+
+impl From<BuildRequest> for JobSubmission {
+    fn from(request: BuildRequest) -> Self {
+        Self { request, fallbacks: BTreeMap::new() }
+    }
+}
+
 /// What the scheduler keeps about an unfinished job.
 #[derive(Debug, Clone)]
 struct Job {
     /// The build, whole: the dispatch hands it on as it came.
     request: BuildRequest,
+    /// What the submitter knows about the fallbacks (see [`JobSubmission`]).
+    fallbacks: BTreeMap<FallbackId, bool>,
     submitted_at: Timestamp,
     deadline_at: Timestamp,
     state: JobState,
@@ -72,6 +97,7 @@ impl Job {
             target: &self.request.target,
             attempt: self.dispatches + 1,
             exclusions: &self.exclusions,
+            fallbacks: &self.fallbacks,
             now,
         }
     }
@@ -285,9 +311,13 @@ impl Scheduler {
     /// in order; they are placed as one batch, the scarcest first (see
     /// the crate docs), so that a target only one agent can
     /// build does not find that agent taken by a target others could build.
-    pub fn handle_jobs_submitted(&mut self, requests: Vec<BuildRequest>, now: Timestamp) -> Vec<JobId> {
-        let mut ids = Vec::with_capacity(requests.len());
-        for request in requests {
+    ///
+    /// Each submission is a [`BuildRequest`], or a [`JobSubmission`] that
+    /// also says which fallbacks can build it.
+    pub fn handle_jobs_submitted(&mut self, submissions: Vec<impl Into<JobSubmission>>, now: Timestamp) -> Vec<JobId> {
+        let mut ids = Vec::with_capacity(submissions.len());
+        for submission in submissions {
+            let JobSubmission { request, fallbacks } = submission.into();
             let id = JobId(self.next_job);
             self.next_job += 1;
             let deadline_at = now + request.deadline;
@@ -295,6 +325,7 @@ impl Scheduler {
                 id,
                 Job {
                     request,
+                    fallbacks,
                     submitted_at: now,
                     deadline_at,
                     state: JobState::Queued,

@@ -10,6 +10,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct FallbackId(pub String);
 
+impl FallbackId {
+    /// The fallback that builds with this machine's toolchains.
+    pub fn local() -> Self {
+        Self("local".into())
+    }
+}
+
 impl fmt::Display for FallbackId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -78,6 +85,6 @@ impl FallbackExecutor {
 
     /// The fallback that builds with this machine's toolchains, named `"local"`.
     pub fn local(triples: impl IntoIterator<Item = impl Into<String>>, slots: u32) -> Self {
-        Self::new("local", triples, slots)
+        Self { id: FallbackId::local(), triples: triples.into_iter().map(Into::into).collect(), slots }
     }
 }

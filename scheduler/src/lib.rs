@@ -61,7 +61,7 @@ mod tests;
 pub use actions::{Action, AgentLoss, Cancel, CancelReason, Dispatch, EventOutcome, JobReport, JobResult};
 pub use agents::{AgentState, AgentStatus, buildable_triples, is_native, toolchain_for};
 pub use config::{ConfigError, SchedulerConfig};
-pub use core::{JobState, Scheduler};
+pub use core::{JobState, JobSubmission, Scheduler};
 pub use executor::{Executor, FallbackExecutor, FallbackId};
 pub use placement::{CandidateAssessment, Decision, Exclusion, MeasuredSpeed, Score, Tier, Verdict};
 pub use time::Timestamp;

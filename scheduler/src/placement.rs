@@ -12,7 +12,7 @@ use rustle_targets::Target;
 use serde::{Deserialize, Serialize};
 
 use crate::agents::{AgentRecord, AgentState, is_native, toolchain_for};
-use crate::executor::{Executor, FallbackExecutor};
+use crate::executor::{Executor, FallbackExecutor, FallbackId};
 use crate::time::Timestamp;
 
 /// How well a kind of executor fits a target, best first.
@@ -315,6 +315,8 @@ pub(crate) struct PlacementRequest<'a> {
     pub(crate) target: &'a Target,
     pub(crate) attempt: u32,
     pub(crate) exclusions: &'a BTreeMap<Executor, Exclusion>,
+    /// What the submitter said about the fallbacks for this job.
+    pub(crate) fallbacks: &'a BTreeMap<FallbackId, bool>,
     pub(crate) now: Timestamp,
 }
 
@@ -389,7 +391,10 @@ fn assess(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Vec<(CandidateAs
 
     for (rank, fallback) in fleet.fallbacks.iter().enumerate() {
         let executor = Executor::Fallback(fallback.config.id.clone());
-        let buildable = fallback.config.triples.contains(name);
+        let buildable = match request.fallbacks.get(&fallback.config.id) {
+            Some(said) => *said,
+            None => fallback.config.triples.contains(name),
+        };
         let score = Score {
             tier: Tier::Fallback { rank: u32::try_from(rank).unwrap_or(u32::MAX) },
             running: fallback.running(),

@@ -278,6 +278,8 @@ pub async fn run(mut config: CrossCompilationConfig, args: BuildArgs, verbose: b
         Err(e) => return Err(e.into()),
     };
     progress.clear();
+    // One fleet per run: its agents hear at once that this run is done.
+    manager.shutdown().await;
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("failed to create {}", args.out.display()))?;
     let mut rows = Vec::new();

@@ -29,6 +29,17 @@ pub(crate) enum Msg {
     },
     /// Reply once no agent is still connecting.
     WaitReady(RpcReplyPort<()>),
+    /// Dial every agent without a connection now (not at its backoff's
+    /// next try), then reply once no agent is still connecting: a new build
+    /// finds an agent that came back in the meantime.
+    Refresh(RpcReplyPort<()>),
+    /// An agent's backoff is over: dial it again (from a timer).
+    Redial {
+        /// The agent's configured name.
+        name: String,
+        /// Which backoff this timer belongs to; a stale one is ignored.
+        generation: u64,
+    },
     /// Reply with the registry.
     Registry(RpcReplyPort<Vec<AgentView>>),
 }
@@ -47,6 +58,17 @@ pub(crate) struct Arguments {
     pub(crate) connect_timeout: Duration,
 }
 
+/// The first wait before dialling a lost agent again; it doubles with each
+/// failed attempt up to [`REDIAL_MAX`].
+const REDIAL_FIRST: Duration = Duration::from_millis(500);
+/// The longest wait between two attempts.
+const REDIAL_MAX: Duration = Duration::from_secs(30);
+
+/// The wait before attempt `failures + 1` at an agent.
+pub(crate) fn redial_backoff(failures: u32) -> Duration {
+    REDIAL_FIRST.saturating_mul(1 << failures.min(16)).min(REDIAL_MAX)
+}
+
 /// The fleet actor.
 pub(crate) struct FleetActor;
 
@@ -56,15 +78,51 @@ struct Entry {
     connection: ConnectionState,
     capabilities: Option<CapabilityReport>,
     session: Option<ActorRef<session::Msg>>,
+    /// Handshakes completed with the agent since the fleet started.
+    connects: u32,
+    /// Attempts failed since the last connection (the backoff's exponent).
+    failures: u32,
+    /// Bumped whenever a redial is armed or done, so older timers are ignored.
+    generation: u64,
 }
 
-/// The registry and the callers waiting for it to settle.
+/// The registry, what sessions are started with, and the callers waiting
+/// for the registry to settle.
 pub(crate) struct State {
     agents: BTreeMap<String, Entry>,
+    dialer: Arc<CoordinatorDialer>,
+    scheduler: ActorRef<scheduler::Msg>,
+    hello: Hello,
+    connect_timeout: Duration,
     waiting: Vec<RpcReplyPort<()>>,
 }
 
 impl State {
+    /// Starts a session dialling agent `name`; its outcome comes back as
+    /// [`Msg::SessionUp`] or [`Msg::SessionDown`].
+    async fn dial(&mut self, myself: &ActorRef<Msg>, name: &str) {
+        let Some(entry) = self.agents.get_mut(name) else { return };
+        let session_args = session::Arguments {
+            name: name.to_owned(),
+            address: entry.address.clone(),
+            dialer: self.dialer.clone(),
+            hello: self.hello.clone(),
+            scheduler: self.scheduler.clone(),
+            fleet: myself.clone(),
+            connect_timeout: self.connect_timeout,
+        };
+        entry.generation += 1;
+        match Actor::spawn(None, session::SessionActor, session_args).await {
+            Ok((session, _)) => {
+                entry.connection = ConnectionState::Connecting;
+                entry.session = Some(session);
+            }
+            Err(error) => {
+                entry.connection = ConnectionState::Failed { reason: format!("failed to start its session: {error}") };
+            }
+        }
+    }
+
     fn settled(&self) -> bool {
         self.agents.values().all(|e| e.connection != ConnectionState::Connecting)
     }
@@ -85,37 +143,45 @@ impl Actor for FleetActor {
 
     /// Starts one session per agent; each dials in its own task.
     async fn pre_start(&self, myself: ActorRef<Msg>, args: Arguments) -> Result<State, ActorProcessingErr> {
-        let mut state = State { agents: BTreeMap::new(), waiting: Vec::new() };
-        for agent in &args.agents {
-            let session_args = session::Arguments {
-                name: agent.name.clone(),
-                address: agent.address.clone(),
-                dialer: args.dialer.clone(),
-                hello: args.hello.clone(),
-                scheduler: args.scheduler.clone(),
-                fleet: myself.clone(),
-                connect_timeout: args.connect_timeout,
-            };
-            let (connection, session) = match Actor::spawn(None, session::SessionActor, session_args).await {
-                Ok((session, _)) => (ConnectionState::Connecting, Some(session)),
-                Err(error) => {
-                    (ConnectionState::Failed { reason: format!("failed to start its session: {error}") }, None)
-                }
-            };
-            state.agents.insert(
-                agent.name.clone(),
-                Entry { address: agent.address.clone(), connection, capabilities: None, session },
-            );
+        let agents = args
+            .agents
+            .iter()
+            .map(|agent| {
+                let entry = Entry {
+                    address: agent.address.clone(),
+                    connection: ConnectionState::Connecting,
+                    capabilities: None,
+                    session: None,
+                    connects: 0,
+                    failures: 0,
+                    generation: 0,
+                };
+                (agent.name.clone(), entry)
+            })
+            .collect();
+        let mut state = State {
+            agents,
+            dialer: args.dialer,
+            scheduler: args.scheduler,
+            hello: args.hello,
+            connect_timeout: args.connect_timeout,
+            waiting: Vec::new(),
+        };
+        let names: Vec<String> = state.agents.keys().cloned().collect();
+        for name in names {
+            state.dial(&myself, &name).await;
         }
         Ok(state)
     }
 
-    async fn handle(&self, _myself: ActorRef<Msg>, msg: Msg, state: &mut State) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, myself: ActorRef<Msg>, msg: Msg, state: &mut State) -> Result<(), ActorProcessingErr> {
         match msg {
             Msg::SessionUp { name, report } => {
                 if let Some(entry) = state.agents.get_mut(&name) {
                     entry.connection = ConnectionState::Connected;
                     entry.capabilities = Some(*report);
+                    entry.connects += 1;
+                    entry.failures = 0;
                 }
                 state.wake_waiters();
             }
@@ -123,7 +189,27 @@ impl Actor for FleetActor {
                 if let Some(entry) = state.agents.get_mut(&name) {
                     entry.connection = ConnectionState::Failed { reason: without_repeated_name(&name, reason) };
                     entry.session = None;
+                    // Dial again later: an agent that restarts is used again.
+                    let wait = redial_backoff(entry.failures);
+                    entry.failures += 1;
+                    entry.generation += 1;
+                    let generation = entry.generation;
+                    myself.send_after(wait, move || Msg::Redial { name, generation });
                 }
+                state.wake_waiters();
+            }
+            Msg::Redial { name, generation } => {
+                if state.agents.get(&name).is_some_and(|e| e.session.is_none() && e.generation == generation) {
+                    state.dial(&myself, &name).await;
+                }
+            }
+            Msg::Refresh(reply) => {
+                let idle: Vec<String> =
+                    state.agents.iter().filter(|(_, e)| e.session.is_none()).map(|(name, _)| name.clone()).collect();
+                for name in idle {
+                    state.dial(&myself, &name).await;
+                }
+                state.waiting.push(reply);
                 state.wake_waiters();
             }
             Msg::WaitReady(reply) => {
@@ -139,6 +225,7 @@ impl Actor for FleetActor {
                         address: entry.address.clone(),
                         connection: entry.connection.clone(),
                         capabilities: entry.capabilities.clone(),
+                        connects: entry.connects,
                         status: None,
                     })
                     .collect();
@@ -171,7 +258,15 @@ fn without_repeated_name(name: &str, reason: String) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::without_repeated_name;
+    use super::{Duration, redial_backoff, without_repeated_name};
+
+    #[test]
+    fn redials_back_off_from_half_a_second_to_thirty() {
+        let waits: Vec<Duration> = (0..8).map(redial_backoff).collect();
+        let millis: Vec<u128> = waits.iter().map(Duration::as_millis).collect();
+        assert_eq!(millis, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+        assert_eq!(redial_backoff(u32::MAX), Duration::from_secs(30));
+    }
 
     #[test]
     fn the_agent_is_named_once() {

@@ -34,7 +34,6 @@ mod session;
 mod tests;
 pub mod wire;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -164,20 +163,34 @@ pub type LocalBuilder = Arc<
     dyn Fn(BuildRequest, ProgressSink) -> BoxFuture<'static, Result<CompiledBinary, CompilationError>> + Send + Sync,
 >;
 
-/// The local fallback: what this machine can build, how many at once, and how.
-#[derive(Clone)]
+/// The local fallback: this machine takes the builds no agent can,
+/// `slots` at a time. Which builds it can take, and how, each build says
+/// itself ([`FleetBuild::local`]): the coordinator planned it on its own
+/// toolchains with that build's settings, and the fleet outlives any one
+/// template.
+#[derive(Debug, Clone, Copy)]
 pub struct LocalFallback {
-    /// Triples the local toolchains can build.
-    pub triples: BTreeSet<String>,
     /// Builds at once.
     pub slots: u32,
-    /// Runs one build.
-    pub builder: LocalBuilder,
 }
 
-impl std::fmt::Debug for LocalFallback {
+/// One target to build on the fleet.
+#[derive(Clone)]
+pub struct FleetBuild {
+    /// The build, whole.
+    pub request: BuildRequest,
+    /// Where its progress goes.
+    pub progress: ProgressSink,
+    /// How this machine builds it, when it can (`None`: only an agent can).
+    pub local: Option<LocalBuilder>,
+}
+
+impl std::fmt::Debug for FleetBuild {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalFallback").field("triples", &self.triples).field("slots", &self.slots).finish()
+        f.debug_struct("FleetBuild")
+            .field("request", &self.request)
+            .field("local", &self.local.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -248,6 +261,9 @@ pub struct AgentView {
     pub connection: ConnectionState,
     /// Its last capability report.
     pub capabilities: Option<CapabilityReport>,
+    /// Handshakes completed with it since the fleet started: 1 for a
+    /// connection kept all along, more when it was dialled again.
+    pub connects: u32,
     /// The scheduler's view: load, slots, running jobs.
     pub status: Option<AgentStatus>,
 }
@@ -259,6 +275,7 @@ pub struct Fleet {
     fleet: ActorRef<fleet::Msg>,
     scheduler: ActorRef<scheduler::Msg>,
     dialer: Arc<CoordinatorDialer>,
+    connect_timeout: Duration,
 }
 
 impl Drop for Fleet {
@@ -285,16 +302,15 @@ impl Fleet {
                 .map_err(|e| FleetError::Transport(Box::new(e)))?,
         );
         let mut config = options.scheduler.clone();
-        config.fallbacks = local
-            .as_ref()
-            .map(|l| vec![FallbackExecutor::local(l.triples.iter().cloned(), l.slots.max(1))])
-            .unwrap_or_default();
+        // No declared targets: each build says whether it can be built here.
+        config.fallbacks =
+            local.map(|l| vec![FallbackExecutor::local(Vec::<String>::new(), l.slots.max(1))]).unwrap_or_default();
         let core = rustle_scheduler::Scheduler::new(config)?;
         let spawn_error = |actor| move |error: ractor::SpawnErr| FleetError::Spawn { actor, reason: error.to_string() };
         let (scheduler, _) = Actor::spawn(
             None,
             scheduler::SchedulerActor,
-            scheduler::Arguments { core, local: local.map(|l| l.builder), speeds_file: options.speeds_file.clone() },
+            scheduler::Arguments { core, speeds_file: options.speeds_file.clone() },
         )
         .await
         .map_err(spawn_error("scheduler"))?;
@@ -312,11 +328,22 @@ impl Fleet {
                 return Err(spawn_error("fleet")(error));
             }
         };
-        let handle = Self { fleet, scheduler, dialer };
+        let handle = Self { fleet, scheduler, dialer, connect_timeout: options.connect_timeout };
         // Agents still connecting after the bound are used once they do.
-        let bound = options.connect_timeout + Duration::from_secs(1);
-        let _ = handle.fleet.call(fleet::Msg::WaitReady, Some(bound)).await;
+        let _ = handle.fleet.call(fleet::Msg::WaitReady, Some(handle.ready_bound())).await;
         Ok(handle)
+    }
+
+    /// Dials every agent whose connection ended (now, not at its backoff's
+    /// next try) and waits, up to the connect timeout, until each has
+    /// reported its capabilities or failed. Call it before a build on a
+    /// fleet that has been running: an agent that restarted is used again.
+    pub async fn refresh(&self) {
+        let _ = self.fleet.call(fleet::Msg::Refresh, Some(self.ready_bound())).await;
+    }
+
+    fn ready_bound(&self) -> Duration {
+        self.connect_timeout + Duration::from_secs(1)
     }
 
     /// Every configured agent with its connection, capabilities and load.
@@ -335,14 +362,14 @@ impl Fleet {
     /// in order, resolve to the outcomes, which say where each was built and why.
     pub fn submit(
         &self,
-        builds: Vec<(BuildRequest, ProgressSink)>,
+        builds: Vec<FleetBuild>,
         source: BuildSource,
     ) -> Result<Vec<oneshot::Receiver<TargetOutcome>>, FleetError> {
         let (submissions, outcomes): (Vec<_>, Vec<_>) = builds
             .into_iter()
-            .map(|(request, progress)| {
+            .map(|build| {
                 let (reply, outcome) = oneshot::channel();
-                (scheduler::Submission { request, source: source.clone(), progress, reply }, outcome)
+                (scheduler::Submission { build, source: source.clone(), reply }, outcome)
             })
             .unzip();
         self.scheduler

@@ -7,14 +7,16 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rustle_engine::engine::CompiledBinary;
 use rustle_protocol::{AgentId, BuildEvent, BuildOutcome, CapabilityReport, JobId, LoadUpdate, RejectReason};
-use rustle_scheduler::{Action, AgentStatus, EventOutcome, Executor, MeasuredSpeed, Scheduler, Timestamp};
+use rustle_scheduler::{
+    Action, AgentStatus, EventOutcome, Executor, FallbackId, JobSubmission, MeasuredSpeed, Scheduler, Timestamp,
+};
 use rustle_targets::BuildRequest;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{BuildSource, LocalBuilder, job, session};
-use crate::outcome::{ProgressSink, TargetOutcome};
+use super::{BuildSource, FleetBuild, job, session};
+use crate::outcome::TargetOutcome;
 
 /// What the scheduler actor is told.
 pub(crate) enum Msg {
@@ -89,12 +91,10 @@ pub(crate) enum Msg {
 
 /// A build of one target.
 pub(crate) struct Submission {
-    /// The build, whole.
-    pub(crate) request: BuildRequest,
+    /// The build, its progress sink and its local builder.
+    pub(crate) build: FleetBuild,
     /// The template's bundle.
     pub(crate) source: BuildSource,
-    /// Where progress goes.
-    pub(crate) progress: ProgressSink,
     /// Where the outcome goes.
     pub(crate) reply: oneshot::Sender<TargetOutcome>,
 }
@@ -103,8 +103,6 @@ pub(crate) struct Submission {
 pub(crate) struct Arguments {
     /// The pure core, configured (fallback chain included).
     pub(crate) core: Scheduler,
-    /// Runs local-fallback builds.
-    pub(crate) local: Option<LocalBuilder>,
     /// Where measured build speeds are kept between runs (read at start,
     /// written at stop).
     pub(crate) speeds_file: Option<PathBuf>,
@@ -123,7 +121,6 @@ pub(crate) struct SchedulerActor;
 pub(crate) struct State {
     core: Scheduler,
     epoch: Instant,
-    local: Option<LocalBuilder>,
     sessions: HashMap<AgentId, ActorRef<session::Msg>>,
     jobs: HashMap<JobId, JobEntry>,
     /// The pending wake-up for `poll_timeout()`.
@@ -144,7 +141,6 @@ impl Actor for SchedulerActor {
         Ok(State {
             core,
             epoch: Instant::now(),
-            local: args.local,
             sessions: HashMap::new(),
             jobs: HashMap::new(),
             timer: None,
@@ -170,11 +166,7 @@ impl Actor for SchedulerActor {
         for session in state.sessions.values() {
             let _ = session.send_message(session::Msg::Close { reason: "the coordinator is done".into() });
         }
-        if let Some(path) = &state.speeds_file
-            && let Err(error) = write_speeds(path, &state.core.measured_speeds())
-        {
-            tracing::warn!("measured build speeds not kept in {}: {error}", path.display());
-        }
+        state.keep_speeds();
         Ok(())
     }
 }
@@ -210,6 +202,15 @@ fn write_speeds(path: &Path, speeds: &[MeasuredSpeed]) -> std::io::Result<()> {
 }
 
 impl State {
+    /// Writes the measured build speeds to the speeds file, if there is one.
+    fn keep_speeds(&self) {
+        if let Some(path) = &self.speeds_file
+            && let Err(error) = write_speeds(path, &self.core.measured_speeds())
+        {
+            tracing::warn!("measured build speeds not kept in {}: {error}", path.display());
+        }
+    }
+
     /// Monotonic time since the actor started, as the core's virtual time.
     fn now(&self) -> Timestamp {
         Timestamp::since_epoch(self.epoch.elapsed())
@@ -230,15 +231,22 @@ impl State {
         let now = self.now();
         match msg {
             Msg::Submit(submissions) => {
-                let requests = submissions.iter().map(|s| s.request.clone()).collect();
-                let ids = self.core.handle_jobs_submitted(requests, now);
-                for (id, Submission { request, source, progress, reply }) in ids.into_iter().zip(submissions) {
-                    let name = request.target_name();
+                let local = FallbackId::local();
+                let jobs = submissions
+                    .iter()
+                    .map(|s| JobSubmission {
+                        request: s.build.request.clone(),
+                        fallbacks: [(local.clone(), s.build.local.is_some())].into(),
+                    })
+                    .collect();
+                let ids = self.core.handle_jobs_submitted(jobs, now);
+                for (id, Submission { build, source, reply }) in ids.into_iter().zip(submissions) {
+                    let name = build.request.target_name();
                     let args = job::Arguments {
                         job: id,
-                        request,
-                        progress,
-                        local: self.local.clone(),
+                        request: build.request,
+                        progress: build.progress,
+                        local: build.local,
                         scheduler: myself.clone(),
                         reply,
                     };
@@ -347,6 +355,11 @@ impl State {
                 Action::Report(report) => {
                     if let Some(entry) = self.jobs.remove(&report.job) {
                         let _ = entry.actor.send_message(job::Msg::Report(Box::new(report)));
+                    }
+                    // The fleet may live long (a manager keeps it): what a
+                    // finished batch measured is kept at once.
+                    if self.jobs.is_empty() {
+                        self.keep_speeds();
                     }
                 }
                 Action::AgentLost(loss) => {

@@ -25,24 +25,22 @@ fn source() -> BuildSource {
     BuildSource::new(&TemplateId("t-1".into()), b"not a real bundle".to_vec())
 }
 
-/// A local fallback for x86_64 whose builds report progress, then fail with `error`.
-fn failing_local(error: fn(&BuildRequest) -> CompilationError) -> LocalFallback {
-    LocalFallback {
-        triples: ["x86_64-unknown-linux-gnu".to_owned()].into(),
-        slots: 1,
-        builder: Arc::new(move |request: BuildRequest, progress: ProgressSink| {
-            Box::pin(async move {
-                let triple = request.target_name();
-                progress(engine::BuildEvent::Started { triple: triple.clone(), expected_units: 2 });
-                progress(engine::BuildEvent::Progress { triple, done: 1, total: 2, unit: "a".into() });
-                Err(error(&request))
-            })
-        }),
-    }
+/// A local builder whose builds report progress, then fail with `error`.
+fn failing_local(error: fn(&BuildRequest) -> CompilationError) -> LocalBuilder {
+    Arc::new(move |request: BuildRequest, progress: ProgressSink| {
+        Box::pin(async move {
+            let triple = request.target_name();
+            progress(engine::BuildEvent::Started { triple: triple.clone(), expected_units: 2 });
+            progress(engine::BuildEvent::Progress { triple, done: 1, total: 2, unit: "a".into() });
+            Err(error(&request))
+        })
+    })
 }
 
-async fn run_one(local: LocalFallback, triple: &str) -> (TargetOutcome, Vec<engine::BuildEvent>) {
-    let fleet = Fleet::start(options(), Some(local)).await.expect("fleet");
+/// Builds `triple` on a fleet with no agents; `local` is how this machine
+/// builds it (`None`: it cannot).
+async fn run_one(local: Option<LocalBuilder>, triple: &str) -> (TargetOutcome, Vec<engine::BuildEvent>) {
+    let fleet = Fleet::start(options(), Some(LocalFallback { slots: 1 })).await.expect("fleet");
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink_events = events.clone();
     let progress: ProgressSink = Arc::new(move |event| sink_events.lock().expect("lock").push(event));
@@ -55,7 +53,7 @@ async fn run_one(local: LocalFallback, triple: &str) -> (TargetOutcome, Vec<engi
         incremental: false,
         cache: CachePolicy::Off,
     };
-    let outcome = fleet.submit(vec![(request, progress)], source()).expect("submit").remove(0);
+    let outcome = fleet.submit(vec![FleetBuild { request, progress, local }], source()).expect("submit").remove(0);
     let outcome = tokio::time::timeout(Duration::from_secs(30), outcome).await.expect("bounded").expect("reported");
     fleet.shutdown().await;
     let events = events.lock().expect("lock").clone();
@@ -70,7 +68,7 @@ async fn a_local_compile_failure_is_reported_once_with_the_compilers_words() {
             TargetFailure::CompileFailed { diagnostics: "error[E0308]: mismatched types".into() },
         )
     });
-    let (outcome, events) = run_one(local, "x86_64-unknown-linux-gnu").await;
+    let (outcome, events) = run_one(Some(local), "x86_64-unknown-linux-gnu").await;
     let error = outcome.result.expect_err("compile failure");
     assert!(error.is_compile_failure(), "{error}");
     assert!(error.to_string().contains("E0308"), "{error}");
@@ -82,7 +80,7 @@ async fn a_local_compile_failure_is_reported_once_with_the_compilers_words() {
 #[tokio::test]
 async fn a_local_environment_failure_keeps_its_typed_error() {
     let local = failing_local(|t| CompilationError::unavailable(t.target_name(), "linker gone"));
-    let (outcome, _) = run_one(local, "x86_64-unknown-linux-gnu").await;
+    let (outcome, _) = run_one(Some(local), "x86_64-unknown-linux-gnu").await;
     let error = outcome.result.expect_err("failure");
     assert!(
         matches!(&error, CompilationError::Target { kind: TargetFailure::Unavailable { reason }, .. } if reason == "linker gone"),
@@ -93,8 +91,7 @@ async fn a_local_environment_failure_keeps_its_typed_error() {
 
 #[tokio::test]
 async fn a_target_nothing_can_build_says_so_and_names_it() {
-    let local = failing_local(|t| CompilationError::unavailable(t.target_name(), "unused"));
-    let (outcome, events) = run_one(local, "aarch64-unknown-linux-gnu").await;
+    let (outcome, events) = run_one(None, "aarch64-unknown-linux-gnu").await;
     let error = outcome.result.expect_err("no executor");
     assert!(error.to_string().contains("aarch64-unknown-linux-gnu"), "{error}");
     assert_eq!(outcome.executor, None);

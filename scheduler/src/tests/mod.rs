@@ -12,7 +12,7 @@ use rustle_targets::{BuildRequest, CachePolicy, CompilationOptimization, Target,
 
 use crate::{
     Action, CancelReason, ConfigError, Dispatch, EventOutcome, Exclusion, Executor, FallbackExecutor, FallbackId,
-    JobReport, JobResult, JobState, Scheduler, SchedulerConfig, Tier, Timestamp, Verdict,
+    JobReport, JobResult, JobState, JobSubmission, Scheduler, SchedulerConfig, Tier, Timestamp, Verdict,
 };
 
 pub(crate) const ARM: &str = "aarch64-unknown-linux-gnu";
@@ -580,6 +580,27 @@ fn a_glibc_floor_target_goes_only_to_a_fallback_that_planned_it() {
     assert_eq!(plain.request.target_name(), X86);
     assert_eq!(floored.request.target_name(), floor);
     assert_eq!(floored.decision.target, floor, "the decision names the whole target");
+}
+
+/// The submitter planned each job on the fallback's own toolchains: its
+/// word for one job wins over the targets the fallback was declared with.
+#[test]
+fn a_submission_says_which_fallbacks_can_build_it() {
+    let local_id = FallbackId("local".into());
+    let mut s = scheduler(vec![FallbackExecutor::local(Vec::<String>::new(), 2)]);
+    let said = |can: bool| JobSubmission { request: request(X86), fallbacks: [(local_id.clone(), can)].into() };
+    let jobs = s.handle_jobs_submitted(vec![said(true)], at(0));
+    let actions = drain(&mut s);
+    let [Action::Dispatch(dispatch)] = actions.as_slice() else { panic!("{actions:?}") };
+    assert_eq!((dispatch.job, &dispatch.executor), (jobs[0], &local()));
+
+    let mut s = scheduler(vec![FallbackExecutor::local([X86], 2)]);
+    let jobs = s.handle_jobs_submitted(vec![said(false)], at(0));
+    let actions = drain(&mut s);
+    let [Action::Report(report)] = actions.as_slice() else { panic!("{actions:?}") };
+    assert_eq!(report.job, jobs[0]);
+    assert!(matches!(report.result, JobResult::NoExecutor { .. }), "{report:?}");
+    assert_eq!(report.decisions[0].candidates[0].verdict, Verdict::NotBuildable);
 }
 
 #[test]
