@@ -31,6 +31,7 @@ pub const DEFAULT_PORT: u16 = 7878;
 /// shutdown_drain_secs = 600
 /// default_toolchain = "stable"
 /// auto_install_toolchains = false
+/// build_niceness = 10
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -65,6 +66,10 @@ pub struct AgentConfig {
     pub default_toolchain: String,
     /// Whether missing rustup targets are installed on demand.
     pub auto_install_toolchains: bool,
+    /// How many nice levels below the agent its builds run (0..=19; 0: the
+    /// same priority), so builds that take every core never delay its
+    /// heartbeats and transfers. Applied by the `rustle-agent` binary.
+    pub build_niceness: i32,
 }
 
 impl Default for AgentConfig {
@@ -85,6 +90,7 @@ impl Default for AgentConfig {
             shutdown_drain_secs: 600,
             default_toolchain: "stable".into(),
             auto_install_toolchains: false,
+            build_niceness: 10,
         }
     }
 }
@@ -111,6 +117,12 @@ impl AgentConfig {
         }
         if self.heartbeat_interval_ms == 0 {
             return Err("heartbeat_interval_ms is 0; use a positive interval such as 1000".into());
+        }
+        if !(0..=19).contains(&self.build_niceness) {
+            return Err(format!(
+                "build_niceness is {}; use 0 (builds at the agent's priority) to 19 (lowest)",
+                self.build_niceness
+            ));
         }
         if self.work_dir.as_os_str().is_empty() {
             return Err("work_dir is empty; name a writable directory".into());
@@ -194,5 +206,8 @@ mod tests {
     fn unusable_values_are_refused() {
         let error = AgentConfig::parse("max_concurrent_jobs = 0\n").expect_err("zero slots");
         assert!(error.contains("max_concurrent_jobs"), "{error}");
+        let error = AgentConfig::parse("build_niceness = 20\n").expect_err("beyond 19");
+        assert!(error.contains("build_niceness is 20") && error.contains("0 (builds"), "{error}");
+        assert_eq!(AgentConfig::parse("build_niceness = 0\n").expect("same priority").build_niceness, 0);
     }
 }

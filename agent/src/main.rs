@@ -33,8 +33,12 @@ struct Args {
     max_concurrent_jobs: Option<u32>,
 }
 
+#[expect(unsafe_code, reason = "the orphan reaper forks, which is sound only before any thread starts")]
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Before any thread: builds must not outlive an agent killed outright.
+    // SAFETY: nothing has started a thread yet (argument parsing does not).
+    let reaper = unsafe { rustle_process::start_orphan_reaper() };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -43,6 +47,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(colour_on_stderr())
         .init();
+    if let Err(error) = reaper {
+        tracing::warn!("{error}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -74,6 +81,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         config.max_concurrent_jobs = jobs;
     }
     config.validate().map_err(|reason| anyhow::anyhow!("invalid agent config: {reason}"))?;
+    // Builds take every core they can; the agent's own work comes first.
+    rustle_process::set_child_niceness(config.build_niceness);
 
     if args.print_capabilities {
         let toolchains = ToolchainManager::new(config.toolchain_config());

@@ -43,8 +43,12 @@ enum Command {
 }
 
 /// Exit codes: 0 success, 1 a target failed, 2 bad usage or configuration.
+#[expect(unsafe_code, reason = "the orphan reaper forks, which is sound only before any thread starts")]
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any thread: local builds must not outlive a run killed outright.
+    // SAFETY: nothing has started a thread yet (argument parsing does not).
+    let reaper = unsafe { rustle_process::start_orphan_reaper() };
     let filter = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -55,6 +59,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(colour_on_stderr())
         .init();
+    if let Err(error) = reaper {
+        tracing::info!("{error}");
+    }
     let config = match load_config(cli.config.as_deref()) {
         Ok(config) => config,
         Err(e) => {

@@ -2,7 +2,9 @@
 //! rustle-cross itself and run under qemu-aarch64, reports aarch64 as its
 //! native arch; the real `rustle-cross` routes aarch64 jobs to it first; and
 //! when the agent is SIGKILLed in the middle of a build, the job completes
-//! on the local fallback with a correct binary.
+//! on the local fallback with a correct binary and the agent's build dies
+//! with it. With the default heartbeat bound (1 s beats, lost after 3 s) and
+//! the machine loaded, the emulated agent is never declared lost.
 
 mod common;
 
@@ -15,6 +17,29 @@ use common::{cache_dir, json, require_cross_tools, rustle_cross, scratch_templat
 
 const AGENT: &str = "qemu-arm64";
 const TRIPLE: &str = "aarch64-unknown-linux-gnu";
+
+/// Busy loops at normal priority, one per core, until dropped: the load of
+/// a parallel build without its minutes.
+struct CpuLoad(Vec<Child>);
+
+impl CpuLoad {
+    fn start() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let hogs = (0..cores)
+            .map(|_| Command::new("sh").args(["-c", "while :; do :; done"]).spawn().expect("start a busy loop"))
+            .collect();
+        Self(hogs)
+    }
+}
+
+impl Drop for CpuLoad {
+    fn drop(&mut self) {
+        for hog in &mut self.0 {
+            let _ = hog.kill();
+            let _ = hog.wait();
+        }
+    }
+}
 
 /// Kills the agent when the test ends, however it ends.
 struct AgentProcess(Child);
@@ -66,7 +91,7 @@ fn start_agent(binary: &Path, dir: &Path) -> (AgentProcess, String) {
         &config,
         format!(
             "listen = \"127.0.0.1:0\"\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\nwork_dir = \"{work}\"\n\
-             agent_id = \"{AGENT}\"\nmax_concurrent_jobs = 1\nheartbeat_interval_ms = 300\n\
+             agent_id = \"{AGENT}\"\nmax_concurrent_jobs = 1\nheartbeat_interval_ms = 1000\n\
              allowed_targets = [\"{TRIPLE}\", \"{TRIPLE}.2.17\"]\n",
             ca = s(&dir.join("ca.pem")),
             cert = s(&dir.join(format!("{AGENT}.pem"))),
@@ -107,7 +132,7 @@ fn coordinator_config(dir: &Path, agent_addr: &str) -> PathBuf {
         format!(
             "[cross_compilation]\nbinary_cache = false\n\n\
              [cross_compilation.fleet]\nagents = [{{ name = \"{AGENT}\", address = \"{agent_addr}\" }}]\n\
-             ca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\nheartbeat_timeout_secs = 4\nconnect_timeout_secs = 30\n",
+             ca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\nheartbeat_timeout_secs = 3\nconnect_timeout_secs = 30\n",
             ca = s(&dir.join("ca.pem")),
             cert = s(&dir.join("ci.pem")),
             key = s(&dir.join("ci-key.pem")),
@@ -118,6 +143,27 @@ fn coordinator_config(dir: &Path, agent_addr: &str) -> PathBuf {
 }
 
 const MANIFEST: &str = "[package]\nname = \"fleet-hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n";
+
+/// Whether `pid` is a live process (not gone, not a zombie waiting to be reaped).
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+}
+
+/// Live processes whose command line names something under `dir`.
+fn running_processes_mentioning(dir: &Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| is_running(*pid))
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(&needle).then(|| format!("{pid}: {cmdline}"))
+        })
+        .collect()
+}
 
 fn run_aarch64(binary: &Path) -> String {
     let out = Command::new("qemu-aarch64").args(["-L", "/"]).arg(binary).output().expect("run under qemu");
@@ -155,13 +201,18 @@ fn qemu_aarch64_agent_is_native_gets_aarch64_jobs_and_survives_sigkill() {
         ],
     );
     let out_dir = tempfile::tempdir().expect("tmp");
+    // Every core busy at the agent's own priority while it builds: its
+    // heartbeats still arrive, so it is never lost and the job never moves.
+    let load = CpuLoad::start();
     let build =
         rustle_cross(&["--config", config, "build", s(&template), "-t", TRIPLE, "--json", "--out", s(out_dir.path())]);
+    drop(load);
     let report = json(&build);
     assert!(build.status.success(), "{report:#}");
     let result = &report["results"][0];
     assert_eq!(result["status"], "ok", "{result:#}");
     assert!(result["executor"].to_string().contains(AGENT), "built on the native agent: {result:#}");
+    assert_eq!(result["decisions"].as_array().map(Vec::len), Some(1), "placed once, never lost: {result:#}");
     let decision = result["decisions"].to_string();
     assert!(decision.contains("ative"), "the decision names the native tier: {decision}");
     let file = PathBuf::from(result["file"].as_str().expect("file"));
@@ -226,9 +277,21 @@ fn qemu_aarch64_agent_is_native_gets_aarch64_jobs_and_survives_sigkill() {
         assert!(Instant::now() < deadline, "the agent never started the slow build");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let build_script: u32 = std::fs::read_to_string(&pid_file).expect("pid").trim().parse().expect("a pid");
     agent.0.kill().expect("SIGKILL the agent");
     let _ = agent.0.wait();
-    // The killed agent could not stop its build: release the orphaned build script.
+    // The killed agent cannot stop its build; its orphan reaper does: the
+    // build script and every process working in the agent's dir go too.
+    let agent_work = dir.path().join("agent-work");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = running_processes_mentioning(&agent_work);
+        if !is_running(build_script) && left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the killed agent's build lives on: script {build_script}, {left:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     std::fs::remove_file(&pid_file).expect("remove the pid file");
     let out = coordinator.wait_with_output().expect("rustle-cross finished");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));

@@ -1,16 +1,35 @@
 //! The one seam through which rustle-cross runs external programs (cargo,
 //! rustc, rustup, ssh, qemu, wine): each child gets its own process group,
-//! a deadline that kills the whole group, and captured output.
+//! a deadline that kills the whole group, and captured output. With the
+//! orphan reaper started ([`start_orphan_reaper`]), the groups die with
+//! this process even when it is killed outright.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
+#[cfg_attr(not(target_os = "linux"), path = "reaper_unsupported.rs")]
+mod reaper;
 pub mod report;
+
+pub use reaper::{ReaperError, orphan_reaper_running, start_orphan_reaper};
+
+/// How many nice levels below this process children run (see [`set_child_niceness`]).
+static CHILD_NICENESS: AtomicI32 = AtomicI32::new(0);
+
+/// Runs every child started from now on `increment` nice levels below this
+/// process (0: at its priority; clamped to 0..=19). A build host's daemon
+/// sets it so that its builds, however many cores they take, never delay
+/// its own heartbeats and transfers. A program-wide policy, like the orphan
+/// reaper: set it in `main`, not in a library.
+pub fn set_child_niceness(increment: i32) {
+    CHILD_NICENESS.store(increment.clamp(0, 19), Ordering::Relaxed);
+}
 
 /// Why a program could not be run to completion.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +175,7 @@ impl ProcessSpec {
             cmd.current_dir(dir);
         }
         cmd.process_group(0).kill_on_drop(true);
+        lower_priority(&mut cmd, CHILD_NICENESS.load(Ordering::Relaxed));
         cmd.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd
@@ -275,17 +295,26 @@ struct GroupGuard {
 }
 
 impl GroupGuard {
+    /// Guards the group `child` leads, and registers it with the orphan
+    /// reaper (when one runs) so the group dies with this process too.
     fn new(child: &Child) -> Self {
-        Self { pgid: child.id().and_then(|id| i32::try_from(id).ok()) }
+        let pgid = child.id().and_then(|id| i32::try_from(id).ok());
+        if let Some(pgid) = pgid {
+            reaper::watch(pgid);
+        }
+        Self { pgid }
     }
 
     fn disarm(mut self) {
-        self.pgid = None;
+        if let Some(pgid) = self.pgid.take() {
+            reaper::unwatch(pgid);
+        }
     }
 
-    fn kill_group(&self) {
-        if let Some(pgid) = self.pgid {
+    fn kill_group(&mut self) {
+        if let Some(pgid) = self.pgid.take() {
             kill_process_group(pgid);
+            reaper::unwatch(pgid);
         }
     }
 }
@@ -293,6 +322,22 @@ impl GroupGuard {
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         self.kill_group();
+    }
+}
+
+/// Makes the child run `increment` nice levels below its parent.
+#[expect(unsafe_code, reason = "a pre-exec hook is unsafe in std and tokio")]
+fn lower_priority(cmd: &mut Command, increment: i32) {
+    if increment > 0 {
+        // SAFETY: the hook only calls nice(2), which is async-signal-safe and
+        // touches nothing of the parent's state. Failing to lower the
+        // priority is not worth failing the build for.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::nice(increment);
+                Ok(())
+            });
+        }
     }
 }
 
@@ -367,6 +412,23 @@ mod tests {
             assert!(Instant::now() < deadline, "grandchild {pid} survived the timeout");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    #[tokio::test]
+    async fn children_run_at_the_niceness_asked_for() {
+        let niceness = || async {
+            // Field 19 of /proc/PID/stat is the nice value (after the command's parenthesis).
+            let out = ProcessSpec::new("sh").args(["-c", "cat /proc/$$/stat"]).output().await.unwrap();
+            let stat = out.stdout_text();
+            let after = stat.rsplit_once(") ").unwrap().1.to_owned();
+            after.split(' ').nth(16).unwrap().parse::<i32>().unwrap()
+        };
+        let base = niceness().await;
+        set_child_niceness(7);
+        let lowered = niceness().await;
+        set_child_niceness(0);
+        assert_eq!(lowered, (base + 7).min(19));
+        assert_eq!(niceness().await, base);
     }
 
     #[tokio::test]
