@@ -47,6 +47,8 @@ use crate::warm::WorkLayout;
 
 /// How long the actors may take to wind down after the drain.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopping agent waits for its coordinators to close their connections.
+const PEER_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves coordinators on `listener` until `shutdown` resolves, then shuts
 /// down gracefully: stops accepting connections and jobs, lets running jobs
@@ -71,10 +73,17 @@ pub async fn serve(
     let gauge = Arc::new(LoadGauge::new(first_sample));
     let _sampler = HostSampler::start(gauge.clone(), config.work_dir.clone(), config.heartbeat_interval())
         .map_err(|error| AgentError::Actor { actor: "host sampler", reason: error.to_string() })?;
+    let builds = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("rustle-build")
+        .enable_all()
+        .build()
+        .map_err(|error| AgentError::Actor { actor: "build runtime", reason: error.to_string() })?;
     let context: Context = Arc::new(Shared {
         layout: WorkLayout::new(&config.work_dir),
         toolchains: ToolchainManager::new(config.toolchain_config()),
         gauge,
+        builds: builds.handle().clone(),
         config,
     });
     let listener = Arc::new(listener);
@@ -91,6 +100,14 @@ pub async fn serve(
     }
     let _ = actor.stop_and_wait(Some("shutdown".into()), Some(STOP_TIMEOUT)).await;
     let _ = tokio::time::timeout(STOP_TIMEOUT, handle).await;
+    // Closing from here would drop what is still in flight (the last job's
+    // report): the coordinators close once they have it.
+    if !listener.wait_for_peers_to_close(PEER_CLOSE_TIMEOUT).await {
+        tracing::info!("coordinators still connected after {}s; closing", PEER_CLOSE_TIMEOUT.as_secs());
+    }
     listener.shutdown("the agent is shutting down").await;
+    // Builds still running were cancelled with their jobs; a runtime may
+    // not be dropped inside another, so it is let go without waiting.
+    builds.shutdown_background();
     Ok(())
 }

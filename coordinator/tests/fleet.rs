@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fleet_support::{AgentSpec, Fault, TestAgent, start_agent};
+use fleet_support::{AgentSpec, Fault, HEARTBEAT, TestAgent, start_agent};
 use rustle_cross::build::{BuildEvent, TemplateSource};
 use rustle_cross::fleet::{ConnectionState, Executor, Fleet, FleetOptions};
 use rustle_cross::targets::{CompilationOptimization, TargetSpecification};
@@ -209,6 +209,13 @@ async fn an_agent_dying_mid_build_does_not_lose_the_job() {
     assert_eq!(outcome.executor, Some(rustle_cross::manager::local_executor()), "{report}");
     assert_eq!(outcome.decisions.len(), 2, "first the agent, then the fallback: {report}");
     assert_eq!(outcome.decisions[0].chosen, Some(agent("doomed")), "{report}");
+    // Lost by its heartbeats (the default bound, 3 s after the last beat),
+    // not by the connection's 30 s idle timeout, and not before it fell
+    // silent (it beat every 0.3 s until it had the job).
+    let detected = outcome.decisions[1].at.saturating_duration_since(outcome.decisions[0].at);
+    let bound = Duration::from_secs(rustle_cross::FleetConfig::default().heartbeat_timeout_secs);
+    assert!(detected >= bound - HEARTBEAT, "lost {detected:?} after the dispatch, before the bound: {report}");
+    assert!(detected < bound + Duration::from_secs(10), "lost {detected:?} after the dispatch: {report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,7 +22,7 @@ const TEST_BOUND: Duration = Duration::from_secs(900);
 
 /// A real agent serving on 127.0.0.1:0 until the returned sender is dropped.
 fn real_agent(pki: &CoordinatorPki, name: &str, allowed: &[&str], slots: u32) -> (SocketAddr, oneshot::Sender<()>) {
-    let (addr, stop, _served) = real_agent_at(pki, name, allowed, slots, SocketAddr::from(([127, 0, 0, 1], 0)));
+    let (addr, stop, _served) = real_agent_at(pki, name, allowed, slots, SocketAddr::from(([127, 0, 0, 1], 0)), |_| {});
     (addr, stop)
 }
 
@@ -34,10 +34,23 @@ fn real_agent_at(
     allowed: &[&str],
     slots: u32,
     at: SocketAddr,
+    configure: impl FnOnce(&mut AgentConfig),
 ) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let bundle = pki.issue_agent(name);
-    let (listener, addr) = AgentListener::bind(at, &bundle, AllowedCoordinators::AnyFromFleetCa).expect("bind");
-    let config = AgentConfig {
+    // A port just given up by a stopped agent is free once its last
+    // connections have finished closing: a restarted agent tries again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (listener, addr) = loop {
+        match AgentListener::bind(at, &bundle, AllowedCoordinators::AnyFromFleetCa) {
+            Ok(bound) => break bound,
+            Err(error) if at.port() != 0 && std::time::Instant::now() < deadline => {
+                eprintln!("{name}: {error}; trying again");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(error) => panic!("{name}: {error}"),
+        }
+    };
+    let mut config = AgentConfig {
         work_dir: common::work_root().join("real-agents").join(name),
         agent_id: Some(name.into()),
         allowed_targets: Some(allowed.iter().map(|t| (*t).to_owned()).collect()),
@@ -46,6 +59,7 @@ fn real_agent_at(
         shutdown_drain_secs: 1,
         ..AgentConfig::default()
     };
+    configure(&mut config);
     let (stop, stopped) = oneshot::channel::<()>();
     let served = tokio::spawn(async move {
         if let Err(error) = rustle_agent::serve(listener, config, async {
@@ -209,7 +223,7 @@ async fn the_whole_target_reaches_a_real_agent() {
 async fn a_manager_keeps_its_agent_connections_and_finds_a_restarted_agent() {
     let pki = CoordinatorPki::new();
     let name = "kept-connection";
-    let (addr, stop, served) = real_agent_at(&pki, name, &[X86], 1, SocketAddr::from(([127, 0, 0, 1], 0)));
+    let (addr, stop, served) = real_agent_at(&pki, name, &[X86], 1, SocketAddr::from(([127, 0, 0, 1], 0)), |_| {});
     let config = fleet_config(&pki, &[(name, addr)]);
     let manager = CrossCompilationManager::new(config).expect("manager");
     manager.setup_environment().await.expect("toolchains");
@@ -222,7 +236,12 @@ async fn a_manager_keeps_its_agent_connections_and_finds_a_restarted_agent() {
     let on_the_agent = |outcomes: &[rustle_cross::TargetOutcome], call: &str| {
         let outcome = &outcomes[0];
         let decisions: Vec<String> = outcome.decisions.iter().map(ToString::to_string).collect();
-        let report = format!("call {call}: {:?} {:?}\n{}", outcome.executor, outcome.result, decisions.join("\n"));
+        let report = format!(
+            "call {call}: {:?} {:?}\n{}",
+            outcome.executor,
+            outcome.result.as_ref().map(|b| &b.checksum),
+            decisions.join("\n")
+        );
         assert_eq!(outcome.executor, Some(Executor::Agent(AgentId(name.into()))), "{report}");
         assert!(outcome.result.is_ok(), "{report}");
     };
@@ -242,10 +261,148 @@ async fn a_manager_keeps_its_agent_connections_and_finds_a_restarted_agent() {
     // The agent stops (its connection closes) and comes back on its address.
     drop(stop);
     tokio::time::timeout(Duration::from_secs(60), served).await.expect("the agent stops").expect("agent task");
-    let (_, _restarted, _served) = real_agent_at(&pki, name, &[X86], 1, addr);
+    let (_, _restarted, _served) = real_agent_at(&pki, name, &[X86], 1, addr, |_| {});
     let outcomes =
         tokio::time::timeout(TEST_BOUND, manager.cross_compile_parallel(&template, &targets)).await.expect("bounded");
     on_the_agent(&outcomes, "3, after the restart");
     assert_eq!(connects(manager.fleet_status().await), (2, "connected"), "dialled again once");
+    manager.shutdown().await;
+}
+
+/// Differs on every run of the suite (the clock's nanoseconds).
+fn run_nonce() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+/// Busy loops at normal priority, one per core, until dropped.
+struct CpuLoad(Vec<std::process::Child>);
+
+impl CpuLoad {
+    fn start() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let spawn = || std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().expect("busy loop");
+        Self((0..cores).map(|_| spawn()).collect())
+    }
+}
+
+impl Drop for CpuLoad {
+    fn drop(&mut self) {
+        for hog in &mut self.0 {
+            let _ = hog.kill();
+            let _ = hog.wait();
+        }
+    }
+}
+
+/// A slow but alive agent is not lost: with the default bound (lost after
+/// 3 s of silence), every core busy and the agent's build itself burning
+/// two cores in its build script, the agent's heartbeats still arrive (its
+/// builds run on a runtime of their own), so the job is placed once and
+/// built there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_agent_on_a_loaded_machine_is_never_lost() {
+    let pki = CoordinatorPki::new();
+    let name = "busy-agent";
+    let (addr, _agent) = real_agent(&pki, name, &[X86], 1);
+    let config = fleet_config(&pki, &[(name, addr)]);
+    assert_eq!(config.fleet.heartbeat_timeout_secs, 3, "the default bound");
+    // New content every run: the agent's synced copy changes, so cargo runs it again.
+    let burn = format!(
+        "// run {}\nfn main() {{\n    println!(\"cargo:rerun-if-changed=build.rs\");\n    \
+         let burn = || {{ let start = std::time::Instant::now(); let mut x = 0u64; \
+         while start.elapsed().as_secs() < 6 {{ x = x.wrapping_mul(31).wrapping_add(1); }} x }};\n    \
+         let other = std::thread::spawn(burn);\n    let _ = burn() ^ other.join().unwrap();\n}}\n",
+        run_nonce()
+    );
+    let burn = burn.as_str();
+    let template = common::scratch_template(
+        "busy-agent",
+        &[
+            ("Cargo.toml", "[package]\nname = \"busy-agent\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
+            ("build.rs", burn),
+            ("src/main.rs", "fn main() { println!(\"busy\"); }\n"),
+        ],
+    );
+    // A fresh run of the build script every time.
+    std::fs::write(template.join("build.rs"), burn).expect("touch build.rs");
+    let manager = CrossCompilationManager::new(config).expect("manager");
+    manager.setup_environment().await.expect("toolchains");
+    let targets = [TargetSpecification::from_triple(X86).expect("x86")];
+    let load = CpuLoad::start();
+    let outcomes = tokio::time::timeout(
+        TEST_BOUND,
+        manager.build(&TemplateSource::Dir(template), &targets, &CompilationOptimization::default(), None),
+    )
+    .await
+    .expect("bounded")
+    .expect("template usable");
+    drop(load);
+    let outcome = &outcomes[0];
+    let decisions: Vec<String> = outcome.decisions.iter().map(ToString::to_string).collect();
+    let report =
+        format!("{:?} {:?}\n{}", outcome.executor, outcome.result.as_ref().map(|b| &b.checksum), decisions.join("\n"));
+    assert_eq!(outcome.executor, Some(Executor::Agent(AgentId(name.into()))), "{report}");
+    assert!(outcome.result.is_ok(), "{report}");
+    assert_eq!(outcome.decisions.len(), 1, "placed once, never lost: {report}");
+    manager.shutdown().await;
+}
+
+/// An agent told to stop mid-build (what SIGTERM does to `rustle-agent`)
+/// drains: the coordinator hears it, sends it nothing new, and takes the
+/// running job's binary from it; nothing starts the job a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_agent_finishes_its_job_and_nothing_builds_it_again() {
+    let pki = CoordinatorPki::new();
+    let name = "draining-agent";
+    let (addr, stop, served) = real_agent_at(&pki, name, &[X86], 1, SocketAddr::from(([127, 0, 0, 1], 0)), |config| {
+        config.shutdown_drain_secs = 300;
+    });
+    let config = fleet_config(&pki, &[(name, addr)]);
+    let started = common::work_root().join("draining-agent.started");
+    let _ = std::fs::remove_file(&started);
+    // New content every run: the agent's synced copy changes, so cargo runs it again.
+    let build_rs = format!(
+        "// run {}\nfn main() {{\n    println!(\"cargo:rerun-if-changed=build.rs\");\n    \
+         std::fs::write({:?}, std::process::id().to_string()).unwrap();\n    \
+         std::thread::sleep(std::time::Duration::from_secs(5));\n}}\n",
+        run_nonce(),
+        started.display().to_string()
+    );
+    let template = common::scratch_template(
+        "draining-agent",
+        &[
+            ("Cargo.toml", "[package]\nname = \"draining-agent\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
+            ("build.rs", &build_rs),
+            ("src/main.rs", "fn main() { println!(\"drained\"); }\n"),
+        ],
+    );
+    std::fs::write(template.join("build.rs"), &build_rs).expect("touch build.rs");
+    let manager = Arc::new(CrossCompilationManager::new(config).expect("manager"));
+    manager.setup_environment().await.expect("toolchains");
+    let building = {
+        let manager = manager.clone();
+        tokio::spawn(async move {
+            let targets = [TargetSpecification::from_triple(X86).expect("x86")];
+            let source = TemplateSource::Dir(template);
+            manager.build(&source, &targets, &CompilationOptimization::default(), None).await
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while !started.exists() {
+        assert!(std::time::Instant::now() < deadline, "the agent never started the build");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(stop);
+    let outcomes = tokio::time::timeout(TEST_BOUND, building).await.expect("bounded").expect("task").expect("usable");
+    let outcome = &outcomes[0];
+    let decisions: Vec<String> = outcome.decisions.iter().map(ToString::to_string).collect();
+    let report =
+        format!("{:?} {:?}\n{}", outcome.executor, outcome.result.as_ref().map(|b| &b.checksum), decisions.join("\n"));
+    assert_eq!(outcome.executor, Some(Executor::Agent(AgentId(name.into()))), "{report}");
+    assert!(outcome.result.is_ok(), "{report}");
+    assert_eq!(outcome.decisions.len(), 1, "built once, by the draining agent: {report}");
+    tokio::time::timeout(Duration::from_secs(60), served).await.expect("the agent ends its drain").expect("task");
+    let status = manager.fleet_status().await;
+    assert!(status.iter().any(|v| v.name == name && v.connection.label() != "connected"), "{status:?}");
     manager.shutdown().await;
 }

@@ -96,6 +96,14 @@ impl AgentListener {
         Some(IncomingConnection { incoming, allowed: self.allowed.clone(), options: self.options.clone() })
     }
 
+    /// Waits up to `bound` for the peers to close their connections (a
+    /// coordinator closes once it has every result it was waiting for), so
+    /// that what is still in flight to them (a last report) arrives before
+    /// [`shutdown`](Self::shutdown) closes from this side. True when they all did.
+    pub async fn wait_for_peers_to_close(&self, bound: Duration) -> bool {
+        tokio::time::timeout(bound, self.endpoint.wait_idle()).await.is_ok()
+    }
+
     /// Closes every connection with `reason`, stops accepting, and waits
     /// (briefly) for peers to hear about it.
     pub async fn shutdown(&self, reason: &str) {

@@ -394,10 +394,25 @@ fn start_build(myself: &ActorRef<Msg>, state: &mut State) {
     let offer = state.offer.clone();
     let outbound = state.outbound.clone();
     let me = myself.clone();
+    let builds = context.builds.clone();
+    let triple = offer.target.name.clone();
     state.task = Some(tokio::spawn(async move {
-        let result = run_build(&context, &base, &offer, outbound).await;
+        // On the build runtime; aborting this task (a cancel) aborts it too.
+        let mut build = AbortOnDrop(builds.spawn(async move { run_build(&context, &base, &offer, outbound).await }));
+        let result = (&mut build.0).await.unwrap_or_else(|error| {
+            Err(CompilationError::unavailable(triple, format!("the build task failed: {error}")))
+        });
         let _ = me.send_message(Msg::BuildDone(Box::new(result)));
     }));
+}
+
+/// A task on another runtime, aborted when this handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn run_build(

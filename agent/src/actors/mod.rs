@@ -10,7 +10,8 @@
 //! (handshakes, receiving bundles, unpacking, cargo, hashing, sending
 //! artifacts) runs in spawned or blocking tasks that report back as
 //! messages, so no mailbox and no async worker waits on the network, the
-//! disk or cargo.
+//! disk or cargo; the builds themselves run on a runtime of their own
+//! ([`Shared::builds`]).
 
 pub(crate) mod job;
 pub(crate) mod listener;
@@ -42,6 +43,11 @@ pub(crate) struct Shared {
     pub toolchains: ToolchainManager,
     /// Running jobs and the latest host sample, for heartbeats.
     pub gauge: Arc<LoadGauge>,
+    /// The runtime builds run on (cargo's output, validation, hashing):
+    /// not the one driving connections and heartbeats, so a build's work
+    /// never delays a beat, however long its polls take (under emulation,
+    /// a poll of a few milliseconds natively takes hundreds).
+    pub builds: tokio::runtime::Handle,
 }
 
 /// Shared, immutable context.

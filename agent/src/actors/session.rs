@@ -33,6 +33,8 @@ const MAX_BUNDLE_LEN: u64 = 64 << 20;
 const JOB_STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long the writer may take to flush when the session ends.
 const WRITER_FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a draining session waits for its coordinator to close the connection.
+const PEER_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The session actor.
 pub(crate) struct SessionActor;
@@ -90,6 +92,9 @@ pub(crate) struct State {
     job_actors: HashMap<ActorId, JobId>,
     pending_offers: BTreeSet<JobId>,
     ending: bool,
+    /// The coordinator was told the agent is draining: it closes the
+    /// connection itself once it has every result it waits for.
+    draining: bool,
 }
 
 impl State {
@@ -128,6 +133,7 @@ impl Actor for SessionActor {
             job_actors: HashMap::new(),
             pending_offers: BTreeSet::new(),
             ending: false,
+            draining: false,
         })
     }
 
@@ -189,7 +195,10 @@ impl Actor for SessionActor {
                 }
             }
             Msg::OfferChecked { offer, verdict } => offer_checked(&myself, state, offer, verdict).await,
-            Msg::Draining { drain_secs } => state.push(AgentToCoordinator::Draining { drain_secs }),
+            Msg::Draining { drain_secs } => {
+                state.draining = true;
+                state.push(AgentToCoordinator::Draining { drain_secs });
+            }
             Msg::Shutdown(reply) => {
                 state.ending = true;
                 for job in state.jobs.values() {
@@ -251,6 +260,11 @@ impl Actor for SessionActor {
         state.outbound = None;
         if let Some(writer) = state.writer.take() {
             let _ = tokio::time::timeout(WRITER_FLUSH_TIMEOUT, writer).await;
+        }
+        // Closing now would drop what the writer just handed to QUIC (the
+        // last job's report): a drained coordinator closes when it has it.
+        if state.draining {
+            let _ = tokio::time::timeout(PEER_CLOSE_TIMEOUT, state.connection.closed()).await;
         }
         state.connection.close("the session ended");
         Ok(())

@@ -353,13 +353,15 @@ impl State {
                     }
                 },
                 Action::Report(report) => {
-                    if let Some(entry) = self.jobs.remove(&report.job) {
-                        let _ = entry.actor.send_message(job::Msg::Report(Box::new(report)));
-                    }
+                    let entry = self.jobs.remove(&report.job);
                     // The fleet may live long (a manager keeps it): what a
-                    // finished batch measured is kept at once.
+                    // finished batch measured is kept at once, before its
+                    // last caller hears the outcome.
                     if self.jobs.is_empty() {
                         self.keep_speeds();
+                    }
+                    if let Some(entry) = entry {
+                        let _ = entry.actor.send_message(job::Msg::Report(Box::new(report)));
                     }
                 }
                 Action::AgentLost(loss) => {

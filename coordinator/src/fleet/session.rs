@@ -127,6 +127,13 @@ pub(crate) struct State {
     /// Jobs already failed here: later messages about them are dropped.
     failed: HashSet<JobId>,
     announced: bool,
+    /// The agent said it is shutting down: once nothing of ours runs there,
+    /// this side closes the connection (the agent waits for that, so its
+    /// last report is never cut off).
+    draining: bool,
+    /// The agent ended the control stream while a reported success's
+    /// binary was still arriving: the session ends once it has (or failed).
+    control_closed: Option<String>,
     tasks: Vec<JoinHandle<()>>,
     end_reason: Option<String>,
 }
@@ -181,6 +188,8 @@ impl Actor for SessionActor {
             arrived: HashMap::new(),
             failed: HashSet::new(),
             announced: false,
+            draining: false,
+            control_closed: None,
             tasks: vec![connecting],
             end_reason: None,
         })
@@ -286,8 +295,27 @@ async fn accept_artifacts(connection: Connection, mailbox: ActorRef<Msg>) {
 }
 
 impl State {
-    /// Handles one message; `Some(reason)` ends the session.
+    /// Handles one message; `Some(reason)` ends the session, as does a
+    /// draining agent that holds nothing of ours any more.
     fn handle(&mut self, myself: &ActorRef<Msg>, msg: Msg) -> Option<String> {
+        self.handle_one(myself, msg).or_else(|| self.settled_end())
+    }
+
+    /// Why the session ends now that nothing is in flight: the agent ended
+    /// the control stream and no reported binary is still arriving, or it
+    /// is draining and holds no job of ours any more.
+    fn settled_end(&mut self) -> Option<String> {
+        if !self.reported.is_empty() {
+            return None;
+        }
+        if let Some(reason) = self.control_closed.take() {
+            return Some(reason);
+        }
+        let idle = self.offered.is_empty() && self.arrived.is_empty();
+        (self.draining && idle).then(|| format!("agent {} is shutting down and has no job of ours left", self.agent))
+    }
+
+    fn handle_one(&mut self, myself: &ActorRef<Msg>, msg: Msg) -> Option<String> {
         match msg {
             Msg::Connected(result) => match *result {
                 Ok((connection, control)) => {
@@ -322,7 +350,12 @@ impl State {
                 self.send(CoordinatorToAgent::Cancel { job })
             }
             Msg::Close { reason } => Some(reason),
-            Msg::ControlClosed { reason } => Some(format!("agent {}: {reason}", self.agent)),
+            Msg::ControlClosed { reason } => {
+                // The last report can overtake its binary (the stream ends
+                // before the binary's checks do): wait for the binary.
+                self.control_closed = Some(format!("agent {}: {reason}", self.agent));
+                None
+            }
             Msg::FromAgent(message) => self.handle_agent_message(myself, *message),
             Msg::BundleFailed { job, reason } => {
                 self.fail(job, format!("failed to send the source bundle to agent {}: {reason}", self.agent));
@@ -388,6 +421,7 @@ impl State {
             AgentToCoordinator::Draining { drain_secs } => {
                 tracing::info!("agent {agent} is shutting down: no new jobs; its running jobs have {drain_secs}s");
                 let _ = scheduler.send_message(scheduler::Msg::Draining { agent });
+                self.draining = true;
             }
             AgentToCoordinator::Accept { job } => {
                 let _ = scheduler.send_message(scheduler::Msg::Accepted { agent, job });
