@@ -104,8 +104,9 @@ apt_update || log "apt-get update failed; trying with the lists we have"
 
 # Host pieces: Debian's rustc-web (a second toolchain with multiarch std and a
 # matching rust-src for build-std) and a C toolchain (the packages file's
-# build-host line), plus what this project's runs and tests use here.
-BASE=("${BUILD_HOST[@]}" file qemu-user libc6-i386 lib32gcc-s1 python3-venv openssh-client bc)
+# build-host line), plus what this project's runs and tests use here
+# (zlib1g-dev: the library check's tests link libz dynamically).
+BASE=("${BUILD_HOST[@]}" file qemu-user libc6-i386 lib32gcc-s1 python3-venv openssh-client bc zlib1g-dev)
 apt_install "${BASE[@]}" && note "base: ok (${BUILD_HOST[*]}, qemu-user)" || note "base: some packages missing"
 # The shared binary cache's test stores (scripts/start-cache-stores.sh runs
 # private instances; Debian's own services are not used).

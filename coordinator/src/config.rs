@@ -80,6 +80,10 @@ pub struct CrossCompilationConfig {
     /// Build agents to dial (`[cross_compilation.fleet]`); none configured
     /// means every target builds with the local engine.
     pub fleet: FleetConfig,
+    /// Fail a target whose binary needs a shared library outside its base
+    /// system (`--self-contained`, `RUSTLE_SELF_CONTAINED`); off, such
+    /// libraries are only reported.
+    pub self_contained: bool,
 }
 
 use crate::shared_cache::{PASSWORD_ENV, SharedStoreAddress, SharedStoreAddressError};
@@ -111,6 +115,7 @@ impl Default for CrossCompilationConfig {
             custom_toolchains: BTreeMap::new(),
             targets: BTreeMap::new(),
             fleet: FleetConfig::default(),
+            self_contained: false,
         }
     }
 }
@@ -217,6 +222,19 @@ impl CrossCompilationConfig {
         }
         if let Some(v) = lookup("RUSTLE_BINARY_CACHE_SHARED") {
             self.binary_cache_shared = v;
+        }
+        if let Some(v) = lookup("RUSTLE_SELF_CONTAINED") {
+            self.self_contained = match v.trim() {
+                "1" | "true" => true,
+                "0" | "false" => false,
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: "RUSTLE_SELF_CONTAINED",
+                        value: v.clone(),
+                        expected: "1 or true, 0 or false",
+                    });
+                }
+            };
         }
         self.validate()?;
         Ok(self)
@@ -447,6 +465,22 @@ supported_targets = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "x
             .apply_env(|k| (k == "RUSTLE_CROSS_COMPILE_TIMEOUT").then(|| "ten".to_owned()))
             .unwrap_err();
         assert!(err.to_string().contains("RUSTLE_CROSS_COMPILE_TIMEOUT"), "{err}");
+    }
+
+    #[test]
+    fn self_contained_is_off_unless_the_file_or_the_environment_says_so() {
+        assert!(!CrossCompilationConfig::default().self_contained);
+        let on = CrossCompilationConfig::from_toml(Path::new("c.toml"), "[cross_compilation]\nself_contained = true\n")
+            .unwrap();
+        assert!(on.self_contained);
+        let env = |value: &'static str| move |k: &str| (k == "RUSTLE_SELF_CONTAINED").then(|| value.to_owned());
+        assert!(!on.clone().apply_env(env("0")).unwrap().self_contained);
+        assert!(CrossCompilationConfig::default().apply_env(env("true")).unwrap().self_contained);
+        let err = CrossCompilationConfig::default().apply_env(env("yes please")).unwrap_err();
+        assert!(err.to_string().contains("RUSTLE_SELF_CONTAINED"), "{err}");
+        let err = CrossCompilationConfig::from_toml(Path::new("c.toml"), "[cross_compilation]\nself_contained = 1\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("self_contained"), "{err}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use rustle_engine::toolchain::{
     BuildPlan, MissingRequirement, RequirementKind, TargetAvailability, Toolchain, ToolchainError, ToolchainKind,
     ToolchainManager,
 };
+use rustle_engine::validate::require_base_system_only;
 use rustle_process::ProcessSpec;
 use rustle_targets::{CachePolicy, CompilationOptimization, TargetError, TargetSpecification};
 use serde::Serialize;
@@ -367,10 +368,23 @@ impl CrossCompilationManager {
             self.ensure_lockfile(&template, plan).await?;
         }
         let progress = progress.unwrap_or_else(|| Arc::new(|_| {}));
-        if self.config.fleet.is_enabled() {
-            return self.build_on_fleet(&template, requests, plans, progress).await;
-        }
-        let template = &template;
+        let outcomes = if self.config.fleet.is_enabled() {
+            self.build_on_fleet(&template, requests, plans, progress).await?
+        } else {
+            self.build_here(&template, requests, plans, progress).await
+        };
+        Ok(self.self_contained_only(outcomes))
+    }
+
+    /// The path of [`build`](Self::build) without a fleet: every target
+    /// with the local engine, up to `max_parallel_jobs` at once.
+    async fn build_here(
+        &self,
+        template: &PreparedTemplate,
+        requests: Vec<BuildRequest>,
+        plans: Vec<Result<BuildPlan, CompilationError>>,
+        progress: ProgressSink,
+    ) -> Vec<TargetOutcome> {
         let builds = requests.into_iter().zip(plans).map(|(request, plan)| {
             let progress = progress.clone();
             async move {
@@ -389,7 +403,27 @@ impl CrossCompilationManager {
                 }
             }
         });
-        Ok(futures_util::stream::iter(builds).buffered(self.config.max_parallel_jobs).collect().await)
+        futures_util::stream::iter(builds).buffered(self.config.max_parallel_jobs).collect().await
+    }
+
+    /// With `self_contained`, fails each binary that needs a library outside
+    /// its target's base system (the others keep their binaries). Judged
+    /// here, on the validation report every binary arrives with — built
+    /// here, by an agent, or from a cache — so it holds whichever executor
+    /// built it, and a binary that fails it is still cached: the same build
+    /// without `self_contained` gets it.
+    fn self_contained_only(&self, mut outcomes: Vec<TargetOutcome>) -> Vec<TargetOutcome> {
+        if !self.config.self_contained {
+            return outcomes;
+        }
+        for outcome in &mut outcomes {
+            let Ok(binary) = &outcome.result else { continue };
+            if let Err(error) = require_base_system_only(&binary.validation, &outcome.target.target()) {
+                outcome.result =
+                    Err(CompilationError::target(outcome.target.to_string(), TargetFailure::Invalid(error)));
+            }
+        }
+        outcomes
     }
 
     /// The fleet path of [`build`](Self::build): each target goes to the

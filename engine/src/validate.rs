@@ -2,17 +2,25 @@
 //! built for? Checks the object format (ELF, PE, Mach-O), machine, bitness and
 //! byte order against the [`Target`], and for ELF binaries the
 //! newest `GLIBC_x.y` symbol version they need against the target's glibc
-//! floor.
+//! floor. It also lists the shared libraries the binary needs (ELF
+//! `DT_NEEDED`, a PE's imported and delay-loaded DLLs, a Mach-O's dylib
+//! load commands) and which of them are outside the target's base system
+//! (the [`BASE_SYSTEMS`](rustle_targets::BASE_SYSTEMS) table);
+//! [`require_base_system_only`] makes those a failure for builds that must
+//! be self-contained.
 //!
-//! Only headers and the dynamic version tables are read; any input, however
-//! malformed, yields a report or an error, never a panic.
+//! Only headers, the dynamic section, import tables, load commands and the
+//! dynamic version tables are read; any input, however malformed, yields a
+//! report or an error, never a panic.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
-use object::read::elf::{ElfFile, FileHeader};
-use object::read::macho::{FatArch, MachOFatFile32, MachOFatFile64};
-use object::{FileKind, Object, ObjectKind, ReadRef};
-use rustle_targets::{Architecture, Endianness, GlibcVersion, LibcType, OsFamily, Target};
+use object::read::elf::{Dyn, ElfFile, FileHeader};
+use object::read::macho::{FatArch, MachHeader, MachOFatFile32, MachOFatFile64, MachOFile};
+use object::read::pe::{ImageNtHeaders, PeFile};
+use object::{FileKind, LittleEndian as LE, Object, ObjectKind, ReadRef};
+use rustle_targets::{Architecture, Endianness, GlibcVersion, LibcType, OsFamily, Target, base_system_of};
 use serde::{Deserialize, Serialize};
 
 /// An executable or library file format.
@@ -53,6 +61,19 @@ pub struct BinaryReport {
     pub max_glibc: Option<GlibcVersion>,
     /// One imported symbol that needs `max_glibc`, as `name@GLIBC_x.y`.
     pub needed_glibc_symbol: Option<String>,
+    /// The shared libraries the binary needs, as it names them, in its
+    /// order: ELF `DT_NEEDED` sonames (`libc.so.6`), PE DLL names, imported
+    /// or delay-loaded (`KERNEL32.dll`), Mach-O dylib install names
+    /// (`/usr/lib/libSystem.B.dylib`; `LC_LOAD_DYLIB`, `LC_LOAD_WEAK_DYLIB`,
+    /// `LC_REEXPORT_DYLIB` and the lazy and upward kinds). Empty for a
+    /// static binary.
+    #[serde(default)]
+    pub needed_libraries: Vec<String>,
+    /// Those of `needed_libraries` outside the target's base system: what a
+    /// host must have installed besides the OS for the binary to start.
+    /// All of them when rustle-cross knows no base system for the target.
+    #[serde(default)]
+    pub outside_base_system: Vec<String>,
 }
 
 /// Why a binary does not fit its target (or could not be read).
@@ -141,6 +162,25 @@ pub enum ValidationError {
         found: GlibcVersion,
         /// An imported symbol that needs it (`name@GLIBC_x.y`).
         symbol: String,
+    },
+    /// A build that must be self-contained made a binary needing shared
+    /// libraries its target's base system lacks.
+    #[error(
+        "binary for {target} needs {}, outside the base system of its hosts, and the build must be self-contained \
+         (--self-contained, self_contained = true): link {} statically (the -sys crate's static feature, \
+         e.g. `libz-sys/static`, or c_libraries = \"static\"), or build without --self-contained{}",
+        .libraries.join(", "),
+        if .libraries.len() == 1 { "it" } else { "them" },
+        if *.base_system_known { "" } else { " (rustle-cross knows no base system for this target, so every shared library counts)" }
+    )]
+    OutsideBaseSystem {
+        /// The target's full name.
+        target: String,
+        /// The libraries outside its base system, as the binary names them.
+        libraries: Vec<String>,
+        /// Whether the base-system table has the target's OS and C
+        /// library (else every library counts as outside).
+        base_system_known: bool,
     },
 }
 
@@ -324,7 +364,159 @@ fn validate_slice(slice: Slice<'_>, target: &Target) -> Result<BinaryReport, Val
             symbol: needed_glibc_symbol.clone().unwrap_or_else(|| format!("GLIBC_{found}")),
         });
     }
-    Ok(BinaryReport { format: slice.format, machine, bits, endianness, max_glibc, needed_glibc_symbol })
+    let needed_libraries = needed_libraries(&file).map_err(|e| ValidationError::Unreadable {
+        target: triple.to_owned(),
+        reason: format!("{} needed libraries: {e}", slice.format),
+    })?;
+    let base_system = base_system_of(target);
+    let outside_base_system =
+        needed_libraries.iter().filter(|lib| base_system.is_none_or(|base| !base.includes(lib))).cloned().collect();
+    Ok(BinaryReport {
+        format: slice.format,
+        machine,
+        bits,
+        endianness,
+        max_glibc,
+        needed_glibc_symbol,
+        needed_libraries,
+        outside_base_system,
+    })
+}
+
+/// Fails when `report` (of a binary for `target`) names libraries outside
+/// the target's base system: the check of a build that must be
+/// self-contained (`--self-contained`, `self_contained = true`).
+pub fn require_base_system_only(report: &BinaryReport, target: &Target) -> Result<(), ValidationError> {
+    if report.outside_base_system.is_empty() {
+        return Ok(());
+    }
+    Err(ValidationError::OutsideBaseSystem {
+        target: target.triple_with_floor(),
+        libraries: report.outside_base_system.clone(),
+        base_system_known: base_system_of(target).is_some(),
+    })
+}
+
+/// More needed libraries than any real binary has: a table that says so
+/// is corrupt (and would otherwise be read to the end of the file).
+const MAX_NEEDED_LIBRARIES: usize = 4096;
+
+/// Why the needed libraries cannot be read.
+#[derive(Debug)]
+enum NeededLibrariesError {
+    /// A table `object` rejects.
+    Object(object::Error),
+    /// More than [`MAX_NEEDED_LIBRARIES`].
+    TooMany,
+}
+
+impl From<object::Error> for NeededLibrariesError {
+    fn from(error: object::Error) -> Self {
+        Self::Object(error)
+    }
+}
+
+impl fmt::Display for NeededLibrariesError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Object(error) => error.fmt(f),
+            Self::TooMany => write!(f, "more than {MAX_NEEDED_LIBRARIES} libraries, more than any binary has"),
+        }
+    }
+}
+
+/// The shared libraries `file` needs, in its order, each once.
+fn needed_libraries(file: &object::File<'_>) -> Result<Vec<String>, NeededLibrariesError> {
+    let mut needed = NeededLibraries::default();
+    match file {
+        object::File::Elf32(elf) => elf_needed(elf, &mut needed)?,
+        object::File::Elf64(elf) => elf_needed(elf, &mut needed)?,
+        object::File::Pe32(pe) => pe_needed(pe, &mut needed)?,
+        object::File::Pe64(pe) => pe_needed(pe, &mut needed)?,
+        object::File::MachO32(macho) => macho_needed(macho, &mut needed)?,
+        object::File::MachO64(macho) => macho_needed(macho, &mut needed)?,
+        _ => {}
+    }
+    Ok(needed.names)
+}
+
+/// Library names in the order first seen, without repeats, capped at
+/// [`MAX_NEEDED_LIBRARIES`].
+#[derive(Default)]
+struct NeededLibraries {
+    names: Vec<String>,
+    seen: BTreeSet<String>,
+}
+
+impl NeededLibraries {
+    fn add(&mut self, name: &[u8]) -> Result<(), NeededLibrariesError> {
+        let name = String::from_utf8_lossy(name).into_owned();
+        if self.seen.insert(name.clone()) {
+            if self.names.len() == MAX_NEEDED_LIBRARIES {
+                return Err(NeededLibrariesError::TooMany);
+            }
+            self.names.push(name);
+        }
+        Ok(())
+    }
+}
+
+/// `DT_NEEDED` entries of the dynamic section, resolved in its string table.
+fn elf_needed<'data, Elf: FileHeader<Endian = object::Endianness>>(
+    elf: &ElfFile<'data, Elf>,
+    needed: &mut NeededLibraries,
+) -> Result<(), NeededLibrariesError> {
+    let endian = elf.endian();
+    let data = elf.data();
+    let sections = elf.elf_section_table();
+    let Some((entries, link)) = sections.dynamic(endian, data)? else { return Ok(()) };
+    let strings = sections.strings(endian, data, link)?;
+    for entry in entries {
+        match entry.tag32(endian) {
+            Some(object::elf::DT_NULL) => break,
+            Some(object::elf::DT_NEEDED) => needed.add(entry.string(endian, strings)?)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The DLLs of the import table, then of the delay-load import table.
+fn pe_needed<'data, Pe: ImageNtHeaders>(
+    pe: &PeFile<'data, Pe>,
+    needed: &mut NeededLibraries,
+) -> Result<(), NeededLibrariesError> {
+    if let Some(imports) = pe.import_table()? {
+        let mut descriptors = imports.descriptors()?;
+        while let Some(descriptor) = descriptors.next()? {
+            needed.add(imports.name(descriptor.name.get(LE))?)?;
+        }
+    }
+    let sections = pe.section_table();
+    if let Some(delayed) = pe.data_directories().delay_load_import_table(pe.data(), &sections)? {
+        let mut descriptors = delayed.descriptors()?;
+        while let Some(descriptor) = descriptors.next()? {
+            needed.add(delayed.name(descriptor.dll_name_rva.get(LE))?)?;
+        }
+    }
+    Ok(())
+}
+
+/// The install names of the dylib load commands (`LC_LOAD_DYLIB`,
+/// `LC_LOAD_WEAK_DYLIB`, `LC_REEXPORT_DYLIB`, `LC_LAZY_LOAD_DYLIB`,
+/// `LC_LOAD_UPWARD_DYLIB`; not the binary's own `LC_ID_DYLIB`).
+fn macho_needed<'data, Mach: MachHeader<Endian = object::Endianness>>(
+    macho: &MachOFile<'data, Mach>,
+    needed: &mut NeededLibraries,
+) -> Result<(), NeededLibrariesError> {
+    let endian = macho.endian();
+    let mut commands = macho.macho_load_commands()?;
+    while let Some(command) = commands.next()? {
+        if let Some(dylib) = command.dylib()? {
+            needed.add(command.string(endian, dylib.dylib.name)?)?;
+        }
+    }
+    Ok(())
 }
 
 /// The machine name this module reports for an `object` architecture.
@@ -522,6 +714,103 @@ mod tests {
     fn wasm_is_unsupported() {
         let err = validate_binary(b"\0asm\x01\0\0\0", &spec("wasm32-unknown-unknown")).unwrap_err();
         assert!(matches!(err, ValidationError::Unsupported { .. }), "{err}");
+    }
+
+    /// A dynamically linked binary of this machine (Debian's coreutils `ls`
+    /// links libselinux, which is not part of glibc's base system).
+    fn system_ls() -> Vec<u8> {
+        std::fs::read("/bin/ls").expect("/bin/ls is this Debian build host's own binary")
+    }
+
+    #[test]
+    fn needed_libraries_of_a_real_elf_are_listed_and_classified() {
+        let report = validate_binary(&system_ls(), &spec("x86_64-unknown-linux-gnu")).unwrap();
+        assert!(report.needed_libraries.iter().any(|l| l == "libc.so.6"), "{report:?}");
+        assert!(report.needed_libraries.iter().any(|l| l == "libselinux.so.1"), "{report:?}");
+        assert_eq!(report.outside_base_system, ["libselinux.so.1"], "{report:?}");
+        let err = require_base_system_only(&report, &spec("x86_64-unknown-linux-gnu")).unwrap_err();
+        assert!(
+            matches!(&err, ValidationError::OutsideBaseSystem { libraries, .. } if libraries == &["libselinux.so.1"])
+        );
+        let text = err.to_string();
+        for needle in ["x86_64-unknown-linux-gnu", "libselinux.so.1", "--self-contained", "statically", "c_libraries"] {
+            assert!(text.contains(needle), "missing {needle:?} in: {text}");
+        }
+        // The report of a cache entry written before this field parses.
+        let mut old = serde_json::to_value(&report).unwrap();
+        old.as_object_mut().unwrap().retain(|k, _| k != "needed_libraries" && k != "outside_base_system");
+        let old: BinaryReport = serde_json::from_value(old).unwrap();
+        assert!(old.needed_libraries.is_empty());
+    }
+
+    #[test]
+    fn a_binary_needing_only_the_base_system_passes_the_self_contained_check() {
+        // This test binary: Rust std on x86_64 glibc needs libc, libgcc_s
+        // and the loader at most.
+        let data = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let target = spec("x86_64-unknown-linux-gnu");
+        let report = validate_binary(&data, &target).unwrap();
+        assert!(report.needed_libraries.iter().any(|l| l == "libc.so.6"), "{report:?}");
+        assert_eq!(report.outside_base_system, Vec::<String>::new(), "{report:?}");
+        require_base_system_only(&report, &target).unwrap();
+    }
+
+    #[test]
+    fn without_a_base_system_every_library_is_outside() {
+        let freebsd = spec("x86_64-unknown-freebsd");
+        let report = validate_binary(&system_ls(), &freebsd).unwrap();
+        assert_eq!(report.outside_base_system, report.needed_libraries);
+        let err = require_base_system_only(&report, &freebsd).unwrap_err();
+        assert!(err.to_string().contains("knows no base system"), "{err}");
+    }
+
+    /// Corrupting the dynamic section and its string table (and cutting the
+    /// file inside them) gives reports or errors naming the target, never a
+    /// panic.
+    #[test]
+    fn a_corrupt_dynamic_section_never_panics() {
+        use object::ObjectSection;
+        let data = system_ls();
+        let target = spec("x86_64-unknown-linux-gnu");
+        let file = object::File::parse(&*data).unwrap();
+        let ranges: Vec<(usize, usize)> = [".dynamic", ".dynstr"]
+            .iter()
+            .map(|name| {
+                let (offset, size) = file.section_by_name(name).unwrap().file_range().unwrap();
+                (offset as usize, size as usize)
+            })
+            .collect();
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let unreadable_tables = std::cell::Cell::new(0);
+        let check = |bytes: &[u8]| {
+            if let Err(e) = validate_binary(bytes, &target) {
+                assert!(e.to_string().contains("x86_64-unknown-linux-gnu"), "{e}");
+                if e.to_string().contains("needed libraries") {
+                    unreadable_tables.set(unreadable_tables.get() + 1);
+                }
+            }
+        };
+        for round in 0..4000 {
+            let mut corrupt = data.clone();
+            for _ in 0..1 + round % 3 {
+                let (offset, size) = ranges[(next() % 2) as usize];
+                let at = offset + (next() % size as u64) as usize;
+                corrupt[at] = next() as u8;
+            }
+            check(&corrupt);
+        }
+        for &(offset, size) in &ranges {
+            for len in (offset..offset + size).step_by(7) {
+                check(&data[..len]);
+            }
+        }
+        assert!(unreadable_tables.get() > 0, "no corruption reached the dynamic section's reader");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `validate_binary` on real binaries of each format, compiled at test time
 //! with the cross compilers `scripts/setup.sh` installs: right target
 //! accepted, wrong architecture / bitness / byte order / format rejected,
-//! glibc floor enforced both ways, and no panic on truncated or corrupted
-//! input.
+//! glibc floor enforced both ways, the shared libraries each format needs
+//! listed and classified against the target's base system, and no panic on
+//! truncated or corrupted input.
 
 #![allow(clippy::unwrap_used, reason = "test helpers outside #[test] fns")]
 
@@ -10,9 +11,9 @@ mod common;
 
 use common::{
     AARCH64, AARCH64_STATIC, ARMV7, Compiler, I686, MACOS_ARM, MACOS_X86, MINGW, PPC64LE, RISCV64, S390X, X86_64,
-    ZIG_GLIBC_217, compile, spec,
+    ZIG_GLIBC_217, compile, compile_source, spec,
 };
-use rustle_engine::validate::{BinaryFormat, BinaryReport, ValidationError, validate_binary};
+use rustle_engine::validate::{BinaryFormat, BinaryReport, ValidationError, require_base_system_only, validate_binary};
 use rustle_targets::{Endianness, GlibcVersion};
 
 const GLIBC_2_17: GlibcVersion = GlibcVersion { major: 2, minor: 17 };
@@ -185,6 +186,91 @@ async fn glibc_floor_is_enforced_both_ways() {
     let report = accepted(&old, "aarch64-unknown-linux-gnu.2.17");
     assert_eq!(report.max_glibc, Some(GLIBC_2_17));
     assert!(report.needed_glibc_symbol.unwrap().ends_with("@GLIBC_2.17"));
+}
+
+/// A shared library of one function, and a program that calls it.
+const EXTRA_C: &str = "int extra_answer(void) { return 42; }\n";
+const USES_EXTRA_C: &str = "int extra_answer(void);\nint main(void) { return extra_answer() == 42 ? 0 : 1; }\n";
+
+/// Builds `libextra` with `library` (a `-shared` compiler) and a program
+/// calling it with `program`; reads the program. `None` when skipped.
+async fn build_with_extra(dir: &tempfile::TempDir, library: Compiler, program: Compiler) -> Option<Vec<u8>> {
+    compile_source(dir.path(), library, "extra.c", EXTRA_C, &[]).await?;
+    let search = format!("-L{}", dir.path().display());
+    let path = compile_source(dir.path(), program, "uses-extra.c", USES_EXTRA_C, &[&search, "-lextra"]).await?;
+    Some(std::fs::read(path).unwrap())
+}
+
+#[tokio::test]
+async fn elf_needed_libraries_are_listed_and_classified() {
+    let dir = tempfile::tempdir().unwrap();
+    for (compiler, triple) in [
+        (X86_64, "x86_64-unknown-linux-gnu"),
+        (AARCH64, "aarch64-unknown-linux-gnu"),
+        (ARMV7, "armv7-unknown-linux-gnueabihf"),
+        (S390X, "s390x-unknown-linux-gnu"),
+    ] {
+        let Some(data) = build(&dir, compiler).await else { continue };
+        let report = accepted(&data, triple);
+        assert!(report.needed_libraries.iter().any(|l| l == "libc.so.6"), "{triple}: {report:?}");
+        assert_eq!(report.outside_base_system, Vec::<String>::new(), "{triple}: {report:?}");
+        require_base_system_only(&report, &spec(triple)).unwrap();
+    }
+    let Some(data) = build(&dir, AARCH64_STATIC).await else { return };
+    assert_eq!(accepted(&data, "aarch64-unknown-linux-gnu").needed_libraries, Vec::<String>::new());
+
+    // Linked against zlib (zlib1g-dev, as scripts/setup.sh installs):
+    // libz.so.1 is outside glibc's base system.
+    let zlib = Compiler { name: "uses-zlib", command: &["gcc"], flags: &[] };
+    let source = "#include <zlib.h>\n#include <stdio.h>\nint main(void) { puts(zlibVersion()); return 0; }\n";
+    let Some(path) = compile_source(dir.path(), zlib, "uses-zlib.c", source, &["-lz"]).await else { return };
+    let report = accepted(&std::fs::read(path).unwrap(), "x86_64-unknown-linux-gnu");
+    assert!(report.needed_libraries.iter().any(|l| l == "libz.so.1"), "{report:?}");
+    assert_eq!(report.outside_base_system, ["libz.so.1"]);
+    let err = require_base_system_only(&report, &spec("x86_64-unknown-linux-gnu")).unwrap_err();
+    assert!(err.to_string().contains("libz.so.1"), "{err}");
+
+    let library = Compiler { name: "libextra.so", command: &["aarch64-linux-gnu-gcc"], flags: &["-shared", "-fPIC"] };
+    let program = Compiler { name: "uses-extra-aarch64", command: &["aarch64-linux-gnu-gcc"], flags: &[] };
+    let Some(data) = build_with_extra(&dir, library, program).await else { return };
+    let report = accepted(&data, "aarch64-unknown-linux-gnu");
+    assert_eq!(report.outside_base_system, ["libextra.so"], "{report:?}");
+}
+
+#[tokio::test]
+async fn pe_imported_dlls_are_listed_and_classified() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(pe) = build(&dir, MINGW).await else { return };
+    let report = accepted(&pe, "x86_64-pc-windows-gnu");
+    assert!(report.needed_libraries.iter().any(|l| l.eq_ignore_ascii_case("kernel32.dll")), "{report:?}");
+    assert_eq!(report.outside_base_system, Vec::<String>::new(), "{report:?}");
+
+    let library = Compiler { name: "libextra.dll", command: &["x86_64-w64-mingw32-gcc"], flags: &["-shared"] };
+    let program = Compiler { name: "uses-extra.exe", command: &["x86_64-w64-mingw32-gcc"], flags: &[] };
+    let Some(data) = build_with_extra(&dir, library, program).await else { return };
+    let report = accepted(&data, "x86_64-pc-windows-gnu");
+    assert!(report.needed_libraries.iter().any(|l| l.eq_ignore_ascii_case("kernel32.dll")), "{report:?}");
+    assert_eq!(report.outside_base_system, ["libextra.dll"], "{report:?}");
+    let err = require_base_system_only(&report, &spec("x86_64-pc-windows-gnu")).unwrap_err();
+    assert!(err.to_string().contains("libextra.dll"), "{err}");
+}
+
+#[tokio::test]
+async fn macho_dylibs_are_listed_and_classified() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(arm) = build(&dir, MACOS_ARM).await else { return };
+    let report = accepted(&arm, "aarch64-apple-darwin");
+    assert!(report.needed_libraries.iter().any(|l| l.starts_with("/usr/lib/libSystem")), "{report:?}");
+    assert_eq!(report.outside_base_system, Vec::<String>::new(), "{report:?}");
+
+    let zig = &["zig", "cc", "-target", "aarch64-macos"];
+    let library = Compiler { name: "libextra.dylib", command: zig, flags: &["-shared"] };
+    let program = Compiler { name: "uses-extra-macos", command: zig, flags: &[] };
+    let Some(data) = build_with_extra(&dir, library, program).await else { return };
+    let report = accepted(&data, "aarch64-apple-darwin");
+    assert!(report.needed_libraries.iter().any(|l| l.starts_with("/usr/lib/libSystem")), "{report:?}");
+    assert_eq!(report.outside_base_system.len(), 1, "{report:?}");
+    assert!(report.outside_base_system[0].ends_with("libextra.dylib"), "{report:?}");
 }
 
 /// Truncations and byte corruptions of real binaries of each format give

@@ -6,6 +6,7 @@
 //! `rustle-engine`.
 
 mod arch;
+mod base_system;
 mod optimization;
 mod packages;
 mod request;
@@ -14,6 +15,7 @@ mod spec;
 mod specification;
 
 pub use arch::{ARCHITECTURE_NAMES, ArchitectureNames};
+pub use base_system::{BASE_SYSTEMS, BaseSystem, NameCase, base_system_of};
 pub use optimization::{
     CompilationOptimization, LtoMode, OptimizationError, OptimizationLevel, PanicStrategy, StripMode,
 };

@@ -142,6 +142,11 @@ pub struct BuildArgs {
     /// Build even what the binary cache has (and store nothing).
     #[arg(long)]
     no_cache: bool,
+    /// Fail a target whose binary needs a shared library outside its base
+    /// system (config `self_contained`); without it, such libraries are
+    /// named in the summary.
+    #[arg(long)]
+    self_contained: bool,
     /// Machine-readable results on stdout.
     #[arg(long)]
     json: bool,
@@ -194,6 +199,9 @@ pub async fn run(mut config: CrossCompilationConfig, args: BuildArgs, verbose: b
     }
     if args.no_cache {
         config.binary_cache = false;
+    }
+    if args.self_contained {
+        config.self_contained = true;
     }
     // One inventory describes both the hosts to build for and, in its
     // `build_agents` group (fleet.inventory_group), the agents to build on.
@@ -472,10 +480,15 @@ fn print_decisions(outcomes: &[TargetOutcome]) {
     }
 }
 
-/// `ELF aarch64 64-bit, glibc >= 2.34`.
+/// `ELF aarch64 64-bit, glibc >= 2.34`, then the libraries outside the
+/// base system: `, needs libz.so.1 (not in the base system)`.
 fn describe_validation(v: &BinaryReport) -> String {
     let glibc = v.max_glibc.map(|g| format!(", glibc >= {g}")).unwrap_or_default();
-    format!("{} {} {}-bit{glibc}", v.format, v.machine, v.bits)
+    let outside = match v.outside_base_system.as_slice() {
+        [] => String::new(),
+        libraries => format!(", needs {} (not in the base system)", libraries.join(", ")),
+    };
+    format!("{} {} {}-bit{glibc}{outside}", v.format, v.machine, v.bits)
 }
 
 fn human_size(bytes: u64) -> String {

@@ -118,8 +118,10 @@ pub async fn compile_source(
     let src = dir.join(file_name);
     std::fs::write(&src, source).unwrap();
     let out = dir.join(compiler.name);
-    // -pthread is a no-op for mingw and zig-macOS but needed for older glibcs.
-    let pthread: &[&str] = if compiler.name.ends_with(".exe") { &[] } else { &["-pthread"] };
+    // -pthread is a no-op for zig-macOS but needed for older glibcs; for
+    // MinGW (.exe, .dll) it would link winpthread's DLL.
+    let mingw = compiler.name.ends_with(".exe") || compiler.name.ends_with(".dll");
+    let pthread: &[&str] = if mingw { &[] } else { &["-pthread"] };
     let result = ProcessSpec::new(program)
         .args(leading.iter().copied())
         .args(["-O1", "-o"])
