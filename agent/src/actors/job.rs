@@ -272,7 +272,14 @@ impl Actor for JobActor {
                     state.syncs_shared_source = true;
                     start_sync(&myself, state, bytes);
                 }
-                Some(SourceClaim::Scratch) | None => {
+                Some(SourceClaim::Scratch) => {
+                    state.placement = Placement::Scratch;
+                    start_sync(&myself, state, bytes);
+                }
+                None => {
+                    // Unanswered in time: build apart, and say so, so the
+                    // shared tree neither waits for this job nor counts it.
+                    let _ = state.listener.send_message(listener::Msg::SourceDeclined { key: state.key });
                     state.placement = Placement::Scratch;
                     start_sync(&myself, state, bytes);
                 }

@@ -59,6 +59,13 @@ pub(crate) enum Msg {
         /// What the job does with its bundle.
         reply: RpcReplyPort<SourceClaim>,
     },
+    /// A job whose claim went unanswered in time builds in a scratch dir
+    /// instead: it is no user of the shared tree (whatever the listener
+    /// answered meanwhile) and leaves nothing warm.
+    SourceDeclined {
+        /// The job.
+        key: JobKey,
+    },
     /// A job that was told [`SourceClaim::Sync`] finished syncing (or failed).
     SourceSynced {
         /// The job.
@@ -246,6 +253,13 @@ impl Actor for ListenerActor {
             }
             Msg::ClaimSource { key, bundle, reply } => claim_source(state, key, bundle, reply),
             Msg::SourceSynced { key, ok } => source_synced(state, key, ok),
+            Msg::SourceDeclined { key } => {
+                if let Some((template_id, placement)) = state.running.get_mut(&key) {
+                    *placement = Placement::Scratch;
+                    let template_id = template_id.clone();
+                    release_source(state, &template_id, key);
+                }
+            }
             Msg::JobEnded { key, built } => job_ended(&myself, state, key, built),
             Msg::JobGone { key } => {
                 state.alive.remove(&key);
@@ -384,22 +398,27 @@ fn source_synced(state: &mut State, key: JobKey, ok: bool) {
     }
 }
 
+/// `key` no longer uses the shared source tree of `template_id`: a sync it
+/// was doing is handed on, and a tree nobody uses is forgotten (the next
+/// job may bring other content and syncs again).
+fn release_source(state: &mut State, template_id: &str, key: JobKey) {
+    let Some(source) = state.sources.get_mut(template_id) else { return };
+    source.users.remove(&key);
+    source.waiters.retain(|(waiting, _)| *waiting != key);
+    if source.syncing == Some(key) {
+        // It stopped mid-sync (the tree may be half written).
+        source.sync_failed();
+    }
+    if source.users.is_empty() {
+        state.sources.remove(template_id);
+    }
+}
+
 /// Frees the slot, records what the job left warm, and measures the warm
 /// dirs for eviction. Idempotent: a job reported twice is freed once.
 fn job_ended(myself: &ActorRef<Msg>, state: &mut State, key: JobKey, built: Option<(String, String)>) {
     let Some((template_id, placement)) = state.running.remove(&key) else { return };
-    if let Some(source) = state.sources.get_mut(&template_id) {
-        source.users.remove(&key);
-        source.waiters.retain(|(waiting, _)| *waiting != key);
-        if source.syncing == Some(key) {
-            // It ended mid-sync (the tree may be half written).
-            source.sync_failed();
-        }
-        if source.users.is_empty() {
-            // The next job may bring other content: it syncs again.
-            state.sources.remove(&template_id);
-        }
-    }
+    release_source(state, &template_id, key);
     state.context.gauge.set_running_jobs(state.running.len());
     state.wake_drain_waiters();
     if placement != Placement::Warm {
