@@ -63,6 +63,10 @@ pub(crate) struct Arguments {
 const REDIAL_FIRST: Duration = Duration::from_millis(500);
 /// The longest wait between two attempts.
 const REDIAL_MAX: Duration = Duration::from_secs(30);
+/// After this many failed attempts in a row an agent counts as down: calls
+/// stop waiting for its redials (the first redial after a lost connection
+/// is waited for: that is the agent that restarted).
+const DOWN_AFTER_FAILURES: u32 = 2;
 
 /// The wait before attempt `failures + 1` at an agent.
 pub(crate) fn redial_backoff(failures: u32) -> Duration {
@@ -123,8 +127,14 @@ impl State {
         }
     }
 
+    /// No agent worth waiting for is still connecting. One that failed
+    /// again after losing its connection ([`DOWN_AFTER_FAILURES`]) is dialled
+    /// in the background without holding up a build: a dead host would
+    /// otherwise cost every later call the whole connect timeout.
     fn settled(&self) -> bool {
-        self.agents.values().all(|e| e.connection != ConnectionState::Connecting)
+        self.agents
+            .values()
+            .all(|e| e.connection != ConnectionState::Connecting || e.failures >= DOWN_AFTER_FAILURES)
     }
 
     fn wake_waiters(&mut self) {
