@@ -9,6 +9,7 @@ pub mod config;
 pub mod fleet;
 pub mod manager;
 mod outcome;
+pub mod progress_log;
 pub mod shared_cache;
 
 pub use config::{AgentEndpoint, ConfigError, CrossCompilationConfig, FleetConfig, TargetOverrides};
@@ -26,7 +27,9 @@ pub mod detect {
 
 /// The build engine (`CompiledBinary`, `GeneratedTemplate`, `ToolchainManager`, ...).
 pub mod build {
-    pub use rustle_engine::engine::{BuildEvent, CompilationError, CompilationMetadata, CompiledBinary, TargetFailure};
+    pub use rustle_engine::engine::{
+        BuildEnd, BuildEvent, CompilationError, CompilationMetadata, CompiledBinary, TargetFailure,
+    };
     pub use rustle_engine::runner::{RunnerError, RunnerPlan, run_binary};
     pub use rustle_engine::template::{GeneratedTemplate, TemplateSource};
     pub use rustle_engine::toolchain::{

@@ -368,12 +368,21 @@ impl CrossCompilationManager {
             self.ensure_lockfile(&template, plan).await?;
         }
         let progress = progress.unwrap_or_else(|| Arc::new(|_| {}));
-        let outcomes = if self.config.fleet.is_enabled() {
-            self.build_on_fleet(&template, requests, plans, progress).await?
+        if self.config.fleet.is_enabled() {
+            self.build_on_fleet(&template, requests, plans, progress).await
         } else {
-            self.build_here(&template, requests, plans, progress).await
-        };
-        Ok(self.self_contained_only(outcomes))
+            Ok(self.build_here(&template, requests, plans, progress).await)
+        }
+    }
+
+    /// A target's outcome as the caller gets it: judged by
+    /// [`self_contained_only`](Self::self_contained_only), then announced
+    /// on `progress` as the target's [`BuildEvent::Finished`], as soon as
+    /// it is known (not when the whole run is).
+    fn finish(&self, outcome: TargetOutcome, progress: &ProgressSink) -> TargetOutcome {
+        let outcome = self.self_contained_only(outcome);
+        progress(outcome.finished_event());
+        outcome
     }
 
     /// The path of [`build`](Self::build) without a fleet: every target
@@ -395,35 +404,34 @@ impl CrossCompilationManager {
                     }
                     Err(e) => Err(e),
                 };
-                TargetOutcome {
+                let outcome = TargetOutcome {
                     target: request.target_specification(),
                     result,
                     executor: Some(local_executor()),
                     decisions: Vec::new(),
-                }
+                };
+                self.finish(outcome, &progress)
             }
         });
         futures_util::stream::iter(builds).buffered(self.config.max_parallel_jobs).collect().await
     }
 
-    /// With `self_contained`, fails each binary that needs a library outside
-    /// its target's base system (the others keep their binaries). Judged
-    /// here, on the validation report every binary arrives with — built
-    /// here, by an agent, or from a cache — so it holds whichever executor
-    /// built it, and a binary that fails it is still cached: the same build
-    /// without `self_contained` gets it.
-    fn self_contained_only(&self, mut outcomes: Vec<TargetOutcome>) -> Vec<TargetOutcome> {
+    /// With `self_contained`, fails a binary that needs a library outside
+    /// its target's base system (each target judged on its own: the others
+    /// keep their binaries). Judged here, on the validation report every
+    /// binary arrives with — built here, by an agent, or from a cache — so
+    /// it holds whichever executor built it, and a binary that fails it is
+    /// still cached: the same build without `self_contained` gets it.
+    fn self_contained_only(&self, mut outcome: TargetOutcome) -> TargetOutcome {
         if !self.config.self_contained {
-            return outcomes;
+            return outcome;
         }
-        for outcome in &mut outcomes {
-            let Ok(binary) = &outcome.result else { continue };
-            if let Err(error) = require_base_system_only(&binary.validation, &outcome.target.target()) {
-                outcome.result =
-                    Err(CompilationError::target(outcome.target.to_string(), TargetFailure::Invalid(error)));
-            }
+        if let Ok(binary) = &outcome.result
+            && let Err(error) = require_base_system_only(&binary.validation, &outcome.target.target())
+        {
+            outcome.result = Err(CompilationError::target(outcome.target.to_string(), TargetFailure::Invalid(error)));
         }
-        outcomes
+        outcome
     }
 
     /// The fleet path of [`build`](Self::build): each target goes to the
@@ -480,12 +488,13 @@ impl CrossCompilationManager {
                 .zip(slots)
                 .map(|(request, slot)| {
                     let FleetSlot::Cached(binary) = slot else { unreachable!("all slots are cached") };
-                    TargetOutcome {
+                    let outcome = TargetOutcome {
                         target: request.target_specification(),
                         result: Ok(*binary),
                         executor: None,
                         decisions: Vec::new(),
-                    }
+                    };
+                    self.finish(outcome, &progress)
                 })
                 .collect());
         }
@@ -520,13 +529,15 @@ impl CrossCompilationManager {
                 FleetSlot::Submit { .. } => receivers.next(),
             })
             .collect();
-        let mut outcomes = Vec::new();
-        for ((request, receiver), slot) in requests.iter().zip(pending).zip(slots) {
+        // Each target finishes (and says so on `progress`) when its own
+        // result is in, not in the order the targets were given.
+        let progress = &progress;
+        let finishing = requests.iter().zip(pending).zip(slots).map(|((request, receiver), slot)| async move {
             let target = request.target_specification();
             let (local_error, inputs) = match slot {
                 FleetSlot::Cached(binary) => {
-                    outcomes.push(TargetOutcome { target, result: Ok(*binary), executor: None, decisions: Vec::new() });
-                    continue;
+                    let outcome = TargetOutcome { target, result: Ok(*binary), executor: None, decisions: Vec::new() };
+                    return self.finish(outcome, progress);
                 }
                 FleetSlot::Submit { local_error, inputs } => (local_error, inputs),
             };
@@ -560,11 +571,11 @@ impl CrossCompilationManager {
             if let (Some(store), Some(inputs), Ok(binary), Some(Executor::Agent(agent))) =
                 (&store, inputs, &outcome.result, &outcome.executor)
             {
-                engine::cache_store(store, inputs, binary, &format!("agent {agent}"), &*progress).await;
+                engine::cache_store(store, inputs, binary, &format!("agent {agent}"), &**progress).await;
             }
-            outcomes.push(outcome);
-        }
-        Ok(outcomes)
+            self.finish(outcome, progress)
+        });
+        Ok(futures_util::future::join_all(finishing).await)
     }
 
     /// The fleet this manager keeps, started on first use and refreshed on

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use rustle_engine::engine::{BuildEvent, CompilationError, CompiledBinary};
+use rustle_engine::engine::{BuildEnd, BuildEvent, CompilationError, CompiledBinary};
 use rustle_scheduler::{Decision, Executor, FallbackId};
 use rustle_targets::TargetSpecification;
 
@@ -22,6 +22,24 @@ pub struct TargetOutcome {
     /// Why it went there: every placement decision the scheduler made for
     /// it, in order (empty without a fleet: everything builds locally).
     pub decisions: Vec<Decision>,
+}
+
+impl TargetOutcome {
+    /// The progress event that says how this target ended and where it was
+    /// built (`local` for this machine's toolchains, `agent NAME`).
+    pub fn finished_event(&self) -> BuildEvent {
+        let end = match &self.result {
+            Ok(CompiledBinary { cached: Some(hit), .. }) => BuildEnd::Cached { store: hit.store.clone() },
+            Ok(_) => BuildEnd::Validated,
+            Err(error) => BuildEnd::Failed { reason: error.to_string() },
+        };
+        let built_on = match (&self.executor, &end) {
+            (_, BuildEnd::Cached { .. }) | (None, _) => None,
+            (Some(executor), _) if *executor == local_executor() => Some("local".to_owned()),
+            (Some(executor), _) => Some(executor.to_string()),
+        };
+        BuildEvent::Finished { triple: self.target.to_string(), built_on, end }
+    }
 }
 
 /// A progress callback shared by the builds of one run.

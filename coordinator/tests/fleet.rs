@@ -118,7 +118,7 @@ fn assert_progress_in_order(events: &[BuildEvent], triple: &str) {
         .iter()
         .filter(|e| match e {
             BuildEvent::Started { triple: t, .. } | BuildEvent::Progress { triple: t, .. } => t == triple,
-            BuildEvent::Log { .. } => false,
+            BuildEvent::Log { .. } | BuildEvent::Finished { .. } => false,
         })
         .collect();
     assert!(
@@ -133,7 +133,7 @@ fn assert_progress_in_order(events: &[BuildEvent], triple: &str) {
                 last = *done;
             }
             BuildEvent::Started { .. } => panic!("{triple}: a second Started: {mine:?}"),
-            BuildEvent::Log { .. } => unreachable!("filtered out above"),
+            BuildEvent::Log { .. } | BuildEvent::Finished { .. } => unreachable!("filtered out above"),
         }
     }
 }

@@ -95,6 +95,36 @@ pub enum BuildEvent {
         /// The line, without its newline.
         line: String,
     },
+    /// The target's build is over: sent once per target by the façade
+    /// (`rustle-cross`'s manager), which alone knows every way a target
+    /// ends (built here, by an agent, from a cache, or not at all); the
+    /// engine itself never sends it.
+    Finished {
+        /// The target.
+        triple: String,
+        /// Where it was built (`local`, `agent NAME`); `None` when it was
+        /// not built (a cache hit, or nothing could take it).
+        built_on: Option<String>,
+        /// How it ended.
+        end: BuildEnd,
+    },
+}
+
+/// How one target's build ended, as progress reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildEnd {
+    /// Built, and its header checked against the target.
+    Validated,
+    /// Served by the binary cache (`local` or `shared`).
+    Cached {
+        /// Which store had it.
+        store: String,
+    },
+    /// No binary, and why (the error's message).
+    Failed {
+        /// The error's message.
+        reason: String,
+    },
 }
 
 /// Why a build did not produce a binary: one target's failure (the target

@@ -454,6 +454,8 @@ async fn run_build(
             },
             // cargo's stderr: status lines, warnings, errors.
             engine::BuildEvent::Log { line, .. } => BuildEvent::Log { stream: LogStream::Stderr, line },
+            // Only the coordinator's façade sends it; the outcome says how a job ended.
+            engine::BuildEvent::Finished { .. } => return,
         };
         let _ = outbound.send(AgentToCoordinator::Event { job, event });
     };

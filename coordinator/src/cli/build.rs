@@ -1,12 +1,14 @@
 //! `rustle-cross build`: builds a template for the named targets (or every
-//! target this machine can build), with a live progress bar per target,
+//! target this machine can build), with a live progress bar per target on
+//! a terminal (plain progress lines elsewhere, nothing with `--quiet`),
 //! writes `NAME-TRIPLE[.exe]` and a `.sha256` per binary, prints a summary.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -16,6 +18,7 @@ use rustle_cross::build::{
 };
 use rustle_cross::detect::{ParsedInventory, TargetPlan};
 use rustle_cross::manager::local_executor;
+use rustle_cross::progress_log::{DEFAULT_COMPILING_INTERVAL, ProgressLog};
 use rustle_cross::targets::{
     CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, TargetSpecification,
 };
@@ -147,9 +150,13 @@ pub struct BuildArgs {
     /// named in the summary.
     #[arg(long)]
     self_contained: bool,
-    /// Machine-readable results on stdout.
+    /// Machine-readable results on stdout (progress stays on stderr).
     #[arg(long)]
     json: bool,
+    /// No progress on stderr, neither bars nor lines; errors and the
+    /// summary still print.
+    #[arg(long, short = 'q')]
+    quiet: bool,
 }
 
 impl BuildArgs {
@@ -276,7 +283,8 @@ pub async fn run(mut config: CrossCompilationConfig, args: BuildArgs, verbose: b
         return Ok(ExitCode::SUCCESS);
     }
 
-    let progress = Progress::new(!args.json);
+    let progress = Progress::for_stderr(args.quiet);
+    progress.queued(&targets);
     let outcomes = match manager.build(&source, &targets, &optimization, Some(progress.sink())).await {
         Ok(outcomes) => outcomes,
         Err(e) if e.is_compile_failure() => {
@@ -507,18 +515,74 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
+/// Build progress on stderr, in the form stderr can show: bars on a
+/// terminal, plain lines ([`ProgressLog`]) anywhere else (CI, `| tee`, a
+/// caller's log), nothing with `--quiet`.
+enum Progress {
+    /// A terminal: live bars.
+    Bars(ProgressBars),
+    /// Not a terminal: one line per target per stage, timed from the run's start.
+    Lines { log: Arc<Mutex<ProgressLog>>, start: Instant },
+    /// `--quiet`.
+    Silent,
+}
+
+impl Progress {
+    fn for_stderr(quiet: bool) -> Self {
+        if quiet {
+            Self::Silent
+        } else if std::io::stderr().is_terminal() {
+            Self::Bars(ProgressBars::new())
+        } else {
+            Self::Lines {
+                log: Arc::new(Mutex::new(ProgressLog::new(DEFAULT_COMPILING_INTERVAL))),
+                start: Instant::now(),
+            }
+        }
+    }
+
+    /// Every target waits until its build starts: each its `queued` line.
+    fn queued(&self, targets: &[TargetSpecification]) {
+        let Self::Lines { log, start } = self else { return };
+        let Ok(mut log) = log.lock() else { return };
+        for target in targets {
+            eprintln!("{}", log.queued(&target.to_string(), start.elapsed()));
+        }
+    }
+
+    fn sink(&self) -> ProgressSink {
+        match self {
+            Self::Bars(bars) => bars.sink(),
+            Self::Lines { log, start } => {
+                let (log, start) = (log.clone(), *start);
+                Arc::new(move |event| {
+                    let Ok(mut log) = log.lock() else { return };
+                    if let Some(line) = log.handle(&event, start.elapsed()) {
+                        eprintln!("{line}");
+                    }
+                })
+            }
+            Self::Silent => Arc::new(|_| {}),
+        }
+    }
+
+    fn clear(&self) {
+        if let Self::Bars(bars) = self {
+            bars.clear();
+        }
+    }
+}
+
 /// One progress bar per target, fed by cargo's messages.
-struct Progress {
+struct ProgressBars {
     multi: MultiProgress,
     bars: Arc<Mutex<HashMap<String, ProgressBar>>>,
 }
 
-impl Progress {
-    fn new(visible: bool) -> Self {
-        let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-        Self { multi: MultiProgress::with_draw_target(target), bars: Arc::default() }
+impl ProgressBars {
+    fn new() -> Self {
+        Self { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), bars: Arc::default() }
     }
-
     fn sink(&self) -> ProgressSink {
         let multi = self.multi.clone();
         let bars = self.bars.clone();
@@ -541,8 +605,8 @@ impl Progress {
                     }
                 }
                 // cargo's own lines: the summary reports errors; warnings
-                // stay in the target's log.
-                BuildEvent::Log { .. } => {}
+                // stay in the target's log. How a target ended: the summary.
+                BuildEvent::Log { .. } | BuildEvent::Finished { .. } => {}
             }
         })
     }
