@@ -132,9 +132,7 @@ impl State {
     /// in the background without holding up a build: a dead host would
     /// otherwise cost every later call the whole connect timeout.
     fn settled(&self) -> bool {
-        self.agents
-            .values()
-            .all(|e| e.connection != ConnectionState::Connecting || e.failures >= DOWN_AFTER_FAILURES)
+        self.agents.values().all(|e| e.connection != ConnectionState::Connecting || e.failures >= DOWN_AFTER_FAILURES)
     }
 
     fn wake_waiters(&mut self) {
