@@ -14,32 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{cache_dir, json, require_cross_tools, rustle_cross, scratch_template, stderr, work_root};
+use rustle_test_support::{CpuLoad, process_alive};
 
 const AGENT: &str = "qemu-arm64";
 const TRIPLE: &str = "aarch64-unknown-linux-gnu";
-
-/// Busy loops at normal priority, one per core, until dropped: the load of
-/// a parallel build without its minutes.
-struct CpuLoad(Vec<Child>);
-
-impl CpuLoad {
-    fn start() -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        let hogs = (0..cores)
-            .map(|_| Command::new("sh").args(["-c", "while :; do :; done"]).spawn().expect("start a busy loop"))
-            .collect();
-        Self(hogs)
-    }
-}
-
-impl Drop for CpuLoad {
-    fn drop(&mut self) {
-        for hog in &mut self.0 {
-            let _ = hog.kill();
-            let _ = hog.wait();
-        }
-    }
-}
 
 /// Kills the agent when the test ends, however it ends.
 struct AgentProcess(Child);
@@ -144,19 +122,13 @@ fn coordinator_config(dir: &Path, agent_addr: &str) -> PathBuf {
 
 const MANIFEST: &str = "[package]\nname = \"fleet-hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n";
 
-/// Whether `pid` is a live process (not gone, not a zombie waiting to be reaped).
-fn is_running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
-}
-
 /// Live processes whose command line names something under `dir`.
 fn running_processes_mentioning(dir: &Path) -> Vec<String> {
     let needle = dir.to_string_lossy().into_owned();
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| is_running(*pid))
+        .filter(|pid| process_alive(*pid))
         .filter_map(|pid| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
@@ -286,7 +258,7 @@ fn qemu_aarch64_agent_is_native_gets_aarch64_jobs_and_survives_sigkill() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let left = running_processes_mentioning(&agent_work);
-        if !is_running(build_script) && left.is_empty() {
+        if !process_alive(build_script) && left.is_empty() {
             break;
         }
         assert!(Instant::now() < deadline, "the killed agent's build lives on: script {build_script}, {left:?}");

@@ -12,7 +12,7 @@ use rustle_cross::fleet::Executor;
 use rustle_cross::targets::{CompilationOptimization, TargetSpecification};
 use rustle_cross::{AgentEndpoint, CrossCompilationConfig, CrossCompilationManager, ProgressSink, TargetOverrides};
 use rustle_protocol::AgentId;
-use rustle_test_support::CoordinatorPki;
+use rustle_test_support::{CoordinatorPki, CpuLoad};
 use rustle_transport::{AgentListener, AllowedCoordinators};
 use tokio::sync::oneshot;
 
@@ -272,26 +272,6 @@ async fn a_manager_keeps_its_agent_connections_and_finds_a_restarted_agent() {
 /// Differs on every run of the suite (the clock's nanoseconds).
 fn run_nonce() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
-}
-
-/// Busy loops at normal priority, one per core, until dropped.
-struct CpuLoad(Vec<std::process::Child>);
-
-impl CpuLoad {
-    fn start() -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        let spawn = || std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().expect("busy loop");
-        Self((0..cores).map(|_| spawn()).collect())
-    }
-}
-
-impl Drop for CpuLoad {
-    fn drop(&mut self) {
-        for hog in &mut self.0 {
-            let _ = hog.kill();
-            let _ = hog.wait();
-        }
-    }
 }
 
 /// A slow but alive agent is not lost: with the default bound (lost after

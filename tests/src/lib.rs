@@ -115,6 +115,29 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// Busy loops at normal priority, one per core, until dropped: the load of
+/// a parallel build, without its minutes.
+#[derive(Debug)]
+pub struct CpuLoad(Vec<std::process::Child>);
+
+impl CpuLoad {
+    /// Starts one busy loop per core.
+    pub fn start() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let spawn = || std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().expect("busy loop");
+        Self((0..cores).map(|_| spawn()).collect())
+    }
+}
+
+impl Drop for CpuLoad {
+    fn drop(&mut self) {
+        for hog in &mut self.0 {
+            let _ = hog.kill();
+            let _ = hog.wait();
+        }
+    }
+}
+
 /// Polls until process `pid` is gone, failing the test after `limit`.
 pub fn wait_until_gone(pid: u32, limit: Duration) {
     let deadline = Instant::now() + limit;
