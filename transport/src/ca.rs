@@ -21,6 +21,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use time::{Duration, OffsetDateTime};
 
+use crate::revocation::RevocationList;
+
 /// File name of the CA certificate, in the CA directory and beside every issued bundle.
 pub const CA_CERT_FILE: &str = "ca.pem";
 /// File name of the CA's private key.
@@ -87,6 +89,26 @@ pub enum CaError {
         /// The refused name.
         name: String,
         /// Why.
+        reason: String,
+    },
+    /// A certificate revocation list is unusable.
+    #[error(
+        "failed to use the certificate revocation list {}: {reason}; copy the `crl.pem` that \
+         `rustle-cross ca revoke NAME` wrote into this fleet's CA directory",
+        path.display()
+    )]
+    RevocationList {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `revoke` found nothing to revoke.
+    #[error("failed to revoke {name:?}: {reason}")]
+    NothingToRevoke {
+        /// The name asked for.
+        name: String,
+        /// Why there is nothing.
         reason: String,
     },
     /// rcgen could not generate a key or sign a certificate.
@@ -185,6 +207,11 @@ impl FleetCa {
         &self.cert_pem
     }
 
+    /// The CA's certificate and key, to sign with.
+    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
+    }
+
     /// Issues a server certificate for the agent `name`: its SANs are `name`
     /// and `sans` (IP addresses become IP SANs, everything else DNS SANs).
     pub fn issue_agent(&self, name: &str, sans: &[String]) -> Result<CertBundle, CaError> {
@@ -223,7 +250,7 @@ impl FleetCa {
         let cert = params
             .signed_by(&key, &self.issuer)
             .map_err(|error| generate_error(&format!("sign the certificate for {name}"), error))?;
-        Ok(CertBundle { cert_pem: cert.pem(), key_pem: key.serialize_pem(), ca_pem: self.cert_pem.clone() })
+        Ok(CertBundle { cert_pem: cert.pem(), key_pem: key.serialize_pem(), ca_pem: self.cert_pem.clone(), crl: None })
     }
 }
 
@@ -371,8 +398,9 @@ fn generate_error(action: &str, error: rcgen::Error) -> CaError {
     CaError::Generate { action: action.to_owned(), reason: error.to_string() }
 }
 
-/// A certificate, its private key and the fleet CA certificate, all PEM.
-/// `Debug` leaves the key out.
+/// A certificate, its private key and the fleet CA certificate, all PEM,
+/// and optionally the fleet CA's revocation list the peer's certificate is
+/// checked against. `Debug` leaves the key out.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CertBundle {
     /// The certificate.
@@ -381,6 +409,9 @@ pub struct CertBundle {
     pub key_pem: String,
     /// The fleet CA certificate, the only root this side trusts.
     pub ca_pem: String,
+    /// The fleet CA's certificate revocation list: a peer whose certificate
+    /// it lists is refused. `None`: no certificate is revoked.
+    pub crl: Option<RevocationList>,
 }
 
 impl fmt::Debug for CertBundle {
@@ -389,13 +420,16 @@ impl fmt::Debug for CertBundle {
             .field("cert_pem", &self.cert_pem)
             .field("key_pem", &"<redacted>")
             .field("ca_pem", &self.ca_pem)
+            .field("crl", &self.crl)
             .finish()
     }
 }
 
 impl CertBundle {
     /// Writes `<stem>.pem`, `<stem>-key.pem` (mode 0600) and `ca.pem` into
-    /// `dir`, creating it, and returns their paths. Existing files are replaced.
+    /// `dir`, creating it, and returns their paths. Existing files are
+    /// replaced. The revocation list is not written: it lives in the CA
+    /// directory, where `rustle-cross ca revoke` keeps it.
     pub fn write_to(&self, dir: &Path, stem: &str) -> Result<CertFiles, CaError> {
         let files = CertFiles::in_dir(dir, stem);
         create_dir(dir)?;
@@ -405,9 +439,14 @@ impl CertBundle {
         Ok(files)
     }
 
-    /// Reads a bundle from its three files.
+    /// Reads a bundle from its three files (with no revocation list).
     pub fn load(files: &CertFiles) -> Result<Self, CaError> {
-        Ok(Self { cert_pem: read(&files.cert)?, key_pem: read(&files.key)?, ca_pem: read(&files.ca)? })
+        Ok(Self { cert_pem: read(&files.cert)?, key_pem: read(&files.key)?, ca_pem: read(&files.ca)?, crl: None })
+    }
+
+    /// This bundle, checking peers against `crl` too.
+    pub fn with_crl(self, crl: RevocationList) -> Self {
+        Self { crl: Some(crl), ..self }
     }
 }
 
@@ -441,7 +480,7 @@ fn read(path: &Path) -> Result<String, CaError> {
     fs::read_to_string(path).map_err(|source| CaError::File { action: "read", path: path.into(), source })
 }
 
-fn write_public(path: &Path, contents: &str) -> Result<(), CaError> {
+pub(crate) fn write_public(path: &Path, contents: &str) -> Result<(), CaError> {
     fs::write(path, contents).map_err(|source| CaError::File { action: "write", path: path.into(), source })
 }
 

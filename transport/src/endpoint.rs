@@ -1,6 +1,7 @@
 //! The two ends: [`AgentListener`] accepts and authenticates coordinators, [`CoordinatorDialer`] dials agents by address and name.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use rustle_protocol::Role;
 use crate::TransportOptions;
 use crate::ca::CertBundle;
 use crate::connection::Connection;
-use crate::error::{Peer, PeerFailure, TransportError, close_code, from_connection_error};
+use crate::error::{Peer, PeerFailure, TransportError, close_code, from_connection_error, naming_the_crl};
 use crate::tls;
 
 /// How long [`AgentListener::shutdown`] waits for peers to acknowledge the close.
@@ -60,6 +61,7 @@ pub struct AgentListener {
     local_addr: SocketAddr,
     allowed: Arc<AllowedCoordinators>,
     options: TransportOptions,
+    crl: Option<Arc<PathBuf>>,
 }
 
 impl AgentListener {
@@ -82,7 +84,8 @@ impl AgentListener {
     ) -> Result<(Self, SocketAddr), TransportError> {
         let server = tls::agent_server_config(bundle, &options)?;
         let (endpoint, local_addr) = endpoint_on(socket, Some(server))?;
-        Ok((Self { endpoint, local_addr, allowed: Arc::new(allowed), options }, local_addr))
+        let crl = bundle.crl.as_ref().map(|crl| Arc::new(crl.path().to_owned()));
+        Ok((Self { endpoint, local_addr, allowed: Arc::new(allowed), options, crl }, local_addr))
     }
 
     /// The address the listener is bound to.
@@ -93,7 +96,12 @@ impl AgentListener {
     /// The next connection attempt, or `None` once the listener is shut down.
     pub async fn accept(&self) -> Option<IncomingConnection> {
         let incoming = self.endpoint.accept().await?;
-        Some(IncomingConnection { incoming, allowed: self.allowed.clone(), options: self.options.clone() })
+        Some(IncomingConnection {
+            incoming,
+            allowed: self.allowed.clone(),
+            options: self.options.clone(),
+            crl: self.crl.clone(),
+        })
     }
 
     /// Waits up to `bound` for the peers to close their connections (a
@@ -118,6 +126,7 @@ pub struct IncomingConnection {
     incoming: quinn::Incoming,
     allowed: Arc<AllowedCoordinators>,
     options: TransportOptions,
+    crl: Option<Arc<PathBuf>>,
 }
 
 impl IncomingConnection {
@@ -127,7 +136,8 @@ impl IncomingConnection {
     }
 
     /// Completes the TLS handshake (the coordinator's certificate must chain
-    /// to the fleet CA) and checks its name against the allow-list. A
+    /// to the fleet CA, and not be revoked by its list when the agent has
+    /// one) and checks its name against the allow-list. A
     /// coordinator that is not allowed is told why before the connection closes.
     pub async fn authenticate(self) -> Result<Connection, TransportError> {
         let addr = self.incoming.remote_address();
@@ -135,7 +145,10 @@ impl IncomingConnection {
         let timeout = self.options.handshake_timeout;
         let connection = match tokio::time::timeout(timeout, self.incoming).await {
             Ok(Ok(connection)) => connection,
-            Ok(Err(error)) => return Err(from_connection_error(&unnamed, error)),
+            Ok(Err(error)) => {
+                let crl = self.crl.as_deref().map(PathBuf::as_path);
+                return Err(naming_the_crl(from_connection_error(&unnamed, error), crl));
+            }
             Err(_) => {
                 return Err(TransportError::Peer {
                     peer: unnamed,
@@ -175,6 +188,7 @@ pub struct CoordinatorDialer {
     local_addr: SocketAddr,
     client: quinn::ClientConfig,
     options: TransportOptions,
+    crl: Option<PathBuf>,
 }
 
 impl CoordinatorDialer {
@@ -193,7 +207,8 @@ impl CoordinatorDialer {
     ) -> Result<Self, TransportError> {
         let client = tls::coordinator_client_config(bundle, &options)?;
         let (endpoint, local_addr) = endpoint_on(socket, None)?;
-        Ok(Self { endpoint, local_addr, client, options })
+        let crl = bundle.crl.as_ref().map(|crl| crl.path().to_owned());
+        Ok(Self { endpoint, local_addr, client, options, crl })
     }
 
     /// The local address connections leave from.
@@ -202,7 +217,8 @@ impl CoordinatorDialer {
     }
 
     /// Dials the agent `agent_name` at `addr`. Its certificate must chain to
-    /// the fleet CA and carry `agent_name`. An agent that refuses our
+    /// the fleet CA, carry `agent_name` and not be revoked by the fleet CA's
+    /// list when this dialer has one. An agent that refuses our
     /// certificate or name may only say so on the first stream operation, so
     /// such errors can also come from [`Connection::open_control`].
     pub async fn connect(&self, addr: SocketAddr, agent_name: &str) -> Result<Connection, TransportError> {
@@ -214,7 +230,7 @@ impl CoordinatorDialer {
         let timeout = self.options.connect_timeout;
         match tokio::time::timeout(timeout, connecting).await {
             Ok(Ok(connection)) => Ok(Connection::new(connection, peer, self.options.clone())),
-            Ok(Err(error)) => Err(from_connection_error(&peer, error)),
+            Ok(Err(error)) => Err(naming_the_crl(from_connection_error(&peer, error), self.crl.as_deref())),
             Err(_) => Err(TransportError::Peer { peer, kind: PeerFailure::Timeout { timeout, during: "connecting" } }),
         }
     }

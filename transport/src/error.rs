@@ -65,6 +65,18 @@ pub enum TransportError {
         /// What was wrong with it.
         reason: String,
     },
+    /// The revocation list is not the fleet CA's.
+    #[error(
+        "failed to use the certificate revocation list {}: {reason}; use the `crl.pem` that \
+         `rustle-cross ca revoke` wrote in the directory of the CA that issued this side's certificates",
+        path.display()
+    )]
+    InvalidRevocationList {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The UDP socket could not be bound or registered.
     #[error("failed to bind a UDP socket on {addr}: {source}; pick a free port or another address")]
     Bind {
@@ -129,6 +141,18 @@ pub enum PeerFailure {
         /// What is wrong with it.
         why: String,
         /// rustls' reason, e.g. `invalid peer certificate: UnknownIssuer`.
+        reason: String,
+    },
+    /// The peer refused our certificate because its revocation list names it.
+    OurCertificateRevoked {
+        /// The peer's TLS alert and reason.
+        detail: String,
+    },
+    /// We refused the peer's certificate because our revocation list names it.
+    PeerCertificateRevoked {
+        /// The list, when this side knows which file it came from.
+        crl: Option<PathBuf>,
+        /// rustls' reason, e.g. `invalid peer certificate: Revoked`.
         reason: String,
     },
     /// The coordinator's certificate is from the fleet CA but its name is not allowed here.
@@ -226,6 +250,21 @@ impl PeerFailure {
             Self::PeerCertificateRefused { why, reason } => {
                 format!("refused the certificate of {peer}: {why} ({reason}); {}", refusal_advice(peer))
             }
+            Self::OurCertificateRevoked { detail } => format!(
+                "{peer} rejected our certificate: it is revoked (the fleet CA's revocation list there names \
+                 it; {detail}); {}",
+                revoked_ours_advice(peer)
+            ),
+            Self::PeerCertificateRevoked { crl, reason } => {
+                let list = crl.as_ref().map_or_else(
+                    || "this side's certificate revocation list".to_owned(),
+                    |path| format!("the certificate revocation list {}", path.display()),
+                );
+                format!(
+                    "refused the certificate of {peer}: it is revoked ({list} names it; {reason}); {}",
+                    revoked_peer_advice(peer)
+                )
+            }
             Self::CoordinatorNotAllowed { allowed } => format!(
                 "refused {peer}: this agent only accepts coordinators named {}; add {} to \
          allowed_coordinators in the agent's config, or use a certificate issued for one of those names",
@@ -270,7 +309,11 @@ impl TransportError {
     pub fn peer(&self) -> Option<&Peer> {
         match self {
             Self::Peer { peer, .. } => Some(peer),
-            Self::InvalidBundle { .. } | Self::Bind { .. } | Self::Dial { .. } | Self::File { .. } => None,
+            Self::InvalidBundle { .. }
+            | Self::InvalidRevocationList { .. }
+            | Self::Bind { .. }
+            | Self::Dial { .. }
+            | Self::File { .. } => None,
         }
     }
 
@@ -280,8 +323,11 @@ impl TransportError {
         matches!(
             self,
             Self::InvalidBundle { .. }
+                | Self::InvalidRevocationList { .. }
                 | Self::Dial { .. }
                 | Self::Peer { kind: PeerFailure::CertificateRejectedByPeer { .. }, .. }
+                | Self::Peer { kind: PeerFailure::OurCertificateRevoked { .. }, .. }
+                | Self::Peer { kind: PeerFailure::PeerCertificateRevoked { .. }, .. }
                 | Self::Peer { kind: PeerFailure::PeerCertificateRefused { .. }, .. }
                 | Self::Peer { kind: PeerFailure::CoordinatorNotAllowed { .. }, .. }
                 | Self::Peer { kind: PeerFailure::NotAllowedByAgent { .. }, .. }
@@ -302,7 +348,11 @@ pub enum ConnectionFailure {
     CertificateNotFromFleetCa,
     /// We refused the peer's certificate: it is for another name.
     CertificateForAnotherName,
-    /// We refused the peer's certificate for another reason (expired, revoked, ...).
+    /// The peer's revocation list names our certificate.
+    OurCertificateRevoked,
+    /// We refused the peer's certificate: our revocation list names it.
+    CertificateRevoked,
+    /// We refused the peer's certificate for another reason (expired, ...).
     CertificateRefused,
     /// The agent's allow-list does not name this coordinator.
     NotAllowed,
@@ -323,6 +373,8 @@ impl ConnectionFailure {
             Self::RefusedOurCertificate => "refused our certificate",
             Self::CertificateNotFromFleetCa => "certificate not from the fleet CA",
             Self::CertificateForAnotherName => "certificate for another name",
+            Self::OurCertificateRevoked => "our certificate revoked",
+            Self::CertificateRevoked => "certificate revoked",
             Self::CertificateRefused => "certificate refused",
             Self::NotAllowed => "coordinator not allowed",
             Self::VersionMismatch => "version mismatch",
@@ -337,10 +389,14 @@ impl ConnectionFailure {
     /// such as the fleet's registry of agents.
     pub fn of_message(message: &str) -> Self {
         let has = |needle: &str| message.contains(needle);
-        if has(" rejected our certificate: ") {
+        if has(" rejected our certificate: it is revoked") {
+            Self::OurCertificateRevoked
+        } else if has(" rejected our certificate: ") {
             Self::RefusedOurCertificate
         } else if has("refused the certificate of ") {
-            if has("not signed by the fleet CA") {
+            if has(": it is revoked (") {
+                Self::CertificateRevoked
+            } else if has("not signed by the fleet CA") {
                 Self::CertificateNotFromFleetCa
             } else if has("does not carry the name that was dialled") {
                 Self::CertificateForAnotherName
@@ -385,6 +441,12 @@ impl TransportError {
                 ConnectionFailure::RefusedOurCertificate
             }
             Self::Peer { kind: PeerFailure::PeerCertificateRefused { why, .. }, .. } => refused(why),
+            Self::Peer { kind: PeerFailure::OurCertificateRevoked { .. }, .. } => {
+                ConnectionFailure::OurCertificateRevoked
+            }
+            Self::Peer { kind: PeerFailure::PeerCertificateRevoked { .. }, .. } => {
+                ConnectionFailure::CertificateRevoked
+            }
             Self::Peer { kind: PeerFailure::CoordinatorNotAllowed { .. }, .. }
             | Self::Peer { kind: PeerFailure::NotAllowedByAgent { .. }, .. } => ConnectionFailure::NotAllowed,
             Self::Peer { kind: PeerFailure::Handshake { .. }, .. }
@@ -412,6 +474,48 @@ fn rejection_advice(peer: &Peer) -> String {
          certificate for that name with `rustle-cross ca issue --agent NAME [--san HOST]` from the \
          coordinator's fleet CA"
             .to_owned()
+    }
+}
+
+fn revoked_ours_advice(peer: &Peer) -> String {
+    if peer.we_are_coordinator() {
+        "a revoked certificate is never accepted again: if this coordinator should build on the fleet, issue it \
+         a new one with `rustle-cross ca issue --coordinator NAME` and point fleet.cert and fleet.key at it"
+            .to_owned()
+    } else {
+        "a revoked certificate is never accepted again: if this agent should build for the fleet, issue it a \
+         new one with `rustle-cross ca issue --agent NAME` and point cert and key in its config at it"
+            .to_owned()
+    }
+}
+
+fn revoked_peer_advice(peer: &Peer) -> String {
+    match (&peer.name, peer.we_are_coordinator()) {
+        (Some(name), true) => format!(
+            "if agent {name} should build again, issue it a new certificate with `rustle-cross ca issue --agent \
+             {name}` and install it there; otherwise remove it from the fleet's agents"
+        ),
+        (None, true) => "if that agent should build again, issue it a new certificate with `rustle-cross ca issue \
+                         --agent NAME` and install it there"
+            .to_owned(),
+        (_, false) => "if that coordinator should build here again, issue it a new certificate with \
+                       `rustle-cross ca issue --coordinator NAME`"
+            .to_owned(),
+    }
+}
+
+/// Names the revocation list in a refusal of a revoked peer, when this side
+/// knows which file it came from.
+pub(crate) fn naming_the_crl(error: TransportError, crl: Option<&std::path::Path>) -> TransportError {
+    match (error, crl) {
+        (
+            TransportError::Peer { peer, kind: PeerFailure::PeerCertificateRevoked { crl: None, reason } },
+            Some(path),
+        ) => TransportError::Peer {
+            peer,
+            kind: PeerFailure::PeerCertificateRevoked { crl: Some(path.to_owned()), reason },
+        },
+        (error, _) => error,
     }
 }
 
@@ -467,6 +571,9 @@ pub(crate) mod stream_code {
     pub const BULK_ABORTED: u32 = 2;
 }
 
+/// The TLS alert (RFC 8446 §6) rustls sends for a certificate its revocation list names.
+const CERTIFICATE_REVOKED: u8 = 44;
+
 /// TLS alert numbers (RFC 8446 §6) that mean "your certificate is not acceptable".
 fn certificate_alert_name(alert: u8) -> Option<&'static str> {
     Some(match alert {
@@ -509,6 +616,14 @@ pub(crate) fn from_connection_error(peer: &Peer, error: quinn::ConnectionError) 
             let code = u64::from(close.error_code);
             let alert = (0x100..0x200).contains(&code).then_some((code & 0xff) as u8);
             match alert.and_then(|alert| Some((alert, certificate_alert_name(alert)?))) {
+                Some((CERTIFICATE_REVOKED, name)) => {
+                    let reason = lossy(&close.reason);
+                    let detail = match reason.as_str() {
+                        "no reason given" => format!("TLS alert {name}"),
+                        _ => format!("TLS alert {name}: {reason}"),
+                    };
+                    TransportError::Peer { peer, kind: PeerFailure::OurCertificateRevoked { detail } }
+                }
                 Some((alert, name)) => {
                     let reason = lossy(&close.reason);
                     let our_role = if peer.we_are_coordinator() { Role::Coordinator } else { Role::Agent };
@@ -527,7 +642,12 @@ pub(crate) fn from_connection_error(peer: &Peer, error: quinn::ConnectionError) 
         }
         E::TransportError(error) => {
             let code = u64::from(error.code);
-            if (0x100..0x200).contains(&code) {
+            if code == 0x100 + u64::from(CERTIFICATE_REVOKED) {
+                TransportError::Peer {
+                    peer,
+                    kind: PeerFailure::PeerCertificateRevoked { crl: None, reason: error.reason },
+                }
+            } else if (0x100..0x200).contains(&code) {
                 let our_role = if peer.we_are_coordinator() { Role::Coordinator } else { Role::Agent };
                 let why = certificate_problem((code & 0xff) as u8, &error.reason, our_role, peer.role);
                 TransportError::Peer { peer, kind: PeerFailure::PeerCertificateRefused { why, reason: error.reason } }
@@ -662,6 +782,17 @@ mod tests {
                 kind: PeerFailure::Timeout { timeout: Duration::from_secs(5), during: "connecting" },
             },
             TransportError::Peer { peer: agent(), kind: PeerFailure::ClosedByPeer { reason: "shutting down".into() } },
+            TransportError::Peer {
+                peer: agent(),
+                kind: PeerFailure::OurCertificateRevoked { detail: "TLS alert certificate_revoked".into() },
+            },
+            TransportError::Peer {
+                peer: agent(),
+                kind: PeerFailure::PeerCertificateRevoked {
+                    crl: Some(PathBuf::from("/etc/rustle/crl.pem")),
+                    reason: "invalid peer certificate: Revoked".into(),
+                },
+            },
         ];
         let expected = [
             ConnectionFailure::RefusedOurCertificate,
@@ -672,6 +803,8 @@ mod tests {
             ConnectionFailure::VersionMismatch,
             ConnectionFailure::Unreachable,
             ConnectionFailure::Disconnected,
+            ConnectionFailure::OurCertificateRevoked,
+            ConnectionFailure::CertificateRevoked,
         ];
         for (error, kind) in errors.iter().zip(expected) {
             assert_eq!(error.connection_failure(), kind, "{error}");

@@ -11,7 +11,11 @@
 //! (optionally only some names, [`AllowedCoordinators`]); a coordinator
 //! accepts only an agent certificate from its CA carrying the name it
 //! dialled. rustls runs on the ring provider, passed explicitly, so no
-//! process-wide provider is installed.
+//! process-wide provider is installed. A side given the fleet CA's
+//! revocation list ([`RevocationList`], written by [`FleetCa::revoke`])
+//! refuses a peer whose certificate it lists, and the peer hears that it
+//! was revoked ([`PeerFailure::PeerCertificateRevoked`],
+//! [`PeerFailure::OurCertificateRevoked`]).
 //!
 //! # A connection
 //!
@@ -37,6 +41,7 @@ mod connection;
 mod control;
 mod endpoint;
 mod error;
+pub mod revocation;
 mod tls;
 
 use std::time::Duration;
@@ -47,6 +52,7 @@ pub use connection::Connection;
 pub use control::{ControlReceiver, ControlSender, ControlStream};
 pub use endpoint::{AgentListener, AllowedCoordinators, CoordinatorDialer, IncomingConnection};
 pub use error::{ConnectionFailure, Peer, PeerFailure, TransportError};
+pub use revocation::{Revocation, RevocationList};
 
 /// Timeouts of a listener or dialer.
 #[derive(Debug, Clone, PartialEq, Eq)]

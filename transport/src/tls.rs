@@ -3,16 +3,19 @@
 //! There is deliberately no way to build a configuration that skips
 //! verification: the agent requires a client certificate chaining to the
 //! fleet CA ([`WebPkiClientVerifier`]), and the coordinator trusts the fleet
-//! CA alone and checks the agent's certificate for the name it dialled.
+//! CA alone and checks the agent's certificate for the name it dialled
+//! ([`WebPkiServerVerifier`]). When the bundle carries the fleet CA's
+//! revocation list, both verifiers refuse a certificate it lists.
 //! The crypto provider is passed explicitly (`builder_with_provider`), so no
 //! process-wide default provider is ever installed.
 
 use std::sync::Arc;
 
 use rustls::RootCertStore;
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use x509_parser::extensions::GeneralName;
 
@@ -30,6 +33,7 @@ struct ParsedBundle {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     roots: Arc<RootCertStore>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
 }
 
 fn parse(bundle: &CertBundle) -> Result<ParsedBundle, TransportError> {
@@ -50,7 +54,13 @@ fn parse(bundle: &CertBundle) -> Result<ParsedBundle, TransportError> {
     if roots.is_empty() {
         return Err(invalid("CA certificate")("no PEM certificate found".into()));
     }
-    Ok(ParsedBundle { chain, key, roots: Arc::new(roots) })
+    let mut crls = Vec::new();
+    if let Some(crl) = &bundle.crl {
+        crl.check_issued_by(&bundle.ca_pem)
+            .map_err(|reason| TransportError::InvalidRevocationList { path: crl.path().to_owned(), reason })?;
+        crls.push(crl.der().clone());
+    }
+    Ok(ParsedBundle { chain, key, roots: Arc::new(roots), crls })
 }
 
 fn tls_error(part: &'static str) -> impl Fn(rustls::Error) -> TransportError {
@@ -68,14 +78,16 @@ fn transport_config(options: &TransportOptions) -> Result<Arc<quinn::TransportCo
 }
 
 /// The agent's server configuration: presents the agent certificate and
-/// requires a client certificate chaining to the fleet CA.
+/// requires a client certificate chaining to the fleet CA (and not revoked
+/// by its list, when there is one).
 pub(crate) fn agent_server_config(
     bundle: &CertBundle,
     options: &TransportOptions,
 ) -> Result<quinn::ServerConfig, TransportError> {
-    let ParsedBundle { chain, key, roots } = parse(bundle)?;
+    let ParsedBundle { chain, key, roots, crls } = parse(bundle)?;
     let provider = provider();
     let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+        .with_crls(crls)
         .build()
         .map_err(|error| TransportError::InvalidBundle { part: "CA certificate", reason: error.to_string() })?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
@@ -92,17 +104,23 @@ pub(crate) fn agent_server_config(
     Ok(config)
 }
 
-/// The coordinator's client configuration: trusts the fleet CA only and
+/// The coordinator's client configuration: trusts the fleet CA only (and
+/// refuses an agent certificate its list revokes, when there is one) and
 /// presents the coordinator certificate.
 pub(crate) fn coordinator_client_config(
     bundle: &CertBundle,
     options: &TransportOptions,
 ) -> Result<quinn::ClientConfig, TransportError> {
-    let ParsedBundle { chain, key, roots } = parse(bundle)?;
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+    let ParsedBundle { chain, key, roots, crls } = parse(bundle)?;
+    let provider = provider();
+    let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+        .with_crls(crls)
+        .build()
+        .map_err(|error| TransportError::InvalidBundle { part: "CA certificate", reason: error.to_string() })?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_error("TLS configuration"))?
-        .with_root_certificates(roots)
+        .with_webpki_verifier(verifier)
         .with_client_auth_cert(chain, key)
         .map_err(tls_error("private key"))?;
     tls.alpn_protocols = vec![rustle_protocol::ALPN.to_vec()];
