@@ -1,12 +1,14 @@
-//! `rustle-cross ca`: creates the fleet CA and issues agent and coordinator certificates (PEM, keys mode 0600).
+//! `rustle-cross ca`: creates the fleet CA, issues agent and coordinator certificates (PEM, keys mode 0600) and revokes them (a CRL, `crl.pem`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use rustle_protocol::Role;
 use rustle_transport::ca::Reuse;
-use rustle_transport::{CertFiles, FleetCa};
+use rustle_transport::revocation::{CRL_FILE, ISSUED_FILE, record_issued};
+use rustle_transport::{CertFiles, FleetCa, RevocationList};
 
 /// Arguments of `rustle-cross ca`.
 #[derive(Args)]
@@ -23,8 +25,27 @@ enum CaCommand {
         #[arg(long, default_value_os_t = default_dir())]
         dir: PathBuf,
     },
-    /// Issue a certificate for an agent or a coordinator, signed by the CA in --dir.
+    /// Issue a certificate for an agent or a coordinator, signed by the CA in --dir
+    /// (recorded in `issued.txt` there, so it can be revoked by name).
     Issue(IssueArgs),
+    /// Revoke every certificate issued to an agent or coordinator NAME: writes
+    /// `crl.pem` in --dir, signed by the CA, which agents (`crl`) and
+    /// coordinators (`fleet.crl`) check peers against.
+    Revoke(RevokeArgs),
+}
+
+/// Arguments of `rustle-cross ca revoke`.
+#[derive(Args)]
+struct RevokeArgs {
+    /// The agent or coordinator name the certificates were issued for.
+    name: String,
+    /// Revoke only the certificate with this serial (hex, as `openssl x509
+    /// -noout -serial` prints it), also one `issued.txt` does not list.
+    #[arg(long)]
+    serial: Option<String>,
+    /// Where the CA lives.
+    #[arg(long, default_value_os_t = default_dir())]
+    dir: PathBuf,
 }
 
 /// Arguments of `rustle-cross ca issue`.
@@ -89,6 +110,22 @@ pub fn run(args: CaArgs) -> anyhow::Result<ExitCode> {
                     }
                     (None, None) => anyhow::bail!("pass --agent NAME or --coordinator NAME"),
                 };
+                let revoked = || -> anyhow::Result<bool> {
+                    let crl = issue.dir.join(CRL_FILE);
+                    let cert = CertFiles::in_dir(&out, name).cert;
+                    if !crl.exists() || !cert.exists() {
+                        return Ok(false);
+                    }
+                    let pem =
+                        std::fs::read_to_string(&cert).with_context(|| format!("failed to read {}", cert.display()))?;
+                    Ok(RevocationList::load(&crl)?.revokes(&pem))
+                };
+                let reuse = match reuse {
+                    Reuse::Keep { .. } if revoked()? => {
+                        Reuse::Reissue { reason: format!("it is revoked by {}", issue.dir.join(CRL_FILE).display()) }
+                    }
+                    reuse => reuse,
+                };
                 match reuse {
                     Reuse::Keep { not_after } => {
                         println!("kept valid certificate for {name} (expires {not_after})");
@@ -98,15 +135,43 @@ pub fn run(args: CaArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             let (role, name, bundle) = match (&issue.agent, &issue.coordinator) {
-                (Some(name), _) => ("agent", name, ca.issue_agent(name, &issue.sans)?),
-                (None, Some(name)) => ("coordinator", name, ca.issue_coordinator(name)?),
+                (Some(name), _) => (Role::Agent, name, ca.issue_agent(name, &issue.sans)?),
+                (None, Some(name)) => (Role::Coordinator, name, ca.issue_coordinator(name)?),
                 (None, None) => anyhow::bail!("pass --agent NAME or --coordinator NAME"),
             };
             let files = bundle.write_to(&out, name)?;
+            // Recorded after it is written, so the record never lists a certificate nobody has.
+            record_issued(&issue.dir, role, name, &bundle)?;
             println!("issued {role} certificate for {name}");
             println!("  certificate: {}", files.cert.display());
             println!("  key (0600):  {}", files.key.display());
             println!("  fleet CA:    {}", files.ca.display());
+        }
+        CaCommand::Revoke(revoke) => {
+            let ca = FleetCa::load(&revoke.dir)
+                .with_context(|| format!("failed to load the fleet CA from {}", revoke.dir.display()))?;
+            let revocation = ca.revoke(&revoke.dir, &revoke.name, revoke.serial.as_deref())?;
+            for cert in &revocation.revoked {
+                println!(
+                    "revoked {} certificate for {} (serial {}, expiring {})",
+                    cert.role, cert.name, cert.serial, cert.not_after
+                );
+            }
+            for serial in &revocation.revoked_unrecorded {
+                println!(
+                    "revoked serial {serial} for {} (not in {}; revoked as given)",
+                    revoke.name,
+                    revoke.dir.join(ISSUED_FILE).display()
+                );
+            }
+            for serial in &revocation.already_revoked {
+                println!("already revoked: serial {serial} for {}", revoke.name);
+            }
+            println!("wrote {} ({} revoked in all)", revocation.crl.display(), revocation.total);
+            println!(
+                "  give it to every agent (`crl` in agent.toml) and coordinator (`fleet.crl`), and restart them; \
+                 until then they still accept the revoked certificates"
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
