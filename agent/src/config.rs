@@ -21,6 +21,7 @@ pub const DEFAULT_PORT: u16 = 7878;
 /// ca = "/etc/rustle-agent/ca.pem"
 /// cert = "/etc/rustle-agent/agent.pem"
 /// key = "/etc/rustle-agent/agent-key.pem"
+/// crl = "/etc/rustle-agent/crl.pem"     # absent: no certificate is revoked
 /// allowed_coordinators = ["deploy-1"]   # empty: any certificate from the CA
 /// work_dir = "/var/lib/rustle-agent"
 /// max_concurrent_jobs = 2
@@ -44,6 +45,11 @@ pub struct AgentConfig {
     pub cert: PathBuf,
     /// Its private key (PEM).
     pub key: PathBuf,
+    /// The fleet CA's certificate revocation list (`crl.pem`, written by
+    /// `rustle-cross ca revoke NAME`): a coordinator whose certificate it
+    /// lists is refused. Absent: no certificate is revoked. Set but missing
+    /// or unreadable: the agent does not start.
+    pub crl: Option<PathBuf>,
     /// Coordinator certificate names allowed to connect; empty allows any
     /// certificate the fleet CA issued.
     pub allowed_coordinators: Vec<String>,
@@ -80,6 +86,7 @@ impl Default for AgentConfig {
             ca: etc.join("ca.pem"),
             cert: etc.join("agent.pem"),
             key: etc.join("agent-key.pem"),
+            crl: None,
             allowed_coordinators: Vec::new(),
             work_dir: PathBuf::from("/var/lib/rustle-agent"),
             max_concurrent_jobs: 2,
@@ -194,6 +201,9 @@ mod tests {
         assert!(!config.target_allowed("aarch64-unknown-linux-gnu"));
         assert_eq!(config.allowed(), AllowedCoordinators::Named(vec!["deploy-1".into()]));
         assert_eq!(config.resolved_agent_id(), "b1");
+        assert_eq!(config.crl, None);
+        let config = AgentConfig::parse("crl = \"/etc/rustle-agent/crl.pem\"\n").expect("parses");
+        assert_eq!(config.crl.as_deref(), Some(Path::new("/etc/rustle-agent/crl.pem")));
     }
 
     #[test]

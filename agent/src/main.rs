@@ -10,7 +10,7 @@ use clap::Parser;
 use rustle_agent::{AgentConfig, capabilities};
 use rustle_engine::toolchain::ToolchainManager;
 use rustle_process::report::{colour_on_stderr, render_error};
-use rustle_transport::{AgentListener, CertBundle, CertFiles, TransportOptions};
+use rustle_transport::{AgentListener, CertBundle, CertFiles, RevocationList, TransportOptions};
 
 /// The rustle-cross build-host daemon.
 #[derive(Parser)]
@@ -97,7 +97,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let files = CertFiles { cert: config.cert.clone(), key: config.key.clone(), ca: config.ca.clone() };
-    let bundle = CertBundle::load(&files).context("failed to load the agent's certificates (ca, cert, key)")?;
+    let mut bundle = CertBundle::load(&files).context("failed to load the agent's certificates (ca, cert, key)")?;
+    if let Some(path) = &config.crl {
+        // Configured explicitly, so never skipped: a list that cannot be read stops the agent.
+        let crl = RevocationList::load(path).context("failed to load the certificate revocation list (crl)")?;
+        bundle = bundle.with_crl(crl);
+    }
     let socket = std::net::UdpSocket::bind(config.listen)
         .with_context(|| format!("failed to bind UDP {} (listen)", config.listen))?;
     let (listener, addr) = AgentListener::from_socket(socket, &bundle, config.allowed(), TransportOptions::default())

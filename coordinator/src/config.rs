@@ -488,10 +488,11 @@ supported_targets = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "x
         let c = CrossCompilationConfig::from_toml(
             Path::new("c.toml"),
             "[cross_compilation.fleet]\nagents = [{ name = \"arm\", address = \"10.0.0.5:7878\" }]\n\
-             ca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"c-key.pem\"\nheartbeat_timeout_secs = 9\n",
+             ca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"c-key.pem\"\ncrl = \"crl.pem\"\nheartbeat_timeout_secs = 9\n",
         )
         .unwrap();
         assert!(c.fleet.is_enabled());
+        assert_eq!(c.fleet.crl.as_deref(), Some(Path::new("crl.pem")));
         assert_eq!(c.fleet.agents[0].name, "arm");
         assert_eq!(c.fleet.heartbeat_timeout_secs, 9);
         let err = CrossCompilationConfig::from_toml(

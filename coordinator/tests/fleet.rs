@@ -13,9 +13,10 @@ use rustle_cross::fleet::{ConnectionState, Executor, Fleet, FleetOptions};
 use rustle_cross::targets::{CompilationOptimization, TargetSpecification};
 use rustle_cross::{AgentEndpoint, CrossCompilationConfig, CrossCompilationManager, ProgressSink, TargetOutcome};
 use rustle_engine::toolchain::ToolchainManager;
-use rustle_protocol::AgentId;
+use rustle_protocol::{AgentId, Role};
 use rustle_test_support::CoordinatorPki;
-use rustle_transport::FleetCa;
+use rustle_transport::revocation::record_issued;
+use rustle_transport::{CertBundle, ConnectionFailure, FleetCa, RevocationList};
 
 const X86: &str = "x86_64-unknown-linux-gnu";
 const ARM: &str = "aarch64-unknown-linux-gnu";
@@ -271,6 +272,56 @@ fn ca_init_and_issue_write_pem_files_with_private_keys() {
     assert!(!again.status.success());
 }
 
+/// `ca revoke NAME` revokes every certificate `ca issue` recorded for the
+/// name into `crl.pem` and says which file to distribute; `ca issue
+/// --keep-valid` re-issues a revoked certificate instead of keeping it; a
+/// name nothing was issued to is an error pointing at --serial.
+#[test]
+fn ca_revoke_writes_a_crl_and_keep_valid_never_keeps_a_revoked_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_dir = dir.path().join("ca");
+    let ca = ca_dir.to_str().expect("utf-8");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rustle-cross"))
+            .args(args)
+            .env_remove("RUSTLE_CROSS_CONFIG")
+            .output()
+            .expect("run rustle-cross");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    };
+    let ok = |args: &[&str]| {
+        let (success, text) = run(args);
+        assert!(success, "{args:?}: {text}");
+        text
+    };
+    ok(&["ca", "init", "--dir", ca]);
+    ok(&["ca", "issue", "--agent", "arm-builder", "--dir", ca]);
+    let first = std::fs::read_to_string(ca_dir.join("arm-builder.pem")).expect("cert");
+    ok(&["ca", "issue", "--agent", "arm-builder", "--dir", ca]);
+    let second = std::fs::read_to_string(ca_dir.join("arm-builder.pem")).expect("cert");
+    let kept = ok(&["ca", "issue", "--agent", "arm-builder", "--dir", ca, "--keep-valid"]);
+    assert!(kept.contains("kept valid certificate"), "{kept}");
+
+    let revoked = ok(&["ca", "revoke", "arm-builder", "--dir", ca]);
+    eprintln!("{revoked}");
+    let crl_file = ca_dir.join("crl.pem");
+    assert_eq!(revoked.matches("revoked agent certificate for arm-builder").count(), 2, "{revoked}");
+    assert!(revoked.contains(&format!("wrote {}", crl_file.display())), "{revoked}");
+    assert!(revoked.contains("fleet.crl"), "says where the file goes: {revoked}");
+    let crl = RevocationList::load(&crl_file).expect("CRL");
+    assert!(crl.revokes(&first) && crl.revokes(&second));
+
+    let reissued = ok(&["ca", "issue", "--agent", "arm-builder", "--dir", ca, "--keep-valid"]);
+    assert!(reissued.contains("it is revoked by"), "{reissued}");
+    let third = std::fs::read_to_string(ca_dir.join("arm-builder.pem")).expect("cert");
+    assert!(!RevocationList::load(&crl_file).expect("CRL").revokes(&third), "a new certificate is not revoked");
+
+    let (success, text) = run(&["ca", "revoke", "nobody", "--dir", ca]);
+    assert!(!success, "{text}");
+    assert!(text.contains("--serial"), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compile_failure_on_an_agent_is_reported_and_never_retried_elsewhere() {
     let pki = Pki::new();
@@ -445,6 +496,87 @@ async fn agents_with_a_wrong_name_or_another_ca_are_refused_and_the_build_falls_
     let outcome = &outcomes[0];
     assert!(outcome.result.is_ok(), "{}", describe(outcome));
     assert_eq!(outcome.executor, Some(rustle_cross::manager::local_executor()), "{}", describe(outcome));
+}
+
+/// Revocation end to end, with real certificates and QUIC handshakes: the
+/// fleet CA revokes the agent `revoked-builder` and the coordinator
+/// `deploy-revoked` (`FleetCa::revoke`, as `rustle-cross ca revoke` does).
+/// A coordinator with `fleet.crl` refuses the revoked agent, saying it was
+/// revoked and naming the CRL; an agent with the CRL refuses the revoked
+/// coordinator, which hears it was revoked, and keeps serving a coordinator
+/// that is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_agent_and_a_revoked_coordinator_are_each_refused_saying_so() {
+    let pki = Pki::new();
+    let ca_dir = pki.fixture.path();
+    let toolchains = toolchains();
+    let revoked_agent = pki.fixture.issue_agent("revoked-builder");
+    record_issued(ca_dir, Role::Agent, "revoked-builder", &revoked_agent).expect("recorded");
+    let revoked_coordinator = pki.fixture.ca.issue_coordinator("deploy-revoked").expect("issued");
+    revoked_coordinator.write_to(ca_dir, "deploy-revoked").expect("written");
+    record_issued(ca_dir, Role::Coordinator, "deploy-revoked", &revoked_coordinator).expect("recorded");
+    pki.fixture.ca.revoke(ca_dir, "revoked-builder", None).expect("agent revoked");
+    let crl_file = pki.fixture.ca.revoke(ca_dir, "deploy-revoked", None).expect("coordinator revoked").crl;
+    let crl = RevocationList::load(&crl_file).expect("CRL");
+
+    let agent = |name: &str, bundle: CertBundle| {
+        let work = tempfile::tempdir().expect("tempdir").keep();
+        let cache = common::work_root().join("fleet-agents").join("revocation");
+        start_agent(
+            spec(name, "x86_64", &[X86], Fault::None),
+            &bundle.with_crl(crl.clone()),
+            toolchains.clone(),
+            work,
+            cache,
+        )
+    };
+    let revoked = agent("revoked-builder", revoked_agent);
+    let good = agent("good-builder", pki.fixture.issue_agent("good-builder"));
+
+    // The revoked coordinator is refused by the agent, and hears why.
+    let mut config = pki.config(&[("good-builder", &good)]);
+    config.fleet.crl = Some(crl_file.clone());
+    config.fleet.cert = Some(ca_dir.join("deploy-revoked.pem"));
+    config.fleet.key = Some(ca_dir.join("deploy-revoked-key.pem"));
+    let fleet = Fleet::start(FleetOptions::from_config(&config.fleet).expect("options"), None).await.expect("fleet");
+    let views = fleet.status().await.expect("status");
+    fleet.shutdown().await;
+    let ConnectionState::Failed { reason } = &views[0].connection else {
+        panic!("the revoked coordinator was accepted: {views:?}")
+    };
+    eprintln!("revoked coordinator: {reason}");
+    assert!(reason.contains("good-builder") && reason.contains("rejected our certificate: it is revoked"), "{reason}");
+    assert!(reason.contains("`rustle-cross ca issue --coordinator NAME`"), "{reason}");
+    assert_eq!(ConnectionFailure::of_message(reason), ConnectionFailure::OurCertificateRevoked);
+    assert!(good.accepted.lock().expect("lock").is_empty());
+
+    // A coordinator that is not revoked: the revoked agent is refused, the
+    // agent that refused the revoked coordinator serves this one.
+    let mut config = pki.config(&[("revoked-builder", &revoked), ("good-builder", &good)]);
+    config.fleet.crl = Some(crl_file.clone());
+    let fleet = Fleet::start(FleetOptions::from_config(&config.fleet).expect("options"), None).await.expect("fleet");
+    let views = fleet.status().await.expect("status");
+    fleet.shutdown().await;
+    let view = |name: &str| views.iter().find(|view| view.name == name).expect("listed");
+    let ConnectionState::Failed { reason } = &view("revoked-builder").connection else {
+        panic!("the revoked agent was accepted: {views:?}")
+    };
+    eprintln!("revoked agent: {reason}");
+    assert!(reason.contains("refused the certificate of agent revoked-builder at "), "{reason}");
+    assert!(
+        reason.contains(&format!("it is revoked (the certificate revocation list {} names it", crl_file.display())),
+        "{reason}"
+    );
+    assert!(reason.contains("`rustle-cross ca issue --agent revoked-builder`"), "{reason}");
+    assert_eq!(ConnectionFailure::of_message(reason), ConnectionFailure::CertificateRevoked);
+    assert_eq!(view("good-builder").connection, ConnectionState::Connected, "{views:?}");
+    assert!(revoked.accepted.lock().expect("lock").is_empty());
+
+    // A configured CRL that is not there stops the fleet, naming it.
+    config.fleet.crl = Some(ca_dir.join("missing-crl.pem"));
+    let error = FleetOptions::from_config(&config.fleet).expect_err("a configured CRL is never skipped");
+    let message = error.to_string();
+    assert!(message.contains("fleet.crl") && message.contains("missing-crl.pem"), "{message}");
 }
 
 /// A fleet that cannot start (here: its certificate files are missing) is

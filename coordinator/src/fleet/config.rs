@@ -45,6 +45,11 @@ pub struct FleetConfig {
     pub cert: Option<PathBuf>,
     /// This coordinator's private key.
     pub key: Option<PathBuf>,
+    /// The fleet CA's certificate revocation list (`crl.pem`, written by
+    /// `rustle-cross ca revoke NAME`): an agent whose certificate it lists
+    /// is refused. Unset: no certificate is revoked. Set but missing or
+    /// unreadable: the fleet does not start.
+    pub crl: Option<PathBuf>,
     /// An agent silent for this long is lost and its jobs go elsewhere.
     pub heartbeat_timeout_secs: u64,
     /// How long to wait for an agent to connect and report its capabilities.
@@ -67,6 +72,7 @@ impl Default for FleetConfig {
             ca: None,
             cert: None,
             key: None,
+            crl: None,
             heartbeat_timeout_secs: 3,
             connect_timeout_secs: 10,
             inventory: None,

@@ -46,7 +46,7 @@ use rustle_protocol::{Hello, Role, Sha256Digest, TemplateId};
 use rustle_scheduler::FallbackExecutor;
 pub use rustle_scheduler::{AgentStatus, Decision, Executor, FallbackId, SchedulerConfig};
 use rustle_targets::BuildRequest;
-use rustle_transport::{CertBundle, CertFiles, CoordinatorDialer, TransportError, TransportOptions};
+use rustle_transport::{CertBundle, CertFiles, CoordinatorDialer, RevocationList, TransportError, TransportOptions};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
@@ -72,6 +72,9 @@ pub enum FleetError {
         #[source]
         source: Box<rustle_transport::CaError>,
     },
+    /// `fleet.crl` names a revocation list that cannot be used.
+    #[error("failed to load the fleet's certificate revocation list (fleet.crl): {0}")]
+    RevocationList(Box<rustle_transport::CaError>),
     /// `[cross_compilation.fleet]` lacks a certificate path.
     #[error("failed to set up the fleet: `fleet.{key}` is not set; point it at a PEM file")]
     MissingPath {
@@ -130,8 +133,12 @@ impl FleetOptions {
             key: path(&config.key, "key")?,
             ca: path(&config.ca, "ca")?,
         };
-        let certificate = CertBundle::load(&files)
+        let mut certificate = CertBundle::load(&files)
             .map_err(|source| FleetError::Certificate { files: Box::new(files), source: Box::new(source) })?;
+        if let Some(path) = &config.crl {
+            let crl = RevocationList::load(path).map_err(|source| FleetError::RevocationList(Box::new(source)))?;
+            certificate = certificate.with_crl(crl);
+        }
         let mut agents = config.agents.clone();
         if let Some(path) = &config.inventory {
             // The inventory's errors name the file (and line) themselves.
