@@ -62,6 +62,7 @@ pub struct AgentListener {
     allowed: Arc<AllowedCoordinators>,
     options: TransportOptions,
     crl: Option<Arc<PathBuf>>,
+    tls: Arc<tls::AgentTls>,
 }
 
 impl AgentListener {
@@ -82,10 +83,10 @@ impl AgentListener {
         allowed: AllowedCoordinators,
         options: TransportOptions,
     ) -> Result<(Self, SocketAddr), TransportError> {
-        let server = tls::agent_server_config(bundle, &options)?;
-        let (endpoint, local_addr) = endpoint_on(socket, Some(server))?;
+        let tls = Arc::new(tls::AgentTls::new(bundle, &options)?);
+        let (endpoint, local_addr) = endpoint_on(socket, Some(tls.default_config()?))?;
         let crl = bundle.crl.as_ref().map(|crl| Arc::new(crl.path().to_owned()));
-        Ok((Self { endpoint, local_addr, allowed: Arc::new(allowed), options, crl }, local_addr))
+        Ok((Self { endpoint, local_addr, allowed: Arc::new(allowed), options, crl, tls }, local_addr))
     }
 
     /// The address the listener is bound to.
@@ -101,6 +102,7 @@ impl AgentListener {
             allowed: self.allowed.clone(),
             options: self.options.clone(),
             crl: self.crl.clone(),
+            tls: self.tls.clone(),
         })
     }
 
@@ -127,6 +129,7 @@ pub struct IncomingConnection {
     allowed: Arc<AllowedCoordinators>,
     options: TransportOptions,
     crl: Option<Arc<PathBuf>>,
+    tls: Arc<tls::AgentTls>,
 }
 
 impl IncomingConnection {
@@ -143,11 +146,27 @@ impl IncomingConnection {
         let addr = self.incoming.remote_address();
         let unnamed = Peer::unnamed(Role::Coordinator, addr);
         let timeout = self.options.handshake_timeout;
-        let connection = match tokio::time::timeout(timeout, self.incoming).await {
+        let crl = self.crl.as_deref().map(PathBuf::as_path);
+        // With a revocation list, this connection gets a verifier that
+        // remembers whom it refused as revoked, so the refusal names them.
+        let (connecting, revoked) = match self.tls.naming_revoked()? {
+            Some((config, revoked)) => match self.incoming.accept_with(Arc::new(config)) {
+                Ok(connecting) => (connecting, Some(revoked)),
+                Err(error) => return Err(from_connection_error(&unnamed, error)),
+            },
+            None => match self.incoming.accept() {
+                Ok(connecting) => (connecting, None),
+                Err(error) => return Err(from_connection_error(&unnamed, error)),
+            },
+        };
+        let connection = match tokio::time::timeout(timeout, connecting).await {
             Ok(Ok(connection)) => connection,
             Ok(Err(error)) => {
-                let crl = self.crl.as_deref().map(PathBuf::as_path);
-                return Err(naming_the_crl(from_connection_error(&unnamed, error), crl));
+                let peer = match revoked.as_ref().and_then(tls::RevokedName::take) {
+                    Some(name) => Peer::named(Role::Coordinator, name, addr),
+                    None => unnamed,
+                };
+                return Err(naming_the_crl(from_connection_error(&peer, error), crl));
             }
             Err(_) => {
                 return Err(TransportError::Peer {

@@ -5,18 +5,22 @@
 //! fleet CA ([`WebPkiClientVerifier`]), and the coordinator trusts the fleet
 //! CA alone and checks the agent's certificate for the name it dialled
 //! ([`WebPkiServerVerifier`]). When the bundle carries the fleet CA's
-//! revocation list, both verifiers refuse a certificate it lists.
+//! revocation list, both verifiers refuse a certificate it lists; the agent
+//! then wraps its verifier per connection only to remember the name on a
+//! certificate it refused as revoked (every verdict stays webpki's).
 //! The crypto provider is passed explicitly (`builder_with_provider`), so no
 //! process-wide default provider is ever installed.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use rustls::RootCertStore;
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use x509_parser::extensions::GeneralName;
 
 use crate::TransportOptions;
@@ -77,31 +81,150 @@ fn transport_config(options: &TransportOptions) -> Result<Arc<quinn::TransportCo
     Ok(Arc::new(config))
 }
 
-/// The agent's server configuration: presents the agent certificate and
-/// requires a client certificate chaining to the fleet CA (and not revoked
-/// by its list, when there is one).
-pub(crate) fn agent_server_config(
-    bundle: &CertBundle,
-    options: &TransportOptions,
-) -> Result<quinn::ServerConfig, TransportError> {
-    let ParsedBundle { chain, key, roots, crls } = parse(bundle)?;
-    let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
-        .with_crls(crls)
-        .build()
-        .map_err(|error| TransportError::InvalidBundle { part: "CA certificate", reason: error.to_string() })?;
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(tls_error("TLS configuration"))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(tls_error("private key"))?;
-    tls.alpn_protocols = vec![rustle_protocol::ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
-        .map_err(|error| TransportError::InvalidBundle { part: "TLS configuration", reason: error.to_string() })?;
-    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    config.transport_config(transport_config(options)?);
-    Ok(config)
+/// What the agent's server configuration is made of, kept so that a
+/// configuration can be made per connection (see [`AgentTls::naming_revoked`]).
+pub(crate) struct AgentTls {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    verifier: Arc<dyn ClientCertVerifier>,
+    provider: Arc<CryptoProvider>,
+    transport: Arc<quinn::TransportConfig>,
+    has_crl: bool,
+}
+
+impl std::fmt::Debug for AgentTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentTls").field("has_crl", &self.has_crl).finish_non_exhaustive()
+    }
+}
+
+impl AgentTls {
+    /// Parses the bundle: the agent certificate to present, and a verifier
+    /// requiring a client certificate chaining to the fleet CA (and not
+    /// revoked by its list, when there is one).
+    pub(crate) fn new(bundle: &CertBundle, options: &TransportOptions) -> Result<Self, TransportError> {
+        let ParsedBundle { chain, key, roots, crls } = parse(bundle)?;
+        let has_crl = !crls.is_empty();
+        let provider = provider();
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+            .with_crls(crls)
+            .build()
+            .map_err(|error| TransportError::InvalidBundle { part: "CA certificate", reason: error.to_string() })?;
+        let tls = Self { chain, key, verifier, provider, transport: transport_config(options)?, has_crl };
+        // Fail now, not at the first connection, if the parts do not fit together.
+        tls.server_config(tls.verifier.clone())?;
+        Ok(tls)
+    }
+
+    /// The server configuration with the fleet CA's verifier.
+    pub(crate) fn default_config(&self) -> Result<quinn::ServerConfig, TransportError> {
+        self.server_config(self.verifier.clone())
+    }
+
+    /// With a revocation list: a configuration for one connection whose
+    /// verifier remembers the name on a certificate it refused as revoked,
+    /// so the refusal can name the coordinator (the handshake fails before
+    /// the connection has a peer identity). `None` without a list.
+    pub(crate) fn naming_revoked(&self) -> Result<Option<(quinn::ServerConfig, RevokedName)>, TransportError> {
+        if !self.has_crl {
+            return Ok(None);
+        }
+        let revoked = RevokedName::default();
+        let verifier = Arc::new(NamingRevoked { inner: self.verifier.clone(), revoked: revoked.clone() });
+        Ok(Some((self.server_config(verifier)?, revoked)))
+    }
+
+    fn server_config(&self, verifier: Arc<dyn ClientCertVerifier>) -> Result<quinn::ServerConfig, TransportError> {
+        let mut tls = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(tls_error("TLS configuration"))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(tls_error("private key"))?;
+        tls.alpn_protocols = vec![rustle_protocol::ALPN.to_vec()];
+        let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+            .map_err(|error| TransportError::InvalidBundle { part: "TLS configuration", reason: error.to_string() })?;
+        let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+        config.transport_config(self.transport.clone());
+        Ok(config)
+    }
+}
+
+/// The name on the certificate a [`NamingRevoked`] verifier refused as revoked, if it did.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RevokedName(Arc<Mutex<Option<String>>>);
+
+impl RevokedName {
+    /// The name, once the verifier refused a revoked certificate.
+    pub(crate) fn take(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|mut name| name.take())
+    }
+}
+
+/// The fleet CA's client verifier, unchanged in every verdict, which also
+/// remembers the name on a certificate it refused because the revocation
+/// list names it. It decides nothing itself: every call is the inner
+/// verifier's.
+#[derive(Debug)]
+struct NamingRevoked {
+    inner: Arc<dyn ClientCertVerifier>,
+    revoked: RevokedName,
+}
+
+impl ClientCertVerifier for NamingRevoked {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verdict = self.inner.verify_client_cert(end_entity, intermediates, now);
+        if let Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)) = &verdict
+            && let Ok(name) = certificate_name(end_entity)
+            && let Ok(mut slot) = self.revoked.0.lock()
+        {
+            *slot = Some(name);
+        }
+        verdict
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.inner.requires_raw_public_keys()
+    }
 }
 
 /// The coordinator's client configuration: trusts the fleet CA only (and
@@ -139,6 +262,11 @@ pub(crate) fn peer_certificate_name(connection: &quinn::Connection) -> Result<St
         .downcast::<Vec<CertificateDer<'static>>>()
         .map_err(|_| "its identity is not an X.509 certificate chain".to_owned())?;
     let end_entity = chain.first().ok_or("it presented an empty certificate chain")?;
+    certificate_name(end_entity)
+}
+
+/// The name on a certificate: its first DNS SAN, else its common name.
+fn certificate_name(end_entity: &CertificateDer<'_>) -> Result<String, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(end_entity)
         .map_err(|error| format!("its certificate cannot be parsed: {error}"))?;
     if let Ok(Some(sans)) = cert.subject_alternative_name() {
@@ -167,7 +295,7 @@ mod tests {
     fn configurations_build_from_issued_bundles() {
         let ca = FleetCa::generate().expect("CA");
         let options = TransportOptions::default();
-        agent_server_config(&ca.issue_agent("builder-1", &[]).expect("agent"), &options).expect("server config");
+        AgentTls::new(&ca.issue_agent("builder-1", &[]).expect("agent"), &options).expect("server config");
         coordinator_client_config(&ca.issue_coordinator("deploy").expect("coordinator"), &options)
             .expect("client config");
     }
@@ -182,7 +310,7 @@ mod tests {
             (CertBundle { key_pem: "nope".into(), ..good.clone() }, "private key"),
             (CertBundle { ca_pem: String::new(), ..good.clone() }, "CA certificate"),
         ] {
-            match agent_server_config(&bundle, &options) {
+            match AgentTls::new(&bundle, &options) {
                 Err(TransportError::InvalidBundle { part: found, .. }) => assert_eq!(found, part),
                 other => panic!("expected an invalid {part}, got {other:?}"),
             }

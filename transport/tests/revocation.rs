@@ -156,8 +156,8 @@ async fn a_revoked_coordinator_is_refused_by_the_agent_which_keeps_serving_other
         );
         assert!(
             message.starts_with(&format!(
-                "refused the certificate of a coordinator at 127.0.0.1:{}: it is revoked (the certificate \
-                 revocation list {} names it",
+                "refused the certificate of coordinator {COORDINATOR} at 127.0.0.1:{}: it is revoked (the \
+                 certificate revocation list {} names it",
                 error.peer().expect("a peer").addr.port(),
                 crl_path(&crl)
             )),
