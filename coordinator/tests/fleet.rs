@@ -88,6 +88,26 @@ fn recorder() -> (ProgressSink, Arc<Mutex<Vec<BuildEvent>>>) {
     (Arc::new(move |event| sink_events.lock().expect("lock").push(event)), events)
 }
 
+/// `config`'s fleet written as a config file for the CLI (`--config`).
+fn config_file(pki: &Pki, config: &CrossCompilationConfig) -> std::path::PathBuf {
+    let path = pki.fixture.path().join("rustle.toml");
+    let fleet = &config.fleet;
+    let text = format!(
+        "[cross_compilation]\nbinary_cache = false\n\n[cross_compilation.fleet]\nagents = [{}]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+        fleet
+            .agents
+            .iter()
+            .map(|a| format!("{{ name = {:?}, address = {:?} }}", a.name, a.address))
+            .collect::<Vec<_>>()
+            .join(", "),
+        fleet.ca.as_ref().expect("ca"),
+        fleet.cert.as_ref().expect("cert"),
+        fleet.key.as_ref().expect("key"),
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
 async fn build(config: CrossCompilationConfig, triples: &[&str], progress: Option<ProgressSink>) -> Vec<TargetOutcome> {
     let manager = CrossCompilationManager::new(config).expect("manager");
     manager.setup_environment().await.expect("toolchains");
@@ -360,21 +380,7 @@ async fn the_cli_says_where_each_target_was_built_and_shows_the_fleet() {
     let x86 = pki.agent(spec("x86-builder", "x86_64", &[X86], Fault::None), &toolchains);
     let arm = pki.agent(spec("arm-builder", "aarch64", &[ARM], Fault::None), &toolchains);
     let config = pki.config(&[("x86-builder", &x86), ("arm-builder", &arm)]);
-    let config_file = pki.fixture.path().join("rustle.toml");
-    let fleet = &config.fleet;
-    let text = format!(
-        "[cross_compilation]\nbinary_cache = false\n\n[cross_compilation.fleet]\nagents = [{}]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
-        fleet
-            .agents
-            .iter()
-            .map(|a| format!("{{ name = {:?}, address = {:?} }}", a.name, a.address))
-            .collect::<Vec<_>>()
-            .join(", "),
-        fleet.ca.as_ref().expect("ca"),
-        fleet.cert.as_ref().expect("cert"),
-        fleet.key.as_ref().expect("key"),
-    );
-    std::fs::write(&config_file, text).expect("write config");
+    let config_file = config_file(&pki, &config);
     let out_dir = pki.fixture.path().join("out");
     let cli = |args: Vec<String>| {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rustle-cross"));
@@ -699,4 +705,41 @@ async fn a_cached_target_never_reaches_an_agent() {
     assert_eq!(cached.binary_data, built.binary_data);
     assert!(again[0].decisions.is_empty(), "nothing was scheduled: {report}");
     assert_eq!(x86.accepted.lock().expect("lock").len(), 1, "the agent got no second job");
+}
+
+/// `fleet status --watch` keeps its connections and prints a view every
+/// interval (here one JSON line each) until interrupted, then exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_status_watch_shows_the_fleet_until_interrupted() {
+    use tokio::io::AsyncBufReadExt;
+    let pki = Pki::new();
+    let toolchains = toolchains();
+    let agent = pki.agent(spec("watched-builder", "x86_64", &[X86], Fault::None), &toolchains);
+    let config = pki.config(&[("watched-builder", &agent)]);
+    let config_file = config_file(&pki, &config);
+    let mut watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_rustle-cross"))
+        .arg("--config")
+        .arg(&config_file)
+        .args(["fleet", "status", "--watch", "--interval", "1", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start rustle-cross");
+    let mut lines = tokio::io::BufReader::new(watch.stdout.take().expect("stdout")).lines();
+    let mut seconds = Vec::new();
+    while seconds.len() < 3 {
+        let line = tokio::time::timeout(TEST_BOUND, lines.next_line()).await.expect("bounded").expect("read");
+        let line = line.expect("a view before the end of the output");
+        let view: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(view["agents"][0]["name"], "watched-builder", "{view}");
+        assert_eq!(view["agents"][0]["connection"]["state"], "connected", "{view}");
+        assert_eq!(view["agents"][0]["connects"], 1, "one connection, kept: {view}");
+        seconds.push(view["seconds"].as_u64().expect("seconds"));
+    }
+    assert!(seconds.windows(2).all(|w| w[0] <= w[1]), "views in order: {seconds:?}");
+    let pid = watch.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill").args(["-INT", &pid]).status().expect("kill");
+    assert!(sent.success());
+    let status = tokio::time::timeout(TEST_BOUND, watch.wait()).await.expect("it stops").expect("wait");
+    assert!(status.success(), "interrupted watch exits 0: {status:?}");
 }

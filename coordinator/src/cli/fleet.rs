@@ -1,7 +1,9 @@
-//! `rustle-cross fleet status`: connects to the configured agents and shows each one's capabilities, load and running jobs.
+//! `rustle-cross fleet status`: connects to the configured agents and shows each one's capabilities, load and running jobs, once or (`--watch`) until interrupted.
 
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -29,6 +31,14 @@ enum FleetCommand {
         /// (fleet.inventory_group), at `ansible_host` and `rustle_agent_port`.
         #[arg(long, short = 'i')]
         inventory: Option<PathBuf>,
+        /// Keep the connections and redraw every `--interval` seconds until
+        /// interrupted (Ctrl-C). Not on a terminal, each view is printed in
+        /// turn under a time line; with --json, one JSON object per line.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between two views with --watch.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600), requires = "watch")]
+        interval: u64,
     },
 }
 
@@ -59,7 +69,7 @@ pub fn add_inventory_agents(
 /// Runs the command. Exit code 1 when an agent is not connected (unreachable,
 /// or it refused the handshake: the STATE column says which).
 pub async fn run(mut config: CrossCompilationConfig, args: FleetArgs) -> anyhow::Result<ExitCode> {
-    let FleetCommand::Status { json, inventory } = args.command;
+    let FleetCommand::Status { json, inventory, watch, interval } = args.command;
     if let Some(path) = &inventory {
         let parsed = ParsedInventory::load(path)?;
         add_inventory_agents(&mut config, path, &parsed)?;
@@ -70,6 +80,12 @@ pub async fn run(mut config: CrossCompilationConfig, args: FleetArgs) -> anyhow:
     );
     let options = FleetOptions::from_config(&config.fleet)?;
     let fleet = Fleet::start(options, None).await.context("failed to start the fleet")?;
+    if watch {
+        let watched = watch_views(&fleet, json, Duration::from_secs(interval)).await;
+        fleet.shutdown().await;
+        watched?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let views = fleet.status().await;
     fleet.shutdown().await;
     let views = views?;
@@ -80,6 +96,34 @@ pub async fn run(mut config: CrossCompilationConfig, args: FleetArgs) -> anyhow:
         print_table(&views);
     }
     Ok(if unreachable == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Shows the fleet's view every `interval` until Ctrl-C: redrawn in place
+/// on a terminal, printed in turn (under a time line) otherwise, one JSON
+/// line per view with `json`. The fleet redials agents that drop meanwhile.
+async fn watch_views(fleet: &Fleet, json: bool, interval: Duration) -> anyhow::Result<()> {
+    let terminal = std::io::stdout().is_terminal() && !json;
+    let started = Instant::now();
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut ticks = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = &mut interrupted => return Ok(()),
+        }
+        let views = fleet.status().await?;
+        if json {
+            println!("{}", serde_json::json!({ "seconds": started.elapsed().as_secs(), "agents": views }));
+        } else {
+            if terminal {
+                // Clear the screen and go home, then draw.
+                print!("\x1b[2J\x1b[H");
+            }
+            println!("fleet status, {}s (Ctrl-C to stop)", started.elapsed().as_secs());
+            print_table(&views);
+        }
+        std::io::Write::flush(&mut std::io::stdout())?;
+    }
 }
 
 fn print_table(views: &[AgentView]) {
