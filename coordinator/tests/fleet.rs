@@ -123,17 +123,6 @@ fn agent(name: &str) -> Executor {
     Executor::Agent(AgentId(name.into()))
 }
 
-fn describe(outcome: &TargetOutcome) -> String {
-    let decisions: Vec<String> = outcome.decisions.iter().map(ToString::to_string).collect();
-    format!(
-        "{}: {:?} on {:?}\n{}",
-        outcome.target,
-        outcome.result.as_ref().err(),
-        outcome.executor,
-        decisions.join("\n")
-    )
-}
-
 fn assert_progress_in_order(events: &[BuildEvent], triple: &str) {
     let mine: Vec<&BuildEvent> = events
         .iter()
@@ -186,7 +175,7 @@ async fn each_target_goes_to_the_agent_that_can_build_it_and_comes_back_validate
     for (outcome, (builder, other, machine)) in
         outcomes.iter().zip([("x86-builder", "arm-builder", "x86_64"), ("arm-builder", "x86-builder", "aarch64")])
     {
-        let report = describe(outcome);
+        let report = common::describe(outcome);
         assert_eq!(outcome.executor, Some(agent(builder)), "{report}");
         let binary = outcome.result.as_ref().unwrap_or_else(|e| panic!("{report}: {e}"));
         assert_eq!(binary.validation.machine.to_string(), machine, "{report}");
@@ -222,7 +211,7 @@ async fn an_agent_dying_mid_build_does_not_lose_the_job() {
     let config = pki.config(&[("doomed", &doomed)]);
     let outcomes = build(config, &[X86], None).await;
     let outcome = &outcomes[0];
-    let report = describe(outcome);
+    let report = common::describe(outcome);
     eprintln!("{report}");
     assert!(doomed.dead.load(std::sync::atomic::Ordering::SeqCst), "the agent died: {report}");
     let binary = outcome.result.as_ref().unwrap_or_else(|e| panic!("{report}: {e}"));
@@ -247,7 +236,7 @@ async fn an_artifact_cut_short_is_retried_and_never_returned_partial() {
     let config = pki.config(&[("flaky", &flaky)]);
     let outcomes = build(config, &[X86], None).await;
     let outcome = &outcomes[0];
-    let report = describe(outcome);
+    let report = common::describe(outcome);
     eprintln!("{report}");
     let binary = outcome.result.as_ref().unwrap_or_else(|e| panic!("{report}: {e}"));
     assert_eq!(binary.size, binary.binary_data.len() as u64);
@@ -265,11 +254,7 @@ fn ca_init_and_issue_write_pem_files_with_private_keys() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca_dir = dir.path().join("ca");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rustle-cross"))
-            .args(args)
-            .env_remove("RUSTLE_CROSS_CONFIG")
-            .output()
-            .expect("run rustle-cross");
+        let out = common::rustle_cross(args);
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
     let ca = ca_dir.to_str().expect("utf-8");
@@ -285,10 +270,7 @@ fn ca_init_and_issue_write_pem_files_with_private_keys() {
         assert!(std::fs::read_to_string(ca_dir.join(cert)).expect("cert").contains("BEGIN CERTIFICATE"), "{cert}");
     }
     // A second init refuses to replace the CA.
-    let again = std::process::Command::new(env!("CARGO_BIN_EXE_rustle-cross"))
-        .args(["ca", "init", "--dir", ca])
-        .output()
-        .expect("run rustle-cross");
+    let again = common::rustle_cross(&["ca", "init", "--dir", ca]);
     assert!(!again.status.success());
 }
 
@@ -302,11 +284,7 @@ fn ca_revoke_writes_a_crl_and_keep_valid_never_keeps_a_revoked_certificate() {
     let ca_dir = dir.path().join("ca");
     let ca = ca_dir.to_str().expect("utf-8");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rustle-cross"))
-            .args(args)
-            .env_remove("RUSTLE_CROSS_CONFIG")
-            .output()
-            .expect("run rustle-cross");
+        let out = common::rustle_cross(args);
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         (out.status.success(), text)
     };
@@ -365,7 +343,7 @@ async fn a_compile_failure_on_an_agent_is_reported_and_never_retried_elsewhere()
     .expect("bounded")
     .expect("template usable");
     let outcome = &outcomes[0];
-    let report = describe(outcome);
+    let report = common::describe(outcome);
     let error = outcome.result.as_ref().expect_err("does not compile");
     assert!(error.is_compile_failure(), "{report}");
     assert!(error.to_string().contains("mismatched types"), "{report}");
@@ -500,8 +478,8 @@ async fn agents_with_a_wrong_name_or_another_ca_are_refused_and_the_build_falls_
 
     let outcomes = build(config, &[X86], None).await;
     let outcome = &outcomes[0];
-    assert!(outcome.result.is_ok(), "{}", describe(outcome));
-    assert_eq!(outcome.executor, Some(rustle_cross::manager::local_executor()), "{}", describe(outcome));
+    assert!(outcome.result.is_ok(), "{}", common::describe(outcome));
+    assert_eq!(outcome.executor, Some(rustle_cross::manager::local_executor()), "{}", common::describe(outcome));
 }
 
 /// Revocation end to end, with real certificates and QUIC handshakes: the
@@ -629,7 +607,7 @@ async fn a_batch_builds_in_parallel_one_target_on_each_agent() {
 
     let outcomes = build(config, &[X86, ARM], None).await;
     for (outcome, builder) in outcomes.iter().zip(["x86-builder", "all-builder"]) {
-        let report = describe(outcome);
+        let report = common::describe(outcome);
         assert_eq!(outcome.executor, Some(agent(builder)), "{report}");
         assert!(outcome.result.is_ok(), "{report}");
         assert_eq!(outcome.decisions.len(), 1, "placed at once, never re-placed: {report}");
@@ -655,7 +633,7 @@ async fn measured_speeds_are_kept_for_the_next_run() {
     config.target_cache_dir = Some(cache.path().to_path_buf());
 
     let first = build(config.clone(), &[X86], None).await;
-    let report = describe(&first[0]);
+    let report = common::describe(&first[0]);
     let score = |outcome: &TargetOutcome| {
         let decision = outcome.decisions.first().expect("a decision");
         let candidate = decision.candidates.iter().find(|c| c.executor == agent("speed-builder")).expect("considered");
@@ -668,7 +646,7 @@ async fn measured_speeds_are_kept_for_the_next_run() {
     assert_eq!(kept[0]["executor"]["name"], "speed-builder", "{kept:#}");
 
     let second = build(config, &[X86], None).await;
-    assert!(score(&second[0]).is_some(), "the second run's first placement uses it: {}", describe(&second[0]));
+    assert!(score(&second[0]).is_some(), "the second run's first placement uses it: {}", common::describe(&second[0]));
 }
 
 /// With the binary cache on, an agent's binary is kept under this
@@ -690,14 +668,14 @@ async fn a_cached_target_never_reaches_an_agent() {
     CrossCompilationManager::new(config.clone()).expect("manager").binary_cache().clear().expect("clear");
 
     let first = build(config.clone(), &[X86], None).await;
-    let report = describe(&first[0]);
+    let report = common::describe(&first[0]);
     assert_eq!(first[0].executor, Some(agent(name)), "{report}");
     let built = first[0].result.as_ref().expect("built");
     assert!(built.cached.is_none(), "{report}");
     assert_eq!(x86.accepted.lock().expect("lock").len(), 1);
 
     let again = build(config, &[X86], None).await;
-    let report = describe(&again[0]);
+    let report = common::describe(&again[0]);
     let cached = again[0].result.as_ref().expect("cached");
     let hit = cached.cached.as_ref().unwrap_or_else(|| panic!("not from the cache: {report}"));
     assert_eq!((hit.store.as_str(), hit.built_by.as_str()), ("local", format!("agent {name}").as_str()), "{report}");

@@ -73,6 +73,20 @@ fn real_agent_at(
     (addr, stop, served)
 }
 
+/// Builds the template in `template` for `targets` with default
+/// optimization, within the test's bound.
+async fn build_dir(
+    manager: &CrossCompilationManager,
+    template: std::path::PathBuf,
+    targets: &[TargetSpecification],
+) -> Vec<rustle_cross::TargetOutcome> {
+    let source = TemplateSource::Dir(template);
+    tokio::time::timeout(TEST_BOUND, manager.build(&source, targets, &CompilationOptimization::default(), None))
+        .await
+        .expect("bounded")
+        .expect("template usable")
+}
+
 /// A coordinator configuration dialling `agents` with the certificates of `pki`.
 fn fleet_config(pki: &CoordinatorPki, agents: &[(&str, SocketAddr)]) -> CrossCompilationConfig {
     let mut config = CrossCompilationConfig {
@@ -123,8 +137,7 @@ async fn real_agents_get_the_targets_they_can_build() {
     for ((outcome, here), (agent, machine)) in
         outcomes.iter().zip(&here).zip([("x86-only", "x86_64"), ("arm-capable", "aarch64")])
     {
-        let decisions: Vec<String> = outcome.decisions.iter().map(ToString::to_string).collect();
-        let report = format!("{}: {:?}\n{}", outcome.target, outcome.executor, decisions.join("\n"));
+        let report = common::describe(outcome);
         assert_eq!(outcome.executor, Some(Executor::Agent(AgentId(agent.into()))), "{report}");
         let binary = outcome.result.as_ref().unwrap_or_else(|e| panic!("{report}: {e}"));
         assert_eq!(binary.validation.machine.to_string(), machine, "{report}");
@@ -179,18 +192,11 @@ async fn the_whole_target_reaches_a_real_agent() {
     let targets = [config.target(X86).expect("x86"), config.target(&floor).expect("floor")];
     let manager = CrossCompilationManager::new(config).expect("manager");
     manager.setup_environment().await.expect("toolchains");
-    let outcomes = tokio::time::timeout(
-        TEST_BOUND,
-        manager.build(&TemplateSource::Dir(template), &targets, &CompilationOptimization::default(), None),
-    )
-    .await
-    .expect("bounded")
-    .expect("template usable");
+    let outcomes = build_dir(&manager, template, &targets).await;
 
     let mut checksums = Vec::new();
     for (outcome, name) in outcomes.iter().zip([X86, floor.as_str()]) {
-        let decisions: Vec<String> = outcome.decisions.iter().map(ToString::to_string).collect();
-        let report = format!("{}: {:?}\n{}", outcome.target, outcome.executor, decisions.join("\n"));
+        let report = common::describe(outcome);
         assert_eq!(outcome.target.triple_with_floor(), name, "{report}");
         assert_eq!(outcome.executor, Some(Executor::Agent(AgentId("x86-floors".into()))), "{report}");
         let binary = outcome.result.as_ref().unwrap_or_else(|e| panic!("{report}: {e}"));
@@ -235,13 +241,7 @@ async fn a_manager_keeps_its_agent_connections_and_finds_a_restarted_agent() {
     let targets = [TargetSpecification::from_triple(X86).expect("x86")];
     let on_the_agent = |outcomes: &[rustle_cross::TargetOutcome], call: &str| {
         let outcome = &outcomes[0];
-        let decisions: Vec<String> = outcome.decisions.iter().map(ToString::to_string).collect();
-        let report = format!(
-            "call {call}: {:?} {:?}\n{}",
-            outcome.executor,
-            outcome.result.as_ref().map(|b| &b.checksum),
-            decisions.join("\n")
-        );
+        let report = format!("call {call}: {}", common::describe(outcome));
         assert_eq!(outcome.executor, Some(Executor::Agent(AgentId(name.into()))), "{report}");
         assert!(outcome.result.is_ok(), "{report}");
     };
@@ -309,18 +309,10 @@ async fn a_busy_agent_on_a_loaded_machine_is_never_lost() {
     manager.setup_environment().await.expect("toolchains");
     let targets = [TargetSpecification::from_triple(X86).expect("x86")];
     let load = CpuLoad::start();
-    let outcomes = tokio::time::timeout(
-        TEST_BOUND,
-        manager.build(&TemplateSource::Dir(template), &targets, &CompilationOptimization::default(), None),
-    )
-    .await
-    .expect("bounded")
-    .expect("template usable");
+    let outcomes = build_dir(&manager, template, &targets).await;
     drop(load);
     let outcome = &outcomes[0];
-    let decisions: Vec<String> = outcome.decisions.iter().map(ToString::to_string).collect();
-    let report =
-        format!("{:?} {:?}\n{}", outcome.executor, outcome.result.as_ref().map(|b| &b.checksum), decisions.join("\n"));
+    let report = common::describe(outcome);
     assert_eq!(outcome.executor, Some(Executor::Agent(AgentId(name.into()))), "{report}");
     assert!(outcome.result.is_ok(), "{report}");
     assert_eq!(outcome.decisions.len(), 1, "placed once, never lost: {report}");
@@ -375,9 +367,7 @@ async fn a_draining_agent_finishes_its_job_and_nothing_builds_it_again() {
     drop(stop);
     let outcomes = tokio::time::timeout(TEST_BOUND, building).await.expect("bounded").expect("task").expect("usable");
     let outcome = &outcomes[0];
-    let decisions: Vec<String> = outcome.decisions.iter().map(ToString::to_string).collect();
-    let report =
-        format!("{:?} {:?}\n{}", outcome.executor, outcome.result.as_ref().map(|b| &b.checksum), decisions.join("\n"));
+    let report = common::describe(outcome);
     assert_eq!(outcome.executor, Some(Executor::Agent(AgentId(name.into()))), "{report}");
     assert!(outcome.result.is_ok(), "{report}");
     assert_eq!(outcome.decisions.len(), 1, "built once, by the draining agent: {report}");

@@ -121,3 +121,16 @@ pub fn fleet_hello_template() -> PathBuf {
         ],
     )
 }
+
+/// One target's outcome for an assertion message: the target, its error if
+/// any, where it was built, and every placement decision.
+pub fn describe(outcome: &rustle_cross::TargetOutcome) -> String {
+    let decisions: Vec<String> = outcome.decisions.iter().map(ToString::to_string).collect();
+    format!(
+        "{}: {:?} on {:?}\n{}",
+        outcome.target,
+        outcome.result.as_ref().err(),
+        outcome.executor,
+        decisions.join("\n")
+    )
+}
