@@ -29,8 +29,17 @@ pub struct CrossCompilationConfig {
     /// Build in Docker when no agent can take a target (when Docker builds
     /// are available).
     pub use_docker: bool,
-    /// Registry for build images (`RUSTLE_DOCKER_REGISTRY`).
+    /// Registry for build images (`RUSTLE_DOCKER_REGISTRY`): rustle-cross's
+    /// images are pulled from it before being built here. The default,
+    /// `docker.io`, does not serve them: with it nothing is pulled.
     pub docker_registry: String,
+    /// The Docker daemon (`unix:///path`, `tcp://host:port`); empty:
+    /// `DOCKER_HOST`, else `/var/run/docker.sock`.
+    pub docker_host: String,
+    /// Which executor builds (`RUSTLE_EXECUTOR`, `--executor`): `auto` (the
+    /// fleet, then Docker when `use_docker`, then this machine), or only
+    /// `fleet`, `docker` or `local`.
+    pub executor: ExecutorChoice,
     /// Remove build containers when done.
     pub cleanup_containers: bool,
     /// Deadline for one container.
@@ -86,6 +95,39 @@ pub struct CrossCompilationConfig {
     pub self_contained: bool,
 }
 
+/// The registry `docker_registry` names by default; it serves none of
+/// rustle-cross's images, so nothing is pulled from it.
+pub const DEFAULT_DOCKER_REGISTRY: &str = "docker.io";
+
+/// Which executor builds a run's targets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorChoice {
+    /// The fleet's agents, then Docker (with `use_docker`), then this machine.
+    #[default]
+    Auto,
+    /// Only the fleet's agents.
+    Fleet,
+    /// Only Docker on this machine.
+    Docker,
+    /// Only this machine's toolchains.
+    Local,
+}
+
+impl std::str::FromStr for ExecutorChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "auto" => Ok(Self::Auto),
+            "fleet" => Ok(Self::Fleet),
+            "docker" => Ok(Self::Docker),
+            "local" => Ok(Self::Local),
+            other => Err(format!("unknown executor `{other}`: one of auto, fleet, docker, local")),
+        }
+    }
+}
+
 use crate::shared_cache::{PASSWORD_ENV, SharedStoreAddress, SharedStoreAddressError};
 
 pub use crate::fleet::config::{AgentEndpoint, DEFAULT_AGENT_PORT, FleetConfig, FleetConfigError};
@@ -94,7 +136,9 @@ impl Default for CrossCompilationConfig {
     fn default() -> Self {
         Self {
             use_docker: false,
-            docker_registry: "docker.io".into(),
+            docker_registry: DEFAULT_DOCKER_REGISTRY.into(),
+            docker_host: String::new(),
+            executor: ExecutorChoice::Auto,
             cleanup_containers: true,
             container_timeout_secs: 1800,
             auto_install_toolchains: true,
@@ -206,6 +250,26 @@ impl CrossCompilationConfig {
     pub fn apply_env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         if let Some(v) = lookup("RUSTLE_DOCKER_REGISTRY") {
             self.docker_registry = v;
+        }
+        if let Some(v) = lookup("RUSTLE_EXECUTOR") {
+            self.executor = v.parse().map_err(|_| ConfigError::Env {
+                name: "RUSTLE_EXECUTOR",
+                value: v.clone(),
+                expected: "auto, fleet, docker or local",
+            })?;
+        }
+        if let Some(v) = lookup("RUSTLE_USE_DOCKER") {
+            self.use_docker = match v.trim() {
+                "1" | "true" => true,
+                "0" | "false" => false,
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: "RUSTLE_USE_DOCKER",
+                        value: v.clone(),
+                        expected: "1 or true, 0 or false",
+                    });
+                }
+            };
         }
         if let Some(v) = lookup("RUSTLE_RUSTUP_PATH") {
             self.rustup_path = v.into();
@@ -346,6 +410,21 @@ impl CrossCompilationConfig {
         }
         spec.docker_image = self.docker_images.get(&name).or_else(|| self.docker_images.get(&spec.triple)).cloned();
         spec
+    }
+
+    /// The Docker settings, with the cache at `cache_dir`.
+    pub fn docker_settings(&self, cache_dir: &Path) -> rustle_docker::DockerSettings {
+        let mut settings = rustle_docker::DockerSettings::new(cache_dir);
+        if !self.docker_host.trim().is_empty() {
+            settings.host = Some(self.docker_host.trim().to_owned());
+        }
+        if self.docker_registry != DEFAULT_DOCKER_REGISTRY && !self.docker_registry.trim().is_empty() {
+            settings.registry = Some(self.docker_registry.trim().trim_end_matches('/').to_owned());
+        }
+        settings.images = self.docker_images.clone();
+        settings.cleanup_containers = self.cleanup_containers;
+        settings.container_timeout = Duration::from_secs(self.container_timeout_secs);
+        settings
     }
 
     /// The toolchain manager's settings, with the cache at `cache_dir`.

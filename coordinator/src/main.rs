@@ -40,11 +40,19 @@ enum Command {
     Fleet(cli::fleet::FleetArgs),
     /// The binary cache: a build's key, and the entries (stats, list, prune, clear).
     Cache(cli::cache::CacheArgs),
+    /// Docker build images: list them with their targets, build them ahead
+    /// of a deploy, prune old ones.
+    Images(cli::images::ImagesArgs),
 }
 
 /// Exit codes: 0 success, 1 a target failed, 2 bad usage or configuration.
 #[expect(unsafe_code, reason = "the orphan reaper forks, which is sound only before any thread starts")]
 fn main() -> ExitCode {
+    // Inside a build container: the builder, not the CLI.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(rustle_docker::in_container::SUBCOMMAND) {
+        return container_builder(&args[2..]);
+    }
     let cli = Cli::parse();
     // Before any thread: local builds must not outlive a run killed outright.
     // SAFETY: nothing has started a thread yet (argument parsing does not).
@@ -85,6 +93,7 @@ fn main() -> ExitCode {
             Command::Ca(args) => cli::ca::run(args),
             Command::Fleet(args) => cli::fleet::run(config, args).await,
             Command::Cache(args) => cli::cache::run(config, args).await,
+            Command::Images(args) => cli::images::run(config, args).await,
         }
     });
     match result {
@@ -94,6 +103,24 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `rustle-cross __docker-build fetch|build JOBDIR`, run by rustle-cross
+/// itself inside its build containers.
+fn container_builder(args: &[String]) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RUSTLE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = runtime.block_on(rustle_docker::in_container::main(args));
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<CrossCompilationConfig> {

@@ -21,8 +21,9 @@ use rustle_process::ProcessSpec;
 use rustle_targets::{CachePolicy, CompilationOptimization, TargetError, TargetSpecification};
 use serde::Serialize;
 
-use crate::config::{ConfigError, CrossCompilationConfig};
+use crate::config::{ConfigError, CrossCompilationConfig, ExecutorChoice};
 use crate::fleet::{BuildSource, Executor, Fleet, FleetBuild, FleetOptions, LocalBuilder, LocalFallback};
+use rustle_docker::DockerCompilationManager;
 
 /// Errors of the façade that are not about one target's build.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +48,7 @@ pub enum CrossCompilationError {
     },
 }
 
-pub use crate::outcome::{ProgressSink, TargetOutcome, local_executor};
+pub use crate::outcome::{ProgressSink, TargetOutcome, docker_executor, local_executor};
 
 /// What can build a target here, by which route, and what is missing.
 #[derive(Debug, Clone, Serialize)]
@@ -104,6 +105,9 @@ pub struct CrossCompilationManager {
     /// The fleet, started by the first build that needs it and kept while
     /// the manager lives: its agent connections serve every later call.
     fleet: tokio::sync::Mutex<Option<Arc<Fleet>>>,
+    /// The Docker connection, made by the first build that uses Docker (or
+    /// why there is none), kept while the manager lives.
+    docker: Arc<DockerCell>,
     /// Holds the throw-away cache when `cache_enabled` is off.
     _scratch_cache: Option<tempfile::TempDir>,
 }
@@ -137,6 +141,7 @@ impl CrossCompilationManager {
             cache_dir,
             shared_cache,
             fleet: tokio::sync::Mutex::new(None),
+            docker: Arc::new(DockerCell::default()),
             _scratch_cache: scratch,
         })
     }
@@ -368,11 +373,30 @@ impl CrossCompilationManager {
             self.ensure_lockfile(&template, plan).await?;
         }
         let progress = progress.unwrap_or_else(|| Arc::new(|_| {}));
-        if self.config.fleet.is_enabled() {
-            self.build_on_fleet(&template, requests, plans, progress).await
-        } else {
-            Ok(self.build_here(&template, requests, plans, progress).await)
+        match self.config.executor {
+            ExecutorChoice::Fleet if !self.config.fleet.is_enabled() => Err(CompilationError::Fleet {
+                reason: "--executor fleet needs build agents: list them in [cross_compilation.fleet] agents".into(),
+            }),
+            ExecutorChoice::Fleet => self.build_on_fleet(&template, requests, plans, progress).await,
+            ExecutorChoice::Auto if self.config.fleet.is_enabled() => {
+                self.build_on_fleet(&template, requests, plans, progress).await
+            }
+            ExecutorChoice::Docker => {
+                Ok(self.build_here(&template, requests, plans, progress, Chain::DockerOnly).await)
+            }
+            ExecutorChoice::Auto if self.config.use_docker => {
+                Ok(self.build_here(&template, requests, plans, progress, Chain::DockerThenLocal).await)
+            }
+            ExecutorChoice::Auto | ExecutorChoice::Local => {
+                Ok(self.build_here(&template, requests, plans, progress, Chain::LocalOnly).await)
+            }
         }
+    }
+
+    /// The Docker connection this manager keeps (made on first use), or why
+    /// there is none.
+    pub async fn docker(&self) -> Result<Arc<DockerCompilationManager>, String> {
+        connect_docker(&self.docker, &self.config.docker_settings(&self.cache_dir)).await
     }
 
     /// A target's outcome as the caller gets it: judged by
@@ -386,34 +410,82 @@ impl CrossCompilationManager {
     }
 
     /// The path of [`build`](Self::build) without a fleet: every target
-    /// with the local engine, up to `max_parallel_jobs` at once.
+    /// through `chain` (Docker, this machine's toolchains, or Docker first),
+    /// up to `max_parallel_jobs` at once.
     async fn build_here(
         &self,
         template: &PreparedTemplate,
         requests: Vec<BuildRequest>,
         plans: Vec<Result<BuildPlan, CompilationError>>,
         progress: ProgressSink,
+        chain: Chain,
     ) -> Vec<TargetOutcome> {
         let builds = requests.into_iter().zip(plans).map(|(request, plan)| {
             let progress = progress.clone();
             async move {
-                let result = match plan {
-                    Ok(_) => {
-                        let shared = self.shared_cache.as_ref();
-                        engine::run(&request, template, &self.toolchains, &self.cache_dir, shared, &*progress).await
-                    }
-                    Err(e) => Err(e),
-                };
-                let outcome = TargetOutcome {
-                    target: request.target_specification(),
-                    result,
-                    executor: Some(local_executor()),
-                    decisions: Vec::new(),
-                };
+                let outcome = self.build_one(template, request, plan, &progress, chain).await;
                 self.finish(outcome, &progress)
             }
         });
         futures_util::stream::iter(builds).buffered(self.config.max_parallel_jobs).collect().await
+    }
+
+    /// One target through `chain`: Docker first when the chain has it (a
+    /// failure of the template's own code ends there; any other failure
+    /// passes on, and says why), then this machine's toolchains.
+    async fn build_one(
+        &self,
+        template: &PreparedTemplate,
+        request: BuildRequest,
+        plan: Result<BuildPlan, CompilationError>,
+        progress: &ProgressSink,
+        chain: Chain,
+    ) -> TargetOutcome {
+        let name = request.target_name();
+        let mut passed_over = Vec::new();
+        let outcome = |result, executor, passed_over| TargetOutcome {
+            target: request.target_specification(),
+            result,
+            executor,
+            decisions: Vec::new(),
+            passed_over,
+        };
+        if chain != Chain::LocalOnly {
+            let docker = self.docker().await;
+            let result = match &docker {
+                Ok(docker) if docker.supports(&request.target.triple) => {
+                    Ok(docker.build(template, &request, &**progress).await)
+                }
+                Ok(_) => Err(format!("no Docker build image supports {name}")),
+                Err(reason) => Err(reason.clone()),
+            };
+            match result {
+                Ok(Ok(binary)) => return outcome(Ok(binary), Some(docker_executor()), passed_over),
+                Ok(Err(error)) if error.is_compile_failure() || chain == Chain::DockerOnly => {
+                    return outcome(Err(error), Some(docker_executor()), passed_over);
+                }
+                Ok(Err(error)) => passed_over.push(format!("docker: {error}")),
+                Err(reason) if chain == Chain::DockerOnly => {
+                    let error = CompilationError::unavailable(name.clone(), format!("--executor docker: {reason}"));
+                    return outcome(Err(error), None, passed_over);
+                }
+                Err(reason) => passed_over.push(format!("docker: {reason}")),
+            }
+            if let Some(reason) = passed_over.last() {
+                progress(engine::BuildEvent::Log {
+                    triple: name.clone(),
+                    line: format!("{reason}; building with this machine's toolchains"),
+                });
+            }
+        }
+        let result = match plan {
+            Ok(_) => {
+                let shared = self.shared_cache.as_ref();
+                engine::run(&request, template, &self.toolchains, &self.cache_dir, shared, &**progress).await
+            }
+            Err(e) => Err(e),
+        };
+        outcome(result, Some(local_executor()), passed_over)
     }
 
     /// With `self_contained`, fails a binary that needs a library outside
@@ -493,6 +565,7 @@ impl CrossCompilationManager {
                         result: Ok(*binary),
                         executor: None,
                         decisions: Vec::new(),
+                        passed_over: Vec::new(),
                     };
                     self.finish(outcome, &progress)
                 })
@@ -536,7 +609,13 @@ impl CrossCompilationManager {
             let target = request.target_specification();
             let (local_error, inputs) = match slot {
                 FleetSlot::Cached(binary) => {
-                    let outcome = TargetOutcome { target, result: Ok(*binary), executor: None, decisions: Vec::new() };
+                    let outcome = TargetOutcome {
+                        target,
+                        result: Ok(*binary),
+                        executor: None,
+                        decisions: Vec::new(),
+                        passed_over: Vec::new(),
+                    };
                     return self.finish(outcome, progress);
                 }
                 FleetSlot::Submit { local_error, inputs } => (local_error, inputs),
@@ -551,6 +630,7 @@ impl CrossCompilationManager {
                 result: Err(CompilationError::unavailable(target.to_string(), reason)),
                 executor: None,
                 decisions: Vec::new(),
+                passed_over: Vec::new(),
             });
             // Nothing took it: add what this machine lacks, with the way to install it.
             if let (
@@ -611,6 +691,20 @@ impl CrossCompilationManager {
     /// once) and keeps the measured build speeds. Dropping the manager also
     /// stops the fleet, without telling the agents.
     pub async fn shutdown(&self) {
+        if let Some(Ok(docker)) = self.docker.get() {
+            if self.config.cleanup_containers {
+                if let Err(e) = docker.cleanup_build_containers().await {
+                    tracing::warn!("removing the build containers: {e}");
+                }
+            } else {
+                for name in docker.kept_containers().await {
+                    tracing::warn!(
+                        "kept build container {name} (cleanup_containers = false): docker -H {} exec -it {name} bash",
+                        docker.host()
+                    );
+                }
+            }
+        }
         let fleet = self.fleet.lock().await.take();
         if let Some(fleet) = fleet {
             match Arc::try_unwrap(fleet) {
@@ -650,10 +744,31 @@ impl CrossCompilationManager {
         let toolchains = self.toolchains.clone();
         let cache_dir = Arc::new(self.cache_dir.clone());
         let shared = self.shared_cache.clone();
+        // Docker before this machine's toolchains, as without a fleet.
+        let docker = (self.config.use_docker && self.config.executor == ExecutorChoice::Auto)
+            .then(|| (self.docker.clone(), Arc::new(self.config.docker_settings(&self.cache_dir))));
         Arc::new(move |request: BuildRequest, progress: ProgressSink| {
             let (template, toolchains, cache_dir) = (template.clone(), toolchains.clone(), cache_dir.clone());
-            let shared = shared.clone();
+            let (shared, docker) = (shared.clone(), docker.clone());
             Box::pin(async move {
+                if let Some((cell, settings)) = docker {
+                    let name = request.target_name();
+                    let reason = match connect_docker(&cell, &settings).await {
+                        Ok(docker) if docker.supports(&request.target.triple) => {
+                            match docker.build(&template, &request, &*progress).await {
+                                Ok(binary) => return Ok(binary),
+                                Err(error) if error.is_compile_failure() => return Err(error),
+                                Err(error) => error.to_string(),
+                            }
+                        }
+                        Ok(_) => format!("no Docker build image supports {name}"),
+                        Err(reason) => reason,
+                    };
+                    progress(engine::BuildEvent::Log {
+                        triple: name,
+                        line: format!("docker: {reason}; building with this machine's toolchains"),
+                    });
+                }
                 engine::run(&request, &template, &toolchains, &cache_dir, shared.as_ref(), &*progress).await
             })
         })
@@ -740,6 +855,32 @@ impl CrossCompilationManager {
     }
 }
 
+/// The Docker connection of a manager, made once.
+type DockerCell = tokio::sync::OnceCell<Result<Arc<DockerCompilationManager>, String>>;
+
+/// The manager's Docker connection: made on first use with `settings`, then kept.
+async fn connect_docker(
+    cell: &DockerCell,
+    settings: &rustle_docker::DockerSettings,
+) -> Result<Arc<DockerCompilationManager>, String> {
+    cell.get_or_init(|| async {
+        DockerCompilationManager::connect(settings.clone()).await.map(Arc::new).map_err(|e| e.to_string())
+    })
+    .await
+    .clone()
+}
+
+/// The executors a build without a fleet goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chain {
+    /// Docker on this machine, then its toolchains (`use_docker`).
+    DockerThenLocal,
+    /// Docker only (`--executor docker`).
+    DockerOnly,
+    /// This machine's toolchains only.
+    LocalOnly,
+}
+
 /// One target of a fleet build before it is submitted.
 #[allow(clippy::large_enum_variant, reason = "one per target of a run, moved a few times")]
 enum FleetSlot {
@@ -763,6 +904,7 @@ fn failed_all(targets: &[TargetSpecification], error: &CompilationError) -> Vec<
             result: Err(CompilationError::unavailable(t.to_string(), error.to_string())),
             executor: None,
             decisions: Vec::new(),
+            passed_over: Vec::new(),
         })
         .collect()
 }

@@ -22,6 +22,9 @@ pub struct TargetOutcome {
     /// Why it went there: every placement decision the scheduler made for
     /// it, in order (empty without a fleet: everything builds locally).
     pub decisions: Vec<Decision>,
+    /// The executors of the chain that were passed over before the one
+    /// that built it, each with why (`docker: no Docker daemon answers ...`).
+    pub passed_over: Vec<String>,
 }
 
 impl TargetOutcome {
@@ -36,6 +39,7 @@ impl TargetOutcome {
         let built_on = match (&self.executor, &end) {
             (_, BuildEnd::Cached { .. }) | (None, _) => None,
             (Some(executor), _) if *executor == local_executor() => Some("local".to_owned()),
+            (Some(executor), _) if *executor == docker_executor() => Some("docker".to_owned()),
             (Some(executor), _) => Some(executor.to_string()),
         };
         BuildEvent::Finished { triple: self.target.to_string(), built_on, end }
@@ -48,4 +52,9 @@ pub type ProgressSink = Arc<dyn Fn(BuildEvent) + Send + Sync>;
 /// The executor of builds made with this machine's toolchains.
 pub fn local_executor() -> Executor {
     Executor::Fallback(FallbackId::local())
+}
+
+/// The executor of builds made in Docker on this machine.
+pub fn docker_executor() -> Executor {
+    Executor::Fallback(FallbackId("docker".into()))
 }

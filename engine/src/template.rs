@@ -271,7 +271,7 @@ fn write_generated(template: &GeneratedTemplate, dir: &Path) -> Result<(), Templ
 }
 
 /// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -814,7 +814,7 @@ fn is_rustup_proxy(path: &Path) -> bool {
 }
 
 /// The last `n` non-empty lines of a program's output.
-pub(crate) fn last_lines(text: &str, n: usize) -> String {
+pub fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -16,8 +16,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rustle_cross::build::{
     BinaryReport, BuildEvent, CompilationError, CompiledBinary, RunnerError, TargetFailure, TemplateSource, run_binary,
 };
+use rustle_cross::config::ExecutorChoice;
 use rustle_cross::detect::{ParsedInventory, TargetPlan};
-use rustle_cross::manager::local_executor;
+use rustle_cross::manager::{docker_executor, local_executor};
 use rustle_cross::progress_log::{DEFAULT_COMPILING_INTERVAL, ProgressLog};
 use rustle_cross::targets::{
     CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, TargetSpecification,
@@ -150,6 +151,11 @@ pub struct BuildArgs {
     /// named in the summary.
     #[arg(long)]
     self_contained: bool,
+    /// Which executor builds: `auto` (the fleet, then Docker with
+    /// use_docker, then this machine), or only `fleet`, `docker`, `local`
+    /// (config `executor`, `RUSTLE_EXECUTOR`).
+    #[arg(long)]
+    executor: Option<ExecutorChoice>,
     /// Machine-readable results on stdout (progress stays on stderr).
     #[arg(long)]
     json: bool,
@@ -209,6 +215,9 @@ pub async fn run(mut config: CrossCompilationConfig, args: BuildArgs, verbose: b
     }
     if args.self_contained {
         config.self_contained = true;
+    }
+    if let Some(executor) = args.executor {
+        config.executor = executor;
     }
     // One inventory describes both the hosts to build for and, in its
     // `build_agents` group (fleet.inventory_group), the agents to build on.
@@ -413,6 +422,7 @@ fn result_json(outcome: &TargetOutcome, path: Option<&Path>, smoke: Option<&Smok
         "status": status(&outcome.result),
         "executor": outcome.executor,
         "decisions": outcome.decisions,
+        "passed_over": outcome.passed_over,
     });
     match &outcome.result {
         Ok(b) => {
@@ -449,6 +459,7 @@ fn print_summary(rows: &[Row<'_>]) {
                 (None, _) => "-".to_owned(),
                 // This machine's toolchains: no fleet, or the fleet's last resort.
                 (Some(executor), _) if *executor == local_executor() => "this machine".to_owned(),
+                (Some(executor), _) if *executor == docker_executor() => "docker".to_owned(),
                 (Some(executor), _) => executor.to_string(),
             },
         ];
@@ -475,13 +486,17 @@ fn print_summary(rows: &[Row<'_>]) {
     }
 }
 
-/// Why each target went where it did (the scheduler's decisions), for `-v`.
+/// Why each target went where it did (the scheduler's decisions, the
+/// executors passed over), for `-v`.
 fn print_decisions(outcomes: &[TargetOutcome]) {
     for outcome in outcomes {
-        if outcome.decisions.is_empty() {
+        if outcome.decisions.is_empty() && outcome.passed_over.is_empty() {
             continue;
         }
         println!("\n{}:", outcome.target);
+        for reason in &outcome.passed_over {
+            println!("  passed over {reason}");
+        }
         for decision in &outcome.decisions {
             println!("  {}", decision.to_string().replace('\n', "\n  "));
         }

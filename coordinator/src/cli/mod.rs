@@ -6,5 +6,6 @@ pub mod cache;
 pub mod detect;
 pub mod doctor;
 pub mod fleet;
+pub mod images;
 pub mod table;
 pub mod targets;

@@ -222,6 +222,12 @@ impl State {
             JobResult::TimedOut { executor, .. } => executor.clone(),
             JobResult::NoExecutor { .. } => None,
         };
-        TargetOutcome { target: self.request.target_specification(), result, executor, decisions: report.decisions }
+        TargetOutcome {
+            target: self.request.target_specification(),
+            result,
+            executor,
+            decisions: report.decisions,
+            passed_over: Vec::new(),
+        }
     }
 }
