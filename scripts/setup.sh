@@ -112,6 +112,10 @@ apt_install "${BASE[@]}" && note "base: ok (${BUILD_HOST[*]}, qemu-user)" || not
 # private instances; Debian's own services are not used).
 STORES=(redis-server redis-tools apache2)
 apt_install "${STORES[@]}" && note "cache stores: ok (${STORES[*]})" || note "cache stores: MISSING (${STORES[*]})"
+# Docker build environments: Debian's engine (scripts/start-dockerd.sh runs
+# a private daemon) and debootstrap for the base image without a registry.
+DOCKER=(docker.io debootstrap curl)
+apt_install "${DOCKER[@]}" && note "docker: ok (${DOCKER[*]})" || note "docker: MISSING (${DOCKER[*]})"
 
 if [ $MINIMAL = 0 ]; then
   # Cross C compilers, libcs and runners from the main archive (no foreign

@@ -692,17 +692,11 @@ impl CrossCompilationManager {
     /// stops the fleet, without telling the agents.
     pub async fn shutdown(&self) {
         if let Some(Ok(docker)) = self.docker.get() {
-            if self.config.cleanup_containers {
-                if let Err(e) = docker.cleanup_build_containers().await {
-                    tracing::warn!("removing the build containers: {e}");
-                }
-            } else {
-                for name in docker.kept_containers().await {
-                    tracing::warn!(
-                        "kept build container {name} (cleanup_containers = false): docker -H {} exec -it {name} bash",
-                        docker.host()
-                    );
-                }
+            for name in docker.release_environments().await {
+                tracing::warn!(
+                    "kept build container {name} (cleanup_containers = false): docker -H {} exec -it {name} bash",
+                    docker.host()
+                );
             }
         }
         let fleet = self.fleet.lock().await.take();

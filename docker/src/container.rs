@@ -36,8 +36,10 @@ pub const CARGO_HOME: &str = "/rustle/cargo-home";
 /// what that container is given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompilationEnvironment {
-    /// The running container (`rustle-cross-<key>`).
+    /// The running container's id.
     pub container_id: String,
+    /// Its name (`rustle-cross-<key>`, with `-p<pid>` when the run removes it).
+    pub container_name: String,
     /// The image it runs.
     pub image: String,
     /// Where builds happen inside it.
@@ -94,15 +96,17 @@ fn now_secs() -> String {
 
 /// The container of an environment, created (and started) unless one with
 /// its name already runs. A stopped one (left by a crash) is replaced.
+#[allow(clippy::too_many_arguments, reason = "each is one fact of the environment")]
 pub async fn ensure_environment(
     docker: &Docker,
+    container_key: &str,
     key: &str,
     image: &str,
     target: &str,
     builder: &std::path::Path,
     limits: ContainerLimits,
 ) -> Result<CompilationEnvironment, DockerError> {
-    let name = format!("rustle-cross-{key}");
+    let name = format!("rustle-cross-{container_key}");
     let work_volume = format!("rustle-cross-work-{key}");
     let volume_mounts = vec![
         format!("{}:{BUILDER_PATH}:ro", builder.display()),
@@ -117,6 +121,7 @@ pub async fn ensure_environment(
     ];
     let env = |container_id: String| CompilationEnvironment {
         container_id,
+        container_name: name.clone(),
         image: image.to_owned(),
         working_dir: WORK_DIR.to_owned(),
         environment_vars: environment_vars.clone(),
@@ -128,12 +133,14 @@ pub async fn ensure_environment(
         let running = existing.state.as_ref().and_then(|s| s.running).unwrap_or(false);
         let same_image = existing.config.as_ref().and_then(|c| c.image.as_deref()) == Some(image);
         if running && same_image {
-            return Ok(env(existing.id.unwrap_or(name)));
+            return Ok(env(existing.id.unwrap_or_else(|| name.clone())));
         }
         remove(docker, &name).await;
     }
     let labels = HashMap::from([
-        (LABEL_OWNER.to_owned(), "build".to_owned()),
+        // `build`: removed by the run that made it; `build-kept`: kept for
+        // later runs (cleanup_containers = false).
+        (LABEL_OWNER.to_owned(), if container_key == key { "build-kept" } else { "build" }.to_owned()),
         (LABEL_ENVIRONMENT.to_owned(), key.to_owned()),
         (LABEL_STARTED_AT.to_owned(), now_secs()),
     ]);
@@ -406,11 +413,17 @@ pub async fn download(docker: &Docker, container: &str, path: &str) -> Result<Ve
     Ok(files)
 }
 
-/// Removes a container (killing it first if it runs) and its anonymous volumes.
+/// Removes a container (killing it first if it runs) and its anonymous
+/// volumes, and waits (up to 20 s) until the daemon no longer has it: a
+/// removal someone else started (a dropped build's guard) is waited for too.
 pub async fn remove(docker: &Docker, container: &str) {
     let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
     if let Err(e) = docker.remove_container(container, Some(options)).await {
         tracing::debug!("removing container {container}: {e}");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while docker.inspect_container(container, None).await.is_ok() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -329,8 +329,21 @@ impl DockerCompilationManager {
             return Ok(env.clone());
         }
         let builder = self.builder()?;
-        let env = container::ensure_environment(&self.docker, &key, &reference, target, &builder, self.settings.limits)
-            .await?;
+        // A run that removes its containers when done owns them alone (two
+        // runs at once never remove each other's); kept ones are shared
+        // by later runs.
+        let name =
+            if self.settings.cleanup_containers { format!("{key}-p{}", std::process::id()) } else { key.clone() };
+        let env = container::ensure_environment(
+            &self.docker,
+            &name,
+            &key,
+            &reference,
+            target,
+            &builder,
+            self.settings.limits,
+        )
+        .await?;
         environments.insert(key, env.clone());
         Ok(env)
     }
@@ -542,8 +555,10 @@ impl DockerCompilationManager {
         }
     }
 
-    /// Removes every rustle-cross container (build environments and
-    /// one-off runs); returns their names.
+    /// Removes every rustle-cross container of this daemon (build
+    /// environments and one-off runs, this run's and any other's); returns
+    /// their names. For operators (`rustle-cross images prune` removes the
+    /// stopped ones only).
     pub async fn cleanup_build_containers(&self) -> Result<Vec<String>, DockerError> {
         let containers = container::labelled_containers(&self.docker).await?;
         for (_, id, _) in &containers {
@@ -553,18 +568,39 @@ impl DockerCompilationManager {
         Ok(containers.into_iter().map(|(name, _, _)| name).collect())
     }
 
-    /// The build environments' containers that are kept (for the message
-    /// that says where they are when `cleanup_containers` is off).
-    pub async fn kept_containers(&self) -> Vec<String> {
-        self.environments.lock().await.keys().map(|k| format!("rustle-cross-{k}")).collect()
+    /// The end of a run: with `cleanup_containers`, removes the build
+    /// environments this manager started; without, leaves them running and
+    /// returns their names (to say where they are).
+    pub async fn release_environments(&self) -> Vec<String> {
+        let environments: Vec<CompilationEnvironment> =
+            self.environments.lock().await.drain().map(|(_, env)| env).collect();
+        if !self.settings.cleanup_containers {
+            return environments.into_iter().map(|env| env.container_name).collect();
+        }
+        for env in environments {
+            container::remove(&self.docker, &env.container_id).await;
+        }
+        Vec::new()
     }
 
-    /// At start: one-off containers a crashed run left behind are removed
-    /// (build environments are reused, or replaced when stopped).
+    /// At start: containers a crashed run left behind are removed — every
+    /// stopped one, and running ones older than `container_timeout` (no
+    /// live build runs that long).
     async fn remove_strays(&self) {
         let Ok(containers) = container::labelled_containers(&self.docker).await else { return };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         for (name, id, purpose) in containers {
-            if purpose != "build" {
+            let Ok(inspect) = self.docker.inspect_container(&id, None).await else { continue };
+            let running = inspect.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+            let started: u64 = inspect
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.as_ref())
+                .and_then(|l| l.get(container::LABEL_STARTED_AT))
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
+            let kept = purpose == "build-kept";
+            if !running || (!kept && started + self.settings.container_timeout.as_secs() < now) {
                 tracing::info!("removing container {name} left by an earlier run");
                 container::remove(&self.docker, &id).await;
             }

@@ -92,3 +92,30 @@ pub enum ContainerResult {
         message: String,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_crosses_the_container_boundary_unchanged() {
+        let triple = "aarch64-unknown-linux-gnu";
+        let events = [
+            BuildEvent::Started { triple: triple.into(), expected_units: 18 },
+            BuildEvent::Progress { triple: triple.into(), done: 3, total: 18, unit: "serde".into() },
+            BuildEvent::Log { triple: triple.into(), line: "   Compiling cc v1.2.0".into() },
+        ];
+        for event in events {
+            let line = ProgressLine::from_event(&event).expect("an engine event has a line");
+            let text = serde_json::to_string(&line).expect("encode");
+            let back: ProgressLine = serde_json::from_str(&text).expect("decode");
+            assert_eq!(back.into_event(triple), event);
+        }
+        let finished = BuildEvent::Finished {
+            triple: triple.into(),
+            built_on: None,
+            end: rustle_engine::engine::BuildEnd::Validated,
+        };
+        assert_eq!(ProgressLine::from_event(&finished), None, "only the façade sends Finished");
+    }
+}

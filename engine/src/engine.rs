@@ -184,7 +184,7 @@ pub enum TargetFailure {
         stderr: String,
     },
     /// The build ran past its deadline and was killed.
-    #[error("the build did not finish within {}s and was killed (raise compilation_timeout_secs or RUSTLE_CROSS_COMPILE_TIMEOUT)", .timeout.as_secs())]
+    #[error("the build did not finish within {}s and was killed (raise compilation_timeout_secs or RUSTLE_CROSS_COMPILE_TIMEOUT; in Docker, container_timeout_secs bounds it too)", .timeout.as_secs())]
     Timeout {
         /// The deadline.
         timeout: Duration,

@@ -294,7 +294,19 @@ pub async fn run(mut config: CrossCompilationConfig, args: BuildArgs, verbose: b
 
     let progress = Progress::for_stderr(args.quiet);
     progress.queued(&targets);
-    let outcomes = match manager.build(&source, &targets, &optimization, Some(progress.sink())).await {
+    let building = manager.build(&source, &targets, &optimization, Some(progress.sink()));
+    let outcomes = tokio::select! {
+        outcomes = building => outcomes,
+        _ = interrupted() => {
+            // The builds are dropped: their cargo process groups are killed
+            // and their containers removed; the fleet's agents hear it.
+            progress.clear();
+            manager.shutdown().await;
+            eprintln!("interrupted: the builds were stopped and their containers removed");
+            return Ok(ExitCode::from(130));
+        }
+    };
+    let outcomes = match outcomes {
         Ok(outcomes) => outcomes,
         Err(e) if e.is_compile_failure() => {
             progress.clear();
@@ -483,6 +495,28 @@ fn print_summary(rows: &[Row<'_>]) {
     println!("{}", table.render());
     for e in errors {
         eprintln!("\nerror: {e}");
+    }
+}
+
+/// Ctrl-C (and SIGTERM on Unix).
+#[cfg(not(unix))]
+async fn interrupted() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Ctrl-C (and SIGTERM on Unix).
+#[cfg(unix)]
+async fn interrupted() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 

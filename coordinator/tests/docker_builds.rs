@@ -1,0 +1,278 @@
+//! Docker build environments through the real CLI against a real dockerd
+//! started by `scripts/start-dockerd.sh`, with images rustle-cross builds
+//! itself from a debootstrap rootfs (no registry): the example built and
+//! run for three targets, a build script that dials out failing in the
+//! hermetic container, a container past its deadline killed and removed,
+//! byte-identical binaries from two template paths, and a daemon that is
+//! down sending the build to this machine with the reason. Skipped, with a
+//! line saying so, when RUSTLE_SKIP_DOCKER_TESTS=1.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+
+use common::{example_template, example_template_at, json, rustle_cross_env, scratch_template, stderr};
+
+const SKIP: &str = "RUSTLE_SKIP_DOCKER_TESTS";
+const X86: &str = "x86_64-unknown-linux-gnu";
+const AARCH64: &str = "aarch64-unknown-linux-gnu";
+const WINDOWS: &str = "x86_64-pc-windows-gnu";
+
+/// The tests share the daemon's volumes and look at its containers: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The daemon's address, started (or found running) by the script; `None`
+/// when the tests are skipped.
+fn docker_host() -> Option<String> {
+    if rustle_test_support::skip_requested(SKIP, "Docker build") {
+        return None;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/start-dockerd.sh");
+    let out = Command::new("bash").arg(&script).output().expect("run bash");
+    assert!(
+        out.status.success(),
+        "scripts/start-dockerd.sh failed (it starts the Docker daemon these tests use; run it by hand to see why, or set {SKIP}=1 to skip): {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let host = stdout.lines().last().and_then(|l| l.strip_prefix("DOCKER_HOST=")).expect("DOCKER_HOST=... last");
+    Some(host.to_owned())
+}
+
+/// Every rustle-cross container the daemon has, by name.
+fn labelled_containers(host: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let mut settings = rustle_docker::DockerSettings::new(common::cache_dir());
+        settings.host = Some(host.to_owned());
+        let docker = rustle_docker::DockerCompilationManager::connect(settings).await.expect("connect to dockerd");
+        rustle_docker::container::labelled_containers(docker.client())
+            .await
+            .expect("list containers")
+            .into_iter()
+            .map(|(name, _, _)| name)
+            .collect()
+    })
+}
+
+fn docker_build(host: &str, template: &Path, extra: &[&str]) -> std::process::Output {
+    let template = template.to_str().expect("utf-8 path");
+    let out_dir = common::work_root().join("docker-out");
+    let out_dir = out_dir.to_str().expect("utf-8 path");
+    let mut args = vec!["build", template, "--executor", "docker", "--no-cache", "--json", "--out", out_dir];
+    args.extend_from_slice(extra);
+    rustle_cross_env(&args, &[("DOCKER_HOST", host)])
+}
+
+fn result_for<'a>(results: &'a serde_json::Value, target: &str) -> &'a serde_json::Value {
+    results["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .find(|r| r["target"] == target)
+        .unwrap_or_else(|| panic!("no result for {target}: {results}"))
+}
+
+#[test]
+fn the_example_builds_in_docker_for_three_targets_validated_and_run() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(host) = docker_host() else { return };
+    let out =
+        docker_build(&host, &example_template(), &["-t", X86, "-t", AARCH64, "-t", WINDOWS, "--smoke-test", "-j", "1"]);
+    let results = json(&out);
+    assert!(out.status.success(), "docker builds failed: {results}");
+    let images = rustle_cross_env(&["images", "list"], &[("DOCKER_HOST", &host)]);
+    let images = String::from_utf8_lossy(&images.stdout).into_owned();
+    for target in [X86, AARCH64, WINDOWS] {
+        let result = result_for(&results, target);
+        assert_eq!(result["status"], "ok", "{target}: {result}");
+        assert_eq!(result["executor"], serde_json::json!({"kind": "fallback", "name": "docker"}), "{target}");
+        assert_eq!(result["smoke_test"]["result"], "ok", "{target} did not run: {result}");
+        let output = result["smoke_test"]["output"].as_str().unwrap_or_default();
+        assert!(output.contains("rustle-hello"), "{target} printed {output:?}");
+        // The versions are the container's: the image's rustc label.
+        let toolchain = result["metadata"]["toolchain"].as_str().unwrap_or_default();
+        let rustc = result["metadata"]["rustc_version"].as_str().unwrap_or_default();
+        assert!(toolchain.contains(" in rustle-cross/"), "{target}: toolchain {toolchain:?}");
+        let image = toolchain.rsplit(" in ").next().unwrap_or_default();
+        let row = images.lines().find(|l| l.starts_with(image)).unwrap_or_else(|| panic!("{image} not in:\n{images}"));
+        assert!(row.contains(rustc), "{target}: rustc {rustc:?} is not {image}'s label: {row}");
+    }
+    assert!(labelled_containers(&host).is_empty(), "the run left containers behind: {:?}", labelled_containers(&host));
+}
+
+#[test]
+fn a_build_script_that_dials_out_fails_in_the_container_and_works_here() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(host) = docker_host() else { return };
+    // A listener this machine reaches; inside a `--network none` container
+    // the address is the container's own loopback, where nothing listens.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    let build_rs = format!(
+        r#"fn main() {{
+    match std::net::TcpStream::connect("{address}") {{
+        Ok(_) => println!("cargo:warning=reached {address}"),
+        Err(e) => panic!("cannot reach {address}: {{e}}"),
+    }}
+}}
+"#
+    );
+    let template = scratch_template(
+        "docker-dials-out",
+        &[
+            ("Cargo.toml", "[package]\nname = \"dials-out\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
+            ("src/main.rs", "fn main() { println!(\"dials-out\"); }\n"),
+            ("build.rs", &build_rs),
+        ],
+    );
+    let out = docker_build(&host, &template, &["-t", X86]);
+    assert!(!out.status.success(), "the build script reached the host from the container");
+    let result = result_for(&json(&out), X86).clone();
+    assert_eq!(result["status"], "compile-failed", "{result}");
+    let error = result["error"].as_str().unwrap_or_default();
+    assert!(error.contains(&format!("cannot reach {address}")), "no network error in the diagnostics: {error}");
+    assert!(error.contains("refused") || error.contains("unreachable"), "{error}");
+
+    // The same build script on this machine reaches the listener.
+    let out_dir = common::work_root().join("docker-out-local");
+    let local = rustle_cross_env(
+        &[
+            "build",
+            template.to_str().expect("utf-8"),
+            "--executor",
+            "local",
+            "--no-cache",
+            "-t",
+            X86,
+            "--out",
+            out_dir.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(local.status.success(), "the local build could not reach {address}: {}", stderr(&local));
+    drop(listener);
+}
+
+#[test]
+fn a_container_past_its_deadline_is_killed_and_removed() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(host) = docker_host() else { return };
+    let template = scratch_template(
+        "docker-sleeps",
+        &[
+            ("Cargo.toml", "[package]\nname = \"sleeps\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
+            ("src/main.rs", "fn main() {}\n"),
+            ("build.rs", "fn main() { std::thread::sleep(std::time::Duration::from_secs(600)); }\n"),
+        ],
+    );
+    // Containers are kept (cleanup off), so only the deadline can remove it.
+    let config = common::work_root().join("docker-deadline.toml");
+    std::fs::write(&config, "[cross_compilation]\ncontainer_timeout_secs = 20\ncleanup_containers = false\n")
+        .expect("write config");
+    let started = std::time::Instant::now();
+    let out = docker_build(&host, &template, &["-t", X86, "--config", config.to_str().expect("utf-8")]);
+    assert!(!out.status.success());
+    let result = result_for(&json(&out), X86).clone();
+    let error = result["error"].as_str().unwrap_or_default();
+    assert!(error.contains("did not finish within 20s and was killed"), "{result}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(300), "the deadline did not stop the build");
+    let left = labelled_containers(&host);
+    assert!(left.is_empty(), "the killed build left containers: {left:?}");
+}
+
+#[test]
+fn one_template_from_two_paths_gives_byte_identical_binaries_in_docker() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(host) = docker_host() else { return };
+    let root = common::work_root().join("docker-reproducible");
+    let short = example_template_at(&root.join("a"));
+    let long = example_template_at(&root.join("a-much-longer-directory-name/with/more/levels"));
+    let first = json(&docker_build(&host, &short, &["-t", X86]));
+    let second = json(&docker_build(&host, &long, &["-t", X86]));
+    let (first, second) = (result_for(&first, X86), result_for(&second, X86));
+    assert_eq!(first["status"], "ok", "{first}");
+    assert_eq!(second["status"], "ok", "{second}");
+    assert_eq!(first["sha256"], second["sha256"], "the binaries differ with the template's path");
+}
+
+#[test]
+fn a_daemon_that_is_down_sends_the_build_here_and_says_why() {
+    // Needs no daemon: the point is that there is none.
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let host = "unix:///nonexistent/rustle-cross-test/docker.sock";
+    let out_dir = common::work_root().join("docker-down-out");
+    let template = example_template();
+    let args = ["build", template.to_str().expect("utf-8"), "-t", X86, "-v", "--out", out_dir.to_str().expect("utf-8")];
+    let out = rustle_cross_env(&args, &[("DOCKER_HOST", host), ("RUSTLE_USE_DOCKER", "1")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the local fallback did not build: {}", stderr(&out));
+    assert!(stdout.contains("passed over docker: no Docker daemon answers at"), "-v does not say why: {stdout}");
+    assert!(stdout.contains(host), "{stdout}");
+    assert!(stdout.contains("scripts/start-dockerd.sh"), "{stdout}");
+
+    // Docker alone: the target fails with that reason, and nothing hangs.
+    let only = rustle_cross_env(
+        &[
+            "build",
+            template.to_str().expect("utf-8"),
+            "-t",
+            X86,
+            "--executor",
+            "docker",
+            "--json",
+            "--out",
+            out_dir.to_str().expect("utf-8"),
+        ],
+        &[("DOCKER_HOST", host)],
+    );
+    assert_eq!(only.status.code(), Some(1));
+    let result = result_for(&json(&only), X86).clone();
+    assert_eq!(result["status"], "unavailable", "{result}");
+    let error = result["error"].as_str().unwrap_or_default();
+    assert!(error.contains("no Docker daemon answers") && error.contains("does not exist"), "{error}");
+}
+
+#[test]
+fn ctrl_c_stops_the_build_and_removes_its_containers() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(host) = docker_host() else { return };
+    let template = scratch_template(
+        "docker-interrupted",
+        &[
+            ("Cargo.toml", "[package]\nname = \"interrupted\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
+            ("src/main.rs", "fn main() {}\n"),
+            ("build.rs", "fn main() { std::thread::sleep(std::time::Duration::from_secs(600)); }\n"),
+        ],
+    );
+    let out_dir = common::work_root().join("docker-out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rustle-cross"))
+        .args(["build", template.to_str().expect("utf-8"), "--executor", "docker", "--no-cache", "-t", X86])
+        .arg("--out")
+        .arg(&out_dir)
+        .env("RUSTLE_TARGET_CACHE_DIR", common::cache_dir())
+        .env("DOCKER_HOST", &host)
+        .env_remove("RUSTLE_CROSS_CONFIG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start rustle-cross");
+    // Wait until its build environment runs (the build script then sleeps in it).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !labelled_containers(&host).iter().any(|name| name.contains(&format!("-p{}", child.id()))) {
+        assert!(std::time::Instant::now() < deadline, "no build container appeared");
+        assert!(child.try_wait().expect("poll").is_none(), "rustle-cross ended before its build started");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let left = labelled_containers(&host);
+    assert!(left.is_empty(), "the interrupted build left containers: {left:?}");
+}
