@@ -44,6 +44,9 @@ pub struct CrossCompilationConfig {
     pub cleanup_containers: bool,
     /// Deadline for one container.
     pub container_timeout_secs: u64,
+    /// How long a Docker build environment stays warm after its last build
+    /// before it removes itself; 0: each run removes its own when done.
+    pub container_idle_secs: u64,
     /// Install missing rustup targets automatically.
     pub auto_install_toolchains: bool,
     /// The rustup program (`RUSTLE_RUSTUP_PATH`).
@@ -141,6 +144,7 @@ impl Default for CrossCompilationConfig {
             executor: ExecutorChoice::Auto,
             cleanup_containers: true,
             container_timeout_secs: 1800,
+            container_idle_secs: 300,
             auto_install_toolchains: true,
             rustup_path: "rustup".into(),
             toolchain_update_interval_days: 7,
@@ -424,6 +428,7 @@ impl CrossCompilationConfig {
         settings.images = self.docker_images.clone();
         settings.cleanup_containers = self.cleanup_containers;
         settings.container_timeout = Duration::from_secs(self.container_timeout_secs);
+        settings.idle_timeout = Duration::from_secs(self.container_idle_secs);
         settings
     }
 

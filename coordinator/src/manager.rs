@@ -472,9 +472,9 @@ impl CrossCompilationManager {
                 Err(reason) => passed_over.push(format!("docker: {reason}")),
             }
             if let Some(reason) = passed_over.last() {
-                progress(engine::BuildEvent::Log {
+                progress(engine::BuildEvent::Note {
                     triple: name.clone(),
-                    line: format!("{reason}; building with this machine's toolchains"),
+                    line: format!("passed over {reason}; building with this machine's toolchains"),
                 });
             }
         }
@@ -758,9 +758,9 @@ impl CrossCompilationManager {
                         Ok(_) => format!("no Docker build image supports {name}"),
                         Err(reason) => reason,
                     };
-                    progress(engine::BuildEvent::Log {
+                    progress(engine::BuildEvent::Note {
                         triple: name,
-                        line: format!("docker: {reason}; building with this machine's toolchains"),
+                        line: format!("passed over docker: {reason}; building with this machine's toolchains"),
                     });
                 }
                 engine::run(&request, &template, &toolchains, &cache_dir, shared.as_ref(), &*progress).await

@@ -98,6 +98,7 @@ impl ProgressLog {
                 Some(line(now, triple, &format!("compiling {done}/{total} crates{unit}")))
             }
             BuildEvent::Log { .. } => None,
+            BuildEvent::Note { triple, line: note } => Some(line(now, triple, note)),
             BuildEvent::Finished { triple, built_on, end } => {
                 let target = self.target(triple);
                 if target.stage == Stage::Finished {

@@ -44,6 +44,11 @@ fn docker_host() -> Option<String> {
 
 /// Every rustle-cross container the daemon has, by name.
 fn labelled_containers(host: &str) -> Vec<String> {
+    labelled_containers_for(host).into_iter().map(|(name, _)| name).collect()
+}
+
+/// Every rustle-cross container the daemon has: (name, what it is for).
+fn labelled_containers_for(host: &str) -> Vec<(String, String)> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let mut settings = rustle_docker::DockerSettings::new(common::cache_dir());
@@ -53,7 +58,7 @@ fn labelled_containers(host: &str) -> Vec<String> {
             .await
             .expect("list containers")
             .into_iter()
-            .map(|(name, _, _)| name)
+            .map(|(name, _, purpose)| (name, purpose))
             .collect()
     })
 }
@@ -101,7 +106,33 @@ fn the_example_builds_in_docker_for_three_targets_validated_and_run() {
         let row = images.lines().find(|l| l.starts_with(image)).unwrap_or_else(|| panic!("{image} not in:\n{images}"));
         assert!(row.contains(rustc), "{target}: rustc {rustc:?} is not {image}'s label: {row}");
     }
-    assert!(labelled_containers(&host).is_empty(), "the run left containers behind: {:?}", labelled_containers(&host));
+    // What stays is the warm build environments (they end themselves when
+    // idle), never a one-off fetch container.
+    let left = labelled_containers_for(&host);
+    assert!(left.iter().all(|(_, purpose)| purpose == "build"), "one-off containers left: {left:?}");
+}
+
+#[test]
+fn a_build_environment_stays_warm_for_the_next_run_and_then_ends_itself() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(host) = docker_host() else { return };
+    let config = common::work_root().join("docker-idle.toml");
+    std::fs::write(&config, "[cross_compilation]\ncontainer_idle_secs = 6\n").expect("write config");
+    let config = config.to_str().expect("utf-8");
+    let environment = |host: &str| {
+        labelled_containers(host).into_iter().find(|name| name.starts_with("rustle-cross-x86-64-unknown-linux-gnu-"))
+    };
+    let first = docker_build(&host, &example_template(), &["-t", X86, "--config", config]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let warm = environment(&host).expect("the build environment stays after the run");
+    let second = docker_build(&host, &example_template(), &["-t", X86, "--config", config]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert_eq!(environment(&host).as_deref(), Some(warm.as_str()), "the second run did not reuse the environment");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while environment(&host).is_some() {
+        assert!(std::time::Instant::now() < deadline, "the idle environment {warm} did not end itself");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
 
 #[test]
@@ -180,8 +211,8 @@ fn a_container_past_its_deadline_is_killed_and_removed() {
     let error = result["error"].as_str().unwrap_or_default();
     assert!(error.contains("did not finish within 20s and was killed"), "{result}");
     assert!(started.elapsed() < std::time::Duration::from_secs(300), "the deadline did not stop the build");
-    let left = labelled_containers(&host);
-    assert!(left.is_empty(), "the killed build left containers: {left:?}");
+    let left: Vec<String> = labelled_containers(&host).into_iter().filter(|n| n.ends_with("-kept")).collect();
+    assert!(left.is_empty(), "the killed build left its container: {left:?}");
 }
 
 #[test]
@@ -213,6 +244,10 @@ fn a_daemon_that_is_down_sends_the_build_here_and_says_why() {
     assert!(stdout.contains("passed over docker: no Docker daemon answers at"), "-v does not say why: {stdout}");
     assert!(stdout.contains(host), "{stdout}");
     assert!(stdout.contains("scripts/start-dockerd.sh"), "{stdout}");
+    // Said without -v too: on the progress lines and under the summary.
+    let err = stderr(&out);
+    assert!(err.contains(&format!("note: {X86}: passed over docker: no Docker daemon answers at {host}")), "{err}");
+    assert!(err.contains("building with this machine's toolchains"), "{err}");
 
     // Docker alone: the target fails with that reason, and nothing hangs.
     let only = rustle_cross_env(
@@ -249,10 +284,15 @@ fn ctrl_c_stops_the_build_and_removes_its_containers() {
         ],
     );
     let out_dir = common::work_root().join("docker-out");
+    // Per-run containers (`-p<pid>`): the test tells its own apart.
+    let config = common::work_root().join("docker-per-run.toml");
+    std::fs::write(&config, "[cross_compilation]\ncontainer_idle_secs = 0\n").expect("write config");
     let mut child = Command::new(env!("CARGO_BIN_EXE_rustle-cross"))
         .args(["build", template.to_str().expect("utf-8"), "--executor", "docker", "--no-cache", "-t", X86])
         .arg("--out")
         .arg(&out_dir)
+        .arg("--config")
+        .arg(&config)
         .env("RUSTLE_TARGET_CACHE_DIR", common::cache_dir())
         .env("DOCKER_HOST", &host)
         .env_remove("RUSTLE_CROSS_CONFIG")
@@ -269,10 +309,35 @@ fn ctrl_c_stops_the_build_and_removes_its_containers() {
     std::thread::sleep(std::time::Duration::from_secs(2));
     let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
     assert!(status.success());
+    let pid = child.id();
     let out = child.wait_with_output().expect("wait");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");
-    let left = labelled_containers(&host);
+    let left: Vec<String> =
+        labelled_containers(&host).into_iter().filter(|n| n.contains(&format!("-p{pid}"))).collect();
     assert!(left.is_empty(), "the interrupted build left containers: {left:?}");
+}
+
+#[test]
+fn an_image_that_cannot_be_pulled_is_said_and_rustle_cross_s_own_image_builds() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(host) = docker_host() else { return };
+    // A registry address where nothing listens: the pull fails at once.
+    let config = common::work_root().join("docker-unpullable.toml");
+    std::fs::write(&config, format!("[cross_compilation.docker_images]\n\"{X86}\" = \"127.0.0.1:9/rustle/none:1\"\n"))
+        .expect("write config");
+    let out = docker_build(&host, &example_template(), &["-t", X86, "--config", config.to_str().expect("utf-8")]);
+    let results = json(&out);
+    assert!(out.status.success(), "{results}");
+    let result = result_for(&results, X86);
+    assert!(
+        result["metadata"]["toolchain"].as_str().unwrap_or_default().contains("in rustle-cross/linux-gnu:"),
+        "{result}"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("pulling 127.0.0.1:9/rustle/none:1 failed") && err.contains("trying rustle-cross's own images"),
+        "the failed pull is not said: {err}"
+    );
 }

@@ -128,7 +128,7 @@ fn assert_progress_in_order(events: &[BuildEvent], triple: &str) {
         .iter()
         .filter(|e| match e {
             BuildEvent::Started { triple: t, .. } | BuildEvent::Progress { triple: t, .. } => t == triple,
-            BuildEvent::Log { .. } | BuildEvent::Finished { .. } => false,
+            BuildEvent::Log { .. } | BuildEvent::Note { .. } | BuildEvent::Finished { .. } => false,
         })
         .collect();
     assert!(
@@ -143,7 +143,9 @@ fn assert_progress_in_order(events: &[BuildEvent], triple: &str) {
                 last = *done;
             }
             BuildEvent::Started { .. } => panic!("{triple}: a second Started: {mine:?}"),
-            BuildEvent::Log { .. } | BuildEvent::Finished { .. } => unreachable!("filtered out above"),
+            BuildEvent::Log { .. } | BuildEvent::Note { .. } | BuildEvent::Finished { .. } => {
+                unreachable!("filtered out above")
+            }
         }
     }
 }

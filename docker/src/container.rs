@@ -100,6 +100,7 @@ fn now_secs() -> String {
 pub async fn ensure_environment(
     docker: &Docker,
     container_key: &str,
+    idle: Option<Duration>,
     key: &str,
     image: &str,
     target: &str,
@@ -138,16 +139,26 @@ pub async fn ensure_environment(
         remove(docker, &name).await;
     }
     let labels = HashMap::from([
-        // `build`: removed by the run that made it; `build-kept`: kept for
-        // later runs (cleanup_containers = false).
-        (LABEL_OWNER.to_owned(), if container_key == key { "build-kept" } else { "build" }.to_owned()),
+        // `build`: ends itself when idle; `build-kept`: kept for debugging
+        // (cleanup_containers = false).
+        (LABEL_OWNER.to_owned(), if idle.is_some() { "build" } else { "build-kept" }.to_owned()),
         (LABEL_ENVIRONMENT.to_owned(), key.to_owned()),
         (LABEL_STARTED_AT.to_owned(), now_secs()),
     ]);
     let body = ContainerCreateBody {
         image: Some(image.to_owned()),
-        // The environment idles; builds run in it through exec.
-        cmd: Some(vec!["sleep".into(), "infinity".into()]),
+        // The environment idles; builds run in it through exec. It ends
+        // itself (and is removed) after `idle` without a build; kept ones
+        // (cleanup off) idle forever.
+        cmd: Some(match idle {
+            Some(idle) => vec![
+                BUILDER_PATH.into(),
+                crate::in_container::SUBCOMMAND.into(),
+                "idle".into(),
+                idle.as_secs().to_string(),
+            ],
+            None => vec!["sleep".into(), "infinity".into()],
+        }),
         user: Some(caller_user()),
         env: Some(environment_vars.clone()),
         working_dir: Some(WORK_DIR.to_owned()),
@@ -160,6 +171,7 @@ pub async fn ensure_environment(
             memory: Some(limits.memory_bytes),
             nano_cpus: Some(limits.nano_cpus),
             init: Some(true),
+            auto_remove: Some(idle.is_some()),
             ..Default::default()
         }),
         ..Default::default()
@@ -425,6 +437,11 @@ pub async fn remove(docker: &Docker, container: &str) {
     while docker.inspect_container(container, None).await.is_ok() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Whether the container exists and runs.
+pub async fn is_running(docker: &Docker, container: &str) -> bool {
+    docker.inspect_container(container, None).await.ok().and_then(|c| c.state.and_then(|s| s.running)).unwrap_or(false)
 }
 
 /// Every container carrying rustle-cross's label: (name, id, what it is for).

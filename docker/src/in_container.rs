@@ -28,23 +28,60 @@ pub const RESULT_FILE: &str = "result.json";
 /// The hidden subcommand `rustle-cross` runs this under.
 pub const SUBCOMMAND: &str = "__docker-build";
 
-/// Runs the builder with `args` (`fetch JOBDIR` or `build JOBDIR`); the
-/// process exit code.
+/// The file every builder run touches while it works; an idle environment
+/// ends when it has not been touched for its idle time.
+const LAST_USE: &str = ".last-use";
+
+/// Runs the builder with `args` (`fetch JOBDIR`, `build JOBDIR`, or `idle
+/// SECS`: the environment's main process); the process exit code.
 pub async fn main(args: &[String]) -> i32 {
     let (mode, job_dir) = match args {
         [mode, dir] if mode == "fetch" || mode == "build" => (mode.as_str(), PathBuf::from(dir)),
+        [mode, secs] if mode == "idle" && secs.parse::<u64>().is_ok() => {
+            idle(Duration::from_secs(secs.parse().unwrap_or(300))).await;
+            return 0;
+        }
         _ => {
             eprintln!(
-                "usage: rustle-cross {SUBCOMMAND} fetch|build JOBDIR (run by rustle-cross inside its build containers)"
+                "usage: rustle-cross {SUBCOMMAND} fetch|build JOBDIR | idle SECS (run by rustle-cross inside its build containers)"
             );
             return 2;
         }
     };
-    match run(mode, &job_dir).await {
+    // While this runs, the environment is in use.
+    let touching = tokio::spawn(async {
+        loop {
+            touch_last_use();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+    let result = run(mode, &job_dir).await;
+    touching.abort();
+    touch_last_use();
+    match result {
         Ok(()) => 0,
         Err(message) => {
             eprintln!("rustle-cross builder: {message}");
             1
+        }
+    }
+}
+
+fn touch_last_use() {
+    let _ = std::fs::write(Path::new(WORK_DIR).join(LAST_USE), b"");
+}
+
+/// Waits until no builder has touched the work volume for `limit`, then
+/// returns (the container then ends, and Docker removes it).
+async fn idle(limit: Duration) {
+    let started = std::time::SystemTime::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(2).min(limit)).await;
+        let last = std::fs::metadata(Path::new(WORK_DIR).join(LAST_USE))
+            .and_then(|m| m.modified())
+            .map_or(started, |m| m.max(started));
+        if last.elapsed().unwrap_or_default() >= limit {
+            return;
         }
     }
 }

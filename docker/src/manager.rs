@@ -38,6 +38,9 @@ pub struct DockerSettings {
     pub cleanup_containers: bool,
     /// The longest a container may run (`container_timeout_secs`).
     pub container_timeout: Duration,
+    /// How long a build environment stays warm after its last build
+    /// (`container_idle_secs`); zero: each run removes its own when done.
+    pub idle_timeout: Duration,
     /// The cache root (rootfs tarball, fetch records).
     pub cache_dir: PathBuf,
     /// The rustle-cross executable mounted into containers as the builder
@@ -60,6 +63,7 @@ impl DockerSettings {
             images: BTreeMap::new(),
             cleanup_containers: true,
             container_timeout: Duration::from_secs(1800),
+            idle_timeout: Duration::from_secs(300),
             cache_dir: cache_dir.into(),
             builder: std::env::var_os("RUSTLE_CONTAINER_BUILDER").map(PathBuf::from),
             limits: ContainerLimits::default(),
@@ -329,14 +333,20 @@ impl DockerCompilationManager {
             return Ok(env.clone());
         }
         let builder = self.builder()?;
-        // A run that removes its containers when done owns them alone (two
-        // runs at once never remove each other's); kept ones are shared
-        // by later runs.
-        let name =
-            if self.settings.cleanup_containers { format!("{key}-p{}", std::process::id()) } else { key.clone() };
+        // Warm for later runs: an environment ends itself after
+        // `idle_timeout` without a build (kept for good with cleanup off).
+        // With no idle time, each run has its own and removes it.
+        let (name, idle) = match (self.settings.cleanup_containers, self.settings.idle_timeout) {
+            (false, _) => (format!("{key}-kept"), None),
+            (true, idle) if idle.is_zero() => {
+                (format!("{key}-p{}", std::process::id()), Some(Duration::from_secs(3600)))
+            }
+            (true, idle) => (key.clone(), Some(idle)),
+        };
         let env = container::ensure_environment(
             &self.docker,
             &name,
+            idle,
             &key,
             &reference,
             target,
@@ -378,7 +388,7 @@ impl DockerCompilationManager {
     ) -> Result<CompiledBinary, CompilationError> {
         let name = request.target_name();
         let unavailable = |e: DockerError| CompilationError::unavailable(name.clone(), e.to_string());
-        let log = |line: String| on_event(BuildEvent::Log { triple: name.clone(), line });
+        let log = |line: String| on_event(BuildEvent::Note { triple: name.clone(), line });
         let image = self.image_for(&name, request.settings.docker_image.as_deref(), &log).await.map_err(unavailable)?;
         let env = match self.environment(&name, &image).await {
             Ok(env) => env,
@@ -397,7 +407,22 @@ impl DockerCompilationManager {
                 env.map_err(unavailable)?
             }
         };
-        self.compile_in_docker(template, request, &env, on_event).await
+        let result = self.compile_in_docker(template, request, &env, on_event).await;
+        // An environment that ended itself (idle) just as this build began:
+        // once more in a new one. Not after a deadline (it removed the
+        // container on purpose) or a failure of the template's code.
+        let timed_out = |e: &CompilationError| matches!(e.failure(), Some(TargetFailure::Timeout { .. }));
+        if let Err(error) = &result
+            && !error.is_compile_failure()
+            && !timed_out(error)
+            && !container::is_running(&self.docker, &env.container_id).await
+        {
+            log(format!("build environment {} ended; starting a new one", env.container_name));
+            self.forget(&env);
+            let env = self.environment(&name, &image).await.map_err(unavailable)?;
+            return self.compile_in_docker(template, request, &env, on_event).await;
+        }
+        result
     }
 
     /// Builds `request` in `environment`: the template goes in as a source
@@ -411,6 +436,28 @@ impl DockerCompilationManager {
         request: &BuildRequest,
         environment: &CompilationEnvironment,
         on_event: &(dyn Fn(BuildEvent) + Send + Sync),
+    ) -> Result<CompiledBinary, CompilationError> {
+        match self.compile_once(template, request, environment, on_event, false).await {
+            // The record said the dependencies were fetched, but the volume
+            // lost them (pruned, recreated): fetch again, once.
+            Err(error) if !error.is_compile_failure() && error.to_string().contains("offline") => {
+                on_event(BuildEvent::Note {
+                    triple: request.target_name(),
+                    line: "the offline build lacked dependencies; fetching them again".into(),
+                });
+                self.compile_once(template, request, environment, on_event, true).await
+            }
+            other => other,
+        }
+    }
+
+    async fn compile_once(
+        &self,
+        template: &PreparedTemplate,
+        request: &BuildRequest,
+        environment: &CompilationEnvironment,
+        on_event: &(dyn Fn(BuildEvent) + Send + Sync),
+        force_fetch: bool,
     ) -> Result<CompiledBinary, CompilationError> {
         let start = Instant::now();
         let name = request.target_name();
@@ -450,8 +497,8 @@ impl DockerCompilationManager {
         let fetch_key = fetch_key(template, &name, &environment.image);
         let record =
             self.settings.cache_dir.join("docker").join("fetched").join(&environment.work_volume).join(&template.id.0);
-        if std::fs::read_to_string(&record).ok().as_deref() != Some(fetch_key.as_str()) {
-            on_event(BuildEvent::Log {
+        if force_fetch || std::fs::read_to_string(&record).ok().as_deref() != Some(fetch_key.as_str()) {
+            on_event(BuildEvent::Note {
                 triple: name.clone(),
                 line: format!("fetching dependencies in {}", environment.image),
             });
@@ -568,24 +615,29 @@ impl DockerCompilationManager {
         Ok(containers.into_iter().map(|(name, _, _)| name).collect())
     }
 
-    /// The end of a run: with `cleanup_containers`, removes the build
-    /// environments this manager started; without, leaves them running and
-    /// returns their names (to say where they are).
+    /// The end of a run: with `cleanup_containers`, the build environments
+    /// this manager used stay warm until they have been idle for
+    /// `idle_timeout` (then they remove themselves), or are removed now when
+    /// that is zero; without, they are kept and their names returned (to say
+    /// where they are).
     pub async fn release_environments(&self) -> Vec<String> {
         let environments: Vec<CompilationEnvironment> =
             self.environments.lock().await.drain().map(|(_, env)| env).collect();
         if !self.settings.cleanup_containers {
             return environments.into_iter().map(|env| env.container_name).collect();
         }
-        for env in environments {
-            container::remove(&self.docker, &env.container_id).await;
+        // Warm ones end themselves when idle; per-run ones go now.
+        if self.settings.idle_timeout.is_zero() {
+            for env in environments {
+                container::remove(&self.docker, &env.container_id).await;
+            }
         }
         Vec::new()
     }
 
     /// At start: containers a crashed run left behind are removed — every
-    /// stopped one, and running ones older than `container_timeout` (no
-    /// live build runs that long).
+    /// stopped one, and fetch containers older than `container_timeout`
+    /// (build environments end themselves when idle).
     async fn remove_strays(&self) {
         let Ok(containers) = container::labelled_containers(&self.docker).await else { return };
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -599,8 +651,8 @@ impl DockerCompilationManager {
                 .and_then(|l| l.get(container::LABEL_STARTED_AT))
                 .and_then(|t| t.parse().ok())
                 .unwrap_or(0);
-            let kept = purpose == "build-kept";
-            if !running || (!kept && started + self.settings.container_timeout.as_secs() < now) {
+            let overdue = purpose == "fetch" && started + self.settings.container_timeout.as_secs() < now;
+            if !running || overdue {
                 tracing::info!("removing container {name} left by an earlier run");
                 container::remove(&self.docker, &id).await;
             }

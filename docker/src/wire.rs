@@ -44,6 +44,11 @@ pub enum ProgressLine {
         /// The line.
         line: String,
     },
+    /// A line for the user about the build environment.
+    Note {
+        /// The line.
+        line: String,
+    },
 }
 
 impl ProgressLine {
@@ -56,6 +61,7 @@ impl ProgressLine {
                 Self::Progress { done: *done, total: *total, unit: unit.clone() }
             }
             BuildEvent::Log { line, .. } => Self::Log { line: line.clone() },
+            BuildEvent::Note { line, .. } => Self::Note { line: line.clone() },
             BuildEvent::Finished { .. } => return None,
         })
     }
@@ -67,6 +73,7 @@ impl ProgressLine {
             Self::Started { expected_units } => BuildEvent::Started { triple, expected_units },
             Self::Progress { done, total, unit } => BuildEvent::Progress { triple, done, total, unit },
             Self::Log { line } => BuildEvent::Log { triple, line },
+            Self::Note { line } => BuildEvent::Note { triple, line },
         }
     }
 }
@@ -104,6 +111,7 @@ mod tests {
             BuildEvent::Started { triple: triple.into(), expected_units: 18 },
             BuildEvent::Progress { triple: triple.into(), done: 3, total: 18, unit: "serde".into() },
             BuildEvent::Log { triple: triple.into(), line: "   Compiling cc v1.2.0".into() },
+            BuildEvent::Note { triple: triple.into(), line: "building image rustle-cross/linux-gnu:abc".into() },
         ];
         for event in events {
             let line = ProgressLine::from_event(&event).expect("an engine event has a line");

@@ -95,6 +95,15 @@ pub enum BuildEvent {
         /// The line, without its newline.
         line: String,
     },
+    /// What the user should hear about where and how the target is built,
+    /// apart from cargo's own lines: an image being built, an executor
+    /// passed over and why. Every progress view shows it.
+    Note {
+        /// The target.
+        triple: String,
+        /// The line.
+        line: String,
+    },
     /// The target's build is over: sent once per target by the façade
     /// (`rustle-cross`'s manager), which alone knows every way a target
     /// ends (built here, by an agent, from a cache, or not at all); the

@@ -453,7 +453,9 @@ async fn run_build(
                 total: u32::try_from(total).unwrap_or(u32::MAX),
             },
             // cargo's stderr: status lines, warnings, errors.
-            engine::BuildEvent::Log { line, .. } => BuildEvent::Log { stream: LogStream::Stderr, line },
+            engine::BuildEvent::Log { line, .. } | engine::BuildEvent::Note { line, .. } => {
+                BuildEvent::Log { stream: LogStream::Stderr, line }
+            }
             // Only the coordinator's façade sends it; the outcome says how a job ended.
             engine::BuildEvent::Finished { .. } => return,
         };

@@ -493,6 +493,12 @@ fn print_summary(rows: &[Row<'_>]) {
         table.row(row);
     }
     println!("{}", table.render());
+    // What happened on the way: always said, not only with -v.
+    for (outcome, _, _) in rows {
+        for reason in &outcome.passed_over {
+            eprintln!("note: {}: passed over {reason}", outcome.target);
+        }
+    }
     for e in errors {
         eprintln!("\nerror: {e}");
     }
@@ -656,6 +662,9 @@ impl ProgressBars {
                 // cargo's own lines: the summary reports errors; warnings
                 // stay in the target's log. How a target ended: the summary.
                 BuildEvent::Log { .. } | BuildEvent::Finished { .. } => {}
+                BuildEvent::Note { triple, line } => {
+                    let _ = multi.println(format!("{triple}: {line}"));
+                }
             }
         })
     }
