@@ -47,13 +47,23 @@ fn labelled_containers(host: &str) -> Vec<String> {
     labelled_containers_for(host).into_iter().map(|(name, _)| name).collect()
 }
 
-/// Every rustle-cross container the daemon has: (name, what it is for).
-fn labelled_containers_for(host: &str) -> Vec<(String, String)> {
+/// Runs `f` with a connection to the daemon at `host`.
+fn with_docker<F, T>(host: &str, f: impl FnOnce(std::sync::Arc<rustle_docker::DockerCompilationManager>) -> F) -> T
+where
+    F: std::future::Future<Output = T>,
+{
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let mut settings = rustle_docker::DockerSettings::new(common::cache_dir());
         settings.host = Some(host.to_owned());
         let docker = rustle_docker::DockerCompilationManager::connect(settings).await.expect("connect to dockerd");
+        f(std::sync::Arc::new(docker)).await
+    })
+}
+
+/// Every rustle-cross container the daemon has: (name, what it is for).
+fn labelled_containers_for(host: &str) -> Vec<(String, String)> {
+    with_docker(host, |docker| async move {
         rustle_docker::container::labelled_containers(docker.client())
             .await
             .expect("list containers")
@@ -119,9 +129,17 @@ fn a_build_environment_stays_warm_for_the_next_run_and_then_ends_itself() {
     let config = common::work_root().join("docker-idle.toml");
     std::fs::write(&config, "[cross_compilation]\ncontainer_idle_secs = 6\n").expect("write config");
     let config = config.to_str().expect("utf-8");
+    // This user's x86_64 environment; one an earlier run left warm (with
+    // another idle time) goes first.
+    let suffix = format!("-u{}", rustle_docker::container::caller_uid());
     let environment = |host: &str| {
-        labelled_containers(host).into_iter().find(|name| name.starts_with("rustle-cross-x86-64-unknown-linux-gnu-"))
+        labelled_containers(host)
+            .into_iter()
+            .find(|name| name.starts_with("rustle-cross-x86-64-unknown-linux-gnu-") && name.ends_with(&suffix))
     };
+    if let Some(earlier) = environment(&host) {
+        with_docker(&host, |docker| async move { rustle_docker::container::remove(docker.client(), &earlier).await });
+    }
     let first = docker_build(&host, &example_template(), &["-t", X86, "--config", config]);
     assert!(first.status.success(), "{}", stderr(&first));
     let warm = environment(&host).expect("the build environment stays after the run");
@@ -340,4 +358,66 @@ fn an_image_that_cannot_be_pulled_is_said_and_rustle_cross_s_own_image_builds() 
         err.contains("pulling 127.0.0.1:9/rustle/none:1 failed") && err.contains("trying rustle-cross's own images"),
         "the failed pull is not said: {err}"
     );
+}
+
+#[test]
+fn a_build_by_an_unprivileged_user_leaves_only_that_user_s_files() {
+    use std::os::unix::fs::MetadataExt;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(host) = docker_host() else { return };
+    if rustle_test_support::require_tool("setpriv").is_none() {
+        return;
+    }
+    // A user with no name and no home, allowed on the daemon's socket
+    // through its group (Debian's docker.io makes `docker`).
+    const UID: u32 = 4242;
+    let groups = std::fs::read_to_string("/etc/group").expect("/etc/group");
+    let docker_gid = groups
+        .lines()
+        .find_map(|l| l.strip_prefix("docker:x:").and_then(|rest| rest.split(':').next()))
+        .expect("a docker group (docker.io creates it)")
+        .to_owned();
+    let root = common::work_root().join("docker-unprivileged");
+    let _ = std::fs::remove_dir_all(&root);
+    let template = example_template_at(&root.join("template"));
+    for dir in ["home", "cache", "out"] {
+        std::fs::create_dir_all(root.join(dir)).expect("mkdir");
+    }
+    let chown = Command::new("chown").arg("-R").arg(format!("{UID}:{UID}")).arg(&root).status().expect("chown");
+    assert!(chown.success());
+    let out = Command::new("setpriv")
+        .args(["--reuid", &UID.to_string(), "--regid", &UID.to_string(), "--groups", &docker_gid, "--"])
+        .arg(env!("CARGO_BIN_EXE_rustle-cross"))
+        .args(["build", template.to_str().expect("utf-8"), "--executor", "docker", "--no-cache", "--json", "-t", X86])
+        .arg("--out")
+        .arg(root.join("out"))
+        .env("HOME", root.join("home"))
+        .env("RUSTLE_TARGET_CACHE_DIR", root.join("cache"))
+        .env("DOCKER_HOST", &host)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env_remove("RUSTLE_CROSS_CONFIG")
+        .env_remove("CARGO_HOME")
+        .env_remove("RUSTUP_HOME")
+        .output()
+        .expect("run rustle-cross as an unprivileged user");
+    let results = json(&out);
+    assert!(out.status.success(), "{results}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(result_for(&results, X86)["status"], "ok", "{results}");
+    // Everything the run wrote here belongs to that user.
+    let mut others = Vec::new();
+    let mut stack = vec![root.join("out"), root.join("cache"), root.join("home")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir") {
+            let entry = entry.expect("entry");
+            let meta = entry.path().symlink_metadata().expect("metadata");
+            if meta.uid() != UID {
+                others.push(format!("{} (uid {})", entry.path().display(), meta.uid()));
+            }
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    assert!(others.is_empty(), "files not owned by uid {UID}: {others:?}");
+    assert!(root.join("out/rustle-hello-x86_64-unknown-linux-gnu").is_file());
 }

@@ -73,9 +73,14 @@ impl Default for ContainerLimits {
 /// The user builds run as: the caller's uid and gid, so nothing they write
 /// is owned by anyone else.
 pub fn caller_user() -> String {
-    // SAFETY-free: getuid/getgid cannot fail.
     let (uid, gid) = ids();
     format!("{uid}:{gid}")
+}
+
+/// The caller's uid, which every volume name carries: users never share
+/// writable build state (nor trip over each other's file ownership).
+pub fn caller_uid() -> u32 {
+    ids().0
 }
 
 fn ids() -> (u32, u32) {
@@ -112,7 +117,7 @@ pub async fn ensure_environment(
     let volume_mounts = vec![
         format!("{}:{BUILDER_PATH}:ro", builder.display()),
         format!("{work_volume}:{WORK_DIR}"),
-        format!("rustle-cross-cargo-home:{CARGO_HOME}"),
+        format!("rustle-cross-cargo-home-u{}:{CARGO_HOME}", caller_uid()),
     ];
     let environment_vars = vec![
         format!("CARGO_HOME={CARGO_HOME}"),

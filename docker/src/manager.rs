@@ -327,7 +327,12 @@ impl DockerCompilationManager {
 
     async fn environment(&self, target: &str, image: &DockerImage) -> Result<CompilationEnvironment, DockerError> {
         let reference = image.reference();
-        let key = format!("{}-{}", target.replace(['.', '_'], "-"), &hex(&Sha256::digest(reference.as_bytes()))[..12]);
+        let key = format!(
+            "{}-{}-u{}",
+            target.replace(['.', '_'], "-"),
+            &hex(&Sha256::digest(reference.as_bytes()))[..12],
+            container::caller_uid()
+        );
         let mut environments = self.environments.lock().await;
         if let Some(env) = environments.get(&key) {
             return Ok(env.clone());
