@@ -232,6 +232,15 @@ pub enum ConfigError {
     },
 }
 
+/// A `1`/`true` or `0`/`false` variable.
+fn env_flag(name: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim() {
+        "1" | "true" => Ok(true),
+        "0" | "false" => Ok(false),
+        _ => Err(ConfigError::Env { name, value: value.to_owned(), expected: "1 or true, 0 or false" }),
+    }
+}
+
 impl CrossCompilationConfig {
     /// Parses a config file's text.
     pub fn from_toml(path: &Path, text: &str) -> Result<Self, ConfigError> {
@@ -263,17 +272,7 @@ impl CrossCompilationConfig {
             })?;
         }
         if let Some(v) = lookup("RUSTLE_USE_DOCKER") {
-            self.use_docker = match v.trim() {
-                "1" | "true" => true,
-                "0" | "false" => false,
-                _ => {
-                    return Err(ConfigError::Env {
-                        name: "RUSTLE_USE_DOCKER",
-                        value: v.clone(),
-                        expected: "1 or true, 0 or false",
-                    });
-                }
-            };
+            self.use_docker = env_flag("RUSTLE_USE_DOCKER", &v)?;
         }
         if let Some(v) = lookup("RUSTLE_RUSTUP_PATH") {
             self.rustup_path = v.into();
@@ -292,17 +291,7 @@ impl CrossCompilationConfig {
             self.binary_cache_shared = v;
         }
         if let Some(v) = lookup("RUSTLE_SELF_CONTAINED") {
-            self.self_contained = match v.trim() {
-                "1" | "true" => true,
-                "0" | "false" => false,
-                _ => {
-                    return Err(ConfigError::Env {
-                        name: "RUSTLE_SELF_CONTAINED",
-                        value: v.clone(),
-                        expected: "1 or true, 0 or false",
-                    });
-                }
-            };
+            self.self_contained = env_flag("RUSTLE_SELF_CONTAINED", &v)?;
         }
         self.validate()?;
         Ok(self)

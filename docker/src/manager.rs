@@ -199,15 +199,27 @@ impl DockerCompilationManager {
             .ok_or_else(|| DockerError::NoImageForTarget { target: target.to_string(), known: known_targets() })
     }
 
-    fn candidates(&self, name: &str, configured: Option<&str>) -> Vec<String> {
-        let base = crate::images::base_tag(&self.settings.mirror);
+    /// The image named for `name` (`T` or `T.2.17`): the target's own
+    /// setting, else `docker_images` by full name, then by triple.
+    fn configured_image(&self, name: &str, configured: Option<&str>) -> Option<String> {
         let triple = name.split('.').next().unwrap_or(name);
         configured
             .map(str::to_owned)
             .or_else(|| self.settings.images.get(name).or_else(|| self.settings.images.get(triple)).cloned())
+    }
+
+    fn candidates(&self, name: &str, configured: Option<&str>) -> Vec<String> {
+        let triple = name.split('.').next().unwrap_or(name);
+        self.configured_image(name, configured)
             .into_iter()
-            .chain(families_for(triple).map(|f| format!("rustle-cross/{}:{}", f.name, family_tag(f, &base))))
+            .chain(families_for(triple).map(|f| self.family_reference(f)))
             .collect()
+    }
+
+    /// `rustle-cross/<family>:<tag>` as the current recipes make it.
+    fn family_reference(&self, family: &crate::images::ImageFamily) -> String {
+        let base = crate::images::base_tag(&self.settings.mirror);
+        format!("rustle-cross/{}:{}", family.name, family_tag(family, &base))
     }
 
     /// Makes sure every image `targets` need is here: pulled, or built
@@ -222,8 +234,7 @@ impl DockerCompilationManager {
 
     /// The references of the images the current recipes make (one per family).
     pub fn current_references(&self) -> Vec<String> {
-        let base = crate::images::base_tag(&self.settings.mirror);
-        FAMILIES.iter().map(|f| format!("rustle-cross/{}:{}", f.name, family_tag(f, &base))).collect()
+        FAMILIES.iter().map(|f| self.family_reference(f)).collect()
     }
 
     /// Removes the build images no current recipe makes, and every stopped
@@ -276,10 +287,7 @@ impl DockerCompilationManager {
     ) -> Result<DockerImage, DockerError> {
         let triple = name.split('.').next().unwrap_or(name);
         let mut failures = Vec::new();
-        let explicit = configured
-            .map(str::to_owned)
-            .or_else(|| self.settings.images.get(name).or_else(|| self.settings.images.get(triple)).cloned());
-        if let Some(reference) = explicit {
+        if let Some(reference) = self.configured_image(name, configured) {
             if self.docker.inspect_image(&reference).await.is_err()
                 && let Err(e) = crate::images::pull(&self.docker, &reference, Duration::from_secs(120)).await
             {
