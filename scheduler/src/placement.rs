@@ -5,14 +5,17 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rustle_protocol::{AgentId, JobId};
 use rustle_targets::Target;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
-use crate::agents::{AgentRecord, AgentState, is_native, toolchain_for};
+use crate::agents::{AgentRecord, AgentState};
 use crate::executor::{Executor, FallbackExecutor, FallbackId};
+use crate::index::{AgentView, TargetFit, position_of};
 use crate::time::Timestamp;
 
 /// How well a kind of executor fits a target, best first.
@@ -54,15 +57,6 @@ pub struct Score {
     pub load_per_core: Option<f64>,
     /// Moving average of successful build durations of this target there, in milliseconds.
     pub measured_build_ms: Option<u64>,
-}
-
-impl Score {
-    /// The sort key: smaller is better.
-    fn rank(&self, load_resolution: f64) -> (Tier, u32, Reverse<u32>, u64, Option<u64>) {
-        // `as` saturates (and maps NaN to 0); loads are finite and non-negative here.
-        let load_step = self.load_per_core.map_or(0, |load| (load / load_resolution).floor() as u64);
-        (self.tier, self.running, Reverse(self.free_slots), load_step, self.measured_build_ms)
-    }
 }
 
 impl fmt::Display for Score {
@@ -212,7 +206,7 @@ pub struct Decision {
     /// The toolchain the chosen agent should use (agents only).
     pub toolchain: Option<String>,
     /// Every agent known to the scheduler, then the fallback chain in order.
-    pub candidates: Vec<CandidateAssessment>,
+    pub candidates: Candidates,
 }
 
 impl fmt::Display for Decision {
@@ -224,7 +218,7 @@ impl fmt::Display for Decision {
             (Some(executor), None) => write!(f, "{executor}")?,
             (None, _) => f.write_str("no executor can build it")?,
         }
-        for candidate in &self.candidates {
+        for candidate in self.candidates.iter() {
             write!(f, "\n  {}: {}", candidate.executor, candidate.verdict)?;
             if let Some(score) = &candidate.score {
                 write!(f, " [{score}]")?;
@@ -272,6 +266,18 @@ impl SpeedHistory {
         self.averages_ms.get(&(executor.clone(), template.to_owned(), target.to_owned())).map(|ms| ms.round() as u64)
     }
 
+    /// The rounded averages of `template`'s target named `target`, on every executor measured.
+    pub(crate) fn averages_of<'a>(
+        &'a self,
+        template: &'a str,
+        target: &'a str,
+    ) -> impl Iterator<Item = (&'a Executor, u64)> + 'a {
+        self.averages_ms
+            .iter()
+            .filter(move |((_, t, n), _)| t == template && n == target)
+            .map(|((executor, _, _), ms)| (executor, ms.round() as u64))
+    }
+
     /// Every average.
     pub(crate) fn export(&self) -> Vec<MeasuredSpeed> {
         self.averages_ms
@@ -308,10 +314,159 @@ impl FallbackRecord {
     }
 }
 
+/// Every candidate of a [`Decision`] with its score and verdict: a slice of
+/// [`CandidateAssessment`]s (it dereferences to one), in the order of
+/// [`Decision::candidates`].
+///
+/// A decision at a thousand agents names a thousand candidates, and one is
+/// made for every dispatch, so the scheduler records them compactly (the
+/// executors' names are shared by every decision of the same fleet, each
+/// candidate's score and verdict take a few words) and spells them out as
+/// [`CandidateAssessment`]s the first time they are read. Reading,
+/// comparing, printing and serializing see the complete list either way.
+#[derive(Clone)]
+pub struct Candidates(Arc<CandidateRecords>);
+
+/// What [`Candidates`] holds.
+struct CandidateRecords {
+    /// Every candidate, by position, as the fleet was when the decision was made.
+    roster: Arc<[Executor]>,
+    /// Score and verdict, by position.
+    entries: Vec<Entry>,
+    /// The verdicts that carry more than a code (a state, an exclusion, an
+    /// earlier failure), by position, in order.
+    extras: Vec<(usize, Verdict)>,
+    /// The position chosen.
+    chosen: Option<usize>,
+    /// The assessments, once read.
+    spelled_out: OnceLock<Vec<CandidateAssessment>>,
+}
+
+/// One candidate's score and verdict, in a few words.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    load_per_core: f64,
+    measured_build_ms: u64,
+    running: u32,
+    slots: u32,
+    fallback_rank: u32,
+    /// `NO_SCORE`, or which [`Tier`].
+    tier: u8,
+    measured: bool,
+    verdict: u8,
+}
+
+const NO_SCORE: u8 = 0;
+const NATIVE: u8 = 1;
+const CROSS: u8 = 2;
+const FALLBACK: u8 = 3;
+
+/// Could take the job: [`Verdict::Chosen`] when chosen, else [`Verdict::LowerScore`].
+const CONTENDER: u8 = 0;
+const NOT_BUILDABLE: u8 = 1;
+const DRAINING: u8 = 2;
+const NO_FREE_SLOT: u8 = 3;
+/// [`Verdict::FailedHere`] in the extras, [`Verdict::ChosenAsLastResort`] when chosen.
+const LAST_RESORT: u8 = 4;
+/// The verdict is in the extras as it is.
+const EXTRA: u8 = 5;
+
+impl Entry {
+    const NOT_BUILDABLE: Self = Self {
+        load_per_core: 0.0,
+        measured_build_ms: 0,
+        running: 0,
+        slots: 0,
+        fallback_rank: 0,
+        tier: NO_SCORE,
+        measured: false,
+        verdict: NOT_BUILDABLE,
+    };
+
+    fn score(&self) -> Option<Score> {
+        let tier = match self.tier {
+            NATIVE => Tier::Native,
+            CROSS => Tier::Cross,
+            FALLBACK => Tier::Fallback { rank: self.fallback_rank },
+            _ => return None,
+        };
+        Some(Score {
+            tier,
+            running: self.running,
+            free_slots: self.slots.saturating_sub(self.running),
+            load_per_core: (self.tier != FALLBACK).then_some(self.load_per_core),
+            measured_build_ms: self.measured.then_some(self.measured_build_ms),
+        })
+    }
+}
+
+impl CandidateRecords {
+    fn spell_out(&self) -> Vec<CandidateAssessment> {
+        let mut extras = self.extras.iter().peekable();
+        self.roster
+            .iter()
+            .zip(&self.entries)
+            .enumerate()
+            .map(|(position, (executor, entry))| {
+                let extra = extras.next_if(|(at, _)| *at == position).map(|(_, verdict)| verdict);
+                let picked = self.chosen == Some(position);
+                let verdict = match (entry.verdict, extra) {
+                    (CONTENDER, _) if picked => Verdict::Chosen,
+                    (CONTENDER, _) => Verdict::LowerScore,
+                    (NOT_BUILDABLE, _) => Verdict::NotBuildable,
+                    (DRAINING, _) => Verdict::Draining,
+                    (NO_FREE_SLOT, _) => Verdict::NoFreeSlot { running: entry.running, slots: entry.slots },
+                    (LAST_RESORT, Some(Verdict::FailedHere { reason })) if picked => {
+                        Verdict::ChosenAsLastResort { reason: reason.clone() }
+                    }
+                    (_, Some(verdict)) => verdict.clone(),
+                    // Not recorded that way; kept total rather than panicking.
+                    (_, None) => Verdict::LowerScore,
+                };
+                CandidateAssessment { executor: executor.clone(), score: entry.score(), verdict }
+            })
+            .collect()
+    }
+}
+
+impl Deref for Candidates {
+    type Target = [CandidateAssessment];
+
+    fn deref(&self) -> &[CandidateAssessment] {
+        self.0.spelled_out.get_or_init(|| self.0.spell_out())
+    }
+}
+
+impl PartialEq for Candidates {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl fmt::Debug for Candidates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Candidates {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'a> IntoIterator for &'a Candidates {
+    type Item = &'a CandidateAssessment;
+    type IntoIter = std::slice::Iter<'a, CandidateAssessment>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 /// The job placement is asked about.
 pub(crate) struct PlacementRequest<'a> {
     pub(crate) job: JobId,
-    pub(crate) template: &'a str,
     pub(crate) target: &'a Target,
     pub(crate) attempt: u32,
     pub(crate) exclusions: &'a BTreeMap<Executor, Exclusion>,
@@ -329,151 +484,189 @@ pub(crate) struct Placement {
     pub(crate) eligible: bool,
 }
 
-/// Everything placement reads, borrowed from the scheduler.
+/// Everything placement reads, borrowed from the scheduler and its fleet
+/// index (fresh: every agent's `position` is its place in name order).
 pub(crate) struct Fleet<'a> {
     pub(crate) agents: &'a BTreeMap<AgentId, AgentRecord>,
     pub(crate) fallbacks: &'a [FallbackRecord],
-    pub(crate) speeds: &'a SpeedHistory,
-    pub(crate) load_resolution: f64,
+    pub(crate) roster: &'a Arc<[Executor]>,
+    /// Every agent's jobs, slots, load and state, by position.
+    pub(crate) views: &'a [AgentView],
+    /// What each agent can do for the job's target.
+    pub(crate) fit: &'a TargetFit,
+    /// Measured speeds of the job's template and target, by position.
+    pub(crate) speeds: &'a [Option<u64>],
 }
 
-/// A candidate's standing before the winner is picked.
-enum Standing {
-    Rejected(Verdict),
-    Contender,
-    LastResort(String),
+/// The job's exclusions by position, in order.
+pub(crate) fn excluded_positions<'a>(
+    exclusions: &'a BTreeMap<Executor, Exclusion>,
+    agents: &BTreeMap<AgentId, AgentRecord>,
+    fallbacks: &[FallbackRecord],
+) -> Vec<(usize, &'a Exclusion)> {
+    let mut excluded: Vec<(usize, &Exclusion)> = exclusions
+        .iter()
+        .filter_map(|(executor, exclusion)| position_of(executor, agents, fallbacks).map(|p| (p, exclusion)))
+        .collect();
+    excluded.sort_by_key(|(position, _)| *position);
+    excluded
 }
 
-impl Standing {
-    /// Whether the candidate could take the job, now or once a slot frees.
-    fn could_take(&self) -> bool {
-        match self {
-            Self::Contender | Self::LastResort(_) => true,
-            Self::Rejected(verdict) => matches!(verdict, Verdict::NoFreeSlot { .. } | Verdict::FailedHere { .. }),
-        }
+/// How candidates compare, smaller is better (see the crate docs): tier,
+/// jobs running there, more free slots, load in steps, measured speed (not
+/// measured yet first).
+type Rank = (Tier, u32, Reverse<u32>, u64, Option<u64>);
+
+/// The best candidate so far, of one kind: on equal ranks the earlier position stays.
+fn keep_best(best: &mut Option<(Rank, usize)>, rank: Rank, position: usize) {
+    if best.as_ref().is_none_or(|(kept, _)| rank < *kept) {
+        *best = Some((rank, position));
     }
 }
 
-/// Every candidate for the job: its assessment (verdict still to be
-/// settled), its standing, and the toolchain it would use.
-fn assess(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Vec<(CandidateAssessment, Standing, Option<String>)> {
+/// What the scan of the candidates gathers.
+struct Scan<'a> {
+    entries: Vec<Entry>,
+    extras: Vec<(usize, Verdict)>,
+    excluded: std::iter::Peekable<std::vec::IntoIter<(usize, &'a Exclusion)>>,
+    eligible: bool,
+    best: Option<(Rank, usize)>,
+    best_last_resort: Option<(Rank, usize)>,
+}
+
+impl<'a> Scan<'a> {
+    /// The job's exclusion of the candidate at `position` (positions come in order).
+    fn exclusion(&mut self, position: usize) -> Option<&'a Exclusion> {
+        self.excluded.next_if(|(at, _)| *at == position).map(|(_, exclusion)| exclusion)
+    }
+
+    /// Judges a candidate that builds the target and is available: excluded
+    /// for good, without a free slot, a last resort, or a contender.
+    fn judge(&mut self, position: usize, exclusion: Option<&Exclusion>, mut entry: Entry, rank: impl FnOnce() -> Rank) {
+        match exclusion {
+            Some(exclusion) if !exclusion.is_soft() => {
+                entry.verdict = EXTRA;
+                self.extras.push((position, Verdict::Excluded { exclusion: exclusion.clone() }));
+            }
+            _ if entry.running >= entry.slots => {
+                self.eligible = true;
+                entry.verdict = NO_FREE_SLOT;
+            }
+            Some(Exclusion::Failed { reason }) => {
+                self.eligible = true;
+                entry.verdict = LAST_RESORT;
+                self.extras.push((position, Verdict::FailedHere { reason: reason.clone() }));
+                keep_best(&mut self.best_last_resort, rank(), position);
+            }
+            _ => {
+                self.eligible = true;
+                entry.verdict = CONTENDER;
+                keep_best(&mut self.best, rank(), position);
+            }
+        }
+        self.entries.push(entry);
+    }
+}
+
+/// Assesses every candidate for the job, in one pass, and picks one if any
+/// has a free slot: of those that could take it, the best rank (ties go to
+/// the earlier position), and only when none is left, the best of those
+/// where the job failed before.
+pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placement {
     // Agents report bare triples (a floor is checked by the agent, which
     // rejects what it cannot build whole); fallbacks and measured speeds
     // know the full target name, so `T` and `T.2.17` stay apart.
-    let triple = request.target.triple.as_str();
     let name = request.target.triple_with_floor();
-    let name = name.as_str();
-    let mut assessed: Vec<(CandidateAssessment, Standing, Option<String>)> = Vec::new();
+    let agents = fleet.views.len();
+    let mut scan = Scan {
+        entries: Vec::with_capacity(agents + fleet.fallbacks.len()),
+        extras: Vec::new(),
+        excluded: excluded_positions(request.exclusions, fleet.agents, fleet.fallbacks).into_iter().peekable(),
+        eligible: false,
+        best: None,
+        best_last_resort: None,
+    };
+    let measured = |position: usize| fleet.speeds.get(position).copied().flatten();
 
-    for (id, agent) in fleet.agents {
-        let executor = Executor::Agent(id.clone());
-        let toolchain = toolchain_for(&agent.report, triple).map(str::to_owned);
-        let tier = if is_native(&agent.report, request.target) { Tier::Native } else { Tier::Cross };
-        let score = Score {
-            tier,
-            running: agent.running(),
-            free_slots: agent.free_slots(),
-            load_per_core: Some(agent.load_per_core()),
-            measured_build_ms: fleet.speeds.average_ms(&executor, request.template, name),
+    let fits = fleet.fit.toolchain.iter().zip(&fleet.fit.native);
+    for (position, (view, (toolchain, native))) in fleet.views.iter().zip(fits).enumerate() {
+        let exclusion = scan.exclusion(position);
+        if toolchain.is_none() {
+            scan.entries.push(Entry::NOT_BUILDABLE);
+            continue;
+        }
+        let measured = measured(position);
+        let tier = if *native { Tier::Native } else { Tier::Cross };
+        let entry = Entry {
+            load_per_core: view.load_per_core,
+            measured_build_ms: measured.unwrap_or(0),
+            running: view.running,
+            slots: view.slots,
+            fallback_rank: 0,
+            tier: if *native { NATIVE } else { CROSS },
+            measured: measured.is_some(),
+            verdict: CONTENDER,
         };
-        let standing = if toolchain.is_none() {
-            Standing::Rejected(Verdict::NotBuildable)
-        } else if !agent.is_connected() {
-            Standing::Rejected(Verdict::Unavailable { state: agent.state })
-        } else if agent.draining {
-            Standing::Rejected(Verdict::Draining)
+        if view.state != AgentState::Connected {
+            scan.extras.push((position, Verdict::Unavailable { state: view.state }));
+            scan.entries.push(Entry { verdict: EXTRA, ..entry });
+        } else if view.draining {
+            scan.entries.push(Entry { verdict: DRAINING, ..entry });
         } else {
-            judge(request.exclusions.get(&executor), agent.running(), agent.slots())
-        };
-        let score = toolchain.is_some().then_some(score);
-        assessed.push((CandidateAssessment { executor, score, verdict: Verdict::LowerScore }, standing, toolchain));
+            let free = view.slots.saturating_sub(view.running);
+            scan.judge(position, exclusion, entry, || (tier, view.running, Reverse(free), view.load_step, measured));
+        }
     }
 
     for (rank, fallback) in fleet.fallbacks.iter().enumerate() {
-        let executor = Executor::Fallback(fallback.config.id.clone());
+        let position = agents + rank;
+        let exclusion = scan.exclusion(position);
         let buildable = match request.fallbacks.get(&fallback.config.id) {
             Some(said) => *said,
-            None => fallback.config.triples.contains(name),
+            None => fallback.config.triples.contains(&name),
         };
-        let score = Score {
-            tier: Tier::Fallback { rank: u32::try_from(rank).unwrap_or(u32::MAX) },
-            running: fallback.running(),
-            free_slots: fallback.config.slots.saturating_sub(fallback.running()),
-            load_per_core: None,
-            measured_build_ms: fleet.speeds.average_ms(&executor, request.template, name),
+        if !buildable {
+            scan.entries.push(Entry::NOT_BUILDABLE);
+            continue;
+        }
+        let (running, slots) = (fallback.running(), fallback.config.slots);
+        let measured = measured(position);
+        let tier = Tier::Fallback { rank: u32::try_from(rank).unwrap_or(u32::MAX) };
+        let entry = Entry {
+            load_per_core: 0.0,
+            measured_build_ms: measured.unwrap_or(0),
+            running,
+            slots,
+            fallback_rank: u32::try_from(rank).unwrap_or(u32::MAX),
+            tier: FALLBACK,
+            measured: measured.is_some(),
+            verdict: CONTENDER,
         };
-        let standing = if buildable {
-            judge(request.exclusions.get(&executor), fallback.running(), fallback.config.slots)
-        } else {
-            Standing::Rejected(Verdict::NotBuildable)
-        };
-        let score = buildable.then_some(score);
-        assessed.push((CandidateAssessment { executor, score, verdict: Verdict::LowerScore }, standing, None));
+        let free = slots.saturating_sub(running);
+        // A fallback reports no load: it counts as step 0.
+        scan.judge(position, exclusion, entry, || (tier, running, Reverse(free), 0, measured));
     }
-    assessed
-}
 
-/// Assesses every candidate for the job and picks one, if any has a free slot.
-pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placement {
-    let assessed = assess(request, fleet);
-    let eligible = assessed.iter().any(|(_, standing, _)| standing.could_take());
-    let best = |last_resort: bool| {
-        assessed
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, standing, _))| match standing {
-                Standing::Contender => !last_resort,
-                Standing::LastResort(_) => last_resort,
-                Standing::Rejected(_) => false,
-            })
-            .filter_map(|(index, (candidate, _, _))| candidate.score.map(|s| (s.rank(fleet.load_resolution), index)))
-            .min_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)))
-            .map(|(_, index)| index)
-    };
-    let chosen = best(false).or_else(|| best(true));
-
-    let mut decision = Decision {
+    let chosen = scan.best.or(scan.best_last_resort).map(|(_, position)| position);
+    let toolchain = chosen.and_then(|position| {
+        let agent = fleet.agents.get(fleet.roster.get(position)?.agent()?)?;
+        let index = fleet.fit.toolchain.get(position).copied().flatten()?;
+        agent.report.toolchains.get(index).map(|t| t.name.clone())
+    });
+    let decision = Decision {
         job: request.job,
-        target: request.target.triple_with_floor(),
+        target: name,
         attempt: request.attempt,
         at: request.now,
-        chosen: None,
-        toolchain: None,
-        candidates: Vec::with_capacity(assessed.len()),
+        chosen: chosen.and_then(|position| fleet.roster.get(position).cloned()),
+        toolchain,
+        candidates: Candidates(Arc::new(CandidateRecords {
+            roster: Arc::clone(fleet.roster),
+            entries: scan.entries,
+            extras: scan.extras,
+            chosen,
+            spelled_out: OnceLock::new(),
+        })),
     };
-    for (index, (mut candidate, standing, toolchain)) in assessed.into_iter().enumerate() {
-        let picked = chosen == Some(index);
-        candidate.verdict = match standing {
-            Standing::Rejected(verdict) => verdict,
-            Standing::Contender if picked => Verdict::Chosen,
-            Standing::Contender => Verdict::LowerScore,
-            Standing::LastResort(reason) if picked => Verdict::ChosenAsLastResort { reason },
-            Standing::LastResort(reason) => Verdict::FailedHere { reason },
-        };
-        if picked {
-            decision.chosen = Some(candidate.executor.clone());
-            decision.toolchain = toolchain;
-        }
-        decision.candidates.push(candidate);
-    }
-    Placement { decision, eligible }
-}
-
-/// How many executors could ever take the job as things stand (those
-/// placement would choose once a slot frees), whether or not a slot is
-/// free: its scarcity, by which [`Scheduler`](crate::Scheduler) orders a batch.
-pub(crate) fn scarcity(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> usize {
-    assess(request, fleet).iter().filter(|(_, standing, _)| standing.could_take()).count()
-}
-
-/// The standing of a candidate that can build the target and is available.
-fn judge(exclusion: Option<&Exclusion>, running: u32, slots: u32) -> Standing {
-    match exclusion {
-        Some(exclusion) if !exclusion.is_soft() => {
-            Standing::Rejected(Verdict::Excluded { exclusion: exclusion.clone() })
-        }
-        _ if running >= slots => Standing::Rejected(Verdict::NoFreeSlot { running, slots }),
-        Some(Exclusion::Failed { reason }) => Standing::LastResort(reason.clone()),
-        _ => Standing::Contender,
-    }
+    Placement { decision, eligible: scan.eligible }
 }

@@ -1,0 +1,280 @@
+//! Views of the fleet derived from the scheduler's records, kept so that one placement costs one pass over the candidates: positions, what each agent builds per target, free slots, measured speeds.
+//!
+//! Every candidate has a *position*: the agents in name order, then the
+//! fallback chain in order, as a [`Decision`](crate::Decision) lists them.
+//! The views are rebuilt lazily after the fleet changed (an agent
+//! registered, refreshed its report, disconnected, drained or was lost) and
+//! kept up to date cheaply in between (a slot taken or freed, a build
+//! measured). They hold nothing the records do not: dropping them changes
+//! no decision.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use rustle_protocol::AgentId;
+use rustle_targets::Target;
+
+use crate::agents::{AgentRecord, AgentState, is_native, toolchain_index_for};
+use crate::executor::Executor;
+use crate::placement::{FallbackRecord, SpeedHistory};
+
+/// A fixed-size set of positions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Bits(Vec<u64>);
+
+impl Bits {
+    /// `len` positions, none set.
+    pub(crate) fn new(len: usize) -> Self {
+        Self(vec![0; len.div_ceil(64)])
+    }
+
+    pub(crate) fn set(&mut self, position: usize, value: bool) {
+        if let Some(word) = self.0.get_mut(position / 64) {
+            let bit = 1 << (position % 64);
+            if value {
+                *word |= bit;
+            } else {
+                *word &= !bit;
+            }
+        }
+    }
+
+    /// Whether some position is in both sets.
+    pub(crate) fn intersects(&self, other: &Self) -> bool {
+        self.0.iter().zip(&other.0).any(|(a, b)| a & b != 0)
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.0.iter().map(|word| word.count_ones() as usize).sum()
+    }
+}
+
+/// What every agent can do for one target, by position.
+#[derive(Debug)]
+pub(crate) struct TargetFit {
+    /// The index (in its report) of the toolchain the agent would build the
+    /// target with ([`toolchain_for`](crate::toolchain_for)); `None` when it cannot.
+    pub(crate) toolchain: Vec<Option<usize>>,
+    /// Whether the target is the agent's own platform ([`is_native`]).
+    pub(crate) native: Vec<bool>,
+}
+
+/// What placement reads about an agent, copied from its record so that a
+/// pass over a thousand agents reads a few contiguous kilobytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AgentView {
+    pub(crate) running: u32,
+    pub(crate) slots: u32,
+    pub(crate) load_per_core: f64,
+    /// The load in steps of the configured resolution, as placement compares it.
+    pub(crate) load_step: u64,
+    pub(crate) state: AgentState,
+    pub(crate) draining: bool,
+}
+
+impl AgentView {
+    fn of(record: &AgentRecord, load_resolution: f64) -> Self {
+        let load_per_core = record.load_per_core();
+        Self {
+            running: record.running(),
+            slots: record.slots(),
+            load_per_core,
+            load_step: load_step(Some(load_per_core), load_resolution),
+            state: record.state,
+            draining: record.draining,
+        }
+    }
+}
+
+/// A load per core in steps of `load_resolution` (none counts as 0).
+pub(crate) fn load_step(load_per_core: Option<f64>, load_resolution: f64) -> u64 {
+    // `as` saturates (and maps NaN to 0); loads are finite and non-negative here.
+    load_per_core.map_or(0, |load| (load / load_resolution).floor() as u64)
+}
+
+/// Rounded moving averages of one template's target, by position.
+type SpeedsByPosition = Arc<Vec<Option<u64>>>;
+
+/// The derived views; see the module docs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FleetIndex {
+    /// Every candidate by position.
+    roster: Arc<[Executor]>,
+    /// An agent registered under a new name: positions must be handed out again.
+    roster_stale: bool,
+    /// Loads closer than this count as equal ([`SchedulerConfig::load_resolution`](crate::SchedulerConfig)).
+    load_resolution: f64,
+    /// The views below match the records.
+    valid: bool,
+    /// Bumped on every rebuild, so that what callers derived from the views can tell it is stale.
+    generation: u64,
+    fits: HashMap<Target, Arc<TargetFit>>,
+    /// Every agent, by position.
+    agents: Vec<AgentView>,
+    /// Positions with a free slot (fewer jobs dispatched there than slots).
+    free: Bits,
+    /// Rounded moving averages by template, target name and position.
+    speeds: HashMap<String, HashMap<String, SpeedsByPosition>>,
+}
+
+impl FleetIndex {
+    /// An index that is rebuilt before its first use.
+    pub(crate) fn new(load_resolution: f64) -> Self {
+        Self { roster_stale: true, load_resolution, ..Self::default() }
+    }
+
+    /// An agent registered under a name not seen before.
+    pub(crate) fn roster_changed(&mut self) {
+        self.roster_stale = true;
+        self.valid = false;
+    }
+
+    /// An agent's report, connection or draining changed.
+    pub(crate) fn invalidate(&mut self) {
+        self.valid = false;
+    }
+
+    /// Whether the views match the records (positions included).
+    pub(crate) fn is_valid(&self) -> bool {
+        self.valid
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub(crate) fn roster(&self) -> &Arc<[Executor]> {
+        &self.roster
+    }
+
+    pub(crate) fn free(&self) -> &Bits {
+        &self.free
+    }
+
+    pub(crate) fn agents(&self) -> &[AgentView] {
+        &self.agents
+    }
+
+    /// Rebuilds whatever is stale; afterwards every agent's `position` is its place in name order.
+    pub(crate) fn refresh(&mut self, agents: &mut BTreeMap<AgentId, AgentRecord>, fallbacks: &[FallbackRecord]) {
+        if self.roster_stale {
+            let mut roster = Vec::with_capacity(agents.len() + fallbacks.len());
+            for (position, (id, record)) in agents.iter_mut().enumerate() {
+                record.position = position;
+                roster.push(Executor::Agent(id.clone()));
+            }
+            roster.extend(fallbacks.iter().map(|f| Executor::Fallback(f.config.id.clone())));
+            self.roster = roster.into();
+            self.speeds.clear();
+            self.roster_stale = false;
+            self.valid = false;
+        }
+        if !self.valid {
+            self.fits.clear();
+            self.free = Bits::new(self.roster.len());
+            self.agents = agents.values().map(|a| AgentView::of(a, self.load_resolution)).collect();
+            for record in agents.values() {
+                self.free.set(record.position, record.running() < record.slots());
+            }
+            for (rank, fallback) in fallbacks.iter().enumerate() {
+                self.free.set(agents.len() + rank, fallback.running() < fallback.config.slots);
+            }
+            self.generation += 1;
+            self.valid = true;
+        }
+    }
+
+    /// The agent's jobs or load changed: copies them from its record.
+    pub(crate) fn agent_changed(&mut self, record: &AgentRecord) {
+        if self.valid
+            && let Some(view) = self.agents.get_mut(record.position)
+        {
+            *view = AgentView::of(record, self.load_resolution);
+            self.free.set(record.position, view.running < view.slots);
+        }
+    }
+
+    /// The fallback at `position` has a free slot now, or not.
+    pub(crate) fn fallback_changed(&mut self, position: usize, free: bool) {
+        if self.valid {
+            self.free.set(position, free);
+        }
+    }
+
+    /// What every agent can do for `target` (the index must be fresh).
+    pub(crate) fn fit(&mut self, target: &Target, agents: &BTreeMap<AgentId, AgentRecord>) -> Arc<TargetFit> {
+        if let Some(fit) = self.fits.get(target) {
+            return Arc::clone(fit);
+        }
+        let fit = Arc::new(TargetFit {
+            toolchain: agents.values().map(|a| toolchain_index_for(&a.report, &target.triple)).collect(),
+            native: agents.values().map(|a| is_native(&a.report, target)).collect(),
+        });
+        self.fits.insert(target.clone(), Arc::clone(&fit));
+        fit
+    }
+
+    /// Measured speeds of `template`'s target named `target` by position (the index must be fresh).
+    pub(crate) fn speeds(
+        &mut self,
+        template: &str,
+        target: &str,
+        history: &SpeedHistory,
+        agents: &BTreeMap<AgentId, AgentRecord>,
+        fallbacks: &[FallbackRecord],
+    ) -> SpeedsByPosition {
+        if let Some(speeds) = self.speeds.get(template).and_then(|by_target| by_target.get(target)) {
+            return Arc::clone(speeds);
+        }
+        let mut speeds = vec![None; self.roster.len()];
+        for (executor, average_ms) in history.averages_of(template, target) {
+            if let Some(position) = position_of(executor, agents, fallbacks) {
+                speeds[position] = Some(average_ms);
+            }
+        }
+        let speeds = Arc::new(speeds);
+        self.speeds.entry(template.to_owned()).or_default().insert(target.to_owned(), Arc::clone(&speeds));
+        speeds
+    }
+
+    /// A build was measured: the average at `position` is now `average_ms`.
+    pub(crate) fn speed_recorded(&mut self, template: &str, target: &str, position: Option<usize>, average_ms: u64) {
+        if self.roster_stale {
+            // Positions are handed out again, and the speeds derived again, before the next use.
+            return;
+        }
+        let Some(speeds) = self.speeds.get_mut(template).and_then(|by_target| by_target.get_mut(target)) else {
+            return;
+        };
+        match position {
+            Some(position) => {
+                if let Some(slot) = Arc::make_mut(speeds).get_mut(position) {
+                    *slot = Some(average_ms);
+                }
+            }
+            None => {
+                if let Some(by_target) = self.speeds.get_mut(template) {
+                    by_target.remove(target);
+                }
+            }
+        }
+    }
+
+    /// Speeds were restored from an earlier run: derive them again.
+    pub(crate) fn speeds_restored(&mut self) {
+        self.speeds.clear();
+    }
+}
+
+/// The position of `executor`, when it is a registered agent (with a fresh
+/// index) or a configured fallback.
+pub(crate) fn position_of(
+    executor: &Executor,
+    agents: &BTreeMap<AgentId, AgentRecord>,
+    fallbacks: &[FallbackRecord],
+) -> Option<usize> {
+    match executor {
+        Executor::Agent(id) => agents.get(id).map(|a| a.position),
+        Executor::Fallback(id) => fallbacks.iter().position(|f| &f.config.id == id).map(|rank| agents.len() + rank),
+    }
+}
