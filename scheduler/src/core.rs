@@ -18,7 +18,7 @@ use crate::placement::{
     Decision, Exclusion, FallbackRecord, Fleet, MeasuredSpeed, PlacementRequest, SpeedHistory, excluded_positions,
     place,
 };
-use crate::queue::Queue;
+use crate::queue::{Eligible, Queue};
 use crate::time::Timestamp;
 
 /// Where an unfinished job is.
@@ -97,10 +97,10 @@ struct Job {
 
 impl Job {
     /// What placement is asked about this job, known as `id`, at `now`.
-    fn placement_request(&self, id: JobId, now: Timestamp) -> PlacementRequest<'_> {
+    fn placement_request(&self, id: JobId, name: String, now: Timestamp) -> PlacementRequest<'_> {
         PlacementRequest {
             job: id,
-            target: &self.request.target,
+            name,
             attempt: self.dispatches + 1,
             exclusions: &self.exclusions,
             fallbacks: &self.fallbacks,
@@ -153,7 +153,8 @@ pub struct Scheduler {
     agents: BTreeMap<AgentId, AgentRecord>,
     fallbacks: Vec<FallbackRecord>,
     speeds: SpeedHistory,
-    jobs: BTreeMap<JobId, Job>,
+    /// Boxed: a job is large, and the map moves its values around.
+    jobs: BTreeMap<JobId, Box<Job>>,
     next_job: u64,
     actions: VecDeque<Action>,
     /// Derived views of the fleet that keep placement to one pass (see [`FleetIndex`]).
@@ -348,7 +349,7 @@ impl Scheduler {
             let deadline_at = now + request.deadline;
             self.jobs.insert(
                 id,
-                Job {
+                Box::new(Job {
                     request,
                     fallbacks,
                     submitted_at: now,
@@ -360,7 +361,7 @@ impl Scheduler {
                     last_failure: None,
                     decisions: Vec::new(),
                     class: None,
-                },
+                }),
             );
             self.enqueue(id);
             ids.push(id);
@@ -427,8 +428,8 @@ impl Scheduler {
                 if let JobState::Offered { since, .. } | JobState::Running { since, .. } = j.state {
                     let took = now.saturating_duration_since(since);
                     let (template, target) = (&j.request.template.0, j.request.target_name());
-                    self.speeds.record(executor, template, &target, took, self.config.speed_smoothing);
-                    if let Some(average_ms) = self.speeds.average_ms(executor, template, &target) {
+                    let smoothing = self.config.speed_smoothing;
+                    if let Some(average_ms) = self.speeds.record(executor, template, &target, took, smoothing) {
                         let position = position_of(executor, &self.agents, &self.fallbacks);
                         self.index.speed_recorded(template, &target, position, average_ms);
                     }
@@ -698,29 +699,27 @@ impl Scheduler {
                 continue;
             }
             let Some(j) = self.jobs.get(&job) else { continue };
-            let fit = self.index.fit(&j.request.target, &self.agents);
-            let speeds = self.index.speeds(
-                &j.request.template.0,
-                &j.request.target_name(),
-                &self.speeds,
-                &self.agents,
-                &self.fallbacks,
-            );
+            let Some(eligible) = self.queue.class(class).and_then(|c| c.eligible.as_ref()) else { continue };
+            let name = j.request.target_name();
+            let speeds = self.index.speeds(&j.request.template.0, &name, &self.speeds, &self.agents, &self.fallbacks);
             let placement = place(
-                &j.placement_request(job, now),
+                &j.placement_request(job, name.clone(), now),
                 &Fleet {
                     agents: &self.agents,
                     fallbacks: &self.fallbacks,
                     roster: self.index.roster(),
                     views: self.index.agents(),
-                    fit: &fit,
+                    running: self.index.running(),
+                    free: self.index.free(),
+                    eligible: &eligible.positions,
+                    fit: &eligible.fit,
                     speeds: &speeds,
                 },
             );
             match placement.decision.chosen.clone() {
                 Some(executor) => self.dispatch(job, executor, placement.decision, now),
                 None if !placement.eligible => {
-                    let triple = j.request.target_name();
+                    let triple = name;
                     let reason = match &j.last_failure {
                         Some((failed, last)) => format!(
                             "no other agent or fallback can build {triple} after the last failure ({failed}: {last})"
@@ -747,10 +746,10 @@ impl Scheduler {
     fn eligible_set(&mut self, class: usize) -> usize {
         let generation = self.index.generation();
         let Some(entry) = self.queue.class(class) else { return 0 };
-        if let Some((seen, _, count)) = &entry.eligible
-            && *seen == generation
+        if let Some(eligible) = &entry.eligible
+            && eligible.generation == generation
         {
-            return *count;
+            return eligible.count;
         }
         let Some(j) = entry.jobs.first().and_then(|job| self.jobs.get(job)) else { return 0 };
         let fit = self.index.fit(&j.request.target, &self.agents);
@@ -774,7 +773,7 @@ impl Scheduler {
         }
         let count = eligible.count();
         if let Some(entry) = self.queue.class_mut(class) {
-            entry.eligible = Some((generation, eligible, count));
+            entry.eligible = Some(Eligible { generation, positions: eligible, count, fit });
         }
         count
     }
@@ -786,10 +785,10 @@ impl Scheduler {
         if scarcity == 0 {
             return true;
         }
-        let Some((_, eligible, _)) = self.queue.class(class).and_then(|c| c.eligible.as_ref()) else {
+        let Some(eligible) = self.queue.class(class).and_then(|c| c.eligible.as_ref()) else {
             return false;
         };
-        eligible.intersects(self.index.free())
+        eligible.positions.intersects(self.index.free())
     }
 
     /// The class's oldest queued job after `after` that is still within its

@@ -1,12 +1,12 @@
-//! Views of the fleet derived from the scheduler's records, kept so that one placement costs one pass over the candidates: positions, what each agent builds per target, free slots, measured speeds.
+//! Views of the fleet derived from the scheduler's records, kept so that a placement costs little more than its winner: positions, what each agent builds per target, free slots as bits, measured speeds, and copy-on-write snapshots that decisions share.
 //!
 //! Every candidate has a *position*: the agents in name order, then the
 //! fallback chain in order, as a [`Decision`](crate::Decision) lists them.
 //! The views are rebuilt lazily after the fleet changed (an agent
 //! registered, refreshed its report, disconnected, drained or was lost) and
-//! kept up to date cheaply in between (a slot taken or freed, a build
-//! measured). They hold nothing the records do not: dropping them changes
-//! no decision.
+//! kept up to date cheaply in between (a slot taken or freed, a load
+//! reported, a build measured). They hold nothing the records do not:
+//! dropping them changes no decision.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -47,6 +47,64 @@ impl Bits {
     pub(crate) fn count(&self) -> usize {
         self.0.iter().map(|word| word.count_ones() as usize).sum()
     }
+
+    /// The positions in both sets, a word (64 positions, one [`Snapshot`]
+    /// chunk) at a time: the word's index and its bits.
+    pub(crate) fn both<'a>(&'a self, other: &'a Self) -> impl Iterator<Item = (usize, u64)> + 'a {
+        self.0.iter().zip(&other.0).map(|(a, b)| a & b).enumerate().filter(|(_, word)| *word != 0)
+    }
+}
+
+/// Positions per chunk of a [`Snapshot`]: as many as a word of [`Bits`] holds.
+pub(crate) const CHUNK: usize = 64;
+
+/// A vector whose copies are cheap and share what they have in common: a
+/// copy costs a reference count, and a change after a copy duplicates one
+/// chunk of [`CHUNK`] items. Each [`Decision`](crate::Decision) keeps a copy
+/// of the fleet as placement saw it, so that one decision costs a few
+/// chunks, not a record per candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Snapshot<T> {
+    chunks: Arc<Vec<Arc<Vec<T>>>>,
+    len: usize,
+}
+
+impl<T> Default for Snapshot<T> {
+    fn default() -> Self {
+        Self { chunks: Arc::default(), len: 0 }
+    }
+}
+
+impl<T: Clone + PartialEq> Snapshot<T> {
+    pub(crate) fn new(items: Vec<T>) -> Self {
+        let len = items.len();
+        Self { chunks: Arc::new(items.chunks(CHUNK).map(|chunk| Arc::new(chunk.to_vec())).collect()), len }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn get(&self, position: usize) -> Option<&T> {
+        self.chunks.get(position / CHUNK)?.get(position % CHUNK)
+    }
+
+    /// The items at positions `index * CHUNK ..`, up to [`CHUNK`] of them.
+    pub(crate) fn chunk(&self, index: usize) -> &[T] {
+        self.chunks.get(index).map_or(&[], |chunk| chunk.as_slice())
+    }
+
+    /// Changes one item, copying its chunk first if a copy of the vector shares it.
+    pub(crate) fn set(&mut self, position: usize, value: T) {
+        if position >= self.len || self.get(position) == Some(&value) {
+            return;
+        }
+        if let Some(chunk) = Arc::make_mut(&mut self.chunks).get_mut(position / CHUNK)
+            && let Some(item) = Arc::make_mut(chunk).get_mut(position % CHUNK)
+        {
+            *item = value;
+        }
+    }
 }
 
 /// What every agent can do for one target, by position.
@@ -59,11 +117,11 @@ pub(crate) struct TargetFit {
     pub(crate) native: Vec<bool>,
 }
 
-/// What placement reads about an agent, copied from its record so that a
-/// pass over a thousand agents reads a few contiguous kilobytes.
-#[derive(Debug, Clone, Copy)]
+/// What placement reads about an agent, copied from its record, except
+/// its running jobs (which change on every dispatch and are kept apart, see
+/// [`FleetIndex::running`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct AgentView {
-    pub(crate) running: u32,
     pub(crate) slots: u32,
     pub(crate) load_per_core: f64,
     /// The load in steps of the configured resolution, as placement compares it.
@@ -76,7 +134,6 @@ impl AgentView {
     fn of(record: &AgentRecord, load_resolution: f64) -> Self {
         let load_per_core = record.load_per_core();
         Self {
-            running: record.running(),
             slots: record.slots(),
             load_per_core,
             load_step: load_step(Some(load_per_core), load_resolution),
@@ -93,7 +150,7 @@ pub(crate) fn load_step(load_per_core: Option<f64>, load_resolution: f64) -> u64
 }
 
 /// Rounded moving averages of one template's target, by position.
-type SpeedsByPosition = Arc<Vec<Option<u64>>>;
+pub(crate) type SpeedsByPosition = Snapshot<Option<u64>>;
 
 /// The derived views; see the module docs.
 #[derive(Debug, Clone, Default)]
@@ -110,11 +167,13 @@ pub(crate) struct FleetIndex {
     generation: u64,
     fits: HashMap<Target, Arc<TargetFit>>,
     /// Every agent, by position.
-    agents: Vec<AgentView>,
+    agents: Snapshot<AgentView>,
+    /// Every agent's jobs dispatched and not finished, by position.
+    running: Snapshot<u32>,
     /// Positions with a free slot (fewer jobs dispatched there than slots).
     free: Bits,
     /// Rounded moving averages by template, target name and position.
-    speeds: HashMap<String, HashMap<String, SpeedsByPosition>>,
+    speeds: BTreeMap<String, BTreeMap<String, SpeedsByPosition>>,
 }
 
 impl FleetIndex {
@@ -151,8 +210,12 @@ impl FleetIndex {
         &self.free
     }
 
-    pub(crate) fn agents(&self) -> &[AgentView] {
+    pub(crate) fn agents(&self) -> &Snapshot<AgentView> {
         &self.agents
+    }
+
+    pub(crate) fn running(&self) -> &Snapshot<u32> {
+        &self.running
     }
 
     /// Rebuilds whatever is stale; afterwards every agent's `position` is its place in name order.
@@ -172,7 +235,8 @@ impl FleetIndex {
         if !self.valid {
             self.fits.clear();
             self.free = Bits::new(self.roster.len());
-            self.agents = agents.values().map(|a| AgentView::of(a, self.load_resolution)).collect();
+            self.agents = Snapshot::new(agents.values().map(|a| AgentView::of(a, self.load_resolution)).collect());
+            self.running = Snapshot::new(agents.values().map(AgentRecord::running).collect());
             for record in agents.values() {
                 self.free.set(record.position, record.running() < record.slots());
             }
@@ -186,11 +250,11 @@ impl FleetIndex {
 
     /// The agent's jobs or load changed: copies them from its record.
     pub(crate) fn agent_changed(&mut self, record: &AgentRecord) {
-        if self.valid
-            && let Some(view) = self.agents.get_mut(record.position)
-        {
-            *view = AgentView::of(record, self.load_resolution);
-            self.free.set(record.position, view.running < view.slots);
+        if self.valid {
+            let running = record.running();
+            self.free.set(record.position, running < record.slots());
+            self.running.set(record.position, running);
+            self.agents.set(record.position, AgentView::of(record, self.load_resolution));
         }
     }
 
@@ -224,7 +288,7 @@ impl FleetIndex {
         fallbacks: &[FallbackRecord],
     ) -> SpeedsByPosition {
         if let Some(speeds) = self.speeds.get(template).and_then(|by_target| by_target.get(target)) {
-            return Arc::clone(speeds);
+            return speeds.clone();
         }
         let mut speeds = vec![None; self.roster.len()];
         for (executor, average_ms) in history.averages_of(template, target) {
@@ -232,8 +296,8 @@ impl FleetIndex {
                 speeds[position] = Some(average_ms);
             }
         }
-        let speeds = Arc::new(speeds);
-        self.speeds.entry(template.to_owned()).or_default().insert(target.to_owned(), Arc::clone(&speeds));
+        let speeds = Snapshot::new(speeds);
+        self.speeds.entry(template.to_owned()).or_default().insert(target.to_owned(), speeds.clone());
         speeds
     }
 
@@ -247,11 +311,7 @@ impl FleetIndex {
             return;
         };
         match position {
-            Some(position) => {
-                if let Some(slot) = Arc::make_mut(speeds).get_mut(position) {
-                    *slot = Some(average_ms);
-                }
-            }
+            Some(position) => speeds.set(position, Some(average_ms)),
             None => {
                 if let Some(by_target) = self.speeds.get_mut(template) {
                     by_target.remove(target);

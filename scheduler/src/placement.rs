@@ -2,7 +2,6 @@
 //!
 //! The order of preference is documented on the crate root.
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Deref;
@@ -10,12 +9,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rustle_protocol::{AgentId, JobId};
-use rustle_targets::Target;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::agents::{AgentRecord, AgentState};
 use crate::executor::{Executor, FallbackExecutor, FallbackId};
-use crate::index::{AgentView, TargetFit, position_of};
+use crate::index::{AgentView, Bits, CHUNK, Snapshot, SpeedsByPosition, TargetFit, position_of};
 use crate::time::Timestamp;
 
 /// How well a kind of executor fits a target, best first.
@@ -247,55 +245,89 @@ pub struct MeasuredSpeed {
 /// and target (full name).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SpeedHistory {
-    averages_ms: BTreeMap<(Executor, String, String), f64>,
+    /// By template, then target, then executor, so that a lookup borrows its key.
+    averages_ms: BTreeMap<String, BTreeMap<String, BTreeMap<Executor, f64>>>,
 }
 
 impl SpeedHistory {
-    /// Folds one build duration into the average with weight `smoothing`.
-    pub(crate) fn record(&mut self, executor: &Executor, template: &str, target: &str, took: Duration, smoothing: f64) {
+    /// Folds one build duration into the average with weight `smoothing`;
+    /// returns the new average in whole milliseconds.
+    pub(crate) fn record(
+        &mut self,
+        executor: &Executor,
+        template: &str,
+        target: &str,
+        took: Duration,
+        smoothing: f64,
+    ) -> Option<u64> {
         let sample = took.as_secs_f64() * 1000.0;
-        self.averages_ms
-            .entry((executor.clone(), template.to_owned(), target.to_owned()))
-            .and_modify(|average| *average += smoothing * (sample - *average))
-            .or_insert(sample);
+        // Keys are copied only the first time they are seen.
+        if !self.averages_ms.contains_key(template) {
+            self.averages_ms.insert(template.to_owned(), BTreeMap::new());
+        }
+        let by_target = self.averages_ms.get_mut(template)?;
+        if !by_target.contains_key(target) {
+            by_target.insert(target.to_owned(), BTreeMap::new());
+        }
+        let by_executor = by_target.get_mut(target)?;
+        let average = match by_executor.get_mut(executor) {
+            Some(average) => {
+                *average += smoothing * (sample - *average);
+                *average
+            }
+            None => {
+                by_executor.insert(executor.clone(), sample);
+                sample
+            }
+        };
+        // `as` saturates; averages are finite and non-negative.
+        Some(average.round() as u64)
     }
 
     /// The average in whole milliseconds.
     pub(crate) fn average_ms(&self, executor: &Executor, template: &str, target: &str) -> Option<u64> {
-        // `as` saturates; averages are finite and non-negative.
-        self.averages_ms.get(&(executor.clone(), template.to_owned(), target.to_owned())).map(|ms| ms.round() as u64)
+        self.by_executor(template, target)?.get(executor).map(|ms| ms.round() as u64)
+    }
+
+    fn by_executor(&self, template: &str, target: &str) -> Option<&BTreeMap<Executor, f64>> {
+        self.averages_ms.get(template)?.get(target)
     }
 
     /// The rounded averages of `template`'s target named `target`, on every executor measured.
-    pub(crate) fn averages_of<'a>(
-        &'a self,
-        template: &'a str,
-        target: &'a str,
-    ) -> impl Iterator<Item = (&'a Executor, u64)> + 'a {
-        self.averages_ms
-            .iter()
-            .filter(move |((_, t, n), _)| t == template && n == target)
-            .map(|((executor, _, _), ms)| (executor, ms.round() as u64))
+    pub(crate) fn averages_of(&self, template: &str, target: &str) -> impl Iterator<Item = (&Executor, u64)> + '_ {
+        self.by_executor(template, target).into_iter().flatten().map(|(executor, ms)| (executor, ms.round() as u64))
     }
 
-    /// Every average.
+    /// Every average, by executor, template and target.
     pub(crate) fn export(&self) -> Vec<MeasuredSpeed> {
-        self.averages_ms
+        let mut speeds: Vec<MeasuredSpeed> = self
+            .averages_ms
             .iter()
-            .map(|((executor, template, target), average_ms)| MeasuredSpeed {
-                executor: executor.clone(),
-                template: template.clone(),
-                target: target.clone(),
-                average_ms: *average_ms,
+            .flat_map(|(template, by_target)| {
+                by_target.iter().flat_map(move |(target, by_executor)| {
+                    by_executor.iter().map(move |(executor, average_ms)| MeasuredSpeed {
+                        executor: executor.clone(),
+                        template: template.clone(),
+                        target: target.clone(),
+                        average_ms: *average_ms,
+                    })
+                })
             })
-            .collect()
+            .collect();
+        speeds.sort_by(|a, b| (&a.executor, &a.template, &a.target).cmp(&(&b.executor, &b.template, &b.target)));
+        speeds
     }
 
     /// Takes `speeds` as the averages so far (finite, non-negative ones only).
     pub(crate) fn restore(&mut self, speeds: Vec<MeasuredSpeed>) {
         for speed in speeds {
             if speed.average_ms.is_finite() && speed.average_ms >= 0.0 {
-                self.averages_ms.insert((speed.executor, speed.template, speed.target), speed.average_ms);
+                self.averages_ms
+                    .entry(speed.template)
+                    .or_default()
+                    .entry(speed.target)
+                    .or_default()
+                    .insert(speed.executor, speed.average_ms);
             }
         }
     }
@@ -319,11 +351,13 @@ impl FallbackRecord {
 /// [`Decision::candidates`].
 ///
 /// A decision at a thousand agents names a thousand candidates, and one is
-/// made for every dispatch, so the scheduler records them compactly (the
-/// executors' names are shared by every decision of the same fleet, each
-/// candidate's score and verdict take a few words) and spells them out as
-/// [`CandidateAssessment`]s the first time they are read. Reading,
-/// comparing, printing and serializing see the complete list either way.
+/// made for every dispatch, so the scheduler does not write them out: a
+/// decision keeps the job's exclusions, what the fallbacks were, and shared,
+/// copy-on-write snapshots of the fleet as placement saw it (each agent's
+/// jobs, slots, load and state, what it builds, the measured speeds), and
+/// the assessments are worked out from those, by the rules placement
+/// applies, the first time they are read. Reading, comparing, printing and
+/// serializing see the complete list either way.
 #[derive(Clone)]
 pub struct Candidates(Arc<CandidateRecords>);
 
@@ -331,101 +365,94 @@ pub struct Candidates(Arc<CandidateRecords>);
 struct CandidateRecords {
     /// Every candidate, by position, as the fleet was when the decision was made.
     roster: Arc<[Executor]>,
-    /// Score and verdict, by position.
-    entries: Vec<Entry>,
-    /// The verdicts that carry more than a code (a state, an exclusion, an
-    /// earlier failure), by position, in order.
-    extras: Vec<(usize, Verdict)>,
+    /// What each agent could do for the target.
+    fit: Arc<TargetFit>,
+    /// Each agent's slots, load and state.
+    views: Snapshot<AgentView>,
+    /// Each agent's running jobs.
+    running: Snapshot<u32>,
+    /// Measured speeds of the job's template and target, by position.
+    speeds: SpeedsByPosition,
+    /// Each fallback: whether it could build the job, its running jobs and slots.
+    fallbacks: Vec<(bool, u32, u32)>,
+    /// The job's exclusions, by position, in order.
+    exclusions: Vec<(usize, Exclusion)>,
     /// The position chosen.
     chosen: Option<usize>,
     /// The assessments, once read.
     spelled_out: OnceLock<Vec<CandidateAssessment>>,
 }
 
-/// One candidate's score and verdict, in a few words.
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    load_per_core: f64,
-    measured_build_ms: u64,
-    running: u32,
-    slots: u32,
-    fallback_rank: u32,
-    /// `NO_SCORE`, or which [`Tier`].
-    tier: u8,
-    measured: bool,
-    verdict: u8,
-}
-
-const NO_SCORE: u8 = 0;
-const NATIVE: u8 = 1;
-const CROSS: u8 = 2;
-const FALLBACK: u8 = 3;
-
-/// Could take the job: [`Verdict::Chosen`] when chosen, else [`Verdict::LowerScore`].
-const CONTENDER: u8 = 0;
-const NOT_BUILDABLE: u8 = 1;
-const DRAINING: u8 = 2;
-const NO_FREE_SLOT: u8 = 3;
-/// [`Verdict::FailedHere`] in the extras, [`Verdict::ChosenAsLastResort`] when chosen.
-const LAST_RESORT: u8 = 4;
-/// The verdict is in the extras as it is.
-const EXTRA: u8 = 5;
-
-impl Entry {
-    const NOT_BUILDABLE: Self = Self {
-        load_per_core: 0.0,
-        measured_build_ms: 0,
-        running: 0,
-        slots: 0,
-        fallback_rank: 0,
-        tier: NO_SCORE,
-        measured: false,
-        verdict: NOT_BUILDABLE,
-    };
-
-    fn score(&self) -> Option<Score> {
-        let tier = match self.tier {
-            NATIVE => Tier::Native,
-            CROSS => Tier::Cross,
-            FALLBACK => Tier::Fallback { rank: self.fallback_rank },
-            _ => return None,
-        };
-        Some(Score {
-            tier,
-            running: self.running,
-            free_slots: self.slots.saturating_sub(self.running),
-            load_per_core: (self.tier != FALLBACK).then_some(self.load_per_core),
-            measured_build_ms: self.measured.then_some(self.measured_build_ms),
-        })
+impl CandidateRecords {
+    fn spell_out(&self) -> Vec<CandidateAssessment> {
+        let agents = self.views.len();
+        self.roster
+            .iter()
+            .enumerate()
+            .map(|(position, executor)| {
+                let exclusion = self
+                    .exclusions
+                    .binary_search_by_key(&position, |(at, _)| *at)
+                    .ok()
+                    .and_then(|index| self.exclusions.get(index))
+                    .map(|(_, exclusion)| exclusion);
+                let picked = self.chosen == Some(position);
+                let measured_build_ms = self.speeds.get(position).copied().flatten();
+                let (score, verdict) = match self.views.get(position) {
+                    Some(view) => {
+                        let running = self.running.get(position).copied().unwrap_or(0);
+                        let buildable = self.fit.toolchain.get(position).copied().flatten().is_some();
+                        let native = self.fit.native.get(position).copied().unwrap_or(false);
+                        let score = Score {
+                            tier: if native { Tier::Native } else { Tier::Cross },
+                            running,
+                            free_slots: view.slots.saturating_sub(running),
+                            load_per_core: Some(view.load_per_core),
+                            measured_build_ms,
+                        };
+                        let verdict = if !buildable {
+                            Verdict::NotBuildable
+                        } else if view.state != AgentState::Connected {
+                            Verdict::Unavailable { state: view.state }
+                        } else if view.draining {
+                            Verdict::Draining
+                        } else {
+                            verdict(exclusion, running, view.slots, picked)
+                        };
+                        (buildable.then_some(score), verdict)
+                    }
+                    None => {
+                        let rank = position - agents;
+                        let (buildable, running, slots) = self.fallbacks.get(rank).copied().unwrap_or_default();
+                        let score = Score {
+                            tier: Tier::Fallback { rank: u32::try_from(rank).unwrap_or(u32::MAX) },
+                            running,
+                            free_slots: slots.saturating_sub(running),
+                            load_per_core: None,
+                            measured_build_ms,
+                        };
+                        let verdict =
+                            if buildable { verdict(exclusion, running, slots, picked) } else { Verdict::NotBuildable };
+                        (buildable.then_some(score), verdict)
+                    }
+                };
+                CandidateAssessment { executor: executor.clone(), score, verdict }
+            })
+            .collect()
     }
 }
 
-impl CandidateRecords {
-    fn spell_out(&self) -> Vec<CandidateAssessment> {
-        let mut extras = self.extras.iter().peekable();
-        self.roster
-            .iter()
-            .zip(&self.entries)
-            .enumerate()
-            .map(|(position, (executor, entry))| {
-                let extra = extras.next_if(|(at, _)| *at == position).map(|(_, verdict)| verdict);
-                let picked = self.chosen == Some(position);
-                let verdict = match (entry.verdict, extra) {
-                    (CONTENDER, _) if picked => Verdict::Chosen,
-                    (CONTENDER, _) => Verdict::LowerScore,
-                    (NOT_BUILDABLE, _) => Verdict::NotBuildable,
-                    (DRAINING, _) => Verdict::Draining,
-                    (NO_FREE_SLOT, _) => Verdict::NoFreeSlot { running: entry.running, slots: entry.slots },
-                    (LAST_RESORT, Some(Verdict::FailedHere { reason })) if picked => {
-                        Verdict::ChosenAsLastResort { reason: reason.clone() }
-                    }
-                    (_, Some(verdict)) => verdict.clone(),
-                    // Not recorded that way; kept total rather than panicking.
-                    (_, None) => Verdict::LowerScore,
-                };
-                CandidateAssessment { executor: executor.clone(), score: entry.score(), verdict }
-            })
-            .collect()
+/// The verdict on a candidate that can build the target and is available:
+/// excluded for good, without a free slot, where the job failed before (a
+/// last resort), or one that could take it; `picked` when it was chosen.
+fn verdict(exclusion: Option<&Exclusion>, running: u32, slots: u32, picked: bool) -> Verdict {
+    match exclusion {
+        Some(exclusion) if !exclusion.is_soft() => Verdict::Excluded { exclusion: exclusion.clone() },
+        _ if running >= slots => Verdict::NoFreeSlot { running, slots },
+        Some(Exclusion::Failed { reason }) if picked => Verdict::ChosenAsLastResort { reason: reason.clone() },
+        Some(Exclusion::Failed { reason }) => Verdict::FailedHere { reason: reason.clone() },
+        _ if picked => Verdict::Chosen,
+        _ => Verdict::LowerScore,
     }
 }
 
@@ -467,7 +494,8 @@ impl<'a> IntoIterator for &'a Candidates {
 /// The job placement is asked about.
 pub(crate) struct PlacementRequest<'a> {
     pub(crate) job: JobId,
-    pub(crate) target: &'a Target,
+    /// The target's full name (the triple, with its glibc floor when it has one).
+    pub(crate) name: String,
     pub(crate) attempt: u32,
     pub(crate) exclusions: &'a BTreeMap<Executor, Exclusion>,
     /// What the submitter said about the fallbacks for this job.
@@ -490,12 +518,18 @@ pub(crate) struct Fleet<'a> {
     pub(crate) agents: &'a BTreeMap<AgentId, AgentRecord>,
     pub(crate) fallbacks: &'a [FallbackRecord],
     pub(crate) roster: &'a Arc<[Executor]>,
-    /// Every agent's jobs, slots, load and state, by position.
-    pub(crate) views: &'a [AgentView],
+    /// Every agent's slots, load and state, by position.
+    pub(crate) views: &'a Snapshot<AgentView>,
+    /// Every agent's running jobs, by position.
+    pub(crate) running: &'a Snapshot<u32>,
+    /// Positions with a free slot.
+    pub(crate) free: &'a Bits,
+    /// The executors that could ever take the job (see [`Queue`](crate::queue::Queue)).
+    pub(crate) eligible: &'a Bits,
     /// What each agent can do for the job's target.
-    pub(crate) fit: &'a TargetFit,
+    pub(crate) fit: &'a Arc<TargetFit>,
     /// Measured speeds of the job's template and target, by position.
-    pub(crate) speeds: &'a [Option<u64>],
+    pub(crate) speeds: &'a SpeedsByPosition,
 }
 
 /// The job's exclusions by position, in order.
@@ -512,10 +546,23 @@ pub(crate) fn excluded_positions<'a>(
     excluded
 }
 
-/// How candidates compare, smaller is better (see the crate docs): tier,
-/// jobs running there, more free slots, load in steps, measured speed (not
-/// measured yet first).
-type Rank = (Tier, u32, Reverse<u32>, u64, Option<u64>);
+/// How candidates compare, smaller is better (see the crate docs), packed
+/// into integers that order as `(Tier, running, Reverse(free slots), load
+/// step, measured build time, not measured yet first)` would: the tier
+/// (native 0, cross 1, fallback `2 + rank`), running jobs and the free
+/// slots counted down from `u32::MAX`; the load step; whether the speed is
+/// measured, then the speed.
+type Rank = (u128, u64, u128);
+
+fn rank(tier: Tier, running: u32, free_slots: u32, load_step: u64, measured_build_ms: Option<u64>) -> Rank {
+    let tier = match tier {
+        Tier::Native => 0,
+        Tier::Cross => 1,
+        Tier::Fallback { rank } => 2 + u128::from(rank),
+    };
+    let measured = measured_build_ms.map_or(0, |ms| 1 << 64 | u128::from(ms));
+    (tier << 64 | u128::from(running) << 32 | u128::from(u32::MAX - free_slots), load_step, measured)
+}
 
 /// The best candidate so far, of one kind: on equal ranks the earlier position stays.
 fn keep_best(best: &mut Option<(Rank, usize)>, rank: Rank, position: usize) {
@@ -524,135 +571,76 @@ fn keep_best(best: &mut Option<(Rank, usize)>, rank: Rank, position: usize) {
     }
 }
 
-/// What the scan of the candidates gathers.
-struct Scan<'a> {
-    entries: Vec<Entry>,
-    extras: Vec<(usize, Verdict)>,
-    excluded: std::iter::Peekable<std::vec::IntoIter<(usize, &'a Exclusion)>>,
-    eligible: bool,
-    best: Option<(Rank, usize)>,
-    best_last_resort: Option<(Rank, usize)>,
-}
-
-impl<'a> Scan<'a> {
-    /// The job's exclusion of the candidate at `position` (positions come in order).
-    fn exclusion(&mut self, position: usize) -> Option<&'a Exclusion> {
-        self.excluded.next_if(|(at, _)| *at == position).map(|(_, exclusion)| exclusion)
-    }
-
-    /// Judges a candidate that builds the target and is available: excluded
-    /// for good, without a free slot, a last resort, or a contender.
-    fn judge(&mut self, position: usize, exclusion: Option<&Exclusion>, mut entry: Entry, rank: impl FnOnce() -> Rank) {
-        match exclusion {
-            Some(exclusion) if !exclusion.is_soft() => {
-                entry.verdict = EXTRA;
-                self.extras.push((position, Verdict::Excluded { exclusion: exclusion.clone() }));
-            }
-            _ if entry.running >= entry.slots => {
-                self.eligible = true;
-                entry.verdict = NO_FREE_SLOT;
-            }
-            Some(Exclusion::Failed { reason }) => {
-                self.eligible = true;
-                entry.verdict = LAST_RESORT;
-                self.extras.push((position, Verdict::FailedHere { reason: reason.clone() }));
-                keep_best(&mut self.best_last_resort, rank(), position);
-            }
-            _ => {
-                self.eligible = true;
-                entry.verdict = CONTENDER;
-                keep_best(&mut self.best, rank(), position);
-            }
-        }
-        self.entries.push(entry);
-    }
-}
-
-/// Assesses every candidate for the job, in one pass, and picks one if any
-/// has a free slot: of those that could take it, the best rank (ties go to
-/// the earlier position), and only when none is left, the best of those
-/// where the job failed before.
+/// Picks the executor for the job, if one has a free slot, and records the
+/// decision. Only executors that could take the job and have a free slot
+/// can be chosen (their positions are the bits of `eligible` and `free`):
+/// of those, the best rank (ties go to the earlier position), and only when
+/// none is left, the best of those where the job failed before. Every other
+/// candidate's verdict follows from the snapshots the decision keeps.
 pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placement {
     // Agents report bare triples (a floor is checked by the agent, which
     // rejects what it cannot build whole); fallbacks and measured speeds
     // know the full target name, so `T` and `T.2.17` stay apart.
-    let name = request.target.triple_with_floor();
+    let name = request.name.clone();
     let agents = fleet.views.len();
-    let mut scan = Scan {
-        entries: Vec::with_capacity(agents + fleet.fallbacks.len()),
-        extras: Vec::new(),
-        excluded: excluded_positions(request.exclusions, fleet.agents, fleet.fallbacks).into_iter().peekable(),
-        eligible: false,
-        best: None,
-        best_last_resort: None,
+    let excluded = excluded_positions(request.exclusions, fleet.agents, fleet.fallbacks);
+    let soft = |position: usize| {
+        !excluded.is_empty()
+            && excluded
+                .binary_search_by_key(&position, |(at, _)| *at)
+                .ok()
+                .and_then(|index| excluded.get(index))
+                .is_some_and(|(_, exclusion)| exclusion.is_soft())
     };
-    let measured = |position: usize| fleet.speeds.get(position).copied().flatten();
-
-    let fits = fleet.fit.toolchain.iter().zip(&fleet.fit.native);
-    for (position, (view, (toolchain, native))) in fleet.views.iter().zip(fits).enumerate() {
-        let exclusion = scan.exclusion(position);
-        if toolchain.is_none() {
-            scan.entries.push(Entry::NOT_BUILDABLE);
-            continue;
-        }
-        let measured = measured(position);
-        let tier = if *native { Tier::Native } else { Tier::Cross };
-        let entry = Entry {
-            load_per_core: view.load_per_core,
-            measured_build_ms: measured.unwrap_or(0),
-            running: view.running,
-            slots: view.slots,
-            fallback_rank: 0,
-            tier: if *native { NATIVE } else { CROSS },
-            measured: measured.is_some(),
-            verdict: CONTENDER,
-        };
-        if view.state != AgentState::Connected {
-            scan.extras.push((position, Verdict::Unavailable { state: view.state }));
-            scan.entries.push(Entry { verdict: EXTRA, ..entry });
-        } else if view.draining {
-            scan.entries.push(Entry { verdict: DRAINING, ..entry });
-        } else {
-            let free = view.slots.saturating_sub(view.running);
-            scan.judge(position, exclusion, entry, || (tier, view.running, Reverse(free), view.load_step, measured));
+    let mut best = None;
+    let mut best_last_resort = None;
+    for (index, mut word) in fleet.eligible.both(fleet.free) {
+        // One word of positions is one chunk of each snapshot.
+        let views = fleet.views.chunk(index);
+        let running = fleet.running.chunk(index);
+        let speeds = fleet.speeds.chunk(index);
+        let native = fleet.fit.native.get(index * CHUNK..).unwrap_or(&[]);
+        while word != 0 {
+            let bit = word.trailing_zeros() as usize;
+            word &= word - 1;
+            let position = index * CHUNK + bit;
+            let measured = speeds.get(bit).copied().flatten();
+            let rank = match (views.get(bit), running.get(bit)) {
+                (Some(view), Some(running)) => {
+                    let tier = if native.get(bit).copied().unwrap_or(false) { Tier::Native } else { Tier::Cross };
+                    rank(tier, *running, view.slots.saturating_sub(*running), view.load_step, measured)
+                }
+                _ => {
+                    let Some(fallback) = position.checked_sub(agents).and_then(|rank| fleet.fallbacks.get(rank)) else {
+                        continue;
+                    };
+                    let tier = Tier::Fallback { rank: u32::try_from(position - agents).unwrap_or(u32::MAX) };
+                    let running = fallback.running();
+                    // A fallback reports no load: it counts as step 0.
+                    rank(tier, running, fallback.config.slots.saturating_sub(running), 0, measured)
+                }
+            };
+            keep_best(if soft(position) { &mut best_last_resort } else { &mut best }, rank, position);
         }
     }
 
-    for (rank, fallback) in fleet.fallbacks.iter().enumerate() {
-        let position = agents + rank;
-        let exclusion = scan.exclusion(position);
-        let buildable = match request.fallbacks.get(&fallback.config.id) {
-            Some(said) => *said,
-            None => fallback.config.triples.contains(&name),
-        };
-        if !buildable {
-            scan.entries.push(Entry::NOT_BUILDABLE);
-            continue;
-        }
-        let (running, slots) = (fallback.running(), fallback.config.slots);
-        let measured = measured(position);
-        let tier = Tier::Fallback { rank: u32::try_from(rank).unwrap_or(u32::MAX) };
-        let entry = Entry {
-            load_per_core: 0.0,
-            measured_build_ms: measured.unwrap_or(0),
-            running,
-            slots,
-            fallback_rank: u32::try_from(rank).unwrap_or(u32::MAX),
-            tier: FALLBACK,
-            measured: measured.is_some(),
-            verdict: CONTENDER,
-        };
-        let free = slots.saturating_sub(running);
-        // A fallback reports no load: it counts as step 0.
-        scan.judge(position, exclusion, entry, || (tier, running, Reverse(free), 0, measured));
-    }
-
-    let chosen = scan.best.or(scan.best_last_resort).map(|(_, position)| position);
+    let chosen = best.or(best_last_resort).map(|(_, position)| position);
     let toolchain = chosen.and_then(|position| {
         let agent = fleet.agents.get(fleet.roster.get(position)?.agent()?)?;
         let index = fleet.fit.toolchain.get(position).copied().flatten()?;
         agent.report.toolchains.get(index).map(|t| t.name.clone())
     });
+    let fallbacks = fleet
+        .fallbacks
+        .iter()
+        .map(|fallback| {
+            let buildable = match request.fallbacks.get(&fallback.config.id) {
+                Some(said) => *said,
+                None => fallback.config.triples.contains(&name),
+            };
+            (buildable, fallback.running(), fallback.config.slots)
+        })
+        .collect();
     let decision = Decision {
         job: request.job,
         target: name,
@@ -662,11 +650,15 @@ pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placem
         toolchain,
         candidates: Candidates(Arc::new(CandidateRecords {
             roster: Arc::clone(fleet.roster),
-            entries: scan.entries,
-            extras: scan.extras,
+            fit: Arc::clone(fleet.fit),
+            views: fleet.views.clone(),
+            running: fleet.running.clone(),
+            speeds: fleet.speeds.clone(),
+            fallbacks,
+            exclusions: excluded.iter().map(|(position, exclusion)| (*position, (*exclusion).clone())).collect(),
             chosen,
             spelled_out: OnceLock::new(),
         })),
     };
-    Placement { decision, eligible: scan.eligible }
+    Placement { decision, eligible: fleet.eligible.count() > 0 }
 }

@@ -13,8 +13,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use rustle_protocol::JobId;
 use rustle_targets::Target;
 
+use std::sync::Arc;
+
 use crate::executor::FallbackId;
-use crate::index::Bits;
+use crate::index::{Bits, TargetFit};
 
 /// What a submission said about the fallbacks (see [`JobSubmission`](crate::JobSubmission)).
 type FallbackAnswers = BTreeMap<FallbackId, bool>;
@@ -26,8 +28,21 @@ pub(crate) struct Class {
     pub(crate) jobs: BTreeSet<JobId>,
     /// Whether jobs without exclusions share it (it is then found by target and fallback answers).
     shared: bool,
-    /// The eligible set and its size, for the fleet-index generation named.
-    pub(crate) eligible: Option<(u64, Bits, usize)>,
+    /// The eligible set and what it was worked out from, for one fleet-index generation.
+    pub(crate) eligible: Option<Eligible>,
+}
+
+/// The executors that could ever take a class's jobs.
+#[derive(Debug, Clone)]
+pub(crate) struct Eligible {
+    /// The fleet-index generation it holds for.
+    pub(crate) generation: u64,
+    /// Their positions.
+    pub(crate) positions: Bits,
+    /// How many there are: the class's scarcity.
+    pub(crate) count: usize,
+    /// What every agent can do for the class's target.
+    pub(crate) fit: Arc<TargetFit>,
 }
 
 /// Every waiting job, by class.
