@@ -15,8 +15,8 @@ use crate::config::{ConfigError, SchedulerConfig};
 use crate::executor::{Executor, FallbackId};
 use crate::index::{Bits, FleetIndex, position_of};
 use crate::placement::{
-    Decision, Exclusion, FallbackRecord, Fleet, MeasuredSpeed, PlacementRequest, SpeedHistory, excluded_positions,
-    place,
+    self, Contenders, Decision, Exclusion, FallbackRecord, Fleet, MeasuredSpeed, PlacementRequest, SpeedHistory,
+    choose, excluded_positions, pick, record,
 };
 use crate::queue::{Eligible, Queue};
 use crate::time::Timestamp;
@@ -375,8 +375,10 @@ impl Scheduler {
         self.touch(executor, now);
         match self.jobs.get_mut(&job).filter(|j| j.is_held_by(executor)) {
             Some(j) => {
-                if let JobState::Offered { .. } = j.state {
-                    j.state = JobState::Running { executor: executor.clone(), since: now };
+                if let JobState::Offered { .. } = j.state
+                    && let JobState::Offered { executor, .. } = std::mem::replace(&mut j.state, JobState::Queued)
+                {
+                    j.state = JobState::Running { executor, since: now };
                 }
                 EventOutcome::Applied
             }
@@ -419,7 +421,7 @@ impl Scheduler {
         outcome: BuildOutcome,
         now: Timestamp,
     ) -> EventOutcome {
-        self.touch(executor, now);
+        let position = self.touch(executor, now);
         let Some(j) = self.jobs.get(&job).filter(|j| j.is_held_by(executor)) else {
             return EventOutcome::Ignored;
         };
@@ -430,7 +432,7 @@ impl Scheduler {
                     let (template, target) = (&j.request.template.0, j.request.target_name());
                     let smoothing = self.config.speed_smoothing;
                     if let Some(average_ms) = self.speeds.record(executor, template, &target, took, smoothing) {
-                        let position = position_of(executor, &self.agents, &self.fallbacks);
+                        let position = position.or_else(|| position_of(executor, &self.agents, &self.fallbacks));
                         self.index.speed_recorded(template, &target, position, average_ms);
                     }
                 }
@@ -545,11 +547,14 @@ impl Scheduler {
 
     // ---- internals -----------------------------------------------------
 
-    /// Any message from a connected agent shows it is alive.
-    fn touch(&mut self, executor: &Executor, now: Timestamp) {
-        if let Some(agent) = executor.agent().and_then(|id| self.agents.get_mut(id)).filter(|a| a.is_connected()) {
+    /// Any message from a connected agent shows it is alive. Returns the
+    /// agent's position, for the fleet index.
+    fn touch(&mut self, executor: &Executor, now: Timestamp) -> Option<usize> {
+        let agent = executor.agent().and_then(|id| self.agents.get_mut(id))?;
+        if agent.is_connected() {
             agent.last_heard = agent.last_heard.max(now);
         }
+        Some(agent.position)
     }
 
     /// An acceptance or progress report about a job the sender does not hold:
@@ -563,40 +568,33 @@ impl Scheduler {
         EventOutcome::Ignored
     }
 
-    fn assigned_mut(&mut self, executor: &Executor) -> Option<&mut BTreeSet<JobId>> {
-        match executor {
-            Executor::Agent(agent) => self.agents.get_mut(agent).map(|a| &mut a.assigned),
-            Executor::Fallback(id) => self.fallbacks.iter_mut().find(|f| &f.config.id == id).map(|f| &mut f.assigned),
-        }
-    }
-
-    /// Frees the job's slot on `executor`.
-    fn release(&mut self, job: JobId, executor: &Executor) {
-        if let Some(assigned) = self.assigned_mut(executor) {
-            assigned.remove(&job);
-        }
-        self.slot_changed(executor);
-    }
-
-    /// Tells the fleet index whether `executor` has a free slot now.
-    fn slot_changed(&mut self, executor: &Executor) {
-        if !self.index.is_valid() {
-            return;
-        }
+    /// Changes the jobs dispatched to `executor` with `change`, and tells
+    /// the fleet index.
+    fn change_assigned(&mut self, executor: &Executor, change: impl FnOnce(&mut BTreeSet<JobId>)) {
         match executor {
             Executor::Agent(agent) => {
-                if let Some(record) = self.agents.get(agent) {
+                if let Some(record) = self.agents.get_mut(agent) {
+                    change(&mut record.assigned);
                     self.index.agent_changed(record);
                 }
             }
             Executor::Fallback(id) => {
-                if let Some(rank) = self.fallbacks.iter().position(|f| &f.config.id == id) {
-                    let fallback = &self.fallbacks[rank];
+                if let Some(rank) = self.fallbacks.iter().position(|f| &f.config.id == id)
+                    && let Some(fallback) = self.fallbacks.get_mut(rank)
+                {
+                    change(&mut fallback.assigned);
                     let free = fallback.running() < fallback.config.slots;
                     self.index.fallback_changed(self.agents.len() + rank, free);
                 }
             }
         }
+    }
+
+    /// Frees the job's slot on `executor`.
+    fn release(&mut self, job: JobId, executor: &Executor) {
+        self.change_assigned(executor, |assigned| {
+            assigned.remove(&job);
+        });
     }
 
     /// Puts a queued job in its queue class (again, after its exclusions changed).
@@ -688,6 +686,8 @@ impl Scheduler {
         }
         self.index.refresh(&mut self.agents, &self.fallbacks);
         let mut next: BinaryHeap<Reverse<(usize, JobId, usize)>> = BinaryHeap::new();
+        // The best candidates, per queue class and template, for this pass.
+        let mut contenders: Vec<(usize, String, Contenders)> = Vec::new();
         for class in self.queue.class_ids() {
             let scarcity = self.eligible_set(class);
             if let Some(job) = self.waiting_job(class, scarcity, None, now) {
@@ -702,20 +702,32 @@ impl Scheduler {
             let Some(eligible) = self.queue.class(class).and_then(|c| c.eligible.as_ref()) else { continue };
             let name = j.request.target_name();
             let speeds = self.index.speeds(&j.request.template.0, &name, &self.speeds, &self.agents, &self.fallbacks);
-            let placement = place(
-                &j.placement_request(job, name.clone(), now),
-                &Fleet {
-                    agents: &self.agents,
-                    fallbacks: &self.fallbacks,
-                    roster: self.index.roster(),
-                    views: self.index.agents(),
-                    running: self.index.running(),
-                    free: self.index.free(),
-                    eligible: &eligible.positions,
-                    fit: &eligible.fit,
-                    speeds: &speeds,
-                },
-            );
+            let request = j.placement_request(job, name.clone(), now);
+            let fleet = Fleet {
+                agents: &self.agents,
+                fallbacks: &self.fallbacks,
+                roster: self.index.roster(),
+                views: self.index.agents(),
+                running: self.index.running(),
+                free: self.index.free(),
+                eligible: &eligible.positions,
+                fit: &eligible.fit,
+                speeds: &speeds,
+            };
+            let chosen = if j.exclusions.is_empty() {
+                let template = &j.request.template.0;
+                let at = match contenders.iter().position(|(c, t, _)| *c == class && t == template) {
+                    Some(at) => at,
+                    None => {
+                        contenders.push((class, template.clone(), placement::contenders(&fleet)));
+                        contenders.len() - 1
+                    }
+                };
+                contenders.get_mut(at).and_then(|(_, _, heap)| pick(heap, &fleet))
+            } else {
+                choose(&request, &fleet)
+            };
+            let placement = record(&request, &fleet, chosen);
             match placement.decision.chosen.clone() {
                 Some(executor) => self.dispatch(job, executor, placement.decision, now),
                 None if !placement.eligible => {
@@ -806,10 +818,9 @@ impl Scheduler {
 
     fn dispatch(&mut self, job: JobId, executor: Executor, decision: Decision, now: Timestamp) {
         self.dequeue(job);
-        if let Some(assigned) = self.assigned_mut(&executor) {
+        self.change_assigned(&executor, |assigned| {
             assigned.insert(job);
-        }
-        self.slot_changed(&executor);
+        });
         let Some(j) = self.jobs.get_mut(&job) else { return };
         j.dispatches += 1;
         j.state = match executor {

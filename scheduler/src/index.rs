@@ -39,6 +39,10 @@ impl Bits {
         }
     }
 
+    pub(crate) fn get(&self, position: usize) -> bool {
+        self.0.get(position / 64).is_some_and(|word| word & 1 << (position % 64) != 0)
+    }
+
     /// Whether some position is in both sets.
     pub(crate) fn intersects(&self, other: &Self) -> bool {
         self.0.iter().zip(&other.0).any(|(a, b)| a & b != 0)
@@ -55,30 +59,30 @@ impl Bits {
     }
 }
 
-/// Positions per chunk of a [`Snapshot`]: as many as a word of [`Bits`] holds.
+/// Positions per chunk of a [`Snapshot`] by default: as many as a word of [`Bits`] holds.
 pub(crate) const CHUNK: usize = 64;
 
 /// A vector whose copies are cheap and share what they have in common: a
 /// copy costs a reference count, and a change after a copy duplicates one
-/// chunk of [`CHUNK`] items. Each [`Decision`](crate::Decision) keeps a copy
+/// chunk of `N` items. Each [`Decision`](crate::Decision) keeps a copy
 /// of the fleet as placement saw it, so that one decision costs a few
 /// chunks, not a record per candidate.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Snapshot<T> {
+pub(crate) struct Snapshot<T, const N: usize = CHUNK> {
     chunks: Arc<Vec<Arc<Vec<T>>>>,
     len: usize,
 }
 
-impl<T> Default for Snapshot<T> {
+impl<T, const N: usize> Default for Snapshot<T, N> {
     fn default() -> Self {
         Self { chunks: Arc::default(), len: 0 }
     }
 }
 
-impl<T: Clone + PartialEq> Snapshot<T> {
+impl<T: Clone + PartialEq, const N: usize> Snapshot<T, N> {
     pub(crate) fn new(items: Vec<T>) -> Self {
         let len = items.len();
-        Self { chunks: Arc::new(items.chunks(CHUNK).map(|chunk| Arc::new(chunk.to_vec())).collect()), len }
+        Self { chunks: Arc::new(items.chunks(N).map(|chunk| Arc::new(chunk.to_vec())).collect()), len }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -86,10 +90,10 @@ impl<T: Clone + PartialEq> Snapshot<T> {
     }
 
     pub(crate) fn get(&self, position: usize) -> Option<&T> {
-        self.chunks.get(position / CHUNK)?.get(position % CHUNK)
+        self.chunks.get(position / N)?.get(position % N)
     }
 
-    /// The items at positions `index * CHUNK ..`, up to [`CHUNK`] of them.
+    /// The items at positions `index * N ..`, up to `N` of them.
     pub(crate) fn chunk(&self, index: usize) -> &[T] {
         self.chunks.get(index).map_or(&[], |chunk| chunk.as_slice())
     }
@@ -99,8 +103,8 @@ impl<T: Clone + PartialEq> Snapshot<T> {
         if position >= self.len || self.get(position) == Some(&value) {
             return;
         }
-        if let Some(chunk) = Arc::make_mut(&mut self.chunks).get_mut(position / CHUNK)
-            && let Some(item) = Arc::make_mut(chunk).get_mut(position % CHUNK)
+        if let Some(chunk) = Arc::make_mut(&mut self.chunks).get_mut(position / N)
+            && let Some(item) = Arc::make_mut(chunk).get_mut(position % N)
         {
             *item = value;
         }
@@ -113,6 +117,8 @@ pub(crate) struct TargetFit {
     /// The index (in its report) of the toolchain the agent would build the
     /// target with ([`toolchain_for`](crate::toolchain_for)); `None` when it cannot.
     pub(crate) toolchain: Vec<Option<usize>>,
+    /// That toolchain's name, for the dispatch.
+    pub(crate) toolchain_name: Vec<Option<String>>,
     /// Whether the target is the agent's own platform ([`is_native`]).
     pub(crate) native: Vec<bool>,
 }
@@ -149,8 +155,10 @@ pub(crate) fn load_step(load_per_core: Option<f64>, load_resolution: f64) -> u64
     load_per_core.map_or(0, |load| (load / load_resolution).floor() as u64)
 }
 
-/// Rounded moving averages of one template's target, by position.
-pub(crate) type SpeedsByPosition = Snapshot<Option<u64>>;
+/// Rounded moving averages of one template's target, by position. One
+/// changes after every successful build, so its chunks are kept small
+/// (half a kilobyte).
+pub(crate) type SpeedsByPosition = Snapshot<Option<u64>, 32>;
 
 /// The derived views; see the module docs.
 #[derive(Debug, Clone, Default)]
@@ -191,11 +199,6 @@ impl FleetIndex {
     /// An agent's report, connection or draining changed.
     pub(crate) fn invalidate(&mut self) {
         self.valid = false;
-    }
-
-    /// Whether the views match the records (positions included).
-    pub(crate) fn is_valid(&self) -> bool {
-        self.valid
     }
 
     pub(crate) fn generation(&self) -> u64 {
@@ -270,8 +273,16 @@ impl FleetIndex {
         if let Some(fit) = self.fits.get(target) {
             return Arc::clone(fit);
         }
+        let toolchain: Vec<Option<usize>> =
+            agents.values().map(|a| toolchain_index_for(&a.report, &target.triple)).collect();
+        let toolchain_name = agents
+            .values()
+            .zip(&toolchain)
+            .map(|(a, index)| index.and_then(|index| a.report.toolchains.get(index)).map(|t| t.name.clone()))
+            .collect();
         let fit = Arc::new(TargetFit {
-            toolchain: agents.values().map(|a| toolchain_index_for(&a.report, &target.triple)).collect(),
+            toolchain,
+            toolchain_name,
             native: agents.values().map(|a| is_native(&a.report, target)).collect(),
         });
         self.fits.insert(target.clone(), Arc::clone(&fit));

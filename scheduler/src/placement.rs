@@ -2,7 +2,8 @@
 //!
 //! The order of preference is documented on the crate root.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fmt;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
@@ -571,17 +572,75 @@ fn keep_best(best: &mut Option<(Rank, usize)>, rank: Rank, position: usize) {
     }
 }
 
-/// Picks the executor for the job, if one has a free slot, and records the
-/// decision. Only executors that could take the job and have a free slot
-/// can be chosen (their positions are the bits of `eligible` and `free`):
-/// of those, the best rank (ties go to the earlier position), and only when
-/// none is left, the best of those where the job failed before. Every other
-/// candidate's verdict follows from the snapshots the decision keeps.
-pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placement {
-    // Agents report bare triples (a floor is checked by the agent, which
-    // rejects what it cannot build whole); fallbacks and measured speeds
-    // know the full target name, so `T` and `T.2.17` stay apart.
-    let name = request.name.clone();
+/// The rank of the candidate at `position`, as placement compares it.
+fn rank_at(fleet: &Fleet<'_>, position: usize) -> Option<Rank> {
+    let measured = fleet.speeds.get(position).copied().flatten();
+    match (fleet.views.get(position), fleet.running.get(position)) {
+        (Some(view), Some(running)) => {
+            let native = fleet.fit.native.get(position).copied().unwrap_or(false);
+            let tier = if native { Tier::Native } else { Tier::Cross };
+            Some(rank(tier, *running, view.slots.saturating_sub(*running), view.load_step, measured))
+        }
+        _ => {
+            let fallback_rank = position.checked_sub(fleet.views.len())?;
+            let fallback = fleet.fallbacks.get(fallback_rank)?;
+            let tier = Tier::Fallback { rank: u32::try_from(fallback_rank).unwrap_or(u32::MAX) };
+            let running = fallback.running();
+            // A fallback reports no load: it counts as step 0.
+            Some(rank(tier, running, fallback.config.slots.saturating_sub(running), 0, measured))
+        }
+    }
+}
+
+/// The candidates of one pass of the scheduler for jobs of one queue
+/// class (without exclusions) and template, best first: a heap of
+/// `(rank, position)` that [`pick`] keeps honest. Within a pass slots are
+/// only taken, so a rank only gets worse: an entry's rank is at most its
+/// candidate's current one, and the top entry whose rank is still current
+/// is the best candidate, ties going to the earlier position, which is
+/// what [`choose`] finds by looking at every candidate.
+pub(crate) type Contenders = BinaryHeap<Reverse<(Rank, usize)>>;
+
+/// The [`Contenders`] for a class without exclusions: every executor of its
+/// eligible set with a free slot.
+pub(crate) fn contenders(fleet: &Fleet<'_>) -> Contenders {
+    let mut heap = Vec::new();
+    for (index, mut word) in fleet.eligible.both(fleet.free) {
+        while word != 0 {
+            let position = index * CHUNK + word.trailing_zeros() as usize;
+            word &= word - 1;
+            if let Some(rank) = rank_at(fleet, position) {
+                heap.push(Reverse((rank, position)));
+            }
+        }
+    }
+    BinaryHeap::from(heap)
+}
+
+/// The best of the [`Contenders`] with a free slot now (see there), left in the heap.
+pub(crate) fn pick(contenders: &mut Contenders, fleet: &Fleet<'_>) -> Option<usize> {
+    while let Some(Reverse((kept, position))) = contenders.peek().copied() {
+        let current = if fleet.free.get(position) { rank_at(fleet, position) } else { None };
+        match current {
+            Some(current) if current == kept => return Some(position),
+            Some(current) => {
+                contenders.pop();
+                contenders.push(Reverse((current, position)));
+            }
+            None => {
+                contenders.pop();
+            }
+        }
+    }
+    None
+}
+
+/// The executor for the job, if one has a free slot. Only executors that
+/// could take the job and have a free slot can be chosen (their positions
+/// are the bits of `eligible` and `free`): of those, the best rank (ties go
+/// to the earlier position), and only when none is left, the best of those
+/// where the job failed before.
+pub(crate) fn choose(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Option<usize> {
     let agents = fleet.views.len();
     let excluded = excluded_positions(request.exclusions, fleet.agents, fleet.fallbacks);
     let soft = |position: usize| {
@@ -595,41 +654,41 @@ pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placem
     let mut best = None;
     let mut best_last_resort = None;
     for (index, mut word) in fleet.eligible.both(fleet.free) {
-        // One word of positions is one chunk of each snapshot.
+        // One word of positions is one chunk of the agents' snapshots.
         let views = fleet.views.chunk(index);
         let running = fleet.running.chunk(index);
-        let speeds = fleet.speeds.chunk(index);
         let native = fleet.fit.native.get(index * CHUNK..).unwrap_or(&[]);
         while word != 0 {
             let bit = word.trailing_zeros() as usize;
             word &= word - 1;
             let position = index * CHUNK + bit;
-            let measured = speeds.get(bit).copied().flatten();
+            let measured = fleet.speeds.get(position).copied().flatten();
             let rank = match (views.get(bit), running.get(bit)) {
                 (Some(view), Some(running)) => {
                     let tier = if native.get(bit).copied().unwrap_or(false) { Tier::Native } else { Tier::Cross };
                     rank(tier, *running, view.slots.saturating_sub(*running), view.load_step, measured)
                 }
-                _ => {
-                    let Some(fallback) = position.checked_sub(agents).and_then(|rank| fleet.fallbacks.get(rank)) else {
-                        continue;
-                    };
-                    let tier = Tier::Fallback { rank: u32::try_from(position - agents).unwrap_or(u32::MAX) };
-                    let running = fallback.running();
-                    // A fallback reports no load: it counts as step 0.
-                    rank(tier, running, fallback.config.slots.saturating_sub(running), 0, measured)
+                _ if position >= agents => {
+                    let Some(rank) = rank_at(fleet, position) else { continue };
+                    rank
                 }
+                _ => continue,
             };
             keep_best(if soft(position) { &mut best_last_resort } else { &mut best }, rank, position);
         }
     }
+    best.or(best_last_resort).map(|(_, position)| position)
+}
 
-    let chosen = best.or(best_last_resort).map(|(_, position)| position);
-    let toolchain = chosen.and_then(|position| {
-        let agent = fleet.agents.get(fleet.roster.get(position)?.agent()?)?;
-        let index = fleet.fit.toolchain.get(position).copied().flatten()?;
-        agent.report.toolchains.get(index).map(|t| t.name.clone())
-    });
+/// Records the decision to send the job to `chosen` (or nowhere): every
+/// other candidate's verdict follows from the snapshots the decision keeps.
+pub(crate) fn record(request: &PlacementRequest<'_>, fleet: &Fleet<'_>, chosen: Option<usize>) -> Placement {
+    // Agents report bare triples (a floor is checked by the agent, which
+    // rejects what it cannot build whole); fallbacks and measured speeds
+    // know the full target name, so `T` and `T.2.17` stay apart.
+    let name = request.name.clone();
+    let excluded = excluded_positions(request.exclusions, fleet.agents, fleet.fallbacks);
+    let toolchain = chosen.and_then(|position| fleet.fit.toolchain_name.get(position).cloned().flatten());
     let fallbacks = fleet
         .fallbacks
         .iter()
