@@ -575,7 +575,7 @@ impl Scheduler {
             Executor::Agent(agent) => {
                 if let Some(record) = self.agents.get_mut(agent) {
                     change(&mut record.assigned);
-                    self.index.agent_changed(record);
+                    self.index.running_changed(record);
                 }
             }
             Executor::Fallback(id) => {
@@ -702,7 +702,7 @@ impl Scheduler {
             let Some(eligible) = self.queue.class(class).and_then(|c| c.eligible.as_ref()) else { continue };
             let name = j.request.target_name();
             let speeds = self.index.speeds(&j.request.template.0, &name, &self.speeds, &self.agents, &self.fallbacks);
-            let request = j.placement_request(job, name.clone(), now);
+            let request = j.placement_request(job, name, now);
             let fleet = Fleet {
                 agents: &self.agents,
                 fallbacks: &self.fallbacks,
@@ -727,11 +727,11 @@ impl Scheduler {
             } else {
                 choose(&request, &fleet)
             };
-            let placement = record(&request, &fleet, chosen);
+            let placement = record(request, &fleet, chosen);
             match placement.decision.chosen.clone() {
                 Some(executor) => self.dispatch(job, executor, placement.decision, now),
                 None if !placement.eligible => {
-                    let triple = name;
+                    let triple = &placement.decision.target;
                     let reason = match &j.last_failure {
                         Some((failed, last)) => format!(
                             "no other agent or fallback can build {triple} after the last failure ({failed}: {last})"

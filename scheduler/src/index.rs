@@ -261,6 +261,15 @@ impl FleetIndex {
         }
     }
 
+    /// The agent's jobs changed (and nothing else): copies their number from its record.
+    pub(crate) fn running_changed(&mut self, record: &AgentRecord) {
+        if self.valid {
+            let running = record.running();
+            self.free.set(record.position, running < record.slots());
+            self.running.set(record.position, running);
+        }
+    }
+
     /// The fallback at `position` has a free slot now, or not.
     pub(crate) fn fallback_changed(&mut self, position: usize, free: bool) {
         if self.valid {

@@ -682,11 +682,11 @@ pub(crate) fn choose(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Optio
 
 /// Records the decision to send the job to `chosen` (or nowhere): every
 /// other candidate's verdict follows from the snapshots the decision keeps.
-pub(crate) fn record(request: &PlacementRequest<'_>, fleet: &Fleet<'_>, chosen: Option<usize>) -> Placement {
+pub(crate) fn record(request: PlacementRequest<'_>, fleet: &Fleet<'_>, chosen: Option<usize>) -> Placement {
     // Agents report bare triples (a floor is checked by the agent, which
     // rejects what it cannot build whole); fallbacks and measured speeds
     // know the full target name, so `T` and `T.2.17` stay apart.
-    let name = request.name.clone();
+    let name = request.name;
     let excluded = excluded_positions(request.exclusions, fleet.agents, fleet.fallbacks);
     let toolchain = chosen.and_then(|position| fleet.fit.toolchain_name.get(position).cloned().flatten());
     let fallbacks = fleet
