@@ -9,6 +9,7 @@
 //! set per fleet-index generation.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use rustle_protocol::JobId;
 use rustle_targets::Target;
@@ -45,12 +46,35 @@ pub(crate) struct Eligible {
     pub(crate) fit: Arc<TargetFit>,
 }
 
+/// FNV-1a: every queued job looks its class up by target, and SipHash over
+/// a whole [`Target`] cost more than the rest of the insertion. The keys are
+/// the submitter's own targets, so a hash-flooding defence buys nothing.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
 /// Every waiting job, by class.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Queue {
     classes: Vec<Option<Class>>,
     vacant: Vec<usize>,
-    shared: HashMap<Target, Vec<(FallbackAnswers, usize)>>,
+    shared: HashMap<Target, Vec<(FallbackAnswers, usize)>, BuildHasherDefault<Fnv>>,
     len: usize,
 }
 
