@@ -65,6 +65,9 @@ pub(crate) struct AgentRecord {
     pub(crate) assigned: BTreeSet<JobId>,
     /// It is shutting down: no new jobs, its running ones still count.
     pub(crate) draining: bool,
+    /// Its place among the agents in name order, as the fleet index last
+    /// handed it out (see [`FleetIndex`](crate::index::FleetIndex)).
+    pub(crate) position: usize,
 }
 
 impl AgentRecord {
@@ -77,6 +80,7 @@ impl AgentRecord {
             last_heard: now,
             assigned: BTreeSet::new(),
             draining: false,
+            position: 0,
         }
     }
 
@@ -90,10 +94,6 @@ impl AgentRecord {
 
     pub(crate) fn running(&self) -> u32 {
         u32::try_from(self.assigned.len()).unwrap_or(u32::MAX)
-    }
-
-    pub(crate) fn free_slots(&self) -> u32 {
-        self.slots().saturating_sub(self.running())
     }
 
     /// One-minute load per core; the report's cores, at least one.
@@ -138,6 +138,11 @@ pub fn buildable_triples(report: &CapabilityReport) -> BTreeSet<String> {
 /// its toolchains lists it. Prefers a prebuilt std over build-std over zig,
 /// then a toolchain hosted on the target itself, then the first reported.
 pub fn toolchain_for<'a>(report: &'a CapabilityReport, triple: &str) -> Option<&'a str> {
+    toolchain_index_for(report, triple).map(|index| report.toolchains[index].name.as_str())
+}
+
+/// The index in `report.toolchains` of the toolchain [`toolchain_for`] names.
+pub(crate) fn toolchain_index_for(report: &CapabilityReport, triple: &str) -> Option<usize> {
     let route_rank = |route: BuildRoute| match route {
         BuildRoute::PrebuiltStd => 0,
         BuildRoute::BuildStd => 1,
@@ -150,11 +155,11 @@ pub fn toolchain_for<'a>(report: &'a CapabilityReport, triple: &str) -> Option<&
         .flat_map(|(index, toolchain)| {
             toolchain.targets.iter().filter(|b| b.triple == triple).map(move |b| {
                 let hosted_elsewhere = toolchain.host_triple != triple;
-                ((route_rank(b.route), hosted_elsewhere, index), toolchain.name.as_str())
+                (route_rank(b.route), hosted_elsewhere, index)
             })
         })
-        .min_by_key(|(rank, _)| *rank)
-        .map(|(_, name)| name)
+        .min()
+        .map(|(_, _, index)| index)
 }
 
 /// Whether `target` is the agent's own platform, so its binaries build and

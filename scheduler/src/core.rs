@@ -1,6 +1,8 @@
 //! The scheduling state machine, [`Scheduler`]: events in with `handle_*`, actions out with `poll_*`.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::ops::Bound;
 use std::time::Duration;
 
 use rustle_protocol::{AgentId, BuildOutcome, CapabilityReport, JobId, LoadUpdate, RejectReason};
@@ -11,9 +13,12 @@ use crate::actions::{Action, AgentLoss, Cancel, CancelReason, Dispatch, EventOut
 use crate::agents::{AgentRecord, AgentState, AgentStatus};
 use crate::config::{ConfigError, SchedulerConfig};
 use crate::executor::{Executor, FallbackId};
+use crate::index::{Bits, FleetIndex, position_of};
 use crate::placement::{
-    Decision, Exclusion, FallbackRecord, Fleet, MeasuredSpeed, PlacementRequest, SpeedHistory, place, scarcity,
+    self, Contenders, Decision, Exclusion, FallbackRecord, Fleet, MeasuredSpeed, PlacementRequest, SpeedHistory,
+    choose, excluded_positions, pick, record,
 };
+use crate::queue::{Eligible, Queue};
 use crate::time::Timestamp;
 
 /// Where an unfinished job is.
@@ -86,15 +91,16 @@ struct Job {
     exclusions: BTreeMap<Executor, Exclusion>,
     last_failure: Option<(Executor, String)>,
     decisions: Vec<Decision>,
+    /// Its class in the queue, while it is queued.
+    class: Option<usize>,
 }
 
 impl Job {
     /// What placement is asked about this job, known as `id`, at `now`.
-    fn placement_request(&self, id: JobId, now: Timestamp) -> PlacementRequest<'_> {
+    fn placement_request(&self, id: JobId, name: String, now: Timestamp) -> PlacementRequest<'_> {
         PlacementRequest {
             job: id,
-            template: &self.request.template.0,
-            target: &self.request.target,
+            name,
             attempt: self.dispatches + 1,
             exclusions: &self.exclusions,
             fallbacks: &self.fallbacks,
@@ -147,15 +153,21 @@ pub struct Scheduler {
     agents: BTreeMap<AgentId, AgentRecord>,
     fallbacks: Vec<FallbackRecord>,
     speeds: SpeedHistory,
-    jobs: BTreeMap<JobId, Job>,
+    /// Boxed: a job is large, and the map moves its values around.
+    jobs: BTreeMap<JobId, Box<Job>>,
     next_job: u64,
     actions: VecDeque<Action>,
+    /// Derived views of the fleet that keep placement to one pass (see [`FleetIndex`]).
+    index: FleetIndex,
+    /// The queued jobs, by class (see [`Queue`]).
+    queue: Queue,
 }
 
 impl Scheduler {
     /// A scheduler with no agents and no jobs, after checking `config`.
     pub fn new(config: SchedulerConfig) -> Result<Self, ConfigError> {
         config.validate()?;
+        let load_resolution = config.load_resolution;
         let fallbacks = config
             .fallbacks
             .iter()
@@ -169,6 +181,8 @@ impl Scheduler {
             jobs: BTreeMap::new(),
             next_job: 1,
             actions: VecDeque::new(),
+            index: FleetIndex::new(load_resolution),
+            queue: Queue::default(),
         })
     }
 
@@ -238,6 +252,7 @@ impl Scheduler {
     /// placement uses them from now on, and new builds refine them.
     pub fn handle_speeds_restored(&mut self, speeds: Vec<MeasuredSpeed>) {
         self.speeds.restore(speeds);
+        self.index.speeds_restored();
     }
 
     /// An agent connected and reported its capabilities, or a connected agent
@@ -249,9 +264,17 @@ impl Scheduler {
                 agent.load = report.load;
                 agent.report = report;
                 agent.last_heard = agent.last_heard.max(now);
+                self.index.invalidate();
             }
-            _ => {
+            Some(agent) => {
+                let mut record = AgentRecord::new(report, now);
+                record.position = agent.position;
+                *agent = record;
+                self.index.invalidate();
+            }
+            None => {
                 self.agents.insert(report.agent_id.clone(), AgentRecord::new(report, now));
+                self.index.roster_changed();
             }
         }
         self.schedule(now);
@@ -262,6 +285,7 @@ impl Scheduler {
         match self.agents.get_mut(agent) {
             Some(record) if record.is_connected() => {
                 record.apply_load(update, now);
+                self.index.agent_changed(record);
                 EventOutcome::Applied
             }
             _ => EventOutcome::Ignored,
@@ -275,6 +299,7 @@ impl Scheduler {
             Some(record) if record.is_connected() => {
                 record.draining = true;
                 record.last_heard = record.last_heard.max(now);
+                self.index.invalidate();
                 // Jobs waiting for its slots may now have nowhere else to go.
                 self.schedule(now);
                 EventOutcome::Applied
@@ -291,6 +316,7 @@ impl Scheduler {
         };
         record.state = AgentState::Disconnected { since: now };
         let held = std::mem::take(&mut record.assigned);
+        self.index.invalidate();
         let executor = Executor::Agent(agent.clone());
         for job in held {
             let reason = "the connection closed while the agent held the job".to_owned();
@@ -323,7 +349,7 @@ impl Scheduler {
             let deadline_at = now + request.deadline;
             self.jobs.insert(
                 id,
-                Job {
+                Box::new(Job {
                     request,
                     fallbacks,
                     submitted_at: now,
@@ -334,8 +360,10 @@ impl Scheduler {
                     exclusions: BTreeMap::new(),
                     last_failure: None,
                     decisions: Vec::new(),
-                },
+                    class: None,
+                }),
             );
+            self.enqueue(id);
             ids.push(id);
         }
         self.schedule(now);
@@ -347,8 +375,10 @@ impl Scheduler {
         self.touch(executor, now);
         match self.jobs.get_mut(&job).filter(|j| j.is_held_by(executor)) {
             Some(j) => {
-                if let JobState::Offered { .. } = j.state {
-                    j.state = JobState::Running { executor: executor.clone(), since: now };
+                if let JobState::Offered { .. } = j.state
+                    && let JobState::Offered { executor, .. } = std::mem::replace(&mut j.state, JobState::Queued)
+                {
+                    j.state = JobState::Running { executor, since: now };
                 }
                 EventOutcome::Applied
             }
@@ -375,6 +405,7 @@ impl Scheduler {
         };
         j.state = JobState::Queued;
         j.exclusions.insert(executor.clone(), Exclusion::Rejected { reason: reason.to_string() });
+        self.enqueue(job);
         self.release(job, executor);
         self.schedule(now);
         EventOutcome::Applied
@@ -390,7 +421,7 @@ impl Scheduler {
         outcome: BuildOutcome,
         now: Timestamp,
     ) -> EventOutcome {
-        self.touch(executor, now);
+        let position = self.touch(executor, now);
         let Some(j) = self.jobs.get(&job).filter(|j| j.is_held_by(executor)) else {
             return EventOutcome::Ignored;
         };
@@ -398,13 +429,12 @@ impl Scheduler {
             BuildOutcome::Success { checksum, size, compile_time_ms, rustc_version, cargo_version, .. } => {
                 if let JobState::Offered { since, .. } | JobState::Running { since, .. } = j.state {
                     let took = now.saturating_duration_since(since);
-                    self.speeds.record(
-                        executor,
-                        &j.request.template.0,
-                        &j.request.target_name(),
-                        took,
-                        self.config.speed_smoothing,
-                    );
+                    let (template, target) = (&j.request.template.0, j.request.target_name());
+                    let smoothing = self.config.speed_smoothing;
+                    if let Some(average_ms) = self.speeds.record(executor, template, &target, took, smoothing) {
+                        let position = position.or_else(|| position_of(executor, &self.agents, &self.fallbacks));
+                        self.index.speed_recorded(template, &target, position, average_ms);
+                    }
                 }
                 let result = JobResult::Succeeded {
                     executor: executor.clone(),
@@ -486,6 +516,7 @@ impl Scheduler {
             if let Some(j) = self.jobs.get_mut(&job) {
                 j.state = JobState::Queued;
                 j.exclusions.insert(executor.clone(), Exclusion::OfferUnanswered);
+                self.enqueue(job);
             }
             self.release(job, &executor);
         }
@@ -516,11 +547,14 @@ impl Scheduler {
 
     // ---- internals -----------------------------------------------------
 
-    /// Any message from a connected agent shows it is alive.
-    fn touch(&mut self, executor: &Executor, now: Timestamp) {
-        if let Some(agent) = executor.agent().and_then(|id| self.agents.get_mut(id)).filter(|a| a.is_connected()) {
+    /// Any message from a connected agent shows it is alive. Returns the
+    /// agent's position, for the fleet index.
+    fn touch(&mut self, executor: &Executor, now: Timestamp) -> Option<usize> {
+        let agent = executor.agent().and_then(|id| self.agents.get_mut(id))?;
+        if agent.is_connected() {
             agent.last_heard = agent.last_heard.max(now);
         }
+        Some(agent.position)
     }
 
     /// An acceptance or progress report about a job the sender does not hold:
@@ -534,22 +568,56 @@ impl Scheduler {
         EventOutcome::Ignored
     }
 
-    fn assigned_mut(&mut self, executor: &Executor) -> Option<&mut BTreeSet<JobId>> {
+    /// Changes the jobs dispatched to `executor` with `change`, and tells
+    /// the fleet index.
+    fn change_assigned(&mut self, executor: &Executor, change: impl FnOnce(&mut BTreeSet<JobId>)) {
         match executor {
-            Executor::Agent(agent) => self.agents.get_mut(agent).map(|a| &mut a.assigned),
-            Executor::Fallback(id) => self.fallbacks.iter_mut().find(|f| &f.config.id == id).map(|f| &mut f.assigned),
+            Executor::Agent(agent) => {
+                if let Some(record) = self.agents.get_mut(agent) {
+                    change(&mut record.assigned);
+                    self.index.running_changed(record);
+                }
+            }
+            Executor::Fallback(id) => {
+                if let Some(rank) = self.fallbacks.iter().position(|f| &f.config.id == id)
+                    && let Some(fallback) = self.fallbacks.get_mut(rank)
+                {
+                    change(&mut fallback.assigned);
+                    let free = fallback.running() < fallback.config.slots;
+                    self.index.fallback_changed(self.agents.len() + rank, free);
+                }
+            }
         }
     }
 
     /// Frees the job's slot on `executor`.
     fn release(&mut self, job: JobId, executor: &Executor) {
-        if let Some(assigned) = self.assigned_mut(executor) {
+        self.change_assigned(executor, |assigned| {
             assigned.remove(&job);
+        });
+    }
+
+    /// Puts a queued job in its queue class (again, after its exclusions changed).
+    fn enqueue(&mut self, job: JobId) {
+        let Some(j) = self.jobs.get_mut(&job) else { return };
+        if let Some(class) = j.class.take() {
+            self.queue.remove(job, class, &j.request.target);
+        }
+        j.class = Some(self.queue.insert(job, &j.request.target, &j.fallbacks, !j.exclusions.is_empty()));
+    }
+
+    /// Takes a job that is no longer queued out of the queue.
+    fn dequeue(&mut self, job: JobId) {
+        if let Some(j) = self.jobs.get_mut(&job)
+            && let Some(class) = j.class.take()
+        {
+            self.queue.remove(job, class, &j.request.target);
         }
     }
 
     /// Ends the job: frees its slot and queues its report.
     fn finish(&mut self, job: JobId, result: JobResult, now: Timestamp) {
+        self.dequeue(job);
         let Some(j) = self.jobs.remove(&job) else { return };
         if let Some(executor) = j.state.executor() {
             self.release(job, executor);
@@ -573,6 +641,8 @@ impl Scheduler {
         j.failures += 1;
         j.exclusions.insert(executor.clone(), exclusion);
         j.last_failure = Some((executor.clone(), reason.clone()));
+        self.enqueue(job);
+        let Some(j) = self.jobs.get(&job) else { return };
         if j.failures >= self.config.max_attempts {
             let failures = j.failures;
             self.finish(job, JobResult::InfrastructureFailed { executor: executor.clone(), reason, failures }, now);
@@ -584,6 +654,7 @@ impl Scheduler {
         record.state = AgentState::Lost { since: now };
         let last_heard = record.last_heard;
         let held = std::mem::take(&mut record.assigned);
+        self.index.invalidate();
         self.actions.push_back(Action::AgentLost(AgentLoss {
             agent: agent.clone(),
             last_heard,
@@ -600,35 +671,67 @@ impl Scheduler {
     /// (fewest executors that could ever take it), oldest first among equals;
     /// reports the ones nothing can build. Jobs past their deadline are left
     /// for [`handle_timeout`](Self::handle_timeout).
+    ///
+    /// In that order, a job is placed exactly when one of the executors that
+    /// could take it has a free slot. Jobs of one queue class share those
+    /// executors, and a pass only fills slots, so once a job of a class
+    /// waits, the rest of its class waits too: the pass walks the classes in
+    /// step (a heap of each one's next job) and drops a class at its first
+    /// job that waits, or before it when none of its executors has a free
+    /// slot. What it decides is what deciding every queued job in turn
+    /// would.
     fn schedule(&mut self, now: Timestamp) {
-        let fleet = Fleet {
-            agents: &self.agents,
-            fallbacks: &self.fallbacks,
-            speeds: &self.speeds,
-            load_resolution: self.config.load_resolution,
-        };
-        let mut queued: Vec<(usize, JobId)> = self
-            .jobs
-            .iter()
-            .filter(|(_, j)| j.state == JobState::Queued && j.deadline_at > now)
-            .map(|(id, j)| (scarcity(&j.placement_request(*id, now), &fleet), *id))
-            .collect();
-        queued.sort();
-        for (_, job) in queued {
+        if self.queue.is_empty() {
+            return;
+        }
+        self.index.refresh(&mut self.agents, &self.fallbacks);
+        let mut next: BinaryHeap<Reverse<(usize, JobId, usize)>> = BinaryHeap::new();
+        // The best candidates, per queue class and template, for this pass.
+        let mut contenders: Vec<(usize, String, Contenders)> = Vec::new();
+        for class in self.queue.class_ids() {
+            let scarcity = self.eligible_set(class);
+            if let Some(job) = self.waiting_job(class, scarcity, None, now) {
+                next.push(Reverse((scarcity, job, class)));
+            }
+        }
+        while let Some(Reverse((scarcity, job, class))) = next.pop() {
+            if !self.class_may_place(class, scarcity) {
+                continue;
+            }
             let Some(j) = self.jobs.get(&job) else { continue };
-            let placement = place(
-                &j.placement_request(job, now),
-                &Fleet {
-                    agents: &self.agents,
-                    fallbacks: &self.fallbacks,
-                    speeds: &self.speeds,
-                    load_resolution: self.config.load_resolution,
-                },
-            );
+            let Some(eligible) = self.queue.class(class).and_then(|c| c.eligible.as_ref()) else { continue };
+            let name = j.request.target_name();
+            let speeds = self.index.speeds(&j.request.template.0, &name, &self.speeds, &self.agents, &self.fallbacks);
+            let request = j.placement_request(job, name, now);
+            let fleet = Fleet {
+                agents: &self.agents,
+                fallbacks: &self.fallbacks,
+                roster: self.index.roster(),
+                views: self.index.agents(),
+                running: self.index.running(),
+                free: self.index.free(),
+                eligible: &eligible.positions,
+                fit: &eligible.fit,
+                speeds: &speeds,
+            };
+            let chosen = if j.exclusions.is_empty() {
+                let template = &j.request.template.0;
+                let at = match contenders.iter().position(|(c, t, _)| *c == class && t == template) {
+                    Some(at) => at,
+                    None => {
+                        contenders.push((class, template.clone(), placement::contenders(&fleet)));
+                        contenders.len() - 1
+                    }
+                };
+                contenders.get_mut(at).and_then(|(_, _, heap)| pick(heap, &fleet))
+            } else {
+                choose(&request, &fleet)
+            };
+            let placement = record(request, &fleet, chosen);
             match placement.decision.chosen.clone() {
                 Some(executor) => self.dispatch(job, executor, placement.decision, now),
                 None if !placement.eligible => {
-                    let triple = j.request.target_name();
+                    let triple = &placement.decision.target;
                     let reason = match &j.last_failure {
                         Some((failed, last)) => format!(
                             "no other agent or fallback can build {triple} after the last failure ({failed}: {last})"
@@ -640,15 +743,84 @@ impl Scheduler {
                     }
                     self.finish(job, JobResult::NoExecutor { reason }, now);
                 }
-                None => {}
+                // It waits for a slot, and so does the rest of its class.
+                None => continue,
+            }
+            if let Some(job) = self.waiting_job(class, scarcity, Some(job), now) {
+                next.push(Reverse((scarcity, job, class)));
             }
         }
     }
 
-    fn dispatch(&mut self, job: JobId, executor: Executor, decision: Decision, now: Timestamp) {
-        if let Some(assigned) = self.assigned_mut(&executor) {
-            assigned.insert(job);
+    /// The size of the class's eligible set (its jobs' scarcity), working it
+    /// out if the fleet changed since: the executors that build its target,
+    /// are available, and have not excluded its jobs for good.
+    fn eligible_set(&mut self, class: usize) -> usize {
+        let generation = self.index.generation();
+        let Some(entry) = self.queue.class(class) else { return 0 };
+        if let Some(eligible) = &entry.eligible
+            && eligible.generation == generation
+        {
+            return eligible.count;
         }
+        let Some(j) = entry.jobs.first().and_then(|job| self.jobs.get(job)) else { return 0 };
+        let fit = self.index.fit(&j.request.target, &self.agents);
+        let name = j.request.target_name();
+        let mut eligible = Bits::new(self.index.roster().len());
+        for (position, agent) in self.agents.values().enumerate() {
+            let builds = fit.toolchain.get(position).copied().flatten().is_some();
+            eligible.set(position, builds && agent.is_connected() && !agent.draining);
+        }
+        for (rank, fallback) in self.fallbacks.iter().enumerate() {
+            let builds = match j.fallbacks.get(&fallback.config.id) {
+                Some(said) => *said,
+                None => fallback.config.triples.contains(&name),
+            };
+            eligible.set(self.agents.len() + rank, builds);
+        }
+        for (position, exclusion) in excluded_positions(&j.exclusions, &self.agents, &self.fallbacks) {
+            if !exclusion.is_soft() {
+                eligible.set(position, false);
+            }
+        }
+        let count = eligible.count();
+        if let Some(entry) = self.queue.class_mut(class) {
+            entry.eligible = Some(Eligible { generation, positions: eligible, count, fit });
+        }
+        count
+    }
+
+    /// Whether a job of the class may be placed now: one of its eligible
+    /// executors has a free slot, or it has none at all (the job is then
+    /// reported).
+    fn class_may_place(&self, class: usize, scarcity: usize) -> bool {
+        if scarcity == 0 {
+            return true;
+        }
+        let Some(eligible) = self.queue.class(class).and_then(|c| c.eligible.as_ref()) else {
+            return false;
+        };
+        eligible.positions.intersects(self.index.free())
+    }
+
+    /// The class's oldest queued job after `after` that is still within its
+    /// deadline, if the class may place one now.
+    fn waiting_job(&self, class: usize, scarcity: usize, after: Option<JobId>, now: Timestamp) -> Option<JobId> {
+        if !self.class_may_place(class, scarcity) {
+            return None;
+        }
+        let jobs = &self.queue.class(class)?.jobs;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        jobs.range((from, Bound::Unbounded))
+            .copied()
+            .find(|job| self.jobs.get(job).is_some_and(|j| j.deadline_at > now))
+    }
+
+    fn dispatch(&mut self, job: JobId, executor: Executor, decision: Decision, now: Timestamp) {
+        self.dequeue(job);
+        self.change_assigned(&executor, |assigned| {
+            assigned.insert(job);
+        });
         let Some(j) = self.jobs.get_mut(&job) else { return };
         j.dispatches += 1;
         j.state = match executor {

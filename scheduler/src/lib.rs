@@ -52,7 +52,9 @@ mod agents;
 mod config;
 mod core;
 mod executor;
+mod index;
 mod placement;
+mod queue;
 mod time;
 
 #[cfg(test)]
@@ -63,5 +65,5 @@ pub use agents::{AgentState, AgentStatus, buildable_triples, is_native, toolchai
 pub use config::{ConfigError, SchedulerConfig};
 pub use core::{JobState, JobSubmission, Scheduler};
 pub use executor::{Executor, FallbackExecutor, FallbackId};
-pub use placement::{CandidateAssessment, Decision, Exclusion, MeasuredSpeed, Score, Tier, Verdict};
+pub use placement::{CandidateAssessment, Candidates, Decision, Exclusion, MeasuredSpeed, Score, Tier, Verdict};
 pub use time::Timestamp;

@@ -3,16 +3,18 @@
 //! The order of preference is documented on the crate root.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fmt;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rustle_protocol::{AgentId, JobId};
-use rustle_targets::Target;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
-use crate::agents::{AgentRecord, AgentState, is_native, toolchain_for};
+use crate::agents::{AgentRecord, AgentState};
 use crate::executor::{Executor, FallbackExecutor, FallbackId};
+use crate::index::{AgentView, Bits, CHUNK, Snapshot, SpeedsByPosition, TargetFit, position_of};
 use crate::time::Timestamp;
 
 /// How well a kind of executor fits a target, best first.
@@ -54,15 +56,6 @@ pub struct Score {
     pub load_per_core: Option<f64>,
     /// Moving average of successful build durations of this target there, in milliseconds.
     pub measured_build_ms: Option<u64>,
-}
-
-impl Score {
-    /// The sort key: smaller is better.
-    fn rank(&self, load_resolution: f64) -> (Tier, u32, Reverse<u32>, u64, Option<u64>) {
-        // `as` saturates (and maps NaN to 0); loads are finite and non-negative here.
-        let load_step = self.load_per_core.map_or(0, |load| (load / load_resolution).floor() as u64);
-        (self.tier, self.running, Reverse(self.free_slots), load_step, self.measured_build_ms)
-    }
 }
 
 impl fmt::Display for Score {
@@ -212,7 +205,7 @@ pub struct Decision {
     /// The toolchain the chosen agent should use (agents only).
     pub toolchain: Option<String>,
     /// Every agent known to the scheduler, then the fallback chain in order.
-    pub candidates: Vec<CandidateAssessment>,
+    pub candidates: Candidates,
 }
 
 impl fmt::Display for Decision {
@@ -224,7 +217,7 @@ impl fmt::Display for Decision {
             (Some(executor), None) => write!(f, "{executor}")?,
             (None, _) => f.write_str("no executor can build it")?,
         }
-        for candidate in &self.candidates {
+        for candidate in self.candidates.iter() {
             write!(f, "\n  {}: {}", candidate.executor, candidate.verdict)?;
             if let Some(score) = &candidate.score {
                 write!(f, " [{score}]")?;
@@ -253,43 +246,89 @@ pub struct MeasuredSpeed {
 /// and target (full name).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SpeedHistory {
-    averages_ms: BTreeMap<(Executor, String, String), f64>,
+    /// By template, then target, then executor, so that a lookup borrows its key.
+    averages_ms: BTreeMap<String, BTreeMap<String, BTreeMap<Executor, f64>>>,
 }
 
 impl SpeedHistory {
-    /// Folds one build duration into the average with weight `smoothing`.
-    pub(crate) fn record(&mut self, executor: &Executor, template: &str, target: &str, took: Duration, smoothing: f64) {
+    /// Folds one build duration into the average with weight `smoothing`;
+    /// returns the new average in whole milliseconds.
+    pub(crate) fn record(
+        &mut self,
+        executor: &Executor,
+        template: &str,
+        target: &str,
+        took: Duration,
+        smoothing: f64,
+    ) -> Option<u64> {
         let sample = took.as_secs_f64() * 1000.0;
-        self.averages_ms
-            .entry((executor.clone(), template.to_owned(), target.to_owned()))
-            .and_modify(|average| *average += smoothing * (sample - *average))
-            .or_insert(sample);
+        // Keys are copied only the first time they are seen.
+        if !self.averages_ms.contains_key(template) {
+            self.averages_ms.insert(template.to_owned(), BTreeMap::new());
+        }
+        let by_target = self.averages_ms.get_mut(template)?;
+        if !by_target.contains_key(target) {
+            by_target.insert(target.to_owned(), BTreeMap::new());
+        }
+        let by_executor = by_target.get_mut(target)?;
+        let average = match by_executor.get_mut(executor) {
+            Some(average) => {
+                *average += smoothing * (sample - *average);
+                *average
+            }
+            None => {
+                by_executor.insert(executor.clone(), sample);
+                sample
+            }
+        };
+        // `as` saturates; averages are finite and non-negative.
+        Some(average.round() as u64)
     }
 
     /// The average in whole milliseconds.
     pub(crate) fn average_ms(&self, executor: &Executor, template: &str, target: &str) -> Option<u64> {
-        // `as` saturates; averages are finite and non-negative.
-        self.averages_ms.get(&(executor.clone(), template.to_owned(), target.to_owned())).map(|ms| ms.round() as u64)
+        self.by_executor(template, target)?.get(executor).map(|ms| ms.round() as u64)
     }
 
-    /// Every average.
+    fn by_executor(&self, template: &str, target: &str) -> Option<&BTreeMap<Executor, f64>> {
+        self.averages_ms.get(template)?.get(target)
+    }
+
+    /// The rounded averages of `template`'s target named `target`, on every executor measured.
+    pub(crate) fn averages_of(&self, template: &str, target: &str) -> impl Iterator<Item = (&Executor, u64)> + '_ {
+        self.by_executor(template, target).into_iter().flatten().map(|(executor, ms)| (executor, ms.round() as u64))
+    }
+
+    /// Every average, by executor, template and target.
     pub(crate) fn export(&self) -> Vec<MeasuredSpeed> {
-        self.averages_ms
+        let mut speeds: Vec<MeasuredSpeed> = self
+            .averages_ms
             .iter()
-            .map(|((executor, template, target), average_ms)| MeasuredSpeed {
-                executor: executor.clone(),
-                template: template.clone(),
-                target: target.clone(),
-                average_ms: *average_ms,
+            .flat_map(|(template, by_target)| {
+                by_target.iter().flat_map(move |(target, by_executor)| {
+                    by_executor.iter().map(move |(executor, average_ms)| MeasuredSpeed {
+                        executor: executor.clone(),
+                        template: template.clone(),
+                        target: target.clone(),
+                        average_ms: *average_ms,
+                    })
+                })
             })
-            .collect()
+            .collect();
+        speeds.sort_by(|a, b| (&a.executor, &a.template, &a.target).cmp(&(&b.executor, &b.template, &b.target)));
+        speeds
     }
 
     /// Takes `speeds` as the averages so far (finite, non-negative ones only).
     pub(crate) fn restore(&mut self, speeds: Vec<MeasuredSpeed>) {
         for speed in speeds {
             if speed.average_ms.is_finite() && speed.average_ms >= 0.0 {
-                self.averages_ms.insert((speed.executor, speed.template, speed.target), speed.average_ms);
+                self.averages_ms
+                    .entry(speed.template)
+                    .or_default()
+                    .entry(speed.target)
+                    .or_default()
+                    .insert(speed.executor, speed.average_ms);
             }
         }
     }
@@ -308,11 +347,156 @@ impl FallbackRecord {
     }
 }
 
+/// Every candidate of a [`Decision`] with its score and verdict: a slice of
+/// [`CandidateAssessment`]s (it dereferences to one), in the order of
+/// [`Decision::candidates`].
+///
+/// A decision at a thousand agents names a thousand candidates, and one is
+/// made for every dispatch, so the scheduler does not write them out: a
+/// decision keeps the job's exclusions, what the fallbacks were, and shared,
+/// copy-on-write snapshots of the fleet as placement saw it (each agent's
+/// jobs, slots, load and state, what it builds, the measured speeds), and
+/// the assessments are worked out from those, by the rules placement
+/// applies, the first time they are read. Reading, comparing, printing and
+/// serializing see the complete list either way.
+#[derive(Clone)]
+pub struct Candidates(Arc<CandidateRecords>);
+
+/// What [`Candidates`] holds.
+struct CandidateRecords {
+    /// Every candidate, by position, as the fleet was when the decision was made.
+    roster: Arc<[Executor]>,
+    /// What each agent could do for the target.
+    fit: Arc<TargetFit>,
+    /// Each agent's slots, load and state.
+    views: Snapshot<AgentView>,
+    /// Each agent's running jobs.
+    running: Snapshot<u32>,
+    /// Measured speeds of the job's template and target, by position.
+    speeds: SpeedsByPosition,
+    /// Each fallback: whether it could build the job, its running jobs and slots.
+    fallbacks: Vec<(bool, u32, u32)>,
+    /// The job's exclusions, by position, in order.
+    exclusions: Vec<(usize, Exclusion)>,
+    /// The position chosen.
+    chosen: Option<usize>,
+    /// The assessments, once read.
+    spelled_out: OnceLock<Vec<CandidateAssessment>>,
+}
+
+impl CandidateRecords {
+    fn spell_out(&self) -> Vec<CandidateAssessment> {
+        let agents = self.views.len();
+        self.roster
+            .iter()
+            .enumerate()
+            .map(|(position, executor)| {
+                let exclusion = self
+                    .exclusions
+                    .binary_search_by_key(&position, |(at, _)| *at)
+                    .ok()
+                    .and_then(|index| self.exclusions.get(index))
+                    .map(|(_, exclusion)| exclusion);
+                let picked = self.chosen == Some(position);
+                let measured_build_ms = self.speeds.get(position).copied().flatten();
+                let (score, verdict) = match self.views.get(position) {
+                    Some(view) => {
+                        let running = self.running.get(position).copied().unwrap_or(0);
+                        let buildable = self.fit.toolchain.get(position).copied().flatten().is_some();
+                        let native = self.fit.native.get(position).copied().unwrap_or(false);
+                        let score = Score {
+                            tier: if native { Tier::Native } else { Tier::Cross },
+                            running,
+                            free_slots: view.slots.saturating_sub(running),
+                            load_per_core: Some(view.load_per_core),
+                            measured_build_ms,
+                        };
+                        let verdict = if !buildable {
+                            Verdict::NotBuildable
+                        } else if view.state != AgentState::Connected {
+                            Verdict::Unavailable { state: view.state }
+                        } else if view.draining {
+                            Verdict::Draining
+                        } else {
+                            verdict(exclusion, running, view.slots, picked)
+                        };
+                        (buildable.then_some(score), verdict)
+                    }
+                    None => {
+                        let rank = position - agents;
+                        let (buildable, running, slots) = self.fallbacks.get(rank).copied().unwrap_or_default();
+                        let score = Score {
+                            tier: Tier::Fallback { rank: u32::try_from(rank).unwrap_or(u32::MAX) },
+                            running,
+                            free_slots: slots.saturating_sub(running),
+                            load_per_core: None,
+                            measured_build_ms,
+                        };
+                        let verdict =
+                            if buildable { verdict(exclusion, running, slots, picked) } else { Verdict::NotBuildable };
+                        (buildable.then_some(score), verdict)
+                    }
+                };
+                CandidateAssessment { executor: executor.clone(), score, verdict }
+            })
+            .collect()
+    }
+}
+
+/// The verdict on a candidate that can build the target and is available:
+/// excluded for good, without a free slot, where the job failed before (a
+/// last resort), or one that could take it; `picked` when it was chosen.
+fn verdict(exclusion: Option<&Exclusion>, running: u32, slots: u32, picked: bool) -> Verdict {
+    match exclusion {
+        Some(exclusion) if !exclusion.is_soft() => Verdict::Excluded { exclusion: exclusion.clone() },
+        _ if running >= slots => Verdict::NoFreeSlot { running, slots },
+        Some(Exclusion::Failed { reason }) if picked => Verdict::ChosenAsLastResort { reason: reason.clone() },
+        Some(Exclusion::Failed { reason }) => Verdict::FailedHere { reason: reason.clone() },
+        _ if picked => Verdict::Chosen,
+        _ => Verdict::LowerScore,
+    }
+}
+
+impl Deref for Candidates {
+    type Target = [CandidateAssessment];
+
+    fn deref(&self) -> &[CandidateAssessment] {
+        self.0.spelled_out.get_or_init(|| self.0.spell_out())
+    }
+}
+
+impl PartialEq for Candidates {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl fmt::Debug for Candidates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Candidates {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'a> IntoIterator for &'a Candidates {
+    type Item = &'a CandidateAssessment;
+    type IntoIter = std::slice::Iter<'a, CandidateAssessment>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 /// The job placement is asked about.
 pub(crate) struct PlacementRequest<'a> {
     pub(crate) job: JobId,
-    pub(crate) template: &'a str,
-    pub(crate) target: &'a Target,
+    /// The target's full name (the triple, with its glibc floor when it has one).
+    pub(crate) name: String,
     pub(crate) attempt: u32,
     pub(crate) exclusions: &'a BTreeMap<Executor, Exclusion>,
     /// What the submitter said about the fallbacks for this job.
@@ -329,151 +513,211 @@ pub(crate) struct Placement {
     pub(crate) eligible: bool,
 }
 
-/// Everything placement reads, borrowed from the scheduler.
+/// Everything placement reads, borrowed from the scheduler and its fleet
+/// index (fresh: every agent's `position` is its place in name order).
 pub(crate) struct Fleet<'a> {
     pub(crate) agents: &'a BTreeMap<AgentId, AgentRecord>,
     pub(crate) fallbacks: &'a [FallbackRecord],
-    pub(crate) speeds: &'a SpeedHistory,
-    pub(crate) load_resolution: f64,
+    pub(crate) roster: &'a Arc<[Executor]>,
+    /// Every agent's slots, load and state, by position.
+    pub(crate) views: &'a Snapshot<AgentView>,
+    /// Every agent's running jobs, by position.
+    pub(crate) running: &'a Snapshot<u32>,
+    /// Positions with a free slot.
+    pub(crate) free: &'a Bits,
+    /// The executors that could ever take the job (see [`Queue`](crate::queue::Queue)).
+    pub(crate) eligible: &'a Bits,
+    /// What each agent can do for the job's target.
+    pub(crate) fit: &'a Arc<TargetFit>,
+    /// Measured speeds of the job's template and target, by position.
+    pub(crate) speeds: &'a SpeedsByPosition,
 }
 
-/// A candidate's standing before the winner is picked.
-enum Standing {
-    Rejected(Verdict),
-    Contender,
-    LastResort(String),
+/// The job's exclusions by position, in order.
+pub(crate) fn excluded_positions<'a>(
+    exclusions: &'a BTreeMap<Executor, Exclusion>,
+    agents: &BTreeMap<AgentId, AgentRecord>,
+    fallbacks: &[FallbackRecord],
+) -> Vec<(usize, &'a Exclusion)> {
+    let mut excluded: Vec<(usize, &Exclusion)> = exclusions
+        .iter()
+        .filter_map(|(executor, exclusion)| position_of(executor, agents, fallbacks).map(|p| (p, exclusion)))
+        .collect();
+    excluded.sort_by_key(|(position, _)| *position);
+    excluded
 }
 
-impl Standing {
-    /// Whether the candidate could take the job, now or once a slot frees.
-    fn could_take(&self) -> bool {
-        match self {
-            Self::Contender | Self::LastResort(_) => true,
-            Self::Rejected(verdict) => matches!(verdict, Verdict::NoFreeSlot { .. } | Verdict::FailedHere { .. }),
+/// How candidates compare, smaller is better (see the crate docs), packed
+/// into integers that order as `(Tier, running, Reverse(free slots), load
+/// step, measured build time, not measured yet first)` would: the tier
+/// (native 0, cross 1, fallback `2 + rank`), running jobs and the free
+/// slots counted down from `u32::MAX`; the load step; whether the speed is
+/// measured, then the speed.
+type Rank = (u128, u64, u128);
+
+fn rank(tier: Tier, running: u32, free_slots: u32, load_step: u64, measured_build_ms: Option<u64>) -> Rank {
+    let tier = match tier {
+        Tier::Native => 0,
+        Tier::Cross => 1,
+        Tier::Fallback { rank } => 2 + u128::from(rank),
+    };
+    let measured = measured_build_ms.map_or(0, |ms| 1 << 64 | u128::from(ms));
+    (tier << 64 | u128::from(running) << 32 | u128::from(u32::MAX - free_slots), load_step, measured)
+}
+
+/// The best candidate so far, of one kind: on equal ranks the earlier position stays.
+fn keep_best(best: &mut Option<(Rank, usize)>, rank: Rank, position: usize) {
+    if best.as_ref().is_none_or(|(kept, _)| rank < *kept) {
+        *best = Some((rank, position));
+    }
+}
+
+/// The rank of the candidate at `position`, as placement compares it.
+fn rank_at(fleet: &Fleet<'_>, position: usize) -> Option<Rank> {
+    let measured = fleet.speeds.get(position).copied().flatten();
+    match (fleet.views.get(position), fleet.running.get(position)) {
+        (Some(view), Some(running)) => {
+            let native = fleet.fit.native.get(position).copied().unwrap_or(false);
+            let tier = if native { Tier::Native } else { Tier::Cross };
+            Some(rank(tier, *running, view.slots.saturating_sub(*running), view.load_step, measured))
+        }
+        _ => {
+            let fallback_rank = position.checked_sub(fleet.views.len())?;
+            let fallback = fleet.fallbacks.get(fallback_rank)?;
+            let tier = Tier::Fallback { rank: u32::try_from(fallback_rank).unwrap_or(u32::MAX) };
+            let running = fallback.running();
+            // A fallback reports no load: it counts as step 0.
+            Some(rank(tier, running, fallback.config.slots.saturating_sub(running), 0, measured))
         }
     }
 }
 
-/// Every candidate for the job: its assessment (verdict still to be
-/// settled), its standing, and the toolchain it would use.
-fn assess(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Vec<(CandidateAssessment, Standing, Option<String>)> {
+/// The candidates of one pass of the scheduler for jobs of one queue
+/// class (without exclusions) and template, best first: a heap of
+/// `(rank, position)` that [`pick`] keeps honest. Within a pass slots are
+/// only taken, so a rank only gets worse: an entry's rank is at most its
+/// candidate's current one, and the top entry whose rank is still current
+/// is the best candidate, ties going to the earlier position, which is
+/// what [`choose`] finds by looking at every candidate.
+pub(crate) type Contenders = BinaryHeap<Reverse<(Rank, usize)>>;
+
+/// The [`Contenders`] for a class without exclusions: every executor of its
+/// eligible set with a free slot.
+pub(crate) fn contenders(fleet: &Fleet<'_>) -> Contenders {
+    let mut heap = Vec::new();
+    for (index, mut word) in fleet.eligible.both(fleet.free) {
+        while word != 0 {
+            let position = index * CHUNK + word.trailing_zeros() as usize;
+            word &= word - 1;
+            if let Some(rank) = rank_at(fleet, position) {
+                heap.push(Reverse((rank, position)));
+            }
+        }
+    }
+    BinaryHeap::from(heap)
+}
+
+/// The best of the [`Contenders`] with a free slot now (see there), left in the heap.
+pub(crate) fn pick(contenders: &mut Contenders, fleet: &Fleet<'_>) -> Option<usize> {
+    while let Some(Reverse((kept, position))) = contenders.peek().copied() {
+        let current = if fleet.free.get(position) { rank_at(fleet, position) } else { None };
+        match current {
+            Some(current) if current == kept => return Some(position),
+            Some(current) => {
+                contenders.pop();
+                contenders.push(Reverse((current, position)));
+            }
+            None => {
+                contenders.pop();
+            }
+        }
+    }
+    None
+}
+
+/// The executor for the job, if one has a free slot. Only executors that
+/// could take the job and have a free slot can be chosen (their positions
+/// are the bits of `eligible` and `free`): of those, the best rank (ties go
+/// to the earlier position), and only when none is left, the best of those
+/// where the job failed before.
+pub(crate) fn choose(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Option<usize> {
+    let agents = fleet.views.len();
+    let excluded = excluded_positions(request.exclusions, fleet.agents, fleet.fallbacks);
+    let soft = |position: usize| {
+        !excluded.is_empty()
+            && excluded
+                .binary_search_by_key(&position, |(at, _)| *at)
+                .ok()
+                .and_then(|index| excluded.get(index))
+                .is_some_and(|(_, exclusion)| exclusion.is_soft())
+    };
+    let mut best = None;
+    let mut best_last_resort = None;
+    for (index, mut word) in fleet.eligible.both(fleet.free) {
+        // One word of positions is one chunk of the agents' snapshots.
+        let views = fleet.views.chunk(index);
+        let running = fleet.running.chunk(index);
+        let native = fleet.fit.native.get(index * CHUNK..).unwrap_or(&[]);
+        while word != 0 {
+            let bit = word.trailing_zeros() as usize;
+            word &= word - 1;
+            let position = index * CHUNK + bit;
+            let measured = fleet.speeds.get(position).copied().flatten();
+            let rank = match (views.get(bit), running.get(bit)) {
+                (Some(view), Some(running)) => {
+                    let tier = if native.get(bit).copied().unwrap_or(false) { Tier::Native } else { Tier::Cross };
+                    rank(tier, *running, view.slots.saturating_sub(*running), view.load_step, measured)
+                }
+                _ if position >= agents => {
+                    let Some(rank) = rank_at(fleet, position) else { continue };
+                    rank
+                }
+                _ => continue,
+            };
+            keep_best(if soft(position) { &mut best_last_resort } else { &mut best }, rank, position);
+        }
+    }
+    best.or(best_last_resort).map(|(_, position)| position)
+}
+
+/// Records the decision to send the job to `chosen` (or nowhere): every
+/// other candidate's verdict follows from the snapshots the decision keeps.
+pub(crate) fn record(request: PlacementRequest<'_>, fleet: &Fleet<'_>, chosen: Option<usize>) -> Placement {
     // Agents report bare triples (a floor is checked by the agent, which
     // rejects what it cannot build whole); fallbacks and measured speeds
     // know the full target name, so `T` and `T.2.17` stay apart.
-    let triple = request.target.triple.as_str();
-    let name = request.target.triple_with_floor();
-    let name = name.as_str();
-    let mut assessed: Vec<(CandidateAssessment, Standing, Option<String>)> = Vec::new();
-
-    for (id, agent) in fleet.agents {
-        let executor = Executor::Agent(id.clone());
-        let toolchain = toolchain_for(&agent.report, triple).map(str::to_owned);
-        let tier = if is_native(&agent.report, request.target) { Tier::Native } else { Tier::Cross };
-        let score = Score {
-            tier,
-            running: agent.running(),
-            free_slots: agent.free_slots(),
-            load_per_core: Some(agent.load_per_core()),
-            measured_build_ms: fleet.speeds.average_ms(&executor, request.template, name),
-        };
-        let standing = if toolchain.is_none() {
-            Standing::Rejected(Verdict::NotBuildable)
-        } else if !agent.is_connected() {
-            Standing::Rejected(Verdict::Unavailable { state: agent.state })
-        } else if agent.draining {
-            Standing::Rejected(Verdict::Draining)
-        } else {
-            judge(request.exclusions.get(&executor), agent.running(), agent.slots())
-        };
-        let score = toolchain.is_some().then_some(score);
-        assessed.push((CandidateAssessment { executor, score, verdict: Verdict::LowerScore }, standing, toolchain));
-    }
-
-    for (rank, fallback) in fleet.fallbacks.iter().enumerate() {
-        let executor = Executor::Fallback(fallback.config.id.clone());
-        let buildable = match request.fallbacks.get(&fallback.config.id) {
-            Some(said) => *said,
-            None => fallback.config.triples.contains(name),
-        };
-        let score = Score {
-            tier: Tier::Fallback { rank: u32::try_from(rank).unwrap_or(u32::MAX) },
-            running: fallback.running(),
-            free_slots: fallback.config.slots.saturating_sub(fallback.running()),
-            load_per_core: None,
-            measured_build_ms: fleet.speeds.average_ms(&executor, request.template, name),
-        };
-        let standing = if buildable {
-            judge(request.exclusions.get(&executor), fallback.running(), fallback.config.slots)
-        } else {
-            Standing::Rejected(Verdict::NotBuildable)
-        };
-        let score = buildable.then_some(score);
-        assessed.push((CandidateAssessment { executor, score, verdict: Verdict::LowerScore }, standing, None));
-    }
-    assessed
-}
-
-/// Assesses every candidate for the job and picks one, if any has a free slot.
-pub(crate) fn place(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> Placement {
-    let assessed = assess(request, fleet);
-    let eligible = assessed.iter().any(|(_, standing, _)| standing.could_take());
-    let best = |last_resort: bool| {
-        assessed
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, standing, _))| match standing {
-                Standing::Contender => !last_resort,
-                Standing::LastResort(_) => last_resort,
-                Standing::Rejected(_) => false,
-            })
-            .filter_map(|(index, (candidate, _, _))| candidate.score.map(|s| (s.rank(fleet.load_resolution), index)))
-            .min_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)))
-            .map(|(_, index)| index)
-    };
-    let chosen = best(false).or_else(|| best(true));
-
-    let mut decision = Decision {
+    let name = request.name;
+    let excluded = excluded_positions(request.exclusions, fleet.agents, fleet.fallbacks);
+    let toolchain = chosen.and_then(|position| fleet.fit.toolchain_name.get(position).cloned().flatten());
+    let fallbacks = fleet
+        .fallbacks
+        .iter()
+        .map(|fallback| {
+            let buildable = match request.fallbacks.get(&fallback.config.id) {
+                Some(said) => *said,
+                None => fallback.config.triples.contains(&name),
+            };
+            (buildable, fallback.running(), fallback.config.slots)
+        })
+        .collect();
+    let decision = Decision {
         job: request.job,
-        target: request.target.triple_with_floor(),
+        target: name,
         attempt: request.attempt,
         at: request.now,
-        chosen: None,
-        toolchain: None,
-        candidates: Vec::with_capacity(assessed.len()),
+        chosen: chosen.and_then(|position| fleet.roster.get(position).cloned()),
+        toolchain,
+        candidates: Candidates(Arc::new(CandidateRecords {
+            roster: Arc::clone(fleet.roster),
+            fit: Arc::clone(fleet.fit),
+            views: fleet.views.clone(),
+            running: fleet.running.clone(),
+            speeds: fleet.speeds.clone(),
+            fallbacks,
+            exclusions: excluded.iter().map(|(position, exclusion)| (*position, (*exclusion).clone())).collect(),
+            chosen,
+            spelled_out: OnceLock::new(),
+        })),
     };
-    for (index, (mut candidate, standing, toolchain)) in assessed.into_iter().enumerate() {
-        let picked = chosen == Some(index);
-        candidate.verdict = match standing {
-            Standing::Rejected(verdict) => verdict,
-            Standing::Contender if picked => Verdict::Chosen,
-            Standing::Contender => Verdict::LowerScore,
-            Standing::LastResort(reason) if picked => Verdict::ChosenAsLastResort { reason },
-            Standing::LastResort(reason) => Verdict::FailedHere { reason },
-        };
-        if picked {
-            decision.chosen = Some(candidate.executor.clone());
-            decision.toolchain = toolchain;
-        }
-        decision.candidates.push(candidate);
-    }
-    Placement { decision, eligible }
-}
-
-/// How many executors could ever take the job as things stand (those
-/// placement would choose once a slot frees), whether or not a slot is
-/// free: its scarcity, by which [`Scheduler`](crate::Scheduler) orders a batch.
-pub(crate) fn scarcity(request: &PlacementRequest<'_>, fleet: &Fleet<'_>) -> usize {
-    assess(request, fleet).iter().filter(|(_, standing, _)| standing.could_take()).count()
-}
-
-/// The standing of a candidate that can build the target and is available.
-fn judge(exclusion: Option<&Exclusion>, running: u32, slots: u32) -> Standing {
-    match exclusion {
-        Some(exclusion) if !exclusion.is_soft() => {
-            Standing::Rejected(Verdict::Excluded { exclusion: exclusion.clone() })
-        }
-        _ if running >= slots => Standing::Rejected(Verdict::NoFreeSlot { running, slots }),
-        Some(Exclusion::Failed { reason }) => Standing::LastResort(reason.clone()),
-        _ => Standing::Contender,
-    }
+    Placement { decision, eligible: fleet.eligible.count() > 0 }
 }
