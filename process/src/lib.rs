@@ -187,6 +187,15 @@ impl ProcessSpec {
         cmd
     }
 
+    /// The command this spec runs, for a caller that owns a long-running
+    /// child itself (a daemon under test): the same program, arguments,
+    /// environment, directory, process group and priority, stdin from
+    /// /dev/null (or piped, with [`stdin`](Self::stdin)), stdout and stderr
+    /// piped. It has no deadline, and its group is the caller's to end.
+    pub fn std_command(&self) -> std::process::Command {
+        self.command().into_std()
+    }
+
     /// Runs to completion, capturing stdout and stderr.
     pub async fn output(&self) -> Result<ProcessOutput, ProcessError> {
         self.run_with_lines(|_| {}).await
