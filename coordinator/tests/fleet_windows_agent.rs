@@ -212,7 +212,7 @@ fn windows_agent_under_wine_handshakes_reports_windows_and_takes_no_job_without_
     let verbose = rustle_cross(&[&build_args[..], &["-v"]].concat());
     assert!(verbose.status.success(), "{}", stderr(&verbose));
     let text = String::from_utf8_lossy(&verbose.stdout);
-    let why = format!("agent {AGENT}: cannot build the target");
+    let why = format!("agent {AGENT}: cannot build the target: no toolchain for it");
     assert!(text.contains(&why) && text.contains("fallback local: chosen"), "the decision names why ({why}):\n{text}");
 
     // Ended, the agent leaves no process behind.
