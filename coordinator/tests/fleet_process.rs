@@ -33,12 +33,14 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// The agent binary for aarch64, built by the CLI under test.
+/// The agent binary for aarch64, built by the CLI under test. Never from
+/// the binary cache: its key covers the template's own directory, and the
+/// agent's workspace dependencies (transport, engine) live outside it.
 fn build_aarch64_agent() -> PathBuf {
     let agent_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent");
     let out = work_root().join("qemu-agent/bin");
-    let build =
-        rustle_cross(&["build", s(&agent_dir), "-t", TRIPLE, "--opt-level", "debug", "--json", "--out", s(&out)]);
+    let args = ["build", s(&agent_dir), "-t", TRIPLE, "--opt-level", "debug", "--no-cache", "--json", "--out", s(&out)];
+    let build = rustle_cross(&args);
     let report = json(&build);
     assert!(build.status.success(), "cross-compiling rustle-agent failed: {report:#}");
     let result = &report["results"][0];
