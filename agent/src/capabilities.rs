@@ -2,8 +2,9 @@
 //! toolchains can build (the build engine's toolchain manager).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use rustle_engine::toolchain::{LinkerPlan, StdSource, TargetAvailability, ToolchainManager};
+use rustle_engine::toolchain::{LinkerPlan, StdSource, TargetAvailability, ToolchainError, ToolchainManager};
 use rustle_protocol::{
     AgentId, BuildRoute, BuildableTarget, CapabilityReport, LibcReport, LoadAverage, LoadUpdate, ToolchainReport,
     WarmCache,
@@ -23,8 +24,19 @@ pub async fn report(
     host: HostLoad,
 ) -> Result<CapabilityReport, AgentError> {
     let failed = |reason: String| AgentError::Capabilities { reason };
+    // A host without any Rust toolchain (a Windows host under Wine, a new
+    // build host) reports none: it builds nothing and is offered nothing.
+    let installed = match toolchains.toolchains().await {
+        Ok(installed) => installed,
+        Err(error @ ToolchainError::NoToolchain { .. }) => {
+            tracing::warn!("{error}; this agent can build no target");
+            Arc::from([])
+        }
+        Err(error) => return Err(failed(error.to_string())),
+    };
+    let rules = if installed.is_empty() { &[][..] } else { RULES };
     let mut by_toolchain: BTreeMap<String, Vec<BuildableTarget>> = BTreeMap::new();
-    for rule in RULES {
+    for rule in rules {
         if !config.target_allowed(rule.triple) {
             continue;
         }
@@ -43,7 +55,6 @@ pub async fn report(
                 .push(BuildableTarget { triple: target.triple.clone(), route });
         }
     }
-    let installed = toolchains.toolchains().await.map_err(|e| failed(e.to_string()))?;
     let toolchain_reports = installed
         .iter()
         .map(|t| ToolchainReport {
@@ -101,7 +112,9 @@ impl HostLoad {
         if let Ok(load) = sysinfo::System::load_average() {
             out.load = LoadAverage { one: load.one, five: load.five, fifteen: load.fifteen };
         }
-        let work_dir = work_dir.canonicalize().unwrap_or_else(|_| work_dir.to_owned());
+        // Windows' canonical form (`\\?\C:\…`) starts with no mount point (`C:\`).
+        let work_dir = if cfg!(windows) { std::path::absolute(work_dir) } else { work_dir.canonicalize() }
+            .unwrap_or_else(|_| work_dir.to_owned());
         if let Ok(disks) = sysinfo::Disks::new_with_refreshed_list() {
             out.disk_free_bytes = disks
                 .iter()

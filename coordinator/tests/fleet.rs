@@ -186,7 +186,7 @@ async fn each_target_goes_to_the_agent_that_can_build_it_and_comes_back_validate
         let decision = outcome.decisions.first().expect("a decision");
         assert_eq!(decision.chosen, Some(agent(builder)), "{report}");
         let rejected = decision.candidates.iter().find(|c| c.executor == agent(other)).expect("other agent considered");
-        assert_eq!(rejected.verdict.to_string(), "cannot build the target", "{report}");
+        assert_eq!(rejected.verdict.to_string(), "cannot build the target: no toolchain for it", "{report}");
         assert_eq!(outcome.decisions.len(), 1, "{report}");
     }
     let events = events.lock().expect("lock").clone();
@@ -440,7 +440,7 @@ async fn a_target_no_agent_and_not_this_machine_can_build_says_what_is_missing()
     let decision = outcome.decisions.first().expect("a decision");
     assert_eq!(decision.chosen, None);
     let x86_verdict = decision.candidates.iter().find(|c| c.executor == agent("x86-builder")).expect("considered");
-    assert_eq!(x86_verdict.verdict.to_string(), "cannot build the target");
+    assert_eq!(x86_verdict.verdict.to_string(), "cannot build the target: no toolchain for it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{cache_dir, json, require_cross_tools, rustle_cross, scratch_template, stderr, work_root};
-use rustle_test_support::{CpuLoad, process_alive};
+use rustle_test_support::{CpuLoad, process_alive, processes_mentioning};
 
 const AGENT: &str = "qemu-arm64";
 const TRIPLE: &str = "aarch64-unknown-linux-gnu";
@@ -33,12 +33,14 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// The agent binary for aarch64, built by the CLI under test.
+/// The agent binary for aarch64, built by the CLI under test. Never from
+/// the binary cache: its key covers the template's own directory, and the
+/// agent's workspace dependencies (transport, engine) live outside it.
 fn build_aarch64_agent() -> PathBuf {
     let agent_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent");
     let out = work_root().join("qemu-agent/bin");
-    let build =
-        rustle_cross(&["build", s(&agent_dir), "-t", TRIPLE, "--opt-level", "debug", "--json", "--out", s(&out)]);
+    let args = ["build", s(&agent_dir), "-t", TRIPLE, "--opt-level", "debug", "--no-cache", "--json", "--out", s(&out)];
+    let build = rustle_cross(&args);
     let report = json(&build);
     assert!(build.status.success(), "cross-compiling rustle-agent failed: {report:#}");
     let result = &report["results"][0];
@@ -121,21 +123,6 @@ fn coordinator_config(dir: &Path, agent_addr: &str) -> PathBuf {
 }
 
 const MANIFEST: &str = "[package]\nname = \"fleet-hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n";
-
-/// Live processes whose command line names something under `dir`.
-fn running_processes_mentioning(dir: &Path) -> Vec<String> {
-    let needle = dir.to_string_lossy().into_owned();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| process_alive(*pid))
-        .filter_map(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            cmdline.contains(&needle).then(|| format!("{pid}: {cmdline}"))
-        })
-        .collect()
-}
 
 fn run_aarch64(binary: &Path) -> String {
     let out = Command::new("qemu-aarch64").args(["-L", "/"]).arg(binary).output().expect("run under qemu");
@@ -257,7 +244,7 @@ fn qemu_aarch64_agent_is_native_gets_aarch64_jobs_and_survives_sigkill() {
     let agent_work = dir.path().join("agent-work");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let left = running_processes_mentioning(&agent_work);
+        let left = processes_mentioning(&agent_work);
         if !process_alive(build_script) && left.is_empty() {
             break;
         }

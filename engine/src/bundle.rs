@@ -991,6 +991,7 @@ fn mtime_of(secs: u64, now: SystemTime) -> SystemTime {
 }
 
 fn create_dir(path: &Path) -> io::Result<()> {
+    #[cfg_attr(not(unix), expect(unused_mut, reason = "the mode is set on Unix only"))]
     let mut builder = fs::DirBuilder::new();
     #[cfg(unix)]
     {

@@ -475,8 +475,11 @@ impl<'a> BuildJob<'a> {
             }
             ok
         };
+        #[cfg_attr(not(unix), expect(unused_mut, reason = "only the Unix dlltool wrapper adds to it"))]
         let mut reproducible: Vec<String> =
             self.path_remaps().iter().filter(|remap| passable(&remap.from)).map(PathRemap::flag).collect();
+        // The wrapper is a shell script: on a host without one, dlltool runs as it is.
+        #[cfg(unix)]
         if let Some(dlltool) = rule.linker.dlltool() {
             let wrapper = self.dlltool_wrapper(&dlltool)?;
             if passable(&wrapper) {
@@ -487,7 +490,7 @@ impl<'a> BuildJob<'a> {
 
         let prefix = target.cargo_env_prefix();
         let mut path = OsString::from(&shim);
-        path.push(":");
+        path.push(if cfg!(windows) { ";" } else { ":" });
         path.push(std::env::var_os("PATH").unwrap_or_default());
         let mut spec = ProcessSpec::new(program)
             .args(args)
@@ -607,6 +610,7 @@ impl<'a> BuildJob<'a> {
     /// rustc writes it into a temporary directory of a new name for every
     /// link, inside the target dir: without the wrapper, every Windows
     /// binary's symbol table says where and when it was linked.
+    #[cfg(unix)]
     fn dlltool_wrapper(&self, dlltool: &str) -> Result<PathBuf, CompilationError> {
         let dir = self.cache_dir.join("dlltool");
         let path = dir.join(dlltool);
@@ -631,6 +635,7 @@ impl<'a> BuildJob<'a> {
     /// A directory whose `cargo` and `rustc` are the plan's toolchain, put
     /// first on PATH: cargo-zigbuild and build scripts that call `cargo` or
     /// `rustc` by name then get the same toolchain as the build.
+    #[cfg(unix)]
     fn toolchain_shim(&self) -> Result<PathBuf, CompilationError> {
         let toolchain = &self.plan.toolchain;
         let dir = self.cache_dir.join("toolchains").join(toolchain.id()).join("bin");
@@ -650,6 +655,14 @@ impl<'a> BuildJob<'a> {
         }
         Ok(dir)
     }
+
+    /// Where no links can stand in for the toolchain (a symlink needs a
+    /// privilege on Windows, and a linked rustc looks for its sysroot next
+    /// to the link), the toolchain's own `bin` directory goes first on PATH.
+    #[cfg(not(unix))]
+    fn toolchain_shim(&self) -> Result<PathBuf, CompilationError> {
+        Ok(self.plan.toolchain.rustc.parent().map(Path::to_path_buf).unwrap_or_default())
+    }
 }
 
 /// A name part no other writer uses at the same time: the process id and a
@@ -664,6 +677,7 @@ pub(crate) fn unique_suffix() -> String {
 /// The dlltool wrapper ([`BuildJob::dlltool_wrapper`]), `@DLLTOOL@` being
 /// the program it runs. An output library given relative, or none, runs
 /// dlltool as it is.
+#[cfg(unix)]
 const DLLTOOL_WRAPPER: &str = r#"#!/bin/sh
 # Written by rustle-cross. Runs @DLLTOOL@ in the directory of the import
 # library it writes, naming the files there relative to it: dlltool names

@@ -4,7 +4,8 @@
 //!
 //! [`plan_runner`] decides how (and says what to install when it cannot);
 //! [`run_binary`] runs the binary with a deadline through
-//! [`ProcessSpec`](rustle_process::ProcessSpec).
+//! [`ProcessSpec`](rustle_process::ProcessSpec); [`runner_spec`] gives the
+//! same command without one, for a program that keeps running.
 //!
 //! Wine needs set-up, done once per cache directory under `<cache>/wine/`:
 //! - Rust's std (since 1.78) imports `ProcessPrng` from
@@ -310,7 +311,23 @@ pub async fn run_with_plan(
 ) -> Result<ProcessOutput, RunnerError> {
     let binary = std::fs::canonicalize(binary)
         .map_err(|source| RunnerError::BinaryNotFound { path: binary.to_owned(), source })?;
-    let spec = match &plan.kind {
+    let spec = runner_spec(plan, &binary, cache_dir).await?;
+    spec.args(args.iter().copied()).timeout(timeout).output().await.map_err(|source| RunnerError::Process {
+        target: target.triple.clone(),
+        path: binary.clone(),
+        source,
+    })
+}
+
+/// The program [`run_with_plan`] runs for `binary`, before its arguments
+/// and deadline: for a caller that starts a long-running program itself (a
+/// daemon under test) and owns its lifetime. Under Wine, the shim DLL and
+/// the prefix are set up and wineserver is warmed up first, as for every
+/// run.
+pub async fn runner_spec(plan: &RunnerPlan, binary: &Path, cache_dir: &Path) -> Result<ProcessSpec, RunnerError> {
+    let binary = std::fs::canonicalize(binary)
+        .map_err(|source| RunnerError::BinaryNotFound { path: binary.to_owned(), source })?;
+    Ok(match &plan.kind {
         RunnerKind::Native => ProcessSpec::new(&binary),
         RunnerKind::Qemu { qemu, sysroot } => {
             ProcessSpec::new(qemu).arg("-L").arg(sysroot.as_os_str()).arg(binary.as_os_str())
@@ -322,11 +339,6 @@ pub async fn run_with_plan(
             // which is the one Wine message a failed smoke test needs.
             wine_env(ProcessSpec::new(wine), &prefix, "-all,err+module").arg(binary.as_os_str())
         }
-    };
-    spec.args(args.iter().copied()).timeout(timeout).output().await.map_err(|source| RunnerError::Process {
-        target: target.triple.clone(),
-        path: binary.clone(),
-        source,
     })
 }
 

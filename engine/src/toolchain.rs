@@ -406,8 +406,8 @@ impl ToolchainManager {
             let c = Candidate {
                 name: name.clone(),
                 kind: ToolchainKind::Custom,
-                rustc: dir.join("rustc"),
-                cargo: dir.join("cargo"),
+                rustc: dir.join(exe("rustc")),
+                cargo: dir.join(exe("cargo")),
             };
             if !c.rustc.is_file() || !c.cargo.is_file() {
                 return Err(ToolchainError::BadCustomToolchain {
@@ -427,7 +427,12 @@ impl ToolchainManager {
                 let Some(name) = dir.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };
                 let bin = dir.join("bin");
                 push(
-                    Candidate { name, kind: ToolchainKind::Rustup, rustc: bin.join("rustc"), cargo: bin.join("cargo") },
+                    Candidate {
+                        name,
+                        kind: ToolchainKind::Rustup,
+                        rustc: bin.join(exe("rustc")),
+                        cargo: bin.join(exe("cargo")),
+                    },
                     &mut seen,
                 );
             }
@@ -437,7 +442,7 @@ impl ToolchainManager {
             if rustc.starts_with(&cargo_home_bin) || is_rustup_proxy(&rustc) {
                 continue;
             }
-            let cargo = rustc.with_file_name("cargo");
+            let cargo = rustc.with_file_name(exe("cargo"));
             push(Candidate { name: "system".into(), kind: ToolchainKind::System, rustc, cargo }, &mut seen);
         }
         Ok(out)
@@ -796,6 +801,11 @@ fn write_cache(path: &Path, cache: &DiscoveryCache) {
     }
 }
 
+/// A program's file name on this OS (`rustc`, `rustc.exe`).
+fn exe(name: &str) -> String {
+    format!("{name}{}", std::env::consts::EXE_SUFFIX)
+}
+
 fn rustup_home() -> PathBuf {
     std::env::var_os("RUSTUP_HOME").map(PathBuf::from).unwrap_or_else(|| home().join(".rustup"))
 }
@@ -810,7 +820,7 @@ fn home() -> PathBuf {
 }
 
 fn is_rustup_proxy(path: &Path) -> bool {
-    path.canonicalize().ok().and_then(|p| p.file_name().map(|n| n == "rustup")).unwrap_or(false)
+    path.canonicalize().ok().and_then(|p| p.file_name().map(|n| n == exe("rustup").as_str())).unwrap_or(false)
 }
 
 /// The last `n` non-empty lines of a program's output.

@@ -3,6 +3,10 @@
 //! a deadline that kills the whole group, and captured output. With the
 //! orphan reaper started ([`start_orphan_reaper`]), the groups die with
 //! this process even when it is killed outright.
+//!
+//! On Windows there are no process groups: a child's "group" is its
+//! process tree, killed with `taskkill /F /T`, and a lower priority is the
+//! below-normal priority class; the orphan reaper is Linux only.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -174,11 +178,22 @@ impl ProcessSpec {
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
-        cmd.process_group(0).kill_on_drop(true);
+        #[cfg(unix)]
+        cmd.process_group(0);
+        cmd.kill_on_drop(true);
         lower_priority(&mut cmd, CHILD_NICENESS.load(Ordering::Relaxed));
         cmd.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd
+    }
+
+    /// The command this spec runs, for a caller that owns a long-running
+    /// child itself (a daemon under test): the same program, arguments,
+    /// environment, directory, process group and priority, stdin from
+    /// /dev/null (or piped, with [`stdin`](Self::stdin)), stdout and stderr
+    /// piped. It has no deadline, and its group is the caller's to end.
+    pub fn std_command(&self) -> std::process::Command {
+        self.command().into_std()
     }
 
     /// Runs to completion, capturing stdout and stderr.
@@ -326,6 +341,7 @@ impl Drop for GroupGuard {
 }
 
 /// Makes the child run `increment` nice levels below its parent.
+#[cfg(unix)]
 #[expect(unsafe_code, reason = "a pre-exec hook is unsafe in std and tokio")]
 fn lower_priority(cmd: &mut Command, increment: i32) {
     if increment > 0 {
@@ -341,6 +357,21 @@ fn lower_priority(cmd: &mut Command, increment: i32) {
     }
 }
 
+/// Windows has priority classes, not nice levels: any increment runs the
+/// child below normal.
+#[cfg(windows)]
+fn lower_priority(cmd: &mut Command, increment: i32) {
+    /// `BELOW_NORMAL_PRIORITY_CLASS`, a process creation flag.
+    const BELOW_NORMAL_PRIORITY_CLASS: u32 = 0x0000_4000;
+    if increment > 0 {
+        cmd.creation_flags(BELOW_NORMAL_PRIORITY_CLASS);
+    }
+}
+
+#[cfg(not(any(unix, windows)))]
+fn lower_priority(_cmd: &mut Command, _increment: i32) {}
+
+#[cfg(unix)]
 #[expect(unsafe_code, reason = "killpg has no safe wrapper in std")]
 fn kill_process_group(pgid: i32) {
     // SAFETY: killpg only sends a signal; an already-gone group yields ESRCH,
@@ -349,6 +380,22 @@ fn kill_process_group(pgid: i32) {
         libc::killpg(pgid, libc::SIGKILL);
     }
 }
+
+/// Kills the process tree `pid` leads (Windows has no process groups).
+/// Started, not waited for: this runs in a guard's drop. The child itself
+/// is also killed by `kill_on_drop`, should `taskkill` be missing.
+#[cfg(windows)]
+fn kill_process_group(pid: i32) {
+    let _ = std::process::Command::new("taskkill")
+        .args(["/F", "/T", "/PID", &pid.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
+#[cfg(not(any(unix, windows)))]
+fn kill_process_group(_pgid: i32) {}
 
 #[cfg(test)]
 mod tests {

@@ -163,7 +163,7 @@ impl fmt::Display for Verdict {
                 write!(f, "chosen as the last resort (the job failed there before: {reason})")
             }
             Self::LowerScore => f.write_str("lower score"),
-            Self::NotBuildable => f.write_str("cannot build the target"),
+            Self::NotBuildable => f.write_str("cannot build the target: no toolchain for it"),
             Self::Draining => f.write_str("draining (shutting down)"),
             Self::Unavailable { state: AgentState::Lost { since } } => write!(f, "lost at {since}"),
             Self::Unavailable { state: AgentState::Disconnected { since } } => write!(f, "disconnected at {since}"),

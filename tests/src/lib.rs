@@ -115,6 +115,22 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// Live processes whose command line names something under `dir`, as
+/// `PID: COMMAND LINE`: what a killed program or its builds left running.
+pub fn processes_mentioning(dir: &Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| process_alive(*pid))
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(&needle).then(|| format!("{pid}: {cmdline}"))
+        })
+        .collect()
+}
+
 /// Busy loops at normal priority, one per core, until dropped: the load of
 /// a parallel build, without its minutes.
 #[derive(Debug)]

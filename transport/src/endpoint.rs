@@ -11,7 +11,7 @@ use crate::TransportOptions;
 use crate::ca::CertBundle;
 use crate::connection::Connection;
 use crate::error::{Peer, PeerFailure, TransportError, close_code, from_connection_error, naming_the_crl};
-use crate::tls;
+use crate::{plain_udp, tls};
 
 /// How long [`AgentListener::shutdown`] waits for peers to acknowledge the close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -42,9 +42,14 @@ fn endpoint_on(
 ) -> Result<(quinn::Endpoint, SocketAddr), TransportError> {
     let requested = socket.local_addr().unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
     let bind_error = |source| TransportError::Bind { addr: requested, source };
-    let endpoint =
-        quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, Arc::new(quinn::TokioRuntime))
-            .map_err(bind_error)?;
+    let socket = plain_udp::quic_socket(socket).map_err(bind_error)?;
+    let endpoint = quinn::Endpoint::new_with_abstract_socket(
+        quinn::EndpointConfig::default(),
+        server,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(bind_error)?;
     let local_addr = endpoint.local_addr().map_err(bind_error)?;
     Ok((endpoint, local_addr))
 }

@@ -41,6 +41,7 @@ mod connection;
 mod control;
 mod endpoint;
 mod error;
+mod plain_udp;
 pub mod revocation;
 mod tls;
 
