@@ -48,7 +48,10 @@ pub struct AgentConfig {
     /// The fleet CA's certificate revocation list (`crl.pem`, written by
     /// `rustle-cross ca revoke NAME`): a coordinator whose certificate it
     /// lists is refused. Absent: no certificate is revoked. Set but missing
-    /// or unreadable: the agent does not start.
+    /// or unreadable: the agent does not start. Re-read when the file
+    /// changes (or on SIGHUP) while the agent runs: a coordinator it newly
+    /// revokes loses its open connection; a replacement that cannot be used
+    /// keeps the list in force, with a warning.
     pub crl: Option<PathBuf>,
     /// Coordinator certificate names allowed to connect; empty allows any
     /// certificate the fleet CA issued.

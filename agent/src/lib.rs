@@ -25,6 +25,7 @@ pub mod capabilities;
 pub mod config;
 mod error;
 pub mod heartbeat;
+pub mod revocation_watch;
 pub mod warm;
 pub mod wire;
 

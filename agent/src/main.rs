@@ -1,13 +1,14 @@
 //! `rustle-agent`: the build-host daemon of rustle-cross. `--config FILE`
 //! serves builds to coordinators over QUIC with mutual TLS;
-//! `--print-capabilities` prints what this host can build and exits.
+//! `--print-capabilities` prints what this host can build and exits. A
+//! configured `crl` is re-read when the file changes, or on SIGHUP.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use rustle_agent::{AgentConfig, capabilities};
+use rustle_agent::{AgentConfig, capabilities, revocation_watch};
 use rustle_engine::toolchain::ToolchainManager;
 use rustle_process::report::{colour_on_stderr, render_error};
 use rustle_transport::{AgentListener, CertBundle, CertFiles, RevocationList, TransportOptions};
@@ -98,18 +99,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let files = CertFiles { cert: config.cert.clone(), key: config.key.clone(), ca: config.ca.clone() };
     let mut bundle = CertBundle::load(&files).context("failed to load the agent's certificates (ca, cert, key)")?;
+    let mut crl_loaded = None;
     if let Some(path) = &config.crl {
         // Configured explicitly, so never skipped: a list that cannot be read stops the agent.
+        let stamp = revocation_watch::FileStamp::of(path);
         let crl = RevocationList::load(path).context("failed to load the certificate revocation list (crl)")?;
         bundle = bundle.with_crl(crl);
+        crl_loaded = Some((path.clone(), stamp));
     }
     let socket = std::net::UdpSocket::bind(config.listen)
         .with_context(|| format!("failed to bind UDP {} (listen)", config.listen))?;
     let (listener, addr) = AgentListener::from_socket(socket, &bundle, config.allowed(), TransportOptions::default())
         .context("failed to start the QUIC listener")?;
     eprintln!("rustle-agent: listening on {addr}");
+    // A new crl.pem (or SIGHUP) takes effect without a restart.
+    let _watch = crl_loaded.map(|(path, stamp)| {
+        AbortOnDrop(tokio::spawn(revocation_watch::watch(path, stamp, listener.revocation_reloader())))
+    });
     rustle_agent::serve(listener, config, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -11,6 +11,7 @@ use crate::TransportOptions;
 use crate::ca::CertBundle;
 use crate::connection::Connection;
 use crate::error::{Peer, PeerFailure, TransportError, close_code, from_connection_error, naming_the_crl};
+use crate::listener_trust::{ListenerTrust, RevocationReloader};
 use crate::{plain_udp, tls};
 
 /// How long [`AgentListener::shutdown`] waits for peers to acknowledge the close.
@@ -66,8 +67,7 @@ pub struct AgentListener {
     local_addr: SocketAddr,
     allowed: Arc<AllowedCoordinators>,
     options: TransportOptions,
-    crl: Option<Arc<PathBuf>>,
-    tls: Arc<tls::AgentTls>,
+    trust: Arc<ListenerTrust>,
 }
 
 impl AgentListener {
@@ -88,10 +88,15 @@ impl AgentListener {
         allowed: AllowedCoordinators,
         options: TransportOptions,
     ) -> Result<(Self, SocketAddr), TransportError> {
-        let tls = Arc::new(tls::AgentTls::new(bundle, &options)?);
-        let (endpoint, local_addr) = endpoint_on(socket, Some(tls.default_config()?))?;
-        let crl = bundle.crl.as_ref().map(|crl| Arc::new(crl.path().to_owned()));
-        Ok((Self { endpoint, local_addr, allowed: Arc::new(allowed), options, crl, tls }, local_addr))
+        let trust = Arc::new(ListenerTrust::new(bundle, &options)?);
+        let (endpoint, local_addr) = endpoint_on(socket, Some(trust.current().tls.default_config()?))?;
+        Ok((Self { endpoint, local_addr, allowed: Arc::new(allowed), options, trust }, local_addr))
+    }
+
+    /// A handle that replaces this listener's revocation list while it
+    /// listens (an operator shipped a new `crl.pem`), without a restart.
+    pub fn revocation_reloader(&self) -> RevocationReloader {
+        RevocationReloader { trust: self.trust.clone(), endpoint: self.endpoint.clone() }
     }
 
     /// The address the listener is bound to.
@@ -106,8 +111,7 @@ impl AgentListener {
             incoming,
             allowed: self.allowed.clone(),
             options: self.options.clone(),
-            crl: self.crl.clone(),
-            tls: self.tls.clone(),
+            trust: self.trust.clone(),
         })
     }
 
@@ -133,8 +137,7 @@ pub struct IncomingConnection {
     incoming: quinn::Incoming,
     allowed: Arc<AllowedCoordinators>,
     options: TransportOptions,
-    crl: Option<Arc<PathBuf>>,
-    tls: Arc<tls::AgentTls>,
+    trust: Arc<ListenerTrust>,
 }
 
 impl IncomingConnection {
@@ -151,10 +154,11 @@ impl IncomingConnection {
         let addr = self.incoming.remote_address();
         let unnamed = Peer::unnamed(Role::Coordinator, addr);
         let timeout = self.options.handshake_timeout;
-        let crl = self.crl.as_deref().map(PathBuf::as_path);
+        let trust = self.trust.current();
+        let crl = trust.crl_path();
         // With a revocation list, this connection gets a verifier that
         // remembers whom it refused as revoked, so the refusal names them.
-        let (connecting, revoked) = match self.tls.naming_revoked()? {
+        let (connecting, revoked) = match trust.tls.naming_revoked()? {
             Some((config, revoked)) => match self.incoming.accept_with(Arc::new(config)) {
                 Ok(connecting) => (connecting, Some(revoked)),
                 Err(error) => return Err(from_connection_error(&unnamed, error)),
@@ -201,6 +205,7 @@ impl IncomingConnection {
                 kind: PeerFailure::CoordinatorNotAllowed { allowed: allowed.clone() },
             });
         }
+        self.trust.admit(&connection, &name);
         Ok(Connection::new(connection, peer, self.options))
     }
 }

@@ -561,6 +561,9 @@ pub(crate) mod close_code {
     pub const NOT_ALLOWED: u32 = 2;
     /// The peer broke the protocol.
     pub const PROTOCOL: u32 = 3;
+    /// The agent reloaded its revocation list and it names the coordinator's
+    /// certificate: an open connection closes as a new handshake would fail.
+    pub const REVOKED: u32 = 4;
 }
 
 /// Stream codes for STOP_SENDING and RESET_STREAM.
@@ -608,6 +611,9 @@ pub(crate) fn from_connection_error(peer: &Peer, error: quinn::ConnectionError) 
                 }
                 Ok(close_code::NOT_ALLOWED) => {
                     TransportError::Peer { peer, kind: PeerFailure::NotAllowedByAgent { reason } }
+                }
+                Ok(close_code::REVOKED) => {
+                    TransportError::Peer { peer, kind: PeerFailure::OurCertificateRevoked { detail: reason } }
                 }
                 _ => TransportError::Peer { peer, kind: PeerFailure::ClosedByPeer { reason } },
             }
@@ -832,6 +838,10 @@ mod tests {
         assert!(matches!(
             from_connection_error(&peer, close(close_code::NOT_ALLOWED)),
             TransportError::Peer { kind: PeerFailure::NotAllowedByAgent { .. }, .. }
+        ));
+        assert!(matches!(
+            from_connection_error(&peer, close(close_code::REVOKED)),
+            TransportError::Peer { kind: PeerFailure::OurCertificateRevoked { .. }, .. }
         ));
         assert_eq!(
             from_connection_error(&peer, close(close_code::NORMAL)).to_string(),

@@ -15,7 +15,9 @@
 //! revocation list ([`RevocationList`], written by [`FleetCa::revoke`])
 //! refuses a peer whose certificate it lists, and the peer hears that it
 //! was revoked ([`PeerFailure::PeerCertificateRevoked`],
-//! [`PeerFailure::OurCertificateRevoked`]).
+//! [`PeerFailure::OurCertificateRevoked`]). An agent's list can be replaced
+//! while it listens ([`RevocationReloader`]): later handshakes are checked
+//! against the new one and a newly revoked coordinator's open connection closes.
 //!
 //! # A connection
 //!
@@ -41,6 +43,7 @@ mod connection;
 mod control;
 mod endpoint;
 mod error;
+mod listener_trust;
 mod plain_udp;
 pub mod revocation;
 mod tls;
@@ -53,6 +56,7 @@ pub use connection::Connection;
 pub use control::{ControlReceiver, ControlSender, ControlStream};
 pub use endpoint::{AgentListener, AllowedCoordinators, CoordinatorDialer, IncomingConnection};
 pub use error::{ConnectionFailure, Peer, PeerFailure, TransportError};
+pub use listener_trust::{RevocationReload, RevocationReloader};
 pub use revocation::{Revocation, RevocationList};
 
 /// Timeouts of a listener or dialer.

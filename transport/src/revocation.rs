@@ -143,7 +143,7 @@ pub(crate) fn certificate_facts(cert_pem: &str) -> Result<CertificateFacts, Stri
 }
 
 /// A serial as lowercase hex without leading zero bytes (`ab01...`).
-fn serial_hex(raw: &[u8]) -> String {
+pub(crate) fn serial_hex(raw: &[u8]) -> String {
     let start = raw.iter().position(|&byte| byte != 0).unwrap_or(raw.len().saturating_sub(1));
     raw[start..].iter().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -257,12 +257,24 @@ pub(crate) fn coordinator_client_config(
 /// The name on the peer's verified end-entity certificate: its first DNS
 /// SAN, else its common name.
 pub(crate) fn peer_certificate_name(connection: &quinn::Connection) -> Result<String, String> {
+    certificate_name(&peer_end_entity(connection)?)
+}
+
+/// The serial of the peer's verified end-entity certificate, lowercase hex
+/// as a [`RevocationList`](crate::RevocationList) lists it.
+pub(crate) fn peer_certificate_serial(connection: &quinn::Connection) -> Result<String, String> {
+    let end_entity = peer_end_entity(connection)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&end_entity)
+        .map_err(|error| format!("its certificate cannot be parsed: {error}"))?;
+    Ok(crate::revocation::serial_hex(cert.raw_serial()))
+}
+
+fn peer_end_entity(connection: &quinn::Connection) -> Result<CertificateDer<'static>, String> {
     let identity = connection.peer_identity().ok_or("it presented no certificate")?;
     let chain = identity
         .downcast::<Vec<CertificateDer<'static>>>()
         .map_err(|_| "its identity is not an X.509 certificate chain".to_owned())?;
-    let end_entity = chain.first().ok_or("it presented an empty certificate chain")?;
-    certificate_name(end_entity)
+    chain.first().cloned().ok_or_else(|| "it presented an empty certificate chain".to_owned())
 }
 
 /// The name on a certificate: its first DNS SAN, else its common name.

@@ -1,4 +1,4 @@
-//! Revocation over real QUIC handshakes: a revoked agent and a revoked coordinator are each refused, both sides say it was revoked (the refusing side naming the CRL), and the agent keeps serving coordinators that are not revoked.
+//! Revocation over real QUIC handshakes: a revoked agent and a revoked coordinator are each refused, both sides say it was revoked (the refusing side naming the CRL), the agent keeps serving coordinators that are not revoked, and a list reloaded while the agent listens takes effect at once.
 
 mod common;
 
@@ -6,11 +6,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{AGENT, COORDINATOR, bounded, coordinator_hello, dial, listen};
-use rustle_protocol::Role;
+use rustle_protocol::{Hello, Role};
 use rustle_transport::revocation::record_issued;
 use rustle_transport::{
     AgentListener, AllowedCoordinators, CertBundle, ConnectionFailure, FleetCa, PeerFailure, RevocationList,
-    TransportError,
+    RevocationReload, TransportError,
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -195,4 +195,121 @@ async fn a_revocation_list_from_another_ca_is_refused_at_start() {
         .expect_err("foreign CRL");
     assert!(matches!(error, TransportError::InvalidRevocationList { .. }), "{error:?}");
     assert!(Path::new(&revocation.crl).exists());
+}
+
+/// Accepts connection attempts until the listener closes, serving each
+/// authenticated coordinator's control stream, and sends every outcome
+/// (the peer's name, or the refusal) back.
+fn serve_all(
+    listener: AgentListener,
+) -> (tokio::sync::mpsc::UnboundedReceiver<Result<String, TransportError>>, tokio::task::JoinHandle<AgentListener>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok(Some(incoming)) = tokio::time::timeout(LIMIT, listener.accept()).await {
+            let outcome = match incoming.authenticate().await {
+                Ok(connection) => match connection.accept_control(Hello::new(Role::Agent, "0.1.0")).await {
+                    Ok(control) => {
+                        let name = connection.peer_name().to_owned();
+                        held.push((connection, control));
+                        Ok(name)
+                    }
+                    Err(error) => Err(error),
+                },
+                Err(error) => Err(error),
+            };
+            if tx.send(outcome).is_err() {
+                break;
+            }
+        }
+        listener
+    });
+    (rx, task)
+}
+
+/// An agent started without any revocation list is given one while it
+/// listens: the coordinator it revokes loses its open connection and hears
+/// it was revoked, its next handshake is refused naming the list, and
+/// another coordinator is still served, all without a restart.
+#[tokio::test]
+async fn a_reloaded_list_closes_a_revoked_coordinators_connection_and_refuses_its_next() {
+    bounded(LIMIT, async {
+        let fleet = RevokingFleet::new();
+        let (listener, addr) = listen(&fleet.agent, AllowedCoordinators::AnyFromFleetCa);
+        let reloader = listener.revocation_reloader();
+        let (mut outcomes, _agent) = serve_all(listener);
+
+        let before = dial(&fleet.coordinator, addr, AGENT).await.expect("not revoked yet");
+        let _control = before.open_control(coordinator_hello()).await.expect("served before the reload");
+        assert_eq!(outcomes.recv().await.expect("outcome").expect("served"), COORDINATOR);
+
+        let crl = fleet.revoke(COORDINATOR);
+        let reload = reloader.reload(crl.clone()).expect("reloaded");
+        assert_eq!(reload, RevocationReload { revoked: 1, closed: vec![COORDINATOR.to_owned()] });
+
+        let error = before.closed().await;
+        let message = error.to_string();
+        eprintln!("open connection: {message}");
+        assert!(
+            matches!(error, TransportError::Peer { kind: PeerFailure::OurCertificateRevoked { .. }, .. }),
+            "{error:?}"
+        );
+        assert!(message.contains("reloaded revocation list names coordinator"), "{message}");
+        assert!(message.contains("`rustle-cross ca issue --coordinator NAME`"), "{message}");
+
+        let again = match dial(&fleet.coordinator, addr, AGENT).await {
+            Ok(connection) => connection.open_control(coordinator_hello()).await.map(drop),
+            Err(error) => Err(error),
+        };
+        let error = again.expect_err("revoked now");
+        assert!(
+            matches!(error, TransportError::Peer { kind: PeerFailure::OurCertificateRevoked { .. }, .. }),
+            "{error:?}"
+        );
+        let refused = outcomes.recv().await.expect("outcome").expect_err("the agent refused it");
+        let message = refused.to_string();
+        assert!(
+            matches!(refused, TransportError::Peer { kind: PeerFailure::PeerCertificateRevoked { .. }, .. }),
+            "{refused:?}"
+        );
+        assert!(message.contains(&crl_path(&crl)), "the refusal names the reloaded list: {message}");
+
+        let other = dial(&fleet.other_coordinator, addr, AGENT).await.expect("deploy-2 is not revoked");
+        let _other_control = other.open_control(coordinator_hello()).await.expect("served after the reload");
+        assert_eq!(outcomes.recv().await.expect("outcome").expect("served"), "deploy-2");
+    })
+    .await;
+}
+
+/// A list another CA signed is refused by a reload, and the list in force
+/// stays: the coordinator it revokes is still refused, others served.
+#[tokio::test]
+async fn a_reload_with_a_foreign_list_keeps_the_list_in_force() {
+    bounded(LIMIT, async {
+        let fleet = RevokingFleet::new();
+        let crl = fleet.revoke(COORDINATOR);
+        let (listener, addr) = listen(&fleet.agent.clone().with_crl(crl), AllowedCoordinators::AnyFromFleetCa);
+        let reloader = listener.revocation_reloader();
+        let (mut outcomes, _agent) = serve_all(listener);
+
+        let other_dir = tempfile::tempdir().expect("tempdir");
+        let other = FleetCa::init(other_dir.path()).expect("another CA");
+        let stranger = other.issue_coordinator("stranger").expect("issued");
+        record_issued(other_dir.path(), Role::Coordinator, "stranger", &stranger).expect("recorded");
+        let foreign =
+            RevocationList::load(&other.revoke(other_dir.path(), "stranger", None).expect("revoked").crl).expect("CRL");
+        let error = reloader.reload(foreign).expect_err("a foreign list");
+        assert!(matches!(error, TransportError::InvalidRevocationList { .. }), "{error:?}");
+
+        let revoked = match dial(&fleet.coordinator, addr, AGENT).await {
+            Ok(connection) => connection.open_control(coordinator_hello()).await.map(drop),
+            Err(error) => Err(error),
+        };
+        assert!(revoked.is_err(), "the list in force still revokes {COORDINATOR}");
+        assert!(outcomes.recv().await.expect("outcome").is_err());
+        let other = dial(&fleet.other_coordinator, addr, AGENT).await.expect("deploy-2 connects");
+        let _control = other.open_control(coordinator_hello()).await.expect("served");
+        assert_eq!(outcomes.recv().await.expect("outcome").expect("served"), "deploy-2");
+    })
+    .await;
 }
