@@ -581,7 +581,58 @@ fn converge_over_ssh_then_build_through_the_agent_then_remove_it() {
     let status = rustle_cross(&["fleet", "status", "--inventory", s(&inventory), "--json"]);
     assert_eq!(json(&status)["agents"][0]["connection"]["state"], "connected", "the rotated certificates work");
 
-    // 7. Removed: no file, user, group or process left.
+    // 7. Revocation. The coordinator's certificate revoked on the controller:
+    // the next converge ships crl.pem to the host and names it in agent.toml
+    // and the coordinator's config (one restart), and re-issues the revoked
+    // certificate, so the fleet connects again.
+    let ca_dir = host.controller().join("ca");
+    let revoke = |what: &str| {
+        let out = common::rustle_cross(&["ca", "revoke", "rustle-coordinator", "--dir", s(&ca_dir)]);
+        assert!(out.status.success(), "ca revoke ({what}): {}", stderr(&out));
+    };
+    revoke("the first coordinator certificate");
+    let converge = playbook(&ansible, &["-i", s(&inventory), "--limit", "agent1", provision], &[]);
+    assert!(converge.status.success(), "{}", String::from_utf8_lossy(&converge.stdout));
+    let installed_crl = host.path("etc/crl.pem");
+    let shipped = std::fs::read(ca_dir.join("crl.pem")).expect("the CA's crl.pem");
+    assert_eq!(std::fs::read(&installed_crl).expect("crl.pem on the host"), shipped, "the role ships crl.pem");
+    let config = rustle_agent::AgentConfig::load(&config_path).expect("agent.toml");
+    assert_eq!(config.crl.as_deref(), Some(installed_crl.as_path()), "agent.toml names the list");
+    assert!(
+        std::fs::read_to_string(&coordinator_config).expect("rustle-cross.toml").contains("crl.pem"),
+        "the coordinator's config names the list"
+    );
+    assert_eq!(host.agent_starts(), 4, "shipping the first list restarted the agent exactly once");
+    let status = rustle_cross(&["fleet", "status", "--inventory", s(&inventory), "--json"]);
+    assert_eq!(
+        json(&status)["agents"][0]["connection"]["state"],
+        "connected",
+        "the re-issued coordinator certificate is not revoked"
+    );
+    // A later revocation changes only crl.pem (replaced as the role's copy
+    // does it): the running agent re-reads it and refuses the coordinator
+    // whose certificate it now lists, without a restart.
+    let running = host.agent_pid();
+    revoke("the re-issued coordinator certificate");
+    let staged = host.path("etc/.crl.pem.new");
+    std::fs::copy(ca_dir.join("crl.pem"), &staged).expect("stage crl.pem");
+    std::fs::rename(&staged, &installed_crl).expect("replace crl.pem");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        let status = rustle_cross(&["fleet", "status", "--inventory", s(&inventory), "--json"]);
+        let agent = json(&status)["agents"][0].clone();
+        if agent["connection"]["state"] != "connected" {
+            break agent;
+        }
+        assert!(Instant::now() < deadline, "the agent still serves a revoked coordinator: {agent:#}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(refused.to_string().contains("revoked"), "the coordinator hears it was revoked: {refused:#}");
+    assert_eq!((host.agent_starts(), host.agent_pid()), (4, running), "a new list needs no restart");
+    let log = std::fs::read_to_string(host.path("log/agent.log")).unwrap_or_default();
+    assert!(log.contains("reloaded the certificate revocation list"), "the agent says it reloaded: {log}");
+
+    // 8. Removed: no file, user, group or process left.
     let supervisor = std::fs::read_to_string(host.path("run/supervisor.pid")).expect("supervisor pid");
     let supervisor: u32 = supervisor.trim().parse().expect("pid");
     let restarted = host.agent_pid();
