@@ -96,6 +96,12 @@ pub struct CrossCompilationConfig {
     /// system (`--self-contained`, `RUSTLE_SELF_CONTAINED`); off, such
     /// libraries are only reported.
     pub self_contained: bool,
+    /// Compatible targets to build instead of one no executor can build
+    /// (`[cross_compilation.substitutes]`, `--substitute FROM=TO`), e.g.
+    /// `"x86_64-pc-windows-msvc" = "x86_64-pc-windows-gnu"`. None unless
+    /// set; a substitution is said in the progress, the summary, `--json`
+    /// and the inventory manifest.
+    pub substitutes: BTreeMap<String, String>,
 }
 
 /// The registry `docker_registry` names by default; it serves none of
@@ -164,6 +170,7 @@ impl Default for CrossCompilationConfig {
             targets: BTreeMap::new(),
             fleet: FleetConfig::default(),
             self_contained: false,
+            substitutes: BTreeMap::new(),
         }
     }
 }
@@ -297,7 +304,10 @@ impl CrossCompilationConfig {
         Ok(self)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks the values the file and the environment cannot check alone
+    /// (run by [`from_toml`](Self::from_toml) and [`apply_env`](Self::apply_env);
+    /// again after command-line overrides).
+    pub fn validate(&self) -> Result<(), ConfigError> {
         self.fleet.validate()?;
         if self.max_parallel_jobs == 0 {
             return Err(ConfigError::Value { key: "max_parallel_jobs", value: "0".into(), expected: "at least 1" });
@@ -330,6 +340,26 @@ impl CrossCompilationConfig {
         }
         for t in self.targets.keys().chain(self.docker_images.keys()) {
             TargetSpecification::from_triple(t).map_err(|source| ConfigError::Target { key: t.clone(), source })?;
+        }
+        for (from, to) in &self.substitutes {
+            for t in [from, to] {
+                TargetSpecification::from_triple(t)
+                    .map_err(|source| ConfigError::Target { key: format!("substitutes.\"{from}\""), source })?;
+            }
+            if from == to {
+                return Err(ConfigError::Value {
+                    key: "substitutes",
+                    value: format!("{from} = {to}"),
+                    expected: "a different target to build instead",
+                });
+            }
+            if self.substitutes.contains_key(to) {
+                return Err(ConfigError::Value {
+                    key: "substitutes",
+                    value: format!("{from} = {to}, {to} = {}", self.substitutes[to]),
+                    expected: "a substitute that is not itself substituted (one step only)",
+                });
+            }
         }
         Ok(())
     }
@@ -538,6 +568,27 @@ supported_targets = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "x
             .apply_env(|k| (k == "RUSTLE_CROSS_COMPILE_TIMEOUT").then(|| "ten".to_owned()))
             .unwrap_err();
         assert!(err.to_string().contains("RUSTLE_CROSS_COMPILE_TIMEOUT"), "{err}");
+    }
+
+    #[test]
+    fn substitutes_name_known_targets_one_step_only() {
+        let parse = |text: &str| CrossCompilationConfig::from_toml(Path::new("c.toml"), text);
+        let ok = parse("[cross_compilation.substitutes]\n\"x86_64-pc-windows-msvc\" = \"x86_64-pc-windows-gnu\"\n")
+            .expect("parses");
+        assert_eq!(ok.substitutes.get("x86_64-pc-windows-msvc").map(String::as_str), Some("x86_64-pc-windows-gnu"));
+        assert!(CrossCompilationConfig::default().substitutes.is_empty(), "none unless set");
+        let unknown = parse("[cross_compilation.substitutes]\n\"x86_64-pc-windows-msvc\" = \"nonsense-triple\"\n")
+            .expect_err("unknown target");
+        assert!(unknown.to_string().contains("substitutes.\"x86_64-pc-windows-msvc\""), "{unknown}");
+        let same = parse("[cross_compilation.substitutes]\n\"x86_64-pc-windows-gnu\" = \"x86_64-pc-windows-gnu\"\n")
+            .expect_err("itself");
+        assert!(same.to_string().contains("a different target"), "{same}");
+        let chained = parse(
+            "[cross_compilation.substitutes]\n\"x86_64-pc-windows-msvc\" = \"x86_64-pc-windows-gnu\"\n\
+             \"x86_64-pc-windows-gnu\" = \"i686-pc-windows-gnu\"\n",
+        )
+        .expect_err("chained");
+        assert!(chained.to_string().contains("one step only"), "{chained}");
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub enum CrossCompilationError {
     },
 }
 
-pub use crate::outcome::{ProgressSink, TargetOutcome, docker_executor, local_executor};
+pub use crate::outcome::{ProgressSink, Substitution, TargetOutcome, docker_executor, local_executor};
 
 /// What can build a target here, by which route, and what is missing.
 #[derive(Debug, Clone, Serialize)]
@@ -365,30 +365,61 @@ impl CrossCompilationManager {
         progress: Option<ProgressSink>,
     ) -> Result<Vec<TargetOutcome>, CompilationError> {
         let template = source.prepare(&self.cache_dir.join("templates"))?;
+        let progress = progress.unwrap_or_else(|| Arc::new(|_| {}));
+        let mut outcomes = self.dispatch(&template, targets, optimization, progress.clone()).await?;
+        // What nothing could build, and the configuration names a
+        // compatible target for: that target, in a second round.
+        let swaps: Vec<(usize, TargetSpecification, Substitution)> = outcomes
+            .iter()
+            .enumerate()
+            .filter_map(|(index, outcome)| {
+                let (substitute, reason) = self.substitute_for(outcome)?;
+                let spec = self.config.target(substitute).ok()?;
+                Some((index, spec, Substitution { requested: outcome.target.to_string(), reason }))
+            })
+            .collect();
+        if swaps.is_empty() {
+            return Ok(outcomes);
+        }
+        let substitutes: Vec<TargetSpecification> = swaps.iter().map(|(_, spec, _)| spec.clone()).collect();
+        let built = self.dispatch(&template, &substitutes, optimization, progress).await?;
+        for ((index, _, substitution), mut outcome) in swaps.into_iter().zip(built) {
+            outcome.substitute_for = Some(substitution);
+            outcomes[index] = outcome;
+        }
+        Ok(outcomes)
+    }
+
+    /// One round of [`build`](Self::build): plans `targets` and hands them
+    /// to the executors the configuration chose.
+    async fn dispatch(
+        &self,
+        template: &PreparedTemplate,
+        targets: &[TargetSpecification],
+        optimization: &CompilationOptimization,
+        progress: ProgressSink,
+    ) -> Result<Vec<TargetOutcome>, CompilationError> {
         // The edge: from here on every layer is given the request whole.
-        let requests: Vec<BuildRequest> = targets.iter().map(|t| self.request(&template, t, optimization)).collect();
+        let requests: Vec<BuildRequest> = targets.iter().map(|t| self.request(template, t, optimization)).collect();
         let plans: Vec<Result<BuildPlan, CompilationError>> =
             futures_util::future::join_all(requests.iter().map(|r| self.plan(r))).await;
         if let Some(plan) = plans.iter().find_map(|p| p.as_ref().ok()) {
-            self.ensure_lockfile(&template, plan).await?;
+            self.ensure_lockfile(template, plan).await?;
         }
-        let progress = progress.unwrap_or_else(|| Arc::new(|_| {}));
         match self.config.executor {
             ExecutorChoice::Fleet if !self.config.fleet.is_enabled() => Err(CompilationError::Fleet {
                 reason: "--executor fleet needs build agents: list them in [cross_compilation.fleet] agents".into(),
             }),
-            ExecutorChoice::Fleet => self.build_on_fleet(&template, requests, plans, progress).await,
+            ExecutorChoice::Fleet => self.build_on_fleet(template, requests, plans, progress).await,
             ExecutorChoice::Auto if self.config.fleet.is_enabled() => {
-                self.build_on_fleet(&template, requests, plans, progress).await
+                self.build_on_fleet(template, requests, plans, progress).await
             }
-            ExecutorChoice::Docker => {
-                Ok(self.build_here(&template, requests, plans, progress, Chain::DockerOnly).await)
-            }
+            ExecutorChoice::Docker => Ok(self.build_here(template, requests, plans, progress, Chain::DockerOnly).await),
             ExecutorChoice::Auto if self.config.use_docker => {
-                Ok(self.build_here(&template, requests, plans, progress, Chain::DockerThenLocal).await)
+                Ok(self.build_here(template, requests, plans, progress, Chain::DockerThenLocal).await)
             }
             ExecutorChoice::Auto | ExecutorChoice::Local => {
-                Ok(self.build_here(&template, requests, plans, progress, Chain::LocalOnly).await)
+                Ok(self.build_here(template, requests, plans, progress, Chain::LocalOnly).await)
             }
         }
     }
@@ -405,8 +436,30 @@ impl CrossCompilationManager {
     /// it is known (not when the whole run is).
     fn finish(&self, outcome: TargetOutcome, progress: &ProgressSink) -> TargetOutcome {
         let outcome = self.self_contained_only(outcome);
-        progress(outcome.finished_event());
+        match self.substitute_for(&outcome) {
+            // Not the end of it: `build` builds the substitute next.
+            Some((substitute, reason)) => progress(engine::BuildEvent::Note {
+                triple: outcome.target.to_string(),
+                line: format!("no executor can build it ({reason}); building the configured substitute {substitute}"),
+            }),
+            None => progress(outcome.finished_event()),
+        }
         outcome
+    }
+
+    /// The substitute `[cross_compilation.substitutes]` names for the
+    /// outcome's target, with why nothing built that target, when nothing
+    /// could (a failure of the template's own code is never substituted).
+    fn substitute_for<'a>(&'a self, outcome: &TargetOutcome) -> Option<(&'a str, String)> {
+        let Err(CompilationError::Target { kind: TargetFailure::Unavailable { reason }, .. }) = &outcome.result else {
+            return None;
+        };
+        let substitute = self
+            .config
+            .substitutes
+            .get(&outcome.target.to_string())
+            .or_else(|| self.config.substitutes.get(&outcome.target.triple))?;
+        Some((substitute.as_str(), reason.clone()))
     }
 
     /// The path of [`build`](Self::build) without a fleet: every target
@@ -449,6 +502,7 @@ impl CrossCompilationManager {
             executor,
             decisions: Vec::new(),
             passed_over,
+            substitute_for: None,
         };
         if chain != Chain::LocalOnly {
             let docker = self.docker().await;
@@ -566,6 +620,7 @@ impl CrossCompilationManager {
                         executor: None,
                         decisions: Vec::new(),
                         passed_over: Vec::new(),
+                        substitute_for: None,
                     };
                     self.finish(outcome, &progress)
                 })
@@ -615,6 +670,7 @@ impl CrossCompilationManager {
                         executor: None,
                         decisions: Vec::new(),
                         passed_over: Vec::new(),
+                        substitute_for: None,
                     };
                     return self.finish(outcome, progress);
                 }
@@ -631,6 +687,7 @@ impl CrossCompilationManager {
                 executor: None,
                 decisions: Vec::new(),
                 passed_over: Vec::new(),
+                substitute_for: None,
             });
             // Nothing took it: add what this machine lacks, with the way to install it.
             if let (
@@ -899,6 +956,7 @@ fn failed_all(targets: &[TargetSpecification], error: &CompilationError) -> Vec<
             executor: None,
             decisions: Vec::new(),
             passed_over: Vec::new(),
+            substitute_for: None,
         })
         .collect()
 }

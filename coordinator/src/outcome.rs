@@ -25,6 +25,19 @@ pub struct TargetOutcome {
     /// The executors of the chain that were passed over before the one
     /// that built it, each with why (`docker: no Docker daemon answers ...`).
     pub passed_over: Vec<String>,
+    /// Set when `target` was built instead of the target asked for, which
+    /// no executor could build (`[cross_compilation.substitutes]`).
+    pub substitute_for: Option<Substitution>,
+}
+
+/// A target asked for that no executor could build, replaced by the
+/// compatible target the configuration names for it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Substitution {
+    /// The target asked for (e.g. a Windows host's `x86_64-pc-windows-msvc`).
+    pub requested: String,
+    /// Why nothing could build it.
+    pub reason: String,
 }
 
 impl TargetOutcome {

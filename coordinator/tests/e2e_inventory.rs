@@ -1,7 +1,8 @@
 //! End to end: `rustle-cross detect` on a mixed inventory groups hosts by
 //! triple with their evidence and names the unresolved ones, and
 //! `rustle-cross build --inventory` builds one validated binary per group
-//! and writes the host -> binary manifest.
+//! and writes the host -> binary manifest, with a configured substitute
+//! for a target nothing here builds.
 
 mod common;
 #[path = "../../detect/tests/netns_support/mod.rs"]
@@ -155,4 +156,93 @@ fn detect_probes_hosts_with_their_own_addresses() {
     let error = plan["unresolved"]["node2"].as_str().expect("node2 unresolved");
     assert!(error.contains("node2"), "{error}");
     assert_eq!(plan["hosts_by_triple"]["x86_64-unknown-linux-gnu"], serde_json::json!(["node1", "node3"]), "{plan:#}");
+}
+
+/// A Windows host is detected as x86_64-pc-windows-msvc, which nothing on
+/// a Linux machine builds: the build says so, naming the way out; with the
+/// substitute allowed (`--substitute`), the GNU target is built instead,
+/// validated and run under Wine, and the summary, `--json` and the
+/// manifest say that win1 gets the substitute.
+#[test]
+fn a_windows_host_gets_its_configured_substitute_and_every_report_says_so() {
+    if !require_cross_tools(&["x86_64-w64-mingw32-gcc"]) {
+        return;
+    }
+    let dir = inventory();
+    let inv = dir.path().join("hosts.ini");
+    let out_dir = tempfile::tempdir().expect("tmp");
+    let template = example_template();
+    let base = [
+        "build",
+        template.to_str().expect("utf-8"),
+        "--inventory",
+        inv.to_str().expect("utf-8"),
+        "--limit",
+        "windows",
+        "--out",
+        out_dir.path().to_str().expect("utf-8"),
+    ];
+
+    let refused = rustle_cross(&[&base[..], &["--json"]].concat());
+    assert_eq!(refused.status.code(), Some(1), "nothing builds msvc here");
+    let report = json(&refused);
+    let result = &report["results"][0];
+    assert_eq!(result["target"], "x86_64-pc-windows-msvc", "{result:#}");
+    assert_eq!(result["status"], "unavailable", "{result:#}");
+    assert!(result.get("substitute_for").is_none(), "no substitute unless allowed: {result:#}");
+
+    let substitute = ["--substitute", "x86_64-pc-windows-msvc=x86_64-pc-windows-gnu", "--smoke-test"];
+    let built = rustle_cross(&[&base[..], &substitute[..], &["--json"]].concat());
+    let report = json(&built);
+    assert!(built.status.success(), "{report:#}");
+    let result = &report["results"][0];
+    assert_eq!(result["target"], "x86_64-pc-windows-gnu", "{result:#}");
+    assert_eq!(result["status"], "ok", "{result:#}");
+    assert_eq!(result["substitute_for"]["requested"], "x86_64-pc-windows-msvc", "{result:#}");
+    let reason = result["substitute_for"]["reason"].as_str().expect("reason");
+    assert!(reason.contains("msvc") || reason.contains("MSVC"), "says why msvc cannot be built: {reason}");
+    assert_eq!(result["validation"]["format"], "Pe", "{result:#}");
+    assert_eq!(result["smoke_test"]["result"], "ok", "runs under wine: {result:#}");
+
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.path().join("manifest.json")).expect("manifest written"))
+            .expect("manifest is JSON");
+    let win1 = manifest["hosts"].as_array().expect("hosts").iter().find(|h| h["host"] == "win1").expect("win1").clone();
+    assert_eq!(win1["triple"], "x86_64-pc-windows-gnu", "{manifest:#}");
+    assert_eq!(win1["requested_triple"], "x86_64-pc-windows-msvc", "{manifest:#}");
+    assert_eq!(win1["substitute_for"]["requested"], "x86_64-pc-windows-msvc", "{manifest:#}");
+    assert_eq!(win1["sha256"], result["sha256"], "{manifest:#}");
+
+    // The summary (cached now) says it too, in the table and a note.
+    let summary = rustle_cross(&[&base[..], &substitute[..]].concat());
+    assert!(summary.status.success(), "{}", stderr(&summary));
+    let table = String::from_utf8_lossy(&summary.stdout);
+    assert!(table.contains("x86_64-pc-windows-gnu (for x86_64-pc-windows-msvc)"), "{table}");
+    let notes = stderr(&summary);
+    assert!(
+        notes.contains(
+            "note: x86_64-pc-windows-gnu: built instead of x86_64-pc-windows-msvc (its configured substitute)"
+        ),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("building the configured substitute x86_64-pc-windows-gnu"),
+        "the progress says it: {notes}"
+    );
+
+    // A substitute that is itself substituted, or unknown, is refused up front.
+    let chained = rustle_cross(
+        &[
+            &base[..],
+            &["--substitute", "x86_64-pc-windows-msvc=x86_64-pc-windows-gnu"],
+            &["--substitute", "x86_64-pc-windows-gnu=i686-pc-windows-gnu"],
+        ]
+        .concat(),
+    );
+    assert!(!chained.status.success());
+    assert!(stderr(&chained).contains("one step only"), "{}", stderr(&chained));
+    let unknown =
+        rustle_cross(&[&base[..], &["--substitute", "x86_64-pc-windows-msvc=x86_64-pc-windoze-gnu"]].concat());
+    assert!(!unknown.status.success());
+    assert!(stderr(&unknown).contains("x86_64-pc-windoze-gnu"), "{}", stderr(&unknown));
 }

@@ -156,6 +156,11 @@ pub struct BuildArgs {
     /// (config `executor`, `RUSTLE_EXECUTOR`).
     #[arg(long)]
     executor: Option<ExecutorChoice>,
+    /// Build TO instead of FROM when no executor can build FROM (repeatable;
+    /// adds to `[cross_compilation.substitutes]`), e.g.
+    /// `--substitute x86_64-pc-windows-msvc=x86_64-pc-windows-gnu`.
+    #[arg(long = "substitute", value_name = "FROM=TO", value_parser = parse_substitute)]
+    substitutes: Vec<(String, String)>,
     /// Machine-readable results on stdout (progress stays on stderr).
     #[arg(long)]
     json: bool,
@@ -218,6 +223,10 @@ pub async fn run(mut config: CrossCompilationConfig, args: BuildArgs, verbose: b
     }
     if let Some(executor) = args.executor {
         config.executor = executor;
+    }
+    if !args.substitutes.is_empty() {
+        config.substitutes.extend(args.substitutes.iter().cloned());
+        config.validate().map_err(|error| anyhow::anyhow!("--substitute: {error}"))?;
     }
     // One inventory describes both the hosts to build for and, in its
     // `build_agents` group (fleet.inventory_group), the agents to build on.
@@ -349,6 +358,16 @@ pub async fn run(mut config: CrossCompilationConfig, args: BuildArgs, verbose: b
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+/// `FROM=TO` of `--substitute`.
+fn parse_substitute(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((from, to)) if !from.trim().is_empty() && !to.trim().is_empty() => {
+            Ok((from.trim().to_owned(), to.trim().to_owned()))
+        }
+        _ => Err(format!("`{text}` is not FROM=TO (e.g. x86_64-pc-windows-msvc=x86_64-pc-windows-gnu)")),
+    }
+}
+
 /// Writes `NAME-TRIPLE[.exe]` and `NAME-TRIPLE[.exe].sha256` (sha256sum format).
 fn write_binary(out: &Path, binary: &CompiledBinary) -> anyhow::Result<PathBuf> {
     let stem = binary.file_name.strip_suffix(binary.target.exe_suffix()).unwrap_or(&binary.file_name);
@@ -369,8 +388,18 @@ fn write_manifest(out: &Path, plan: &TargetPlan, rows: &[Row<'_>]) -> anyhow::Re
     for host in plan.evidence.keys() {
         let Some(target) = plan.target_for_host(host) else { continue };
         let name = target.to_string();
-        let Some((outcome, file, _)) = rows.iter().find(|(o, _, _)| o.target.to_string() == name) else { continue };
-        let mut entry = json!({ "host": host, "triple": name });
+        // The host's own target's binary, or the substitute built for it.
+        let Some((outcome, file, _)) = rows.iter().find(|(o, _, _)| match &o.substitute_for {
+            Some(substitution) => substitution.requested == name,
+            None => o.target.to_string() == name,
+        }) else {
+            continue;
+        };
+        let mut entry = json!({ "host": host, "triple": outcome.target.to_string() });
+        if let Some(substitution) = &outcome.substitute_for {
+            entry["requested_triple"] = json!(name);
+            entry["substitute_for"] = json!(substitution);
+        }
         match (&outcome.result, file) {
             (Ok(binary), Some(file)) => {
                 entry["file"] = json!(file);
@@ -436,6 +465,9 @@ fn result_json(outcome: &TargetOutcome, path: Option<&Path>, smoke: Option<&Smok
         "decisions": outcome.decisions,
         "passed_over": outcome.passed_over,
     });
+    if let Some(substitution) = &outcome.substitute_for {
+        value["substitute_for"] = json!(substitution);
+    }
     match &outcome.result {
         Ok(b) => {
             value["file"] = json!(path);
@@ -464,7 +496,10 @@ fn print_summary(rows: &[Row<'_>]) {
     let mut errors = Vec::new();
     for (outcome, _, smoke) in rows {
         let mut row = vec![
-            outcome.target.to_string(),
+            match &outcome.substitute_for {
+                Some(substitution) => format!("{} (for {})", outcome.target, substitution.requested),
+                None => outcome.target.to_string(),
+            },
             status(&outcome.result).to_owned(),
             match (&outcome.executor, &outcome.result) {
                 (_, Ok(CompiledBinary { cached: Some(hit), .. })) => format!("cached ({})", hit.store),
@@ -495,6 +530,12 @@ fn print_summary(rows: &[Row<'_>]) {
     println!("{}", table.render());
     // What happened on the way: always said, not only with -v.
     for (outcome, _, _) in rows {
+        if let Some(substitution) = &outcome.substitute_for {
+            eprintln!(
+                "note: {}: built instead of {} (its configured substitute), which no executor can build: {}",
+                outcome.target, substitution.requested, substitution.reason
+            );
+        }
         for reason in &outcome.passed_over {
             eprintln!("note: {}: passed over {reason}", outcome.target);
         }

@@ -228,6 +228,7 @@ impl State {
             executor,
             decisions: report.decisions,
             passed_over: Vec::new(),
+            substitute_for: None,
         }
     }
 }
