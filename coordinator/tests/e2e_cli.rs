@@ -175,6 +175,41 @@ fn corrupted_cargo_toml_is_named_and_nothing_is_built() {
     assert_eq!(std::fs::read_dir(out_dir.path()).expect("out").count(), 0);
 }
 
+/// Keys cargo only warns about (a `[target.'<triple>'] rustflags` table in
+/// a package manifest, metadata tables) are the template author's
+/// business: the template builds as cargo builds it, and runs.
+#[test]
+fn manifest_keys_cargo_only_warns_about_build_as_cargo_builds_them() {
+    let template = scratch_template(
+        "manifest-keys-cargo-ignores",
+        &[
+            (
+                "Cargo.toml",
+                "[package]\nname = \"keys-cargo-ignores\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+                 [package.metadata.rustle]\nplan = \"web\"\n\n[dependencies]\n\n\
+                 [target.'x86_64-unknown-linux-gnu']\nrustflags = [\"-C\", \"target-cpu=x86-64\"]\n",
+            ),
+            ("src/main.rs", "fn main() {\n    println!(\"built as cargo builds it\");\n}\n"),
+        ],
+    );
+    let out_dir = tempfile::tempdir().expect("tmp");
+    let args = [
+        "build",
+        template.to_str().expect("utf-8"),
+        "-t",
+        "x86_64-unknown-linux-gnu",
+        "--smoke-test",
+        "--json",
+        "--out",
+        out_dir.path().to_str().expect("utf-8"),
+    ];
+    let out = rustle_cross(&args);
+    let report = json(&out);
+    assert!(out.status.success(), "{report:#}");
+    assert_eq!(report["results"][0]["status"], "ok", "{report:#}");
+    assert_eq!(report["results"][0]["smoke_test"]["output"], "built as cargo builds it", "{report:#}");
+}
+
 #[test]
 fn unknown_config_key_is_named() {
     let dir = tempfile::tempdir().expect("tmp");
