@@ -7,6 +7,7 @@
 
 mod arch;
 mod base_system;
+mod c_libraries;
 mod optimization;
 mod packages;
 mod request;
@@ -16,6 +17,10 @@ mod specification;
 
 pub use arch::{ARCHITECTURE_NAMES, ArchitectureNames};
 pub use base_system::{BASE_SYSTEMS, BaseSystem, NameCase, base_system_of};
+pub use c_libraries::{
+    C_COMPILER_ONLY, CLibrary, CNeed, DEBIAN_MULTIARCH, PLATFORM_SDK_CRATES, ResolvedPackage, SYS_CRATES, SysCrate,
+    c_needs,
+};
 pub use optimization::{
     CompilationOptimization, LtoMode, OptimizationError, OptimizationLevel, PanicStrategy, StripMode,
 };

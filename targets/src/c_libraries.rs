@@ -1,0 +1,341 @@
+//! [`SYS_CRATES`]: the one table of which `-sys` crates link a C library the target must supply, which build their own C code, and which need the platform's SDK; and [`c_needs`], which reads a template's resolved dependencies for one target against it.
+//!
+//! Data, as the rules table is: a new `-sys` crate is a row, not a branch.
+//! Nothing here runs a program; the engine resolves the dependency graph
+//! (`cargo metadata --filter-platform T`) and hands the packages in.
+
+use crate::spec::{OsFamily, Target};
+
+/// A C library a `-sys` crate links, and how a target gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CLibrary {
+    /// What it is called (`OpenSSL`).
+    pub name: &'static str,
+    /// Debian's development package, installed per architecture as
+    /// `PACKAGE:ARCH` (`libssl-dev:arm64`) for a multiarch target.
+    pub debian_dev: &'static str,
+    /// Its pkg-config module (`openssl`).
+    pub pkg_config: &'static str,
+    /// The static archives a self-contained link needs (`libssl.a`).
+    pub static_archives: &'static [&'static str],
+    /// A crates.io package carrying the library's source, from which it can
+    /// be built for a target with that target's C compiler (`openssl-src`).
+    pub source_crate: Option<&'static str>,
+}
+
+/// One `-sys` crate of [`SYS_CRATES`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysCrate {
+    /// The crate (`openssl-sys`).
+    pub crate_name: &'static str,
+    /// The library it links.
+    pub library: &'static CLibrary,
+    /// Its features that make it build a bundled copy instead (`vendored`).
+    pub bundled_features: &'static [&'static str],
+    /// Packages whose presence in the graph means it builds a bundled copy
+    /// (`openssl-src`, which `vendored` pulls in).
+    pub bundled_by: &'static [&'static str],
+    /// It builds its bundled copy by itself when the target has no library
+    /// (libz-sys, libgit2-sys, libssh2-sys): then only the C compiler is needed.
+    pub falls_back_to_bundled: bool,
+}
+
+/// OpenSSL, which `native-tls` (reqwest's default TLS) links on Linux.
+pub static OPENSSL: CLibrary = CLibrary {
+    name: "OpenSSL",
+    debian_dev: "libssl-dev",
+    pkg_config: "openssl",
+    static_archives: &["libssl.a", "libcrypto.a"],
+    source_crate: Some("openssl-src"),
+};
+
+/// zlib.
+pub static ZLIB: CLibrary = CLibrary {
+    name: "zlib",
+    debian_dev: "zlib1g-dev",
+    pkg_config: "zlib",
+    static_archives: &["libz.a"],
+    source_crate: Some("libz-sys"),
+};
+
+/// SQLite.
+pub static SQLITE: CLibrary = CLibrary {
+    name: "SQLite",
+    debian_dev: "libsqlite3-dev",
+    pkg_config: "sqlite3",
+    static_archives: &["libsqlite3.a"],
+    source_crate: Some("libsqlite3-sys"),
+};
+
+/// libcurl.
+pub static CURL: CLibrary = CLibrary {
+    name: "libcurl",
+    debian_dev: "libcurl4-openssl-dev",
+    pkg_config: "libcurl",
+    static_archives: &["libcurl.a"],
+    source_crate: Some("curl-sys"),
+};
+
+/// libgit2.
+pub static LIBGIT2: CLibrary = CLibrary {
+    name: "libgit2",
+    debian_dev: "libgit2-dev",
+    pkg_config: "libgit2",
+    static_archives: &["libgit2.a"],
+    source_crate: Some("libgit2-sys"),
+};
+
+/// libpq, PostgreSQL's client library.
+pub static LIBPQ: CLibrary = CLibrary {
+    name: "libpq",
+    debian_dev: "libpq-dev",
+    pkg_config: "libpq",
+    static_archives: &["libpq.a"],
+    source_crate: Some("pq-src"),
+};
+
+/// libssh2.
+pub static LIBSSH2: CLibrary = CLibrary {
+    name: "libssh2",
+    debian_dev: "libssh2-1-dev",
+    pkg_config: "libssh2",
+    static_archives: &["libssh2.a"],
+    source_crate: Some("libssh2-sys"),
+};
+
+/// bzip2.
+pub static BZIP2: CLibrary = CLibrary {
+    name: "bzip2",
+    debian_dev: "libbz2-dev",
+    pkg_config: "bzip2",
+    static_archives: &["libbz2.a"],
+    source_crate: Some("bzip2-sys"),
+};
+
+/// liblzma (xz).
+pub static LZMA: CLibrary = CLibrary {
+    name: "liblzma",
+    debian_dev: "liblzma-dev",
+    pkg_config: "liblzma",
+    static_archives: &["liblzma.a"],
+    source_crate: Some("lzma-sys"),
+};
+
+/// The table: one row per `-sys` crate that links a C library.
+#[rustfmt::skip]
+pub static SYS_CRATES: &[SysCrate] = &[
+    SysCrate { crate_name: "openssl-sys", library: &OPENSSL, bundled_features: &["vendored"], bundled_by: &["openssl-src"], falls_back_to_bundled: false },
+    SysCrate { crate_name: "libz-sys", library: &ZLIB, bundled_features: &["static"], bundled_by: &[], falls_back_to_bundled: true },
+    SysCrate { crate_name: "libsqlite3-sys", library: &SQLITE, bundled_features: &["bundled", "bundled-sqlcipher", "bundled-sqlcipher-vendored-openssl"], bundled_by: &[], falls_back_to_bundled: false },
+    SysCrate { crate_name: "curl-sys", library: &CURL, bundled_features: &["static-curl"], bundled_by: &[], falls_back_to_bundled: false },
+    SysCrate { crate_name: "libgit2-sys", library: &LIBGIT2, bundled_features: &["vendored"], bundled_by: &[], falls_back_to_bundled: true },
+    SysCrate { crate_name: "pq-sys", library: &LIBPQ, bundled_features: &["bundled"], bundled_by: &["pq-src"], falls_back_to_bundled: false },
+    SysCrate { crate_name: "libssh2-sys", library: &LIBSSH2, bundled_features: &[], bundled_by: &[], falls_back_to_bundled: true },
+    SysCrate { crate_name: "bzip2-sys", library: &BZIP2, bundled_features: &["static"], bundled_by: &[], falls_back_to_bundled: true },
+    SysCrate { crate_name: "lzma-sys", library: &LZMA, bundled_features: &["static"], bundled_by: &[], falls_back_to_bundled: true },
+];
+
+/// Crates that always compile C (or assembly) they carry: the target's C
+/// compiler is all they need.
+pub static C_COMPILER_ONLY: &[&str] =
+    &["ring", "zstd-sys", "lz4-sys", "aws-lc-sys", "blake3", "libmimalloc-sys", "tikv-jemalloc-sys", "openssl-src"];
+
+/// Crates that link the platform's own frameworks or libraries, which only
+/// that platform's SDK supplies: (crate, OS family, what it links).
+#[rustfmt::skip]
+pub static PLATFORM_SDK_CRATES: &[(&str, OsFamily, &str)] = &[
+    ("security-framework-sys", OsFamily::MacOS, "Security.framework"),
+    ("core-foundation-sys", OsFamily::MacOS, "CoreFoundation.framework"),
+    ("system-configuration-sys", OsFamily::MacOS, "SystemConfiguration.framework"),
+    ("objc2-foundation", OsFamily::MacOS, "Foundation.framework"),
+];
+
+/// One package of a template's dependency graph resolved for a target,
+/// with the features cargo enables on it there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedPackage {
+    /// The package name.
+    pub name: String,
+    /// Its enabled features.
+    pub features: Vec<String>,
+}
+
+impl ResolvedPackage {
+    /// A package with these features.
+    pub fn new(name: &str, features: &[&str]) -> Self {
+        Self { name: name.to_owned(), features: features.iter().map(|f| (*f).to_owned()).collect() }
+    }
+}
+
+/// What one crate of a template's graph needs from the target's C side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CNeed {
+    /// It links `library`, which the target must supply; with
+    /// `falls_back_to_bundled`, it builds a bundled copy when the target has none.
+    Library {
+        /// The `-sys` crate.
+        crate_name: &'static str,
+        /// The library.
+        library: &'static CLibrary,
+        /// Whether it builds a bundled copy by itself when the library is missing.
+        falls_back_to_bundled: bool,
+    },
+    /// It builds the C code it carries: the target's C compiler only.
+    CCompiler {
+        /// The crate.
+        crate_name: String,
+    },
+    /// It links the platform's frameworks, which only its SDK supplies.
+    PlatformSdk {
+        /// The crate.
+        crate_name: &'static str,
+        /// What it links (`Security.framework`).
+        links: &'static str,
+    },
+}
+
+/// What `packages` (a template's graph resolved for `target`) need from the
+/// target's C side, one entry per crate that needs anything, in the
+/// order the table lists them.
+pub fn c_needs(packages: &[ResolvedPackage], target: &Target) -> Vec<CNeed> {
+    let find = |name: &str| packages.iter().find(|p| p.name == name);
+    let mut needs = Vec::new();
+    for row in SYS_CRATES {
+        let Some(package) = find(row.crate_name) else { continue };
+        let bundled = row.bundled_features.iter().any(|f| package.features.iter().any(|g| g == f))
+            || row.bundled_by.iter().any(|by| find(by).is_some());
+        needs.push(if bundled {
+            CNeed::CCompiler { crate_name: row.crate_name.to_owned() }
+        } else {
+            CNeed::Library {
+                crate_name: row.crate_name,
+                library: row.library,
+                falls_back_to_bundled: row.falls_back_to_bundled,
+            }
+        });
+    }
+    for name in C_COMPILER_ONLY {
+        if find(name).is_some()
+            && !needs.iter().any(|n| matches!(n, CNeed::CCompiler { crate_name } if crate_name == name))
+        {
+            needs.push(CNeed::CCompiler { crate_name: (*name).to_owned() });
+        }
+    }
+    for (name, os, links) in PLATFORM_SDK_CRATES {
+        if *os == target.os_family && find(name).is_some() {
+            needs.push(CNeed::PlatformSdk { crate_name: name, links });
+        }
+    }
+    needs
+}
+
+/// Debian's multiarch names of the GNU cross prefixes: (cross prefix,
+/// Debian architecture, multiarch library directory under `/usr/lib`).
+#[rustfmt::skip]
+pub static DEBIAN_MULTIARCH: &[(&str, &str, &str)] = &[
+    ("x86_64-linux-gnu", "amd64", "x86_64-linux-gnu"),
+    ("aarch64-linux-gnu", "arm64", "aarch64-linux-gnu"),
+    ("arm-linux-gnueabihf", "armhf", "arm-linux-gnueabihf"),
+    ("i686-linux-gnu", "i386", "i386-linux-gnu"),
+    ("powerpc64le-linux-gnu", "ppc64el", "powerpc64le-linux-gnu"),
+    ("s390x-linux-gnu", "s390x", "s390x-linux-gnu"),
+    ("riscv64-linux-gnu", "riscv64", "riscv64-linux-gnu"),
+];
+
+impl CLibrary {
+    /// The Debian package that supplies this library for the target whose
+    /// GNU cross prefix is `gnu_prefix` (`libssl-dev:arm64`), when Debian
+    /// has that architecture.
+    pub fn debian_package_for(&self, gnu_prefix: &str) -> Option<String> {
+        DEBIAN_MULTIARCH
+            .iter()
+            .find(|(prefix, _, _)| *prefix == gnu_prefix)
+            .map(|(_, arch, _)| format!("{}:{arch}", self.debian_dev))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(triple: &str) -> Target {
+        Target::from_triple(triple).expect("known")
+    }
+
+    /// reqwest 0.11 with default features, as cargo resolves it per target.
+    fn reqwest_default(os: &str) -> Vec<ResolvedPackage> {
+        let mut packages =
+            vec![ResolvedPackage::new("reqwest", &["default", "default-tls"]), ResolvedPackage::new("native-tls", &[])];
+        match os {
+            "linux" => {
+                packages.extend([ResolvedPackage::new("openssl", &[]), ResolvedPackage::new("openssl-sys", &[])])
+            }
+            "macos" => packages.extend([
+                ResolvedPackage::new("security-framework", &[]),
+                ResolvedPackage::new("security-framework-sys", &[]),
+                ResolvedPackage::new("core-foundation-sys", &[]),
+            ]),
+            _ => packages.push(ResolvedPackage::new("schannel", &[])),
+        }
+        packages
+    }
+
+    #[test]
+    fn reqwests_default_tls_needs_openssl_on_linux_the_sdk_on_macos_and_nothing_on_windows() {
+        let linux = c_needs(&reqwest_default("linux"), &target("aarch64-unknown-linux-gnu"));
+        assert_eq!(
+            linux,
+            vec![CNeed::Library { crate_name: "openssl-sys", library: &OPENSSL, falls_back_to_bundled: false }]
+        );
+        let macos = c_needs(&reqwest_default("macos"), &target("aarch64-apple-darwin"));
+        assert_eq!(
+            macos,
+            vec![
+                CNeed::PlatformSdk { crate_name: "security-framework-sys", links: "Security.framework" },
+                CNeed::PlatformSdk { crate_name: "core-foundation-sys", links: "CoreFoundation.framework" },
+            ]
+        );
+        assert_eq!(c_needs(&reqwest_default("windows"), &target("x86_64-pc-windows-gnu")), vec![]);
+    }
+
+    #[test]
+    fn a_bundled_copy_needs_only_the_c_compiler() {
+        let vendored = [ResolvedPackage::new("openssl-sys", &[]), ResolvedPackage::new("openssl-src", &[])];
+        let needs = c_needs(&vendored, &target("x86_64-unknown-linux-musl"));
+        assert_eq!(
+            needs,
+            vec![
+                CNeed::CCompiler { crate_name: "openssl-sys".into() },
+                CNeed::CCompiler { crate_name: "openssl-src".into() }
+            ]
+        );
+        let sqlite = [ResolvedPackage::new("libsqlite3-sys", &["bundled"])];
+        assert_eq!(
+            c_needs(&sqlite, &target("x86_64-unknown-linux-gnu")),
+            vec![CNeed::CCompiler { crate_name: "libsqlite3-sys".into() }]
+        );
+        let zstd = [ResolvedPackage::new("zstd-sys", &["legacy"]), ResolvedPackage::new("ring", &[])];
+        assert_eq!(
+            c_needs(&zstd, &target("armv7-unknown-linux-gnueabihf")),
+            vec![CNeed::CCompiler { crate_name: "ring".into() }, CNeed::CCompiler { crate_name: "zstd-sys".into() }]
+        );
+    }
+
+    #[test]
+    fn debian_packages_are_named_per_architecture() {
+        assert_eq!(OPENSSL.debian_package_for("aarch64-linux-gnu").as_deref(), Some("libssl-dev:arm64"));
+        assert_eq!(OPENSSL.debian_package_for("i686-linux-gnu").as_deref(), Some("libssl-dev:i386"));
+        assert_eq!(OPENSSL.debian_package_for("powerpc64le-linux-gnu").as_deref(), Some("libssl-dev:ppc64el"));
+        assert_eq!(OPENSSL.debian_package_for("x86_64-w64-mingw32"), None);
+    }
+
+    #[test]
+    fn every_row_names_a_sys_crate_once() {
+        let mut names: Vec<_> = SYS_CRATES.iter().map(|row| row.crate_name).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(names.len(), before, "a crate listed twice");
+        assert!(SYS_CRATES.iter().all(|row| row.crate_name.ends_with("-sys")));
+    }
+}
