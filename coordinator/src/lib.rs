@@ -38,3 +38,8 @@ pub mod build {
     };
     pub use rustle_engine::validate::{BinaryReport, ValidationError};
 }
+
+/// A template's C dependencies per target, before compiling (`CDependency`, `CSupply`).
+pub mod c_dependencies {
+    pub use rustle_engine::c_dependencies::*;
+}

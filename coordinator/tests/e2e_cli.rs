@@ -210,6 +210,70 @@ fn manifest_keys_cargo_only_warns_about_build_as_cargo_builds_them() {
     assert_eq!(report["results"][0]["smoke_test"]["output"], "built as cargo builds it", "{report:#}");
 }
 
+/// `targets --template` says per target, before compiling, what the
+/// template's `-sys` crates need (as cargo resolves the graph for that
+/// target) and whether this machine has it: OpenSSL has no Debian package
+/// for musl, and says the way out; libz-sys's bundled copy needs only the
+/// C compiler; Apple frameworks need an SDK.
+#[test]
+fn targets_with_a_template_name_each_c_dependency_and_whether_it_is_here() {
+    let template = scratch_template(
+        "c-dependencies",
+        &[
+            (
+                "Cargo.toml",
+                "[package]\nname = \"c-dependencies\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+                 [dependencies]\nlibz-sys = \"1\"\nopenssl-sys = \"0.9\"\n\n\
+                 [target.'cfg(target_os = \"macos\")'.dependencies]\ncore-foundation-sys = \"0.8\"\n",
+            ),
+            ("src/main.rs", "fn main() {}\n"),
+        ],
+    );
+    let args = [
+        "targets",
+        "--template",
+        template.to_str().expect("utf-8"),
+        "-t",
+        "x86_64-unknown-linux-musl",
+        "-t",
+        "aarch64-apple-darwin",
+        "-t",
+        "x86_64-unknown-linux-gnu",
+        "--json",
+    ];
+    let out = rustle_cross_env(&args, &[("SDKROOT", "/nonexistent/MacOSX.sdk")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reports = json(&out);
+    let needs = |triple: &str| {
+        let report = reports.as_array().expect("reports").iter().find(|r| r["target"]["triple"] == triple).cloned();
+        report.unwrap_or_else(|| panic!("{triple} missing: {reports:#}"))["template"]["c_dependencies"].clone()
+    };
+    let dep = |triple: &str, krate: &str| {
+        needs(triple).as_array().expect("c_dependencies").iter().find(|d| d["crate_name"] == krate).cloned()
+    };
+
+    let musl_ssl = dep("x86_64-unknown-linux-musl", "openssl-sys").expect("openssl-sys for musl");
+    assert_eq!(musl_ssl["needs"], "OpenSSL");
+    assert_eq!(musl_ssl["supply"]["state"], "missing", "{musl_ssl:#}");
+    let way_out = musl_ssl["supply"]["way_out"].as_str().expect("way out");
+    assert!(way_out.contains("no Debian package supplies OpenSSL for x86_64-unknown-linux-musl"), "{way_out}");
+    let zlib = dep("x86_64-unknown-linux-musl", "libz-sys").expect("libz-sys");
+    assert_eq!(zlib["supply"]["state"], "present", "its bundled copy: {zlib:#}");
+
+    let mac = dep("aarch64-apple-darwin", "core-foundation-sys").expect("core-foundation-sys on macOS");
+    assert_eq!(mac["supply"]["way_out"], "set SDKROOT to a macOS SDK, or build on a macOS agent", "{mac:#}");
+    assert!(dep("x86_64-unknown-linux-gnu", "core-foundation-sys").is_none(), "macOS-only deps stay out elsewhere");
+
+    let host_ssl = dep("x86_64-unknown-linux-gnu", "openssl-sys").expect("openssl-sys for the host");
+    let archives = ["libssl.a", "libcrypto.a"].map(|a| Path::new("/usr/lib/x86_64-linux-gnu").join(a).is_file());
+    let expected = if archives.iter().all(|&here| here) { "present" } else { "missing" };
+    assert_eq!(host_ssl["supply"]["state"], expected, "{host_ssl:#}");
+
+    let table = rustle_cross(&args[..args.len() - 1]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("x86_64-unknown-linux-musl: openssl-sys needs OpenSSL: MISSING"), "{text}");
+}
+
 #[test]
 fn unknown_config_key_is_named() {
     let dir = tempfile::tempdir().expect("tmp");

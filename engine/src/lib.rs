@@ -3,6 +3,7 @@
 //! validation of the binaries they produce, and the binary cache.
 
 pub mod bundle;
+pub mod c_dependencies;
 pub mod cache;
 pub mod engine;
 pub mod runner;

@@ -5,7 +5,8 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use rustle_cross::build::{StdSource, TargetAvailability};
+use rustle_cross::build::{StdSource, TargetAvailability, TemplateSource};
+use rustle_cross::c_dependencies::{self, CDependency, CSupply};
 use rustle_cross::manager::describe_missing;
 use rustle_cross::{CompatibilityReport, CrossCompilationConfig, CrossCompilationManager};
 
@@ -24,6 +25,59 @@ pub struct TargetsArgs {
     /// in the format of `scripts/packages/debian.txt`, and exit.
     #[arg(long, conflicts_with_all = ["json", "targets"])]
     packages: bool,
+    /// Also say, per target, what this template's C dependencies (its
+    /// `-sys` crates, as cargo resolves them for the target) need and
+    /// whether this machine has it, before anything is compiled.
+    #[arg(long, conflicts_with = "packages")]
+    template: Option<std::path::PathBuf>,
+}
+
+/// What a template's C dependencies need for one target, or why that
+/// could not be found out.
+#[derive(serde::Serialize)]
+struct TemplateNeeds {
+    target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    c_dependencies: Option<Vec<CDependency>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// The C needs of `template` for each report's target, resolved with the
+/// toolchain that would build it (else this machine's first).
+async fn template_needs(
+    reports: &[CompatibilityReport],
+    toolchains: &[rustle_cross::build::Toolchain],
+    template: &std::path::Path,
+) -> anyhow::Result<Vec<TemplateNeeds>> {
+    let prepared = TemplateSource::Dir(template.to_owned()).prepare(&std::env::temp_dir())?;
+    let sdkroot = std::env::var_os("SDKROOT").map(std::path::PathBuf::from);
+    let mut needs = Vec::new();
+    for report in reports {
+        let toolchain = match &report.availability {
+            TargetAvailability::Available(plan) => Some(&plan.toolchain),
+            _ => toolchains.first(),
+        };
+        let target = report.target.target();
+        let resolved = match toolchain {
+            Some(toolchain) => c_dependencies::resolved_packages(toolchain, &prepared, &target.triple).await,
+            None => Err("no Rust toolchain to resolve the dependency graph with".to_owned()),
+        };
+        needs.push(match resolved {
+            Ok(packages) => TemplateNeeds {
+                target: report.target.to_string(),
+                c_dependencies: Some(c_dependencies::supply(
+                    &packages,
+                    &target,
+                    std::path::Path::new("/usr/lib"),
+                    sdkroot.as_deref(),
+                )),
+                error: None,
+            },
+            Err(error) => TemplateNeeds { target: report.target.to_string(), c_dependencies: None, error: Some(error) },
+        });
+    }
+    Ok(needs)
 }
 
 /// Every report for the supported targets (or the named ones).
@@ -48,10 +102,20 @@ pub async fn run(config: CrossCompilationConfig, args: TargetsArgs) -> anyhow::R
         return Ok(ExitCode::SUCCESS);
     }
     let manager = CrossCompilationManager::new(config)?;
-    manager.setup_environment().await?;
+    let toolchains = manager.setup_environment().await?;
     let reports = reports(&manager, &args.targets).await?;
+    let needs = match &args.template {
+        Some(template) => Some(template_needs(&reports, &toolchains, template).await?),
+        None => None,
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        let mut value = serde_json::to_value(&reports)?;
+        if let (Some(needs), Some(list)) = (&needs, value.as_array_mut()) {
+            for (report, need) in list.iter_mut().zip(needs) {
+                report["template"] = serde_json::to_value(need)?;
+            }
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = Table::new(&["TARGET", "STATUS", "TOOLCHAIN", "STD", "LINKER", "RUNNER", "NOTES"]);
@@ -94,5 +158,23 @@ pub async fn run(config: CrossCompilationConfig, args: TargetsArgs) -> anyhow::R
     println!("{}", table.render());
     let available = reports.iter().filter(|r| r.is_buildable()).count();
     println!("\n{available} of {} targets can be built here.", reports.len());
+    if let (Some(needs), Some(template)) = (&needs, &args.template) {
+        println!("\nC dependencies of {}:", template.display());
+        for need in needs {
+            match (&need.c_dependencies, &need.error) {
+                (Some(deps), _) if deps.is_empty() => println!("  {}: none", need.target),
+                (Some(deps), _) => {
+                    for dep in deps {
+                        let state = match &dep.supply {
+                            CSupply::Present { from } => format!("present ({from})"),
+                            CSupply::Missing { way_out } => format!("MISSING: {way_out}"),
+                        };
+                        println!("  {}: {} needs {}: {state}", need.target, dep.crate_name, dep.needs);
+                    }
+                }
+                (None, error) => println!("  {}: unknown: {}", need.target, error.as_deref().unwrap_or_default()),
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

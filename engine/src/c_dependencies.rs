@@ -1,0 +1,237 @@
+//! A template's C dependencies for one target, before any compiling: its dependency graph as cargo resolves it for that target (`cargo metadata --filter-platform`), read against the `-sys` crate table ([`rustle_targets::c_needs`]), and whether this machine supplies each library.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rustle_process::ProcessSpec;
+use rustle_targets::{CNeed, DEBIAN_MULTIARCH, LinkerRoute, ResolvedPackage, Target, c_needs, rule_for};
+use serde::Serialize;
+
+use crate::template::PreparedTemplate;
+use crate::toolchain::Toolchain;
+
+/// How long resolving the graph may take (it may download the index).
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// One crate of the template that needs something from the target's C side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CDependency {
+    /// The crate (`openssl-sys`).
+    pub crate_name: String,
+    /// What it needs (`OpenSSL`, `the C compiler`, `Security.framework`).
+    pub needs: String,
+    /// Whether this machine has it.
+    pub supply: CSupply,
+}
+
+/// Whether this machine supplies what a crate needs for a target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum CSupply {
+    /// It is there.
+    Present {
+        /// Where, or from what.
+        from: String,
+    },
+    /// It is not there; the way to get it.
+    Missing {
+        /// What to install or set.
+        way_out: String,
+    },
+}
+
+impl CSupply {
+    /// Whether it is there.
+    pub fn is_present(&self) -> bool {
+        matches!(self, Self::Present { .. })
+    }
+}
+
+/// The packages of `template`'s graph as cargo resolves it for `triple`,
+/// each with the features enabled on it there. Runs `toolchain`'s cargo
+/// (`cargo metadata --filter-platform`), which may fetch the index.
+pub async fn resolved_packages(
+    toolchain: &Toolchain,
+    template: &PreparedTemplate,
+    triple: &str,
+) -> Result<Vec<ResolvedPackage>, String> {
+    let output = ProcessSpec::new(&toolchain.cargo)
+        .args(["metadata", "--format-version", "1", "--filter-platform", triple, "--manifest-path"])
+        .arg(&template.manifest)
+        .env("RUSTC", &toolchain.rustc)
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .current_dir(&template.dir)
+        .timeout(RESOLVE_TIMEOUT)
+        .output()
+        .await
+        .map_err(|error| format!("cargo metadata could not run: {error}"))?;
+    if !output.status.success() {
+        let stderr = output.stderr_text();
+        let reason = stderr.lines().find(|l| l.starts_with("error")).unwrap_or(stderr.trim());
+        return Err(format!("cargo metadata --filter-platform {triple} failed: {reason}"));
+    }
+    parse_metadata(&output.stdout)
+}
+
+/// The resolved packages of `cargo metadata`'s JSON.
+pub fn parse_metadata(json: &[u8]) -> Result<Vec<ResolvedPackage>, String> {
+    #[derive(serde::Deserialize)]
+    struct Metadata {
+        packages: Vec<Package>,
+        resolve: Option<Resolve>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Package {
+        id: String,
+        name: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Resolve {
+        nodes: Vec<Node>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Node {
+        id: String,
+        #[serde(default)]
+        features: Vec<String>,
+    }
+    let metadata: Metadata =
+        serde_json::from_slice(json).map_err(|error| format!("cargo metadata's output does not parse: {error}"))?;
+    let resolve = metadata.resolve.ok_or("cargo metadata resolved no dependency graph")?;
+    Ok(resolve
+        .nodes
+        .into_iter()
+        .filter_map(|node| {
+            let name = metadata.packages.iter().find(|p| p.id == node.id)?.name.clone();
+            Some(ResolvedPackage { name, features: node.features })
+        })
+        .collect())
+}
+
+/// What each C need of `packages` (resolved for `target`) is, and whether
+/// this machine supplies it: the target's multiarch library under
+/// `lib_root` (`/usr/lib`), the C compiler of its route, the SDK in `sdkroot`.
+pub fn supply(
+    packages: &[ResolvedPackage],
+    target: &Target,
+    lib_root: &Path,
+    sdkroot: Option<&Path>,
+) -> Vec<CDependency> {
+    let route = rule_for(target).linker;
+    let gnu_prefix = match route {
+        LinkerRoute::GnuCross { prefix, .. } => Some(prefix),
+        LinkerRoute::Host if target.triple == "x86_64-unknown-linux-gnu" => Some("x86_64-linux-gnu"),
+        _ => None,
+    };
+    c_needs(packages, target)
+        .into_iter()
+        .map(|need| match need {
+            CNeed::Library { crate_name, library, falls_back_to_bundled } => {
+                let multiarch = gnu_prefix.and_then(|p| DEBIAN_MULTIARCH.iter().find(|(prefix, _, _)| *prefix == p));
+                let supply = match multiarch {
+                    Some((_, _, dir)) if library.static_archives.iter().all(|a| lib_root.join(dir).join(a).is_file()) => {
+                        CSupply::Present {
+                            from: format!(
+                                "{} in {}",
+                                library.debian_package_for(gnu_prefix.unwrap_or_default()).unwrap_or_default(),
+                                lib_root.join(dir).display()
+                            ),
+                        }
+                    }
+                    _ if falls_back_to_bundled => CSupply::Present {
+                        from: format!("{crate_name}'s bundled copy, built with the target's C compiler"),
+                    },
+                    Some(_) => CSupply::Missing {
+                        way_out: format!(
+                            "install {} (apt-get install {}), then build again",
+                            library.name,
+                            library.debian_package_for(gnu_prefix.unwrap_or_default()).unwrap_or_default()
+                        ),
+                    },
+                    None => CSupply::Missing {
+                        way_out: format!(
+                            "no Debian package supplies {} for {}: build on an agent that has it, or enable {crate_name}'s bundled build in the template",
+                            library.name, target.triple
+                        ),
+                    },
+                };
+                CDependency { crate_name: crate_name.to_owned(), needs: library.name.to_owned(), supply }
+            }
+            CNeed::CCompiler { crate_name } => {
+                let supply = match route {
+                    LinkerRoute::Unavailable { reason } => CSupply::Missing { way_out: reason.to_owned() },
+                    _ => CSupply::Present { from: "the target's C compiler".to_owned() },
+                };
+                CDependency { crate_name, needs: "the C compiler".to_owned(), supply }
+            }
+            CNeed::PlatformSdk { crate_name, links } => {
+                let supply = match sdkroot {
+                    Some(sdk) if sdk.is_dir() => CSupply::Present { from: format!("the SDK at {}", sdk.display()) },
+                    _ => CSupply::Missing {
+                        way_out: "set SDKROOT to a macOS SDK, or build on a macOS agent".to_owned(),
+                    },
+                };
+                CDependency { crate_name: crate_name.to_owned(), needs: links.to_owned(), supply }
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(triple: &str) -> Target {
+        Target::from_triple(triple).expect("known")
+    }
+
+    fn openssl() -> Vec<ResolvedPackage> {
+        vec![ResolvedPackage::new("openssl-sys", &[])]
+    }
+
+    #[test]
+    fn openssl_is_present_when_the_multiarch_archives_are_and_named_with_its_package_when_not() {
+        let root = tempfile::tempdir().expect("tmp");
+        let missing = supply(&openssl(), &target("aarch64-unknown-linux-gnu"), root.path(), None);
+        assert_eq!(missing.len(), 1);
+        let CSupply::Missing { way_out } = &missing[0].supply else { panic!("{missing:?}") };
+        assert!(way_out.contains("apt-get install libssl-dev:arm64"), "{way_out}");
+
+        let dir = root.path().join("aarch64-linux-gnu");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for archive in ["libssl.a", "libcrypto.a"] {
+            std::fs::write(dir.join(archive), b"!<arch>\n").expect("write");
+        }
+        let present = supply(&openssl(), &target("aarch64-unknown-linux-gnu"), root.path(), None);
+        assert!(present[0].supply.is_present(), "{present:?}");
+    }
+
+    #[test]
+    fn a_target_without_a_debian_architecture_says_so_and_apple_frameworks_need_an_sdk() {
+        let root = tempfile::tempdir().expect("tmp");
+        let musl = supply(&openssl(), &target("x86_64-unknown-linux-musl"), root.path(), None);
+        let CSupply::Missing { way_out } = &musl[0].supply else { panic!("{musl:?}") };
+        assert!(way_out.contains("no Debian package supplies OpenSSL for x86_64-unknown-linux-musl"), "{way_out}");
+
+        let frameworks = [ResolvedPackage::new("security-framework-sys", &[])];
+        let without = supply(&frameworks, &target("aarch64-apple-darwin"), root.path(), None);
+        assert_eq!(
+            without[0].supply,
+            CSupply::Missing { way_out: "set SDKROOT to a macOS SDK, or build on a macOS agent".into() }
+        );
+        let with = supply(&frameworks, &target("aarch64-apple-darwin"), root.path(), Some(root.path()));
+        assert!(with[0].supply.is_present());
+    }
+
+    #[test]
+    fn cargo_metadata_output_gives_each_package_its_features() {
+        let json = br#"{"packages":[{"id":"a 1","name":"openssl-sys"},{"id":"b 1","name":"libsqlite3-sys"}],
+            "resolve":{"nodes":[{"id":"a 1","features":[]},{"id":"b 1","features":["bundled"]}]}}"#;
+        let packages = parse_metadata(json).expect("parses");
+        assert_eq!(
+            packages,
+            vec![ResolvedPackage::new("openssl-sys", &[]), ResolvedPackage::new("libsqlite3-sys", &["bundled"])]
+        );
+        assert!(parse_metadata(b"{").is_err());
+    }
+}
