@@ -63,6 +63,7 @@ if [ ! -r "$PACKAGES_FILE" ]; then
   exit 1
 fi
 BUILD_HOST=()
+C_LIBRARIES=()
 TARGET_NAMES=()
 declare -A TARGET_PACKAGES=()
 MULTIARCH=()
@@ -70,6 +71,10 @@ while read -r name rest; do
   case "$name" in '' | '#'*) continue ;; esac
   if [ "$name" = build-host ]; then
     read -r -a BUILD_HOST <<<"$rest"
+    continue
+  fi
+  if [ "$name" = c-libraries ]; then
+    read -r -a C_LIBRARIES <<<"$rest"
     continue
   fi
   TARGET_NAMES+=("$name")
@@ -145,6 +150,21 @@ if [ $MINIMAL = 0 ]; then
     fi
   done
   apt_update >/dev/null 2>&1 || true
+
+  # The C libraries rustle-deploy's runners link (OpenSSL), for the host and
+  # each foreign architecture enabled above: the -sys crates link them
+  # statically for those targets. One that cannot be had loses only itself
+  # (`rustle-cross targets --template DIR` then names it).
+  for lib in "${C_LIBRARIES[@]}"; do
+    if apt_install "$lib"; then note "c-library $lib: ok"; else note "c-library $lib: MISSING"; fi
+    for arch in $(dpkg --print-foreign-architectures); do
+      if dpkg-query -W -f='${Status}' "$lib:$arch" 2>/dev/null | grep -q 'install ok installed' || apt_install "$lib:$arch"; then
+        note "c-library $lib:$arch: ok"
+      else
+        note "c-library $lib:$arch: MISSING"
+      fi
+    done
+  done
 
   # zig + cargo-zigbuild for musl, macOS and glibc-floor targets.
   if [ ! -x "$TOOLS_DIR/venv/bin/cargo-zigbuild" ] || [ ! -x "$TOOLS_DIR/venv/bin/python-zig" ] 2>/dev/null; then

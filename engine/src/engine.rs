@@ -532,7 +532,27 @@ impl<'a> BuildJob<'a> {
                 spec = spec.env(format!("AR_{suffix}"), ar);
             }
         }
+        for (key, value) in self.c_library_env() {
+            spec = spec.env(key, value);
+        }
         Ok(spec)
+    }
+
+    /// The variables that point the template's `-sys` crates at this
+    /// machine's multiarch copy of their C library for the target (Debian's
+    /// `libssl-dev:arm64` under `/usr/lib/aarch64-linux-gnu`), linked
+    /// statically so the binary needs nothing more on its host. Part of the
+    /// command, so of the binary cache key too.
+    fn c_library_env(&self) -> Vec<(String, String)> {
+        let target = &self.plan.target;
+        let gnu_prefix = match rule_for(target).linker {
+            rustle_targets::LinkerRoute::GnuCross { prefix, .. } => prefix,
+            rustle_targets::LinkerRoute::Host if target.triple == "x86_64-unknown-linux-gnu" => "x86_64-linux-gnu",
+            _ => return Vec::new(),
+        };
+        let packages = lock_packages(self.template.lock_file().as_deref());
+        let names: Vec<&str> = packages.iter().filter_map(|p| p.split_once('@').map(|(name, _)| name)).collect();
+        rustle_targets::multiarch_library_env(&names, target, gnu_prefix, Path::new("/usr/lib"), true).0
     }
 
     /// The directories of this machine whose paths a build can write into

@@ -21,6 +21,21 @@ pub struct CLibrary {
     /// A crates.io package carrying the library's source, from which it can
     /// be built for a target with that target's C compiler (`openssl-src`).
     pub source_crate: Option<&'static str>,
+    /// The variables its `-sys` crate reads, each also as
+    /// `<TRIPLE>_<VAR>` for one target (openssl-sys, libsqlite3-sys): where
+    /// the libraries are, where the headers are, and "link statically".
+    pub env: LibraryEnv,
+}
+
+/// The variables a `-sys` crate reads to find its library (`None`: it has no such variable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LibraryEnv {
+    /// The directory with the libraries (`OPENSSL_LIB_DIR`).
+    pub lib_dir: Option<&'static str>,
+    /// The directory with the headers (`OPENSSL_INCLUDE_DIR`).
+    pub include_dir: Option<&'static str>,
+    /// Set to `1`: link the static archives (`OPENSSL_STATIC`).
+    pub link_static: Option<&'static str>,
 }
 
 /// One `-sys` crate of [`SYS_CRATES`].
@@ -47,6 +62,11 @@ pub static OPENSSL: CLibrary = CLibrary {
     pkg_config: "openssl",
     static_archives: &["libssl.a", "libcrypto.a"],
     source_crate: Some("openssl-src"),
+    env: LibraryEnv {
+        lib_dir: Some("OPENSSL_LIB_DIR"),
+        include_dir: Some("OPENSSL_INCLUDE_DIR"),
+        link_static: Some("OPENSSL_STATIC"),
+    },
 };
 
 /// zlib.
@@ -56,6 +76,7 @@ pub static ZLIB: CLibrary = CLibrary {
     pkg_config: "zlib",
     static_archives: &["libz.a"],
     source_crate: Some("libz-sys"),
+    env: LibraryEnv { lib_dir: None, include_dir: None, link_static: Some("LIBZ_SYS_STATIC") },
 };
 
 /// SQLite.
@@ -65,6 +86,11 @@ pub static SQLITE: CLibrary = CLibrary {
     pkg_config: "sqlite3",
     static_archives: &["libsqlite3.a"],
     source_crate: Some("libsqlite3-sys"),
+    env: LibraryEnv {
+        lib_dir: Some("SQLITE3_LIB_DIR"),
+        include_dir: Some("SQLITE3_INCLUDE_DIR"),
+        link_static: Some("SQLITE3_STATIC"),
+    },
 };
 
 /// libcurl.
@@ -74,6 +100,7 @@ pub static CURL: CLibrary = CLibrary {
     pkg_config: "libcurl",
     static_archives: &["libcurl.a"],
     source_crate: Some("curl-sys"),
+    env: LibraryEnv { lib_dir: None, include_dir: None, link_static: None },
 };
 
 /// libgit2.
@@ -83,6 +110,7 @@ pub static LIBGIT2: CLibrary = CLibrary {
     pkg_config: "libgit2",
     static_archives: &["libgit2.a"],
     source_crate: Some("libgit2-sys"),
+    env: LibraryEnv { lib_dir: None, include_dir: None, link_static: None },
 };
 
 /// libpq, PostgreSQL's client library.
@@ -92,6 +120,7 @@ pub static LIBPQ: CLibrary = CLibrary {
     pkg_config: "libpq",
     static_archives: &["libpq.a"],
     source_crate: Some("pq-src"),
+    env: LibraryEnv { lib_dir: Some("PQ_LIB_DIR"), include_dir: None, link_static: Some("PQ_LIB_STATIC") },
 };
 
 /// libssh2.
@@ -101,6 +130,7 @@ pub static LIBSSH2: CLibrary = CLibrary {
     pkg_config: "libssh2",
     static_archives: &["libssh2.a"],
     source_crate: Some("libssh2-sys"),
+    env: LibraryEnv { lib_dir: None, include_dir: None, link_static: None },
 };
 
 /// bzip2.
@@ -110,6 +140,7 @@ pub static BZIP2: CLibrary = CLibrary {
     pkg_config: "bzip2",
     static_archives: &["libbz2.a"],
     source_crate: Some("bzip2-sys"),
+    env: LibraryEnv { lib_dir: None, include_dir: None, link_static: None },
 };
 
 /// liblzma (xz).
@@ -119,7 +150,13 @@ pub static LZMA: CLibrary = CLibrary {
     pkg_config: "liblzma",
     static_archives: &["liblzma.a"],
     source_crate: Some("lzma-sys"),
+    env: LibraryEnv { lib_dir: None, include_dir: None, link_static: Some("LZMA_API_STATIC") },
 };
+
+/// The libraries set-up installs for the build host and for every
+/// multiarch architecture it enables (`libssl-dev`, `libssl-dev:arm64`):
+/// what rustle-deploy's runners link (reqwest's default TLS).
+pub static SETUP_C_LIBRARIES: &[&CLibrary] = &[&OPENSSL];
 
 /// The table: one row per `-sys` crate that links a C library.
 #[rustfmt::skip]
@@ -242,6 +279,48 @@ pub static DEBIAN_MULTIARCH: &[(&str, &str, &str)] = &[
     ("riscv64-linux-gnu", "riscv64", "riscv64-linux-gnu"),
 ];
 
+/// The variables that point `lock`'s `-sys` crates (those of [`SYS_CRATES`]
+/// a Cargo.lock lists, `lock_packages`) at the target's multiarch copy of
+/// their library under `lib_root` (`/usr/lib/<multiarch>`, headers in
+/// `/usr/include`), each named for the target only (`<TRIPLE>_OPENSSL_LIB_DIR`)
+/// so host build scripts are untouched; with `link_static`, linked from its
+/// static archives. Only libraries whose archives are all there: for the
+/// others the crate's own search (or failure) stands. Returns the
+/// variables and a line per library saying what was linked how.
+pub fn multiarch_library_env(
+    lock_packages: &[&str],
+    target: &Target,
+    gnu_prefix: &str,
+    lib_root: &std::path::Path,
+    link_static: bool,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let Some((_, _, multiarch)) = DEBIAN_MULTIARCH.iter().find(|(prefix, _, _)| *prefix == gnu_prefix) else {
+        return (Vec::new(), Vec::new());
+    };
+    let dir = lib_root.join(multiarch);
+    let upper = target.triple.to_uppercase().replace(['-', '.'], "_");
+    let (mut env, mut said) = (Vec::new(), Vec::new());
+    for row in SYS_CRATES.iter().filter(|row| lock_packages.contains(&row.crate_name)) {
+        let library = row.library;
+        if !library.static_archives.iter().all(|archive| dir.join(archive).is_file()) {
+            continue;
+        }
+        let mut set = |var: Option<&str>, value: String| {
+            if let Some(var) = var {
+                env.push((format!("{upper}_{var}"), value));
+            }
+        };
+        set(library.env.lib_dir, dir.display().to_string());
+        set(library.env.include_dir, "/usr/include".to_owned());
+        if link_static {
+            set(library.env.link_static, "1".to_owned());
+        }
+        let how = if link_static && library.env.link_static.is_some() { "statically" } else { "dynamically" };
+        said.push(format!("{} ({}) linked {how} from {}", library.name, row.crate_name, dir.display()));
+    }
+    (env, said)
+}
+
 impl CLibrary {
     /// The Debian package that supplies this library for the target whose
     /// GNU cross prefix is `gnu_prefix` (`libssl-dev:arm64`), when Debian
@@ -327,6 +406,47 @@ mod tests {
         assert_eq!(OPENSSL.debian_package_for("i686-linux-gnu").as_deref(), Some("libssl-dev:i386"));
         assert_eq!(OPENSSL.debian_package_for("powerpc64le-linux-gnu").as_deref(), Some("libssl-dev:ppc64el"));
         assert_eq!(OPENSSL.debian_package_for("x86_64-w64-mingw32"), None);
+    }
+
+    #[test]
+    fn multiarch_archives_point_the_crate_at_them_for_that_target_only_and_statically() {
+        let root = tempfile_dir();
+        let dir = root.join("aarch64-linux-gnu");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let target = target("aarch64-unknown-linux-gnu");
+        let (env, said) = multiarch_library_env(&["openssl-sys", "tokio"], &target, "aarch64-linux-gnu", &root, true);
+        assert!(env.is_empty() && said.is_empty(), "no archives, nothing set: {env:?}");
+        for archive in OPENSSL.static_archives {
+            std::fs::write(dir.join(archive), b"!<arch>\n").expect("write");
+        }
+        let (env, said) = multiarch_library_env(&["openssl-sys", "tokio"], &target, "aarch64-linux-gnu", &root, true);
+        let lib_dir = dir.display().to_string();
+        assert_eq!(
+            env,
+            vec![
+                ("AARCH64_UNKNOWN_LINUX_GNU_OPENSSL_LIB_DIR".to_owned(), lib_dir.clone()),
+                ("AARCH64_UNKNOWN_LINUX_GNU_OPENSSL_INCLUDE_DIR".to_owned(), "/usr/include".to_owned()),
+                ("AARCH64_UNKNOWN_LINUX_GNU_OPENSSL_STATIC".to_owned(), "1".to_owned()),
+            ]
+        );
+        assert_eq!(said, vec![format!("OpenSSL (openssl-sys) linked statically from {lib_dir}")]);
+        let (env, _) = multiarch_library_env(&["tokio"], &target, "aarch64-linux-gnu", &root, true);
+        assert!(env.is_empty(), "a template without openssl-sys gets nothing");
+        let (env, said) = multiarch_library_env(&["openssl-sys"], &target, "aarch64-linux-gnu", &root, false);
+        assert_eq!(env.len(), 2, "dynamic: no OPENSSL_STATIC: {env:?}");
+        assert!(said[0].contains("dynamically"));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "rustle-c-libraries-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        dir
     }
 
     #[test]

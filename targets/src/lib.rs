@@ -18,14 +18,15 @@ mod specification;
 pub use arch::{ARCHITECTURE_NAMES, ArchitectureNames};
 pub use base_system::{BASE_SYSTEMS, BaseSystem, NameCase, base_system_of};
 pub use c_libraries::{
-    C_COMPILER_ONLY, CLibrary, CNeed, DEBIAN_MULTIARCH, PLATFORM_SDK_CRATES, ResolvedPackage, SYS_CRATES, SysCrate,
-    c_needs,
+    C_COMPILER_ONLY, CLibrary, CNeed, DEBIAN_MULTIARCH, LibraryEnv, PLATFORM_SDK_CRATES, ResolvedPackage,
+    SETUP_C_LIBRARIES, SYS_CRATES, SysCrate, c_needs, multiarch_library_env,
 };
 pub use optimization::{
     CompilationOptimization, LtoMode, OptimizationError, OptimizationLevel, PanicStrategy, StripMode,
 };
 pub use packages::{
-    BUILD_HOST_LINE, BUILD_HOST_PACKAGES, MULTIARCH_STD_PACKAGE, debian_packages, debian_packages_file,
+    BUILD_HOST_LINE, BUILD_HOST_PACKAGES, C_LIBRARIES_LINE, MULTIARCH_STD_PACKAGE, debian_packages,
+    debian_packages_file,
 };
 pub use request::{BuildRequest, CachePolicy, TemplateId};
 pub use rules::{LinkerRoute, RULES, RunnerRoute, TargetRule, rule_for, rule_for_build};

@@ -11,6 +11,11 @@ pub const BUILD_HOST_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-s
 /// The name of the line listing [`BUILD_HOST_PACKAGES`] in the packages file.
 pub const BUILD_HOST_LINE: &str = "build-host";
 
+/// The name of the line listing the C libraries' development packages
+/// set-up installs for the host and for each multiarch architecture it
+/// enables ([`SETUP_C_LIBRARIES`](crate::c_libraries::SETUP_C_LIBRARIES)).
+pub const C_LIBRARIES_LINE: &str = "c-libraries";
+
 /// The Debian std package of a multiarch architecture (`libstd-rust-web-dev:<arch>`).
 pub const MULTIARCH_STD_PACKAGE: &str = "libstd-rust-web-dev";
 
@@ -48,12 +53,20 @@ pub fn debian_packages_file() -> String {
          # Read by scripts/setup.sh and the Ansible role ansible/roles/rustle_agent.\n\
          # Each line: NAME PACKAGE...; `build-host` is what every Debian build host needs;\n\
          # PACKAGE:ARCH is a package of a foreign (multiarch) architecture. Targets linked\n\
-         # with zig list no zig: it comes from PyPI (see scripts/setup.sh).\n",
+         # with zig list no zig: it comes from PyPI (see scripts/setup.sh). `c-libraries`:\n\
+         # development packages installed for the host and each multiarch architecture\n\
+         # (PACKAGE:ARCH), so the -sys crates link them statically for those targets.\n",
     );
     text.push_str(BUILD_HOST_LINE);
     for package in BUILD_HOST_PACKAGES {
         text.push(' ');
         text.push_str(package);
+    }
+    text.push('\n');
+    text.push_str(C_LIBRARIES_LINE);
+    for library in crate::c_libraries::SETUP_C_LIBRARIES {
+        text.push(' ');
+        text.push_str(library.debian_dev);
     }
     text.push('\n');
     for rule in RULES {
