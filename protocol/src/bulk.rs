@@ -172,11 +172,45 @@ pub enum BulkError {
 /// Checks the body of one bulk stream: feed it every byte after the header
 /// with [`handle_bytes`](Self::handle_bytes), then call
 /// [`finish`](Self::finish) at the end of the stream.
+///
+/// A receiver that hashes elsewhere (on another thread, overlapped with
+/// receiving) counts the bytes with [`count_bytes`](Self::count_bytes),
+/// hashes the same bytes in the same order with a [`BodyHasher`], and ends
+/// with [`finish_with_digest`](Self::finish_with_digest).
 #[derive(Debug, Clone)]
 pub struct BulkReceiver {
     header: BulkHeader,
     received: u64,
-    hasher: Sha256,
+    hasher: BodyHasher,
+}
+
+/// The incremental checksum of a bulk body (SHA-256, what
+/// [`BulkHeader::sha256`] announces), for a receiver that hashes the body
+/// apart from counting it.
+#[derive(Clone, Default)]
+pub struct BodyHasher(Sha256);
+
+impl BodyHasher {
+    /// A hasher that has seen nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Hashes the next bytes of the body.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The digest of everything hashed.
+    pub fn finish(self) -> Sha256Digest {
+        Sha256Digest(self.0.finalize().into())
+    }
+}
+
+impl fmt::Debug for BodyHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BodyHasher(sha256)")
+    }
 }
 
 impl BulkReceiver {
@@ -195,7 +229,7 @@ impl BulkReceiver {
         if !is_bare_file_name(&header.file_name) {
             return Err(BulkError::UnsafeFileName { kind: header.kind, job: header.job, file_name: header.file_name });
         }
-        Ok(Self { header, received: 0, hasher: Sha256::new() })
+        Ok(Self { header, received: 0, hasher: BodyHasher::new() })
     }
 
     /// The header this body belongs to.
@@ -216,26 +250,41 @@ impl BulkReceiver {
     /// Accepts the next bytes of the body; fails, accepting none of them, if
     /// they run past the announced length.
     pub fn handle_bytes(&mut self, bytes: &[u8]) -> Result<(), BulkError> {
-        if bytes.len() as u64 > self.remaining() {
+        self.count_bytes(bytes.len() as u64)?;
+        self.hasher.update(bytes);
+        Ok(())
+    }
+
+    /// Counts the next `len` bytes of the body without hashing them (the
+    /// caller hashes them with a [`BodyHasher`]); fails, counting none of
+    /// them, if they run past the announced length.
+    pub fn count_bytes(&mut self, len: u64) -> Result<(), BulkError> {
+        if len > self.remaining() {
             return Err(BulkError::Overrun {
                 kind: self.header.kind,
                 job: self.header.job,
                 expected: self.header.total_len,
             });
         }
-        self.hasher.update(bytes);
-        self.received += bytes.len() as u64;
+        self.received += len;
         Ok(())
     }
 
     /// Call at the end of the stream: checks that every announced byte
     /// arrived and that they match the checksum, and returns the header.
-    pub fn finish(self) -> Result<BulkHeader, BulkError> {
+    pub fn finish(mut self) -> Result<BulkHeader, BulkError> {
+        let actual = std::mem::take(&mut self.hasher).finish();
+        self.finish_with_digest(actual)
+    }
+
+    /// Like [`finish`](Self::finish), for bytes counted with
+    /// [`count_bytes`](Self::count_bytes): `actual` is the digest of the
+    /// body as the caller's [`BodyHasher`] saw it.
+    pub fn finish_with_digest(self, actual: Sha256Digest) -> Result<BulkHeader, BulkError> {
         let BulkHeader { kind, job, total_len, sha256, .. } = self.header;
         if self.received < total_len {
             return Err(BulkError::Truncated { kind, job, received: self.received, expected: total_len });
         }
-        let actual = Sha256Digest(self.hasher.finalize().into());
         if actual != sha256 {
             return Err(BulkError::ChecksumMismatch { kind, job, expected: sha256, actual });
         }
@@ -357,6 +406,33 @@ mod tests {
             let header = BulkHeader { file_name: file_name.into(), ..header_for(b"") };
             assert!(BulkReceiver::new(header, MAX_BULK_LEN).is_ok(), "{file_name:?}");
         }
+    }
+
+    #[test]
+    fn counted_body_is_checked_against_the_digest_hashed_apart() {
+        let mut receiver = receiver_for(b"hello");
+        receiver.count_bytes(5).expect("right length");
+        assert_eq!(receiver.clone().finish_with_digest(Sha256Digest::of(b"hello")), Ok(header_for(b"hello")));
+        let mut hasher = BodyHasher::new();
+        hasher.update(b"jel");
+        hasher.update(b"lo");
+        assert!(matches!(
+            receiver.finish_with_digest(hasher.finish()),
+            Err(BulkError::ChecksumMismatch { actual, .. }) if actual == Sha256Digest::of(b"jello")
+        ));
+    }
+
+    #[test]
+    fn counted_body_is_refused_when_short_or_over() {
+        let mut receiver = receiver_for(b"hello");
+        receiver.count_bytes(3).expect("within length");
+        assert!(matches!(receiver.count_bytes(3), Err(BulkError::Overrun { .. })));
+        assert_eq!(receiver.received(), 3);
+        // Even the right digest does not make a short body whole.
+        assert!(matches!(
+            receiver.finish_with_digest(Sha256Digest::of(b"hello")),
+            Err(BulkError::Truncated { received: 3, expected: 5, .. })
+        ));
     }
 
     proptest! {

@@ -31,7 +31,7 @@ mod handshake;
 mod job;
 mod messages;
 
-pub use bulk::{BulkAck, BulkError, BulkHeader, BulkKind, BulkReceiver, Sha256Digest};
+pub use bulk::{BodyHasher, BulkAck, BulkError, BulkHeader, BulkKind, BulkReceiver, Sha256Digest};
 pub use capability::{
     AgentId, BuildRoute, BuildableTarget, CapabilityReport, LibcReport, LoadAverage, LoadUpdate, ToolchainReport,
     WarmCache,

@@ -6,17 +6,36 @@
 //! early is a truncated transfer; bytes that do not match the announced
 //! checksum are a corrupt one. Either way the receiver gets an error and
 //! never the partial payload.
+//!
+//! Receiving takes the stream's chunks as they arrived (views of the
+//! packets, no copies) many at a time and only counts them; a blocking
+//! thread hashes them and puts them in memory or, in large writes, in the
+//! file, so the flow-control window keeps opening while the body is
+//! hashed. The verdict waits for that thread.
 
 use std::path::{Path, PathBuf};
 
-use rustle_protocol::{BulkError, BulkHeader, BulkReceiver, FrameDecoder, encode_frame};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::io::Write;
+
+use bytes::Bytes;
+use rustle_protocol::{BodyHasher, BulkError, BulkHeader, BulkReceiver, FrameDecoder, Sha256Digest, encode_frame};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
 
 use crate::connection::Connection;
 use crate::error::{Peer, PeerFailure, TransportError, from_connection_error, from_read_error, stream_code};
 
-/// Largest piece read from a bulk stream at once.
+/// Size of the pieces a file is sent in.
 const READ_CHUNK: usize = 1024 * 1024;
+/// Chunks taken from a bulk stream at once (each is the data of one packet).
+const CHUNKS_PER_READ: usize = 64;
+/// Bytes handed to the hashing thread at once.
+const BATCH_LEN: usize = 1024 * 1024;
+/// Batches on their way to the hashing thread before reading waits for it
+/// (and the stream's flow control holds the sender back).
+const BATCHES_IN_FLIGHT: usize = 8;
+/// Size of the writes when a body is saved to a file.
+const FILE_WRITE: usize = 8 * 1024 * 1024;
 /// Largest header frame accepted (a file name and a few numbers).
 const MAX_HEADER_FRAME: u32 = 64 * 1024;
 /// Most memory reserved up front for an in-memory body.
@@ -239,12 +258,11 @@ impl BulkIncoming {
     /// deadline around it.
     pub async fn read_to_vec(mut self) -> Result<Vec<u8>, TransportError> {
         let capacity = self.header().total_len.min(MAX_PREALLOCATION);
-        let mut body = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
-        while let Some(bytes) = self.next_chunk().await? {
-            body.extend_from_slice(&bytes);
+        let body = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
+        match self.receive(Sink::Memory(body)).await? {
+            Sink::Memory(body) => Ok(body),
+            Sink::File(_) => unreachable!("a memory sink stays one"),
         }
-        self.verify()?;
-        Ok(body)
     }
 
     /// Receives the body into `path`: it is written to a hidden sibling
@@ -267,23 +285,59 @@ impl BulkIncoming {
     }
 
     async fn save_partial(&mut self, partial: &Path, path: &Path) -> Result<BulkHeader, TransportError> {
-        let mut file = tokio::fs::File::create(partial).await.map_err(file_error("create", partial))?;
-        while let Some(bytes) = self.next_chunk().await? {
-            file.write_all(&bytes).await.map_err(file_error("write", partial))?;
-        }
-        file.sync_all().await.map_err(file_error("write", partial))?;
-        drop(file);
-        self.verify()?;
+        let file = tokio::fs::File::create(partial).await.map_err(file_error("create", partial))?;
+        let file = std::io::BufWriter::with_capacity(FILE_WRITE, file.into_std().await);
+        self.receive(Sink::File(file)).await.map_err(|error| match error {
+            TransportError::File { source, .. } => file_error("write", partial)(source),
+            error => error,
+        })?;
         tokio::fs::rename(partial, path).await.map_err(file_error("move the verified transfer to", path))?;
         Ok(self.header().clone())
     }
 
-    /// The next bytes of the body, counted and hashed; `None` at the end of the stream.
-    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, TransportError> {
-        let bytes = if self.leftover.is_empty() {
-            match self.recv.read_chunk(READ_CHUNK, true).await {
-                Ok(Some(chunk)) => Vec::from(chunk.bytes),
-                Ok(None) => return Ok(None),
+    /// Reads the body to its end and returns `sink` with all of it, once its
+    /// length and checksum are verified. This task only reads the stream
+    /// and counts; a blocking thread hashes the bytes and puts them in
+    /// `sink` as they come, so the stream's flow-control window keeps
+    /// opening while they are hashed. On any failure the thread is waited
+    /// for (a file is closed) before the error is returned.
+    async fn receive(&mut self, sink: Sink) -> Result<Sink, TransportError> {
+        let (batches, worker) = spawn_worker(sink);
+        let read = self.read_into(&batches).await;
+        drop(batches);
+        let done = match worker.await {
+            Ok(done) => done,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_) => Err(std::io::Error::other("the runtime shut down during the transfer")),
+        };
+        read?;
+        let (digest, sink) = done.map_err(|source| TransportError::File {
+            action: "write",
+            path: PathBuf::from(&self.header().file_name),
+            source,
+        })?;
+        self.verify(digest)?;
+        Ok(sink)
+    }
+
+    /// Reads the stream to its end, counting every chunk and handing the
+    /// chunks to the worker in batches (no copies: each is a view of the
+    /// packet it came in). Ends early, with no error, if the worker has
+    /// stopped (its own error says why).
+    async fn read_into(&mut self, batches: &mpsc::Sender<Vec<Bytes>>) -> Result<(), TransportError> {
+        let mut batch = Vec::new();
+        let mut batch_len = 0;
+        if !self.leftover.is_empty() {
+            let leftover = Bytes::from(std::mem::take(&mut self.leftover));
+            self.count(leftover.len())?;
+            batch_len += leftover.len();
+            batch.push(leftover);
+        }
+        let mut chunks = vec![Bytes::new(); CHUNKS_PER_READ];
+        loop {
+            let read = match self.recv.read_chunks(&mut chunks).await {
+                Ok(Some(read)) => read,
+                Ok(None) => break,
                 Err(quinn::ReadError::Reset(code)) => {
                     return Err(self.cut_short(format!("the sender reset the stream with code {code}")));
                 }
@@ -292,23 +346,37 @@ impl BulkIncoming {
                     return Err(self.cut_short(cause));
                 }
                 Err(error) => return Err(from_read_error(&self.peer, error, "bulk stream")),
+            };
+            for chunk in &mut chunks[..read] {
+                self.count(chunk.len())?;
+                batch_len += chunk.len();
+                batch.push(std::mem::take(chunk));
             }
-        } else {
-            std::mem::take(&mut self.leftover)
-        };
-        if let Err(source) = self.receiver.handle_bytes(&bytes) {
-            let _ = self.recv.stop(quinn::VarInt::from_u32(stream_code::BULK_REFUSED));
-            return Err(TransportError::Peer {
-                peer: self.peer.clone(),
-                kind: PeerFailure::Bulk { source: Box::new(source) },
-            });
+            if batch_len >= BATCH_LEN {
+                batch_len = 0;
+                if batches.send(std::mem::take(&mut batch)).await.is_err() {
+                    return Ok(());
+                }
+            }
         }
-        Ok(Some(bytes))
+        if !batch.is_empty() {
+            let _ = batches.send(batch).await;
+        }
+        Ok(())
+    }
+
+    /// Counts the next `len` bytes of the body; past the announced length,
+    /// stops the stream and fails.
+    fn count(&mut self, len: usize) -> Result<(), TransportError> {
+        self.receiver.count_bytes(len as u64).map_err(|source| {
+            let _ = self.recv.stop(quinn::VarInt::from_u32(stream_code::BULK_REFUSED));
+            TransportError::Peer { peer: self.peer.clone(), kind: PeerFailure::Bulk { source: Box::new(source) } }
+        })
     }
 
     /// At the end of the stream: all bytes there and matching the checksum?
-    fn verify(&mut self) -> Result<(), TransportError> {
-        match self.receiver.clone().finish() {
+    fn verify(&self, digest: Sha256Digest) -> Result<(), TransportError> {
+        match self.receiver.clone().finish_with_digest(digest) {
             Ok(_) => Ok(()),
             Err(source @ BulkError::Truncated { .. }) => Err(TransportError::Peer {
                 peer: self.peer.clone(),
@@ -350,4 +418,57 @@ fn file_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) 
 fn partial_path(path: &Path) -> PathBuf {
     let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.partial"))
+}
+
+/// Where a body goes while it is hashed.
+enum Sink {
+    Memory(Vec<u8>),
+    File(std::io::BufWriter<std::fs::File>),
+}
+
+impl Sink {
+    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Memory(body) => {
+                body.extend_from_slice(bytes);
+                Ok(())
+            }
+            Self::File(file) => file.write_all(bytes),
+        }
+    }
+
+    /// Writes out what is buffered and syncs a file to disk.
+    fn close(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Memory(_) => Ok(()),
+            Self::File(file) => {
+                file.flush()?;
+                file.get_ref().sync_all()
+            }
+        }
+    }
+}
+
+/// The hashing thread: once its batches end, the body's digest and the sink holding it.
+type Worker = tokio::task::JoinHandle<std::io::Result<(Sha256Digest, Sink)>>;
+
+/// Starts the blocking thread that hashes the batches sent to it, in
+/// order, and puts them in `sink`; once the sender is dropped it returns
+/// the digest and the sink (a file written out and synced). It stops at the
+/// first write that fails, which the sending side notices as a closed channel.
+fn spawn_worker(sink: Sink) -> (mpsc::Sender<Vec<Bytes>>, Worker) {
+    let (batches, mut received) = mpsc::channel::<Vec<Bytes>>(BATCHES_IN_FLIGHT);
+    let worker = tokio::task::spawn_blocking(move || {
+        let mut sink = sink;
+        let mut hasher = BodyHasher::new();
+        while let Some(batch) = received.blocking_recv() {
+            for bytes in &batch {
+                hasher.update(bytes);
+                sink.put(bytes)?;
+            }
+        }
+        sink.close()?;
+        Ok((hasher.finish(), sink))
+    });
+    (batches, worker)
 }

@@ -16,6 +16,8 @@ use crate::{plain_udp, tls};
 
 /// How long [`AgentListener::shutdown`] waits for peers to acknowledge the close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// The UDP socket buffers asked for (see [`enlarge_buffers`]).
+const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
 
 /// Which coordinators an agent accepts, beyond requiring a certificate from its fleet CA.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -43,6 +45,7 @@ fn endpoint_on(
 ) -> Result<(quinn::Endpoint, SocketAddr), TransportError> {
     let requested = socket.local_addr().unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
     let bind_error = |source| TransportError::Bind { addr: requested, source };
+    enlarge_buffers(&socket);
     let socket = plain_udp::quic_socket(socket).map_err(bind_error)?;
     let endpoint = quinn::Endpoint::new_with_abstract_socket(
         quinn::EndpointConfig::default(),
@@ -53,6 +56,17 @@ fn endpoint_on(
     .map_err(bind_error)?;
     let local_addr = endpoint.local_addr().map_err(bind_error)?;
     Ok((endpoint, local_addr))
+}
+
+/// Asks for socket buffers that hold a burst of a bulk transfer (the OS
+/// caps them, on Linux at `net.core.rmem_max` / `wmem_max`): with the
+/// default (about 200 KiB on Linux) a receiver that is not scheduled for a
+/// millisecond drops datagrams, and every drop halves the sender's
+/// congestion window. Best effort: smaller buffers are slower, not wrong.
+fn enlarge_buffers(socket: &UdpSocket) {
+    let socket = socket2::SockRef::from(socket);
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
 }
 
 fn bind_socket(addr: SocketAddr) -> Result<UdpSocket, TransportError> {

@@ -71,8 +71,23 @@ fn tls_error(part: &'static str) -> impl Fn(rustls::Error) -> TransportError {
     move |error| TransportError::InvalidBundle { part, reason: error.to_string() }
 }
 
+/// How much of one stream the peer may send ahead of what was read: quinn's
+/// default (1.25 MB) holds a bulk transfer back whenever the receiving task
+/// is not scheduled for a moment, and is less than a fast link's
+/// bandwidth-delay product.
+const STREAM_RECEIVE_WINDOW: u32 = 16 * 1024 * 1024;
+/// How much of all streams together the peer may send ahead (quinn's
+/// default is unbounded): a few bulk streams at full speed.
+const RECEIVE_WINDOW: u32 = 64 * 1024 * 1024;
+/// How much this side keeps in flight unacknowledged, over all streams.
+const SEND_WINDOW: u64 = 64 * 1024 * 1024;
+
 fn transport_config(options: &TransportOptions) -> Result<Arc<quinn::TransportConfig>, TransportError> {
     let mut config = quinn::TransportConfig::default();
+    config
+        .stream_receive_window(quinn::VarInt::from_u32(STREAM_RECEIVE_WINDOW))
+        .receive_window(quinn::VarInt::from_u32(RECEIVE_WINDOW))
+        .send_window(SEND_WINDOW);
     let idle = quinn::IdleTimeout::try_from(options.idle_timeout).map_err(|error| TransportError::InvalidBundle {
         part: "transport options",
         reason: format!("idle timeout {:?}: {error}", options.idle_timeout),

@@ -1,4 +1,4 @@
-//! Control and bulk streams over an authenticated connection: frames both ways, a 50 MiB verified transfer, and transfers that are cut off or corrupt.
+//! Control and bulk streams over an authenticated connection: frames both ways, a 50 MiB verified transfer, and transfers that are cut off or corrupt (down to one byte in 20 MiB).
 
 mod common;
 
@@ -216,6 +216,43 @@ async fn corrupted_payload_is_rejected() {
         assert!(message.contains("is corrupt"), "{message}");
         assert!(!target.exists(), "a corrupt artifact was handed over");
         assert_eq!(std::fs::read_dir(dir.path()).expect("listable").count(), 0);
+    })
+    .await;
+}
+
+/// One flipped byte in the middle of a 20 MiB body whose header announces
+/// the intact body's checksum: the length is right, so only the checksum
+/// can refuse it, in memory and on disk.
+#[tokio::test]
+async fn one_corrupt_byte_in_a_large_body_is_refused() {
+    bounded(LIMIT, async {
+        let pair = connected_pair().await;
+        let intact = body(20 * 1024 * 1024);
+        let mut corrupt = intact.clone();
+        corrupt[10 * 1024 * 1024 + 7] ^= 0x01;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let target = dir.path().join("hello");
+        for to_file in [false, true] {
+            let receiving = tokio::spawn({
+                let coordinator = pair.coordinator.clone();
+                let target = target.clone();
+                async move {
+                    let incoming = coordinator.accept_bulk().await.expect("header");
+                    if to_file {
+                        incoming.save_to_file(&target).await.map(|_| ())
+                    } else {
+                        incoming.read_to_vec().await.map(|_| ())
+                    }
+                }
+            });
+            let mut sender = pair.agent.open_bulk(header_for(11, &intact)).await.expect("bulk stream");
+            sender.write_all(&corrupt).await.expect("written");
+            let _ = sender.finish().await;
+            let error = receiving.await.expect("receiver task").expect_err("one byte differs");
+            assert!(is_bulk(&error, |source| matches!(source, BulkError::ChecksumMismatch { .. })), "{error:?}");
+            assert!(!target.exists(), "a corrupt artifact was handed over");
+            assert_eq!(std::fs::read_dir(dir.path()).expect("listable").count(), 0, "a partial file was left");
+        }
     })
     .await;
 }
