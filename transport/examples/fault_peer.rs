@@ -160,14 +160,14 @@ fn flood(addr: &str, garbage: &str, handshakes: &str, seconds: &str) -> Result<E
             rng.fill(&mut datagram[..len]);
             // Half of them look like QUIC long-header packets, so they get
             // past the first byte's check.
-            if rng.next() % 2 == 0 {
+            if rng.next().is_multiple_of(2) {
                 datagram[0] |= 0xc0;
             }
             sent_garbage += 1;
             socket.send_to(&datagram[..len], addr)
         } else {
             sent_handshakes += 1;
-            if sent_handshakes % 256 == 0 {
+            if sent_handshakes.is_multiple_of(256) {
                 endpoint = new_endpoint();
             }
             let now = Instant::now();
