@@ -622,10 +622,13 @@ allowed_coordinators = [\"fc\", \"fc-revoked\", \"fc-expired\", \"fc-other\"]") 
         "rejected our certificate: it $says|rejected our certificate: it is $says" "refused the certificate of (a )?coordinator.*$says"
     fi
   done
+  # Not the project's coordinator (it cannot be configured without a
+  # certificate): which error quinn surfaces first on this side is a race
+  # (the handshake's alert, or the connection lost at the first read).
   n=$(wc -l <"$D/fa-r4.log")
   line=$("$PEER" dial-without-certificate "$D/ca/ca.pem" "$addr" fa-r4 2>&1 || true)
   sleep 0.3
-  check_case "coordinator none" "$line" "$(since "$n" fa-r4)" "^refused: .*peer sent no certificates" \
+  check_case "coordinator none" "$line" "$(since "$n" fa-r4)" "^refused: .*(peer sent no certificates|connection lost|closed by peer)" \
     "refused the certificate of a coordinator .*: the coordinator presented no certificate"
 
   # Agent -> coordinator: real agents with bad certificates, dialled by the good coordinator.
