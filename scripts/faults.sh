@@ -10,13 +10,15 @@
 #        loopback, one in a network namespace): the job completes on
 #        the other agent with the right binary (sha256 of the file = the
 #        reported checksum = the .sha256 file; it runs and prints its trial).
-#   R2   the link to an agent in a network namespace (shaped to FAULTS_RATE so
-#        the binary takes about two seconds to arrive) goes down while its
-#        binary is arriving (TRIALS times): the coordinator notices within 3 s
+#   R2   the link to an agent in a network namespace (shaped to FAULTS_RATE
+#        with tc tbf) goes down (the veth) while its binary is arriving, a
+#        third of it through (TRIALS times): the coordinator notices within 3 s
 #        (its log's timestamp against the moment the link went down), the job
 #        completes on this machine's fallback, nothing partial is kept.
-#   R2b  30% loss and 200 ms delay each way on that link (tc netem): a build
-#        through the agent still completes; prints the slowdown.
+#   R2b  30% loss and 200 ms delay each way on that link (tc netem; on a
+#        kernel without sch_netem, the loss alone from iptables' statistic
+#        match, and the figure says so): a build still completes; prints the
+#        slowdown and who built it.
 #   R3   cargo fuzz on protocol/fuzz (decode_frame): FUZZ_RUNS executions, no crash.
 #   R4   bad certificates both ways (another CA, none, expired, revoked, a name
 #        mismatch): each refused with a clear error on both sides, and the
@@ -32,7 +34,9 @@
 #   FAULTS_TRIALS, FAULTS_FUZZ_RUNS, FAULTS_FLOOD_SECS override the mode;
 #   FAULTS_BIN_DIR: take rustle-cross, rustle-agent and examples/fault_peer
 #   from there instead of building them (debug profile) here.
-# Needs root (ip netns, tc), iproute2, faketime, python3, cargo-fuzz and a
+# FAULTS_REUSE=1 keeps the agents' warm dirs and the cache of a previous run
+#   in FAULTS_DIR (the untimed warm-up builds are then warm).
+# Needs root (ip netns, tc), iproute2, iptables, faketime, python3, cargo-fuzz and a
 # nightly toolchain (scripts/setup.sh installs them). Namespaces are named
 # rcf-*, addresses 10.213.7.0/30; the trap removes them and every process
 # the script started.

@@ -118,10 +118,11 @@ DOCKER=(docker.io debootstrap curl)
 apt_install "${DOCKER[@]}" && note "docker: ok (${DOCKER[*]})" || note "docker: MISSING (${DOCKER[*]})"
 
 # The fault suite (scripts/faults.sh): network namespaces and tc netem
-# (iproute2), expired certificates issued in the past (faketime), a
+# (iproute2; iptables for random loss where the kernel has no netem),
+# expired certificates issued in the past (faketime), a
 # self-signed certificate (openssl); cargo-fuzz for the protocol's fuzz
 # target, run on rustup's nightly toolchain.
-FAULTS=(iproute2 faketime openssl)
+FAULTS=(iproute2 iptables faketime openssl)
 apt_install "${FAULTS[@]}" && note "fault suite: ok (${FAULTS[*]})" || note "fault suite: MISSING (${FAULTS[*]})"
 CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
 if [ -x "$CARGO_BIN/cargo-fuzz" ]; then
