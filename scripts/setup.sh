@@ -122,6 +122,27 @@ apt_install "${STORES[@]}" && note "cache stores: ok (${STORES[*]})" || note "ca
 DOCKER=(docker.io debootstrap curl)
 apt_install "${DOCKER[@]}" && note "docker: ok (${DOCKER[*]})" || note "docker: MISSING (${DOCKER[*]})"
 
+# The fault suite (scripts/faults.sh): network namespaces and tc netem
+# (iproute2; iptables for random loss where the kernel has no netem),
+# expired certificates issued in the past (faketime), a
+# self-signed certificate (openssl); cargo-fuzz for the protocol's fuzz
+# target, run on rustup's nightly toolchain.
+FAULTS=(iproute2 iptables faketime openssl)
+apt_install "${FAULTS[@]}" && note "fault suite: ok (${FAULTS[*]})" || note "fault suite: MISSING (${FAULTS[*]})"
+CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
+if [ -x "$CARGO_BIN/cargo-fuzz" ]; then
+  note "cargo-fuzz: ok ($("$CARGO_BIN/cargo-fuzz" --version 2>/dev/null))"
+elif [ -x "$CARGO_BIN/cargo" ] && retry 2 "$CARGO_BIN/cargo" install --locked -q cargo-fuzz; then
+  note "cargo-fuzz: ok (installed)"
+else
+  note "cargo-fuzz: MISSING (cargo install --locked cargo-fuzz failed); the fault suite's R3 fails"
+fi
+if [ -x "$CARGO_BIN/rustup" ] && "$CARGO_BIN/rustup" run nightly rustc --version >/dev/null 2>&1; then
+  note "nightly toolchain: ok (cargo fuzz)"
+else
+  note "nightly toolchain: MISSING (rustup toolchain install nightly); the fault suite's R3 fails"
+fi
+
 if [ $MINIMAL = 0 ]; then
   # Cross C compilers, libcs and runners from the main archive (no foreign
   # arch needed), per target; one target's missing package loses only it.

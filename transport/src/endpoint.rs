@@ -3,6 +3,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rustle_protocol::Role;
@@ -73,6 +74,13 @@ fn bind_socket(addr: SocketAddr) -> Result<UdpSocket, TransportError> {
     UdpSocket::bind(addr).map_err(|source| TransportError::Bind { addr, source })
 }
 
+/// How many handshakes may be in progress before a connection attempt from
+/// an address QUIC has not validated is answered with a Retry (a stateless
+/// token the client must echo) instead of a handshake: a flood of half-open
+/// handshakes then costs the agent no state and no signatures, while a real
+/// coordinator, which answers the Retry, is served as before.
+pub(crate) const HANDSHAKES_BEFORE_RETRY: usize = 16;
+
 /// An agent's listening endpoint. Each accepted connection is authenticated
 /// with [`IncomingConnection::authenticate`], which can run in its own task.
 #[derive(Debug)]
@@ -82,6 +90,17 @@ pub struct AgentListener {
     allowed: Arc<AllowedCoordinators>,
     options: TransportOptions,
     trust: Arc<ListenerTrust>,
+    handshakes: Arc<AtomicUsize>,
+}
+
+/// One handshake in progress, counted in its listener until dropped.
+#[derive(Debug)]
+struct HandshakeSlot(Arc<AtomicUsize>);
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl AgentListener {
@@ -104,7 +123,8 @@ impl AgentListener {
     ) -> Result<(Self, SocketAddr), TransportError> {
         let trust = Arc::new(ListenerTrust::new(bundle, &options)?);
         let (endpoint, local_addr) = endpoint_on(socket, Some(trust.current().tls.default_config()?))?;
-        Ok((Self { endpoint, local_addr, allowed: Arc::new(allowed), options, trust }, local_addr))
+        let handshakes = Arc::new(AtomicUsize::new(0));
+        Ok((Self { endpoint, local_addr, allowed: Arc::new(allowed), options, trust, handshakes }, local_addr))
     }
 
     /// A handle that replaces this listener's revocation list while it
@@ -119,14 +139,29 @@ impl AgentListener {
     }
 
     /// The next connection attempt, or `None` once the listener is shut down.
+    /// While [`HANDSHAKES_BEFORE_RETRY`] handshakes are in progress, an
+    /// attempt from an address not yet validated is answered with a Retry
+    /// here and never returned.
     pub async fn accept(&self) -> Option<IncomingConnection> {
-        let incoming = self.endpoint.accept().await?;
-        Some(IncomingConnection {
-            incoming,
-            allowed: self.allowed.clone(),
-            options: self.options.clone(),
-            trust: self.trust.clone(),
-        })
+        loop {
+            let incoming = self.endpoint.accept().await?;
+            if self.handshakes.load(Ordering::Relaxed) >= HANDSHAKES_BEFORE_RETRY
+                && !incoming.remote_address_validated()
+                && incoming.may_retry()
+            {
+                // Err only when a Retry is impossible, which may_retry excludes.
+                let _ = incoming.retry();
+                continue;
+            }
+            self.handshakes.fetch_add(1, Ordering::Relaxed);
+            return Some(IncomingConnection {
+                incoming,
+                allowed: self.allowed.clone(),
+                options: self.options.clone(),
+                trust: self.trust.clone(),
+                _slot: HandshakeSlot(self.handshakes.clone()),
+            });
+        }
     }
 
     /// Waits up to `bound` for the peers to close their connections (a
@@ -152,6 +187,8 @@ pub struct IncomingConnection {
     allowed: Arc<AllowedCoordinators>,
     options: TransportOptions,
     trust: Arc<ListenerTrust>,
+    /// Counts this handshake until `authenticate` ends (or this is dropped).
+    _slot: HandshakeSlot,
 }
 
 impl IncomingConnection {
