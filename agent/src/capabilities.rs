@@ -65,7 +65,18 @@ pub async fn report(
         })
         .collect();
 
-    Ok(CapabilityReport {
+    Ok(host_report(config, toolchain_reports, warm_caches, host))
+}
+
+/// The report of this host with `toolchains`: the agent's name, version and
+/// slots, this host's system, memory, load and disk (`host`), and `warm_caches`.
+pub(crate) fn host_report(
+    config: &AgentConfig,
+    toolchains: Vec<ToolchainReport>,
+    warm_caches: Vec<WarmCache>,
+    host: HostLoad,
+) -> CapabilityReport {
+    CapabilityReport {
         agent_id: AgentId(config.resolved_agent_id()),
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         arch: std::env::consts::ARCH.to_owned(),
@@ -77,11 +88,11 @@ pub async fn report(
         memory_available_bytes: host.memory_available_bytes,
         load: host.load,
         disk_free_bytes: host.disk_free_bytes,
-        toolchains: toolchain_reports,
+        toolchains,
         docker_available: which::which("docker").is_ok() && std::path::Path::new("/var/run/docker.sock").exists(),
         max_concurrent_jobs: config.max_concurrent_jobs,
         warm_caches,
-    })
+    }
 }
 
 /// Memory, load and disk of this host at one moment. Values that cannot be
