@@ -160,8 +160,15 @@ fn libc_report() -> Option<LibcReport> {
 }
 
 /// The host's glibc version (`2.36`), from `getconf GNU_LIBC_VERSION`, which
-/// glibc itself answers; `None` when it cannot say.
+/// glibc itself answers; `None` when it cannot say. Asked once per process:
+/// every capability report carries it, and a simulation's thousand agents
+/// would otherwise start a thousand `getconf`s.
 fn glibc_version() -> Option<String> {
+    static VERSION: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    VERSION.get_or_init(ask_glibc_version).clone()
+}
+
+fn ask_glibc_version() -> Option<String> {
     let out = std::process::Command::new("getconf").arg("GNU_LIBC_VERSION").output().ok()?;
     out.status.success().then(|| parse_glibc_version(&String::from_utf8_lossy(&out.stdout)))?
 }

@@ -3,6 +3,7 @@
 //! process, each its own QUIC endpoint with its own certificate from the
 //! fleet CA) and 200 jobs through the real fleet; every job must come back
 //! from an agent with the canned binary's checksum. No timing assertions.
+//! `RUSTLE_FLEET_SCALE_AGENTS` and `RUSTLE_FLEET_SCALE_JOBS` change the sizes.
 
 mod fleet_scale_support;
 
@@ -17,8 +18,13 @@ use rustle_cross::fleet::{BuildSource, Fleet, FleetOptions};
 use rustle_cross::targets::TemplateId;
 use rustle_test_support::CoordinatorPki;
 
+/// Agents and jobs unless the environment says otherwise.
 const AGENTS: u16 = 20;
 const JOBS: usize = 200;
+
+fn size<T: std::str::FromStr>(variable: &str, default: T) -> T {
+    std::env::var(variable).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
+}
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// A base port from which `count` UDP ports on loopback are free now.
@@ -44,6 +50,7 @@ fn canned_binary() -> Option<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_jobs_through_twenty_simulated_agents_all_come_back_verified() {
+    let (agents_count, jobs) = (size("RUSTLE_FLEET_SCALE_AGENTS", AGENTS), size("RUSTLE_FLEET_SCALE_JOBS", JOBS));
     let Some(binary) = canned_binary() else {
         eprintln!("skipped: the canned binary (/bin/true of an x86_64 GNU/Linux host) is not here");
         return;
@@ -51,13 +58,13 @@ async fn two_hundred_jobs_through_twenty_simulated_agents_all_come_back_verified
     let pki = CoordinatorPki::new();
     let certs = pki.path().join("agents");
     let prefix = "sim-agent-";
-    for index in 0..AGENTS {
+    for index in 0..agents_count {
         let name = format!("{prefix}{index}");
         pki.issue_agent(&name).write_to(&certs, &name).expect("agent certificate written");
     }
-    let base_port = free_port_run(AGENTS);
+    let base_port = free_port_run(agents_count);
     let simulated = SimulatedFleet {
-        count: AGENTS,
+        count: agents_count,
         ip: Ipv4Addr::LOCALHOST.into(),
         base_port,
         name_prefix: prefix.into(),
@@ -74,7 +81,7 @@ async fn two_hundred_jobs_through_twenty_simulated_agents_all_come_back_verified
     }));
 
     let fleet_config = FleetConfig {
-        agents: (0..AGENTS)
+        agents: (0..agents_count)
             .map(|i| AgentEndpoint { name: format!("{prefix}{i}"), address: format!("127.0.0.1:{}", base_port + i) })
             .collect(),
         ca: Some(pki.ca_file()),
@@ -84,7 +91,12 @@ async fn two_hundred_jobs_through_twenty_simulated_agents_all_come_back_verified
     };
     let fleet = Fleet::start(FleetOptions::from_config(&fleet_config).expect("options"), None).await.expect("fleet");
     let (connected, simulated) = fleet_scale_support::connected_agents(&fleet).await;
-    assert_eq!((connected, simulated), (usize::from(AGENTS), usize::from(AGENTS)), "every agent up and simulated");
+    assert_eq!(
+        (connected, simulated),
+        (usize::from(agents_count), usize::from(agents_count)),
+        "every agent up and simulated; not up: {:?}",
+        fleet_scale_support::not_connected(&fleet).await
+    );
 
     let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello-template");
     let bundle = rustle_engine::bundle::pack_dir(&template, &rustle_engine::bundle::BundleLimits::default())
@@ -93,11 +105,11 @@ async fn two_hundred_jobs_through_twenty_simulated_agents_all_come_back_verified
     let expected = rustle_protocol::Sha256Digest::of(&std::fs::read(&binary).expect("canned binary")).to_string();
     let flow = tokio::time::timeout(
         Duration::from_secs(300),
-        fleet_scale_support::flow(&fleet, source, TARGET, JOBS, &expected),
+        fleet_scale_support::flow(&fleet, source, TARGET, jobs, &expected),
     )
     .await
     .expect("the jobs end in time");
-    assert_eq!((flow.verified, flow.failed), (JOBS, 0), "failures: {:?}", flow.failures);
+    assert_eq!((flow.verified, flow.failed), (jobs, 0), "failures: {:?}", flow.failures);
     assert!(flow.agents_used > 1, "the jobs were spread over agents ({} used)", flow.agents_used);
 
     fleet.shutdown().await;

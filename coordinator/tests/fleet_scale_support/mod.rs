@@ -106,6 +106,17 @@ pub async fn measure<T>(work: impl std::future::Future<Output = T>) -> (T, Usage
     (out, Usage { wall, cpu, peak_rss, end_rss })
 }
 
+/// What the agents not connected say (the first few).
+pub async fn not_connected(fleet: &Fleet) -> Vec<String> {
+    let views = fleet.status().await.unwrap_or_default();
+    views
+        .iter()
+        .filter(|view| view.connection != ConnectionState::Connected)
+        .take(5)
+        .map(|view| format!("{}: {:?}", view.name, view.connection))
+        .collect()
+}
+
 /// How many agents are connected, and how many of those say they are simulated.
 pub async fn connected_agents(fleet: &Fleet) -> (usize, usize) {
     let views = fleet.status().await.unwrap_or_default();
