@@ -65,7 +65,18 @@ pub async fn report(
         })
         .collect();
 
-    Ok(CapabilityReport {
+    Ok(host_report(config, toolchain_reports, warm_caches, host))
+}
+
+/// The report of this host with `toolchains`: the agent's name, version and
+/// slots, this host's system, memory, load and disk (`host`), and `warm_caches`.
+pub(crate) fn host_report(
+    config: &AgentConfig,
+    toolchains: Vec<ToolchainReport>,
+    warm_caches: Vec<WarmCache>,
+    host: HostLoad,
+) -> CapabilityReport {
+    CapabilityReport {
         agent_id: AgentId(config.resolved_agent_id()),
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         arch: std::env::consts::ARCH.to_owned(),
@@ -77,11 +88,11 @@ pub async fn report(
         memory_available_bytes: host.memory_available_bytes,
         load: host.load,
         disk_free_bytes: host.disk_free_bytes,
-        toolchains: toolchain_reports,
+        toolchains,
         docker_available: which::which("docker").is_ok() && std::path::Path::new("/var/run/docker.sock").exists(),
         max_concurrent_jobs: config.max_concurrent_jobs,
         warm_caches,
-    })
+    }
 }
 
 /// Memory, load and disk of this host at one moment. Values that cannot be
@@ -149,8 +160,15 @@ fn libc_report() -> Option<LibcReport> {
 }
 
 /// The host's glibc version (`2.36`), from `getconf GNU_LIBC_VERSION`, which
-/// glibc itself answers; `None` when it cannot say.
+/// glibc itself answers; `None` when it cannot say. Asked once per process:
+/// every capability report carries it, and a simulation's thousand agents
+/// would otherwise start a thousand `getconf`s.
 fn glibc_version() -> Option<String> {
+    static VERSION: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    VERSION.get_or_init(ask_glibc_version).clone()
+}
+
+fn ask_glibc_version() -> Option<String> {
     let out = std::process::Command::new("getconf").arg("GNU_LIBC_VERSION").output().ok()?;
     out.status.success().then(|| parse_glibc_version(&String::from_utf8_lossy(&out.stdout)))?
 }

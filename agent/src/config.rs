@@ -9,6 +9,7 @@ use rustle_transport::AllowedCoordinators;
 use serde::Deserialize;
 
 use crate::AgentError;
+use crate::simulate::SimulateSettings;
 
 /// Default UDP port agents listen on (`rustle_agent_port` in inventories).
 pub const DEFAULT_PORT: u16 = 7878;
@@ -33,6 +34,9 @@ pub const DEFAULT_PORT: u16 = 7878;
 /// default_toolchain = "stable"
 /// auto_install_toolchains = false
 /// build_niceness = 10
+/// # A simulated agent, for fleet benchmarks only: no cargo runs, every
+/// # build delivers this binary (see `rustle_agent::simulate`).
+/// # simulate = { binary = "/bin/true", targets = ["x86_64-unknown-linux-gnu"], delay_ms = 50 }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -79,6 +83,9 @@ pub struct AgentConfig {
     /// same priority), so builds that take every core never delay its
     /// heartbeats and transfers. Applied by the `rustle-agent` binary.
     pub build_niceness: i32,
+    /// Simulation mode (benchmarks): answer every offer for its targets with
+    /// a canned binary instead of building. Absent: a real agent.
+    pub simulate: Option<SimulateSettings>,
 }
 
 impl Default for AgentConfig {
@@ -101,6 +108,7 @@ impl Default for AgentConfig {
             default_toolchain: "stable".into(),
             auto_install_toolchains: false,
             build_niceness: 10,
+            simulate: None,
         }
     }
 }

@@ -50,6 +50,14 @@ pub enum AgentError {
         /// What failed.
         reason: String,
     },
+    /// The simulation's canned binary cannot answer its targets.
+    #[error("failed to set up the simulation (simulate.binary {}): {reason}", binary.display())]
+    Simulation {
+        /// The canned binary.
+        binary: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// An actor could not be started.
     #[error("failed to start the {actor} actor: {reason}")]
     Actor {

@@ -25,17 +25,24 @@ use crate::capabilities::HostLoad;
 const MIN_SAMPLE_PERIOD: Duration = Duration::from_millis(500);
 
 /// The agent's current load as heartbeats report it: the running-job count
-/// (kept by the listener, which owns the slots) and the latest host sample.
+/// (kept by the listener, which owns the slots) and the latest host sample
+/// (shared by every agent of one process: one sampler measures the host).
 #[derive(Debug, Default)]
 pub struct LoadGauge {
     running_jobs: AtomicU32,
-    host: Mutex<HostLoad>,
+    host: Arc<Mutex<HostLoad>>,
 }
 
 impl LoadGauge {
     /// A gauge starting from one host measurement.
     pub fn new(host: HostLoad) -> Self {
-        Self { running_jobs: AtomicU32::new(0), host: Mutex::new(host) }
+        Self { running_jobs: AtomicU32::new(0), host: Arc::new(Mutex::new(host)) }
+    }
+
+    /// A gauge of another agent on the same host: no running jobs, and the
+    /// host sample this one's sampler keeps up to date.
+    pub fn sharing_host(&self) -> Self {
+        Self { running_jobs: AtomicU32::new(0), host: self.host.clone() }
     }
 
     /// How many jobs hold a slot now.

@@ -1,6 +1,7 @@
 //! `rustle-agent`: the build-host daemon of rustle-cross. `--config FILE`
 //! serves builds to coordinators over QUIC with mutual TLS;
-//! `--print-capabilities` prints what this host can build and exits. A
+//! `--print-capabilities` prints what this host can build and exits;
+//! `simulate` hosts many simulated agents for fleet benchmarks. A
 //! configured `crl` is re-read when the file changes, or on SIGHUP.
 
 use std::path::PathBuf;
@@ -32,6 +33,58 @@ struct Args {
     /// Builds run at once (overrides `max_concurrent_jobs`).
     #[arg(long)]
     max_concurrent_jobs: Option<u32>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What else the binary does.
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Benchmarks only: host COUNT simulated agents in this process, each on
+    /// its own UDP port with its own certificate, answering every build with
+    /// a canned binary (no cargo runs; they report themselves as simulated).
+    Simulate(SimulateArgs),
+}
+
+/// `rustle-agent simulate`.
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// How many agents.
+    #[arg(long, default_value_t = 1000)]
+    count: u16,
+    /// Agent i listens on UDP port BASE_PORT + i.
+    #[arg(long, default_value_t = 20000)]
+    base_port: u16,
+    /// The address they listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    ip: std::net::IpAddr,
+    /// Agent i is named NAME_PREFIX{i}.
+    #[arg(long, default_value = "sim-agent-")]
+    name_prefix: String,
+    /// Holds NAME.pem and NAME-key.pem for every agent (`rustle-cross ca issue --agent NAME --out CERTS`).
+    #[arg(long)]
+    certs: PathBuf,
+    /// The fleet CA certificate.
+    #[arg(long)]
+    ca: PathBuf,
+    /// Agent i works in WORK_DIR/NAME.
+    #[arg(long)]
+    work_dir: PathBuf,
+    /// The canned binary every build delivers.
+    #[arg(long)]
+    binary: PathBuf,
+    /// A target the agents answer (repeat for more).
+    #[arg(long = "target", required = true)]
+    targets: Vec<String>,
+    /// How long each simulated build takes.
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
+    /// Each agent's slots.
+    #[arg(long, default_value_t = 2)]
+    slots: u32,
+    /// Each agent's heartbeat interval.
+    #[arg(long, default_value_t = 1000)]
+    heartbeat_interval_ms: u64,
 }
 
 #[expect(unsafe_code, reason = "the orphan reaper forks, which is sound only before any thread starts")]
@@ -68,6 +121,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(Command::Simulate(simulate)) = args.command {
+        return simulate_fleet(simulate).await;
+    }
     let mut config = match &args.config {
         Some(path) => AgentConfig::load(path)?,
         None => AgentConfig::default(),
@@ -127,6 +183,33 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// `rustle-agent simulate`: many simulated agents until Ctrl-C or SIGTERM.
+async fn simulate_fleet(args: SimulateArgs) -> anyhow::Result<()> {
+    let fleet = rustle_agent::simulated_fleet::SimulatedFleet {
+        count: args.count,
+        ip: args.ip,
+        base_port: args.base_port,
+        name_prefix: args.name_prefix,
+        certs: args.certs,
+        ca: args.ca,
+        work_dir: args.work_dir,
+        max_concurrent_jobs: args.slots,
+        heartbeat_interval_ms: args.heartbeat_interval_ms,
+        simulate: rustle_agent::simulate::SimulateSettings {
+            binary: args.binary,
+            targets: args.targets,
+            delay_ms: args.delay_ms,
+        },
+    };
+    let (count, ip, first) = (fleet.count, fleet.ip, fleet.base_port);
+    let ready = move || {
+        let last = first + (count - 1);
+        eprintln!("rustle-agent simulate: {count} SIMULATED agents listening on {ip} ports {first}..={last}");
+    };
+    rustle_agent::simulated_fleet::serve_simulated_fleet(fleet, ready, shutdown_signal()).await?;
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -405,7 +405,18 @@ fn start_build(myself: &ActorRef<Msg>, state: &mut State) {
     let triple = offer.target.name.clone();
     state.task = Some(tokio::spawn(async move {
         // On the build runtime; aborting this task (a cancel) aborts it too.
-        let mut build = AbortOnDrop(builds.spawn(async move { run_build(&context, &base, &offer, outbound).await }));
+        let mut build = AbortOnDrop(builds.spawn(async move {
+            match context.simulation.clone() {
+                Some(simulation) => {
+                    let job = offer.job;
+                    let on_event = |event| {
+                        let _ = outbound.send(AgentToCoordinator::Event { job, event });
+                    };
+                    simulation.build(&offer, on_event).await
+                }
+                None => run_build(&context, &base, &offer, outbound).await,
+            }
+        }));
         let result = (&mut build.0).await.unwrap_or_else(|error| {
             Err(CompilationError::unavailable(triple, format!("the build task failed: {error}")))
         });

@@ -25,6 +25,7 @@ use rustle_protocol::JobId;
 
 use crate::config::AgentConfig;
 use crate::heartbeat::LoadGauge;
+use crate::simulate::Simulation;
 use crate::warm::WorkLayout;
 
 /// Bound on every request/reply between actors.
@@ -48,6 +49,8 @@ pub(crate) struct Shared {
     /// never delays a beat, however long its polls take (under emulation,
     /// a poll of a few milliseconds natively takes hundreds).
     pub builds: tokio::runtime::Handle,
+    /// Set in simulation mode: builds are answered with its canned binary.
+    pub simulation: Option<Arc<Simulation>>,
 }
 
 /// Shared, immutable context.

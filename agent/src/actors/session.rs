@@ -146,9 +146,12 @@ impl Actor for SessionActor {
                 let hello = Hello::new(Role::Agent, env!("CARGO_PKG_VERSION"));
                 let control = connection.accept_control(hello).await.map_err(|e| e.to_string())?;
                 let warm = listener::warm_caches(&listener).await;
-                let report = capabilities::report(&context.config, &context.toolchains, warm, context.gauge.host())
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let report = match &context.simulation {
+                    Some(simulation) => simulation.report(&context.config, warm, context.gauge.host()),
+                    None => capabilities::report(&context.config, &context.toolchains, warm, context.gauge.host())
+                        .await
+                        .map_err(|e| e.to_string())?,
+                };
                 Ok((control, Box::new(report)))
             };
             let _ = myself.send_message(Msg::Ready(ready.await));
@@ -374,6 +377,9 @@ fn from_coordinator(myself: &ActorRef<Msg>, state: &mut State, message: Coordina
 /// names a toolchain, whether it is installed).
 async fn check_offer(context: &Context, offer: &JobOffer) -> Result<(), RejectReason> {
     let unsupported = || RejectReason::UnsupportedTarget { triple: offer.target.name.clone() };
+    if let Some(simulation) = &context.simulation {
+        return if simulation.answers(&offer.target.name) { Ok(()) } else { Err(unsupported()) };
+    }
     // The whole target: a glibc floor needs zig here, not just the triple's std.
     let (target, settings) = crate::wire::target_from_wire(&offer.target).map_err(|_| unsupported())?;
     match context.toolchains.availability(&target, &settings).await {

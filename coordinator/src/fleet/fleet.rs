@@ -68,6 +68,12 @@ const REDIAL_MAX: Duration = Duration::from_secs(30);
 /// is waited for: that is the agent that restarted).
 const DOWN_AFTER_FAILURES: u32 = 2;
 
+/// Handshakes in flight at once. Each takes a few milliseconds of CPU on
+/// both sides; a fleet of a thousand dialled all at once would share the
+/// CPU between all of them, and each would take long enough to run out of
+/// its connect timeout. A session's timeout starts when its dial does.
+const MAX_CONCURRENT_DIALS: usize = 32;
+
 /// The wait before attempt `failures + 1` at an agent.
 pub(crate) fn redial_backoff(failures: u32) -> Duration {
     REDIAL_FIRST.saturating_mul(1 << failures.min(16)).min(REDIAL_MAX)
@@ -98,6 +104,8 @@ pub(crate) struct State {
     scheduler: ActorRef<scheduler::Msg>,
     hello: Hello,
     connect_timeout: Duration,
+    /// Permits for handshakes in flight ([`MAX_CONCURRENT_DIALS`]).
+    dials: Arc<tokio::sync::Semaphore>,
     waiting: Vec<RpcReplyPort<()>>,
 }
 
@@ -114,6 +122,7 @@ impl State {
             scheduler: self.scheduler.clone(),
             fleet: myself.clone(),
             connect_timeout: self.connect_timeout,
+            dials: self.dials.clone(),
         };
         entry.generation += 1;
         match Actor::spawn(None, session::SessionActor, session_args).await {
@@ -173,6 +182,7 @@ impl Actor for FleetActor {
             scheduler: args.scheduler,
             hello: args.hello,
             connect_timeout: args.connect_timeout,
+            dials: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_DIALS)),
             waiting: Vec::new(),
         };
         let names: Vec<String> = state.agents.keys().cloned().collect();

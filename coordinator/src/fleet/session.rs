@@ -94,8 +94,13 @@ pub(crate) struct Arguments {
     pub(crate) scheduler: ActorRef<scheduler::Msg>,
     /// The fleet actor.
     pub(crate) fleet: ActorRef<fleet::Msg>,
-    /// Bound on dialling, the handshake and the capability report.
+    /// Bound on dialling, the handshake and the capability report, counted
+    /// from when the dial may start (it holds one of `dials`).
     pub(crate) connect_timeout: Duration,
+    /// Handshakes in flight across the fleet: a dial waits for a permit, so
+    /// a thousand agents dialled at once do not all run out of time sharing
+    /// the CPU, and the handshakes that run finish at their own speed.
+    pub(crate) dials: Arc<tokio::sync::Semaphore>,
 }
 
 /// A job offered to this agent.
@@ -164,9 +169,13 @@ impl Actor for SessionActor {
             scheduler: args.scheduler.clone(),
             fleet: args.fleet.clone(),
             connect_timeout: args.connect_timeout,
+            dials: args.dials.clone(),
         };
         let me = myself.clone();
         let connecting = tokio::spawn(async move {
+            // Closed only if the fleet is gone, and then nothing waits for the result.
+            let Ok(_permit) = dial.dials.clone().acquire_owned().await else { return };
+            me.send_after(dial.connect_timeout, || Msg::ReportOverdue);
             let result = match tokio::time::timeout(dial.connect_timeout, connect(&dial)).await {
                 Ok(result) => result,
                 Err(_) => Err(format!(
@@ -178,7 +187,6 @@ impl Actor for SessionActor {
             };
             let _ = me.send_message(Msg::Connected(Box::new(result)));
         });
-        myself.send_after(args.connect_timeout, || Msg::ReportOverdue);
         Ok(State {
             agent: AgentId(args.name.clone()),
             args,
