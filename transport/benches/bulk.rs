@@ -98,19 +98,38 @@ async fn transfer(pair: &Pair, payload: &[u8], header: &BulkHeader, into: Into, 
     started.elapsed()
 }
 
+/// What each benchmark function sets up: a runtime, a connected pair with
+/// fleet-CA certificates, the 200 MiB payload announced as job `job`, and a
+/// directory for the file case.
+struct Bench {
+    runtime: tokio::runtime::Runtime,
+    _fleet: TestFleet,
+    pair: Pair,
+    payload: Vec<u8>,
+    header: BulkHeader,
+    dir: tempfile::TempDir,
+}
+
+impl Bench {
+    fn new(job: u64) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+        let fleet = TestFleet::new();
+        let pair = runtime.block_on(connected_pair(&fleet));
+        let payload = body(BODY_LEN);
+        let header = BulkHeader {
+            kind: BulkKind::Artifact,
+            job: JobId(job),
+            file_name: "hello".into(),
+            total_len: payload.len() as u64,
+            sha256: Sha256Digest::of(&payload),
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self { runtime, _fleet: fleet, pair, payload, header, dir }
+    }
+}
+
 fn bulk(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    let fleet = TestFleet::new();
-    let pair = runtime.block_on(connected_pair(&fleet));
-    let payload = body(BODY_LEN);
-    let header = BulkHeader {
-        kind: BulkKind::Artifact,
-        job: JobId(1),
-        file_name: "hello".into(),
-        total_len: payload.len() as u64,
-        sha256: Sha256Digest::of(&payload),
-    };
-    let dir = tempfile::tempdir().expect("temp dir");
+    let Bench { runtime, _fleet, pair, payload, header, dir } = Bench::new(1);
 
     let mut group = c.benchmark_group("bulk_200_mib");
     group.throughput(Throughput::Bytes(BODY_LEN as u64));
@@ -150,18 +169,7 @@ fn cpu_cost(_: &mut Criterion) {
     if cpu_time().is_none() {
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    let fleet = TestFleet::new();
-    let pair = runtime.block_on(connected_pair(&fleet));
-    let payload = body(BODY_LEN);
-    let header = BulkHeader {
-        kind: BulkKind::Artifact,
-        job: JobId(2),
-        file_name: "hello".into(),
-        total_len: payload.len() as u64,
-        sha256: Sha256Digest::of(&payload),
-    };
-    let dir = tempfile::tempdir().expect("temp dir");
+    let Bench { runtime, _fleet, pair, payload, header, dir } = Bench::new(2);
     for (name, into) in [("verified_to_memory", Into::Memory), ("verified_to_file", Into::File)] {
         let (Some(before), wall) = (cpu_time(), Instant::now()) else { return };
         runtime.block_on(async {
