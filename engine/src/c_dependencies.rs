@@ -4,7 +4,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use rustle_process::ProcessSpec;
-use rustle_targets::{CNeed, DEBIAN_MULTIARCH, LinkerRoute, ResolvedPackage, Target, c_needs, rule_for};
+use rustle_targets::{
+    CNeed, DEBIAN_MULTIARCH, LinkerRoute, ResolvedPackage, Target, c_needs, multiarch_gnu_prefix, rule_for,
+};
 use serde::Serialize;
 
 use crate::template::PreparedTemplate;
@@ -118,11 +120,7 @@ pub fn supply(
     sdkroot: Option<&Path>,
 ) -> Vec<CDependency> {
     let route = rule_for(target).linker;
-    let gnu_prefix = match route {
-        LinkerRoute::GnuCross { prefix, .. } => Some(prefix),
-        LinkerRoute::Host if target.triple == "x86_64-unknown-linux-gnu" => Some("x86_64-linux-gnu"),
-        _ => None,
-    };
+    let gnu_prefix = multiarch_gnu_prefix(target);
     c_needs(packages, target)
         .into_iter()
         .map(|need| match need {

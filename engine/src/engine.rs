@@ -545,11 +545,7 @@ impl<'a> BuildJob<'a> {
     /// command, so of the binary cache key too.
     fn c_library_env(&self) -> Vec<(String, String)> {
         let target = &self.plan.target;
-        let gnu_prefix = match rule_for(target).linker {
-            rustle_targets::LinkerRoute::GnuCross { prefix, .. } => prefix,
-            rustle_targets::LinkerRoute::Host if target.triple == "x86_64-unknown-linux-gnu" => "x86_64-linux-gnu",
-            _ => return Vec::new(),
-        };
+        let Some(gnu_prefix) = rustle_targets::multiarch_gnu_prefix(target) else { return Vec::new() };
         let packages = lock_packages(self.template.lock_file().as_deref());
         let names: Vec<&str> = packages.iter().filter_map(|p| p.split_once('@').map(|(name, _)| name)).collect();
         rustle_targets::multiarch_library_env(&names, target, gnu_prefix, Path::new("/usr/lib"), true).0

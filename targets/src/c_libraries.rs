@@ -4,6 +4,7 @@
 //! Nothing here runs a program; the engine resolves the dependency graph
 //! (`cargo metadata --filter-platform T`) and hands the packages in.
 
+use crate::rules::LinkerRoute;
 use crate::spec::{OsFamily, Target};
 
 /// A C library a `-sys` crate links, and how a target gets it.
@@ -319,6 +320,18 @@ pub fn multiarch_library_env(
         said.push(format!("{} ({}) linked {how} from {}", library.name, row.crate_name, dir.display()));
     }
     (env, said)
+}
+
+/// The GNU prefix under which Debian's multiarch packages hold `target`'s
+/// C libraries (`/usr/lib/<multiarch>` of [`DEBIAN_MULTIARCH`]): its cross
+/// toolchain's prefix, or the build host's own; `None` for a target they
+/// do not serve (musl, Windows, macOS).
+pub fn multiarch_gnu_prefix(target: &Target) -> Option<&'static str> {
+    match crate::rules::rule_for(target).linker {
+        LinkerRoute::GnuCross { prefix, .. } => Some(prefix),
+        LinkerRoute::Host if target.triple == "x86_64-unknown-linux-gnu" => Some("x86_64-linux-gnu"),
+        _ => None,
+    }
 }
 
 impl CLibrary {

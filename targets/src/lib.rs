@@ -19,7 +19,7 @@ pub use arch::{ARCHITECTURE_NAMES, ArchitectureNames};
 pub use base_system::{BASE_SYSTEMS, BaseSystem, NameCase, base_system_of};
 pub use c_libraries::{
     C_COMPILER_ONLY, CLibrary, CNeed, DEBIAN_MULTIARCH, LibraryEnv, PLATFORM_SDK_CRATES, ResolvedPackage,
-    SETUP_C_LIBRARIES, SYS_CRATES, SysCrate, c_needs, multiarch_library_env,
+    SETUP_C_LIBRARIES, SYS_CRATES, SysCrate, c_needs, multiarch_gnu_prefix, multiarch_library_env,
 };
 pub use optimization::{
     CompilationOptimization, LtoMode, OptimizationError, OptimizationLevel, PanicStrategy, StripMode,
