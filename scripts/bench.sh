@@ -8,9 +8,12 @@
 #
 # Usage: scripts/bench.sh [TARGET ...]
 #   default targets: one per route (host, multiarch std + gcc, build-std +
-#   mingw, zig). BENCH_DIR (default $TMPDIR/rustle-cross-bench, outside this
-#   repository: cargo refuses a package inside another workspace's
-#   directory) holds everything it builds.
+#   mingw, zig). BENCH_TEMPLATE (default examples/hello-template; e.g.
+#   examples/runner-template, rustle-deploy's runner shape with reqwest's
+#   OpenSSL) is the template measured; RUNS (default 3) the no-op and
+#   one-line-change runs per side. BENCH_DIR (default
+#   $TMPDIR/rustle-cross-bench, outside this repository: cargo refuses a
+#   package inside another workspace's directory) holds everything it builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -18,14 +21,15 @@ export PATH="$HOME/.cargo/bin:$PATH"
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-pc-windows-gnu x86_64-unknown-linux-musl)
 BENCH_DIR="$(realpath -m "${BENCH_DIR:-${TMPDIR:-/tmp}/rustle-cross-bench}")"
-RUNS=3
+RUNS=${RUNS:-3}
 
 cargo build --release -q -p rustle-cross
 RC="${CARGO_TARGET_DIR:-$PWD/target}/release/rustle-cross"
 
 rm -rf "$BENCH_DIR"
 mkdir -p "$BENCH_DIR/out"
-cp -r examples/hello-template "$BENCH_DIR/template"
+cp -r "${BENCH_TEMPLATE:-examples/hello-template}" "$BENCH_DIR/template"
+rm -rf "$BENCH_DIR/template/target"
 TEMPLATE="$BENCH_DIR/template"
 export RUSTLE_TARGET_CACHE_DIR="$BENCH_DIR/rustle-cache"
 
@@ -48,7 +52,12 @@ plain_script() {
 }
 
 change_line() { # a one-line change to the template's main.rs
-  sed -i "s#^    let runtime = tokio.*#    let runtime = tokio::runtime::Builder::new_multi_thread() // bench $1#" "$TEMPLATE/src/main.rs"
+  if grep -q '^    let runtime = tokio' "$TEMPLATE/src/main.rs"; then
+    sed -i "s#^    let runtime = tokio.*#    let runtime = tokio::runtime::Builder::new_multi_thread() // bench $1#" "$TEMPLATE/src/main.rs"
+  else # another template: its last line, a comment, changes
+    sed -i '/^\/\/ bench /d' "$TEMPLATE/src/main.rs"
+    echo "// bench $1" >>"$TEMPLATE/src/main.rs"
+  fi
 }
 
 declare -A COLD_R COLD_P NOOP_R NOOP_P CHG_R CHG_P

@@ -143,6 +143,7 @@ impl Simulation {
                 compilation_flags: Vec::new(),
                 dependencies: Vec::new(),
                 features_used: offer.target.features.clone(),
+                c_libraries: Vec::new(),
             },
             validation: validation.clone(),
             cached: None,

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use rustle_engine::engine::{BuildRequest, CompilationError, CompiledBinary, TargetFailure};
 use rustle_protocol::{
-    BuildOutcome, BuildTarget, JobOffer, Lto, OptLevel, OptimizationSettings, PanicStrategy as WirePanic, Sha256Digest,
-    Strip,
+    BuildOutcome, BuildTarget, CLinking, JobOffer, Lto, OptLevel, OptimizationSettings, PanicStrategy as WirePanic,
+    Sha256Digest, Strip,
 };
 use rustle_targets::{
-    CachePolicy, CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, Target, TargetError,
-    TargetSettings, TemplateId,
+    CLibraryLinking, CachePolicy, CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode,
+    Target, TargetError, TargetSettings, TemplateId,
 };
 
 /// The optimization overrides an offer carries, unchanged.
@@ -55,6 +55,10 @@ pub fn target_from_wire(target: &BuildTarget) -> Result<(Target, TargetSettings)
         linker: target.linker.clone(),
         // Docker images are the coordinator's own executor; agents build natively.
         docker_image: None,
+        c_libraries: match target.c_libraries {
+            CLinking::Static => CLibraryLinking::Static,
+            CLinking::Dynamic => CLibraryLinking::Dynamic,
+        },
     };
     Ok((Target::from_triple(&target.name)?, settings))
 }

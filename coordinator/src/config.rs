@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustle_engine::toolchain::ToolchainConfig;
-use rustle_targets::{CachePolicy, RULES, TargetError, TargetSpecification};
+use rustle_targets::{CLibraryLinking, CachePolicy, RULES, TargetError, TargetSpecification};
 use serde::{Deserialize, Serialize};
 
 /// Per-target settings.
@@ -96,6 +96,11 @@ pub struct CrossCompilationConfig {
     /// system (`--self-contained`, `RUSTLE_SELF_CONTAINED`); off, such
     /// libraries are only reported.
     pub self_contained: bool,
+    /// How the C libraries of the templates' `-sys` crates are linked
+    /// (`c_libraries = "static" | "dynamic"`, `--c-libraries`,
+    /// `RUSTLE_C_LIBRARIES`): static by default, so a binary runs on a host
+    /// without the library's package.
+    pub c_libraries: CLibraryLinking,
     /// Compatible targets to build instead of one no executor can build
     /// (`[cross_compilation.substitutes]`, `--substitute FROM=TO`), e.g.
     /// `"x86_64-pc-windows-msvc" = "x86_64-pc-windows-gnu"`. None unless
@@ -170,6 +175,7 @@ impl Default for CrossCompilationConfig {
             targets: BTreeMap::new(),
             fleet: FleetConfig::default(),
             self_contained: false,
+            c_libraries: CLibraryLinking::Static,
             substitutes: BTreeMap::new(),
         }
     }
@@ -299,6 +305,13 @@ impl CrossCompilationConfig {
         }
         if let Some(v) = lookup("RUSTLE_SELF_CONTAINED") {
             self.self_contained = env_flag("RUSTLE_SELF_CONTAINED", &v)?;
+        }
+        if let Some(v) = lookup("RUSTLE_C_LIBRARIES") {
+            self.c_libraries = v.trim().parse().map_err(|_| ConfigError::Env {
+                name: "RUSTLE_C_LIBRARIES",
+                value: v.clone(),
+                expected: "static or dynamic",
+            })?;
         }
         self.validate()?;
         Ok(self)
@@ -432,6 +445,7 @@ impl CrossCompilationConfig {
             spec.features.extend(o.features.iter().cloned());
         }
         spec.docker_image = self.docker_images.get(&name).or_else(|| self.docker_images.get(&spec.triple)).cloned();
+        spec.c_libraries = self.c_libraries;
         spec
     }
 
@@ -589,6 +603,27 @@ supported_targets = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "x
         )
         .expect_err("chained");
         assert!(chained.to_string().contains("one step only"), "{chained}");
+    }
+
+    #[test]
+    fn c_libraries_are_static_unless_the_file_or_the_environment_says_dynamic() {
+        assert_eq!(CrossCompilationConfig::default().c_libraries, CLibraryLinking::Static);
+        let dynamic =
+            CrossCompilationConfig::from_toml(Path::new("c.toml"), "[cross_compilation]\nc_libraries = \"dynamic\"\n")
+                .unwrap();
+        assert_eq!(dynamic.c_libraries, CLibraryLinking::Dynamic);
+        assert_eq!(dynamic.target("x86_64-unknown-linux-gnu").unwrap().c_libraries, CLibraryLinking::Dynamic);
+        let env = |v: &'static str| move |k: &str| (k == "RUSTLE_C_LIBRARIES").then(|| v.to_owned());
+        assert_eq!(dynamic.apply_env(env("static")).unwrap().c_libraries, CLibraryLinking::Static);
+        let err = CrossCompilationConfig::default().apply_env(env("shared")).unwrap_err();
+        assert!(
+            err.to_string().contains("RUSTLE_C_LIBRARIES") && err.to_string().contains("static or dynamic"),
+            "{err}"
+        );
+        let err =
+            CrossCompilationConfig::from_toml(Path::new("c.toml"), "[cross_compilation]\nc_libraries = \"shared\"\n")
+                .unwrap_err();
+        assert!(err.to_string().contains("c_libraries"), "{err}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 
-use common::{example_template, example_template_at, json, rustle_cross_env, scratch_template, stderr};
+use common::{example_template, example_template_at, json, result_for, rustle_cross_env, scratch_template, stderr};
 
 const SKIP: &str = "RUSTLE_SKIP_DOCKER_TESTS";
 const X86: &str = "x86_64-unknown-linux-gnu";
@@ -80,15 +80,6 @@ fn docker_build(host: &str, template: &Path, extra: &[&str]) -> std::process::Ou
     let mut args = vec!["build", template, "--executor", "docker", "--no-cache", "--json", "--out", out_dir];
     args.extend_from_slice(extra);
     rustle_cross_env(&args, &[("DOCKER_HOST", host)])
-}
-
-fn result_for<'a>(results: &'a serde_json::Value, target: &str) -> &'a serde_json::Value {
-    results["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .find(|r| r["target"] == target)
-        .unwrap_or_else(|| panic!("no result for {target}: {results}"))
 }
 
 #[test]

@@ -213,8 +213,9 @@ fn manifest_keys_cargo_only_warns_about_build_as_cargo_builds_them() {
 /// `targets --template` says per target, before compiling, what the
 /// template's `-sys` crates need (as cargo resolves the graph for that
 /// target) and whether this machine has it: OpenSSL has no Debian package
-/// for musl, and says the way out; libz-sys's bundled copy needs only the
-/// C compiler; Apple frameworks need an SDK.
+/// for musl, so it is built here from source; libpq has none either and
+/// says the way out; libz-sys's bundled copy needs only the C compiler;
+/// Apple frameworks need an SDK.
 #[test]
 fn targets_with_a_template_name_each_c_dependency_and_whether_it_is_here() {
     let template = scratch_template(
@@ -223,7 +224,7 @@ fn targets_with_a_template_name_each_c_dependency_and_whether_it_is_here() {
             (
                 "Cargo.toml",
                 "[package]\nname = \"c-dependencies\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
-                 [dependencies]\nlibz-sys = \"1\"\nopenssl-sys = \"0.9\"\n\n\
+                 [dependencies]\nlibz-sys = \"1\"\nopenssl-sys = \"0.9\"\npq-sys = \"0.6\"\n\n\
                  [target.'cfg(target_os = \"macos\")'.dependencies]\ncore-foundation-sys = \"0.8\"\n",
             ),
             ("src/main.rs", "fn main() {}\n"),
@@ -254,9 +255,13 @@ fn targets_with_a_template_name_each_c_dependency_and_whether_it_is_here() {
 
     let musl_ssl = dep("x86_64-unknown-linux-musl", "openssl-sys").expect("openssl-sys for musl");
     assert_eq!(musl_ssl["needs"], "OpenSSL");
-    assert_eq!(musl_ssl["supply"]["state"], "missing", "{musl_ssl:#}");
-    let way_out = musl_ssl["supply"]["way_out"].as_str().expect("way out");
-    assert!(way_out.contains("no Debian package supplies OpenSSL for x86_64-unknown-linux-musl"), "{way_out}");
+    assert_eq!(musl_ssl["supply"]["state"], "buildable", "{musl_ssl:#}");
+    let how = musl_ssl["supply"]["how"].as_str().expect("how");
+    assert!(how.contains("built here from openssl-src 300.6.1"), "{how}");
+    let musl_pq = dep("x86_64-unknown-linux-musl", "pq-sys").expect("pq-sys for musl");
+    assert_eq!(musl_pq["supply"]["state"], "missing", "{musl_pq:#}");
+    let way_out = musl_pq["supply"]["way_out"].as_str().expect("way out");
+    assert!(way_out.contains("no Debian package supplies libpq for x86_64-unknown-linux-musl"), "{way_out}");
     let zlib = dep("x86_64-unknown-linux-musl", "libz-sys").expect("libz-sys");
     assert_eq!(zlib["supply"]["state"], "present", "its bundled copy: {zlib:#}");
 
@@ -266,12 +271,19 @@ fn targets_with_a_template_name_each_c_dependency_and_whether_it_is_here() {
 
     let host_ssl = dep("x86_64-unknown-linux-gnu", "openssl-sys").expect("openssl-sys for the host");
     let archives = ["libssl.a", "libcrypto.a"].map(|a| Path::new("/usr/lib/x86_64-linux-gnu").join(a).is_file());
-    let expected = if archives.iter().all(|&here| here) { "present" } else { "missing" };
+    let expected = if archives.iter().all(|&here| here) { "present" } else { "buildable" };
     assert_eq!(host_ssl["supply"]["state"], expected, "{host_ssl:#}");
 
     let table = rustle_cross(&args[..args.len() - 1]);
     let text = String::from_utf8_lossy(&table.stdout);
-    assert!(text.contains("x86_64-unknown-linux-musl: openssl-sys needs OpenSSL: MISSING"), "{text}");
+    assert!(text.contains("x86_64-unknown-linux-musl: openssl-sys needs OpenSSL: built here"), "{text}");
+    assert!(text.contains("x86_64-unknown-linux-musl: pq-sys needs libpq: MISSING"), "{text}");
+
+    let doctor = rustle_cross_env(&["doctor", "--template", template.to_str().expect("utf-8")], &[("SDKROOT", "")]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(text.contains("template on x86_64-unknown-linux-musl"), "{text}");
+    assert!(text.contains("pq-sys needs libpq: missing"), "{text}");
+    assert!(text.contains("set SDKROOT to a macOS SDK, or build on a macOS agent"), "{text}");
 }
 
 #[test]
@@ -284,32 +296,38 @@ fn unknown_config_key_is_named() {
     assert!(stderr(&out).contains("max_parallel_job"), "{}", stderr(&out));
 }
 
+/// Debian's rustc-web (the toolchain `scripts/setup.sh` provides for
+/// build-std targets) ships no rust-objcopy, which rustc strips Mach-O
+/// binaries with: the engine links unstripped and strips with Debian's
+/// llvm-strip after, so `--strip` works on macOS too, and is part of the
+/// command (so of the cache key).
 #[test]
-fn stripping_a_macos_binary_without_rust_objcopy_says_why_before_building() {
-    if !require_cross_tools(&["zig", "cargo-zigbuild"]) {
+fn a_macos_binary_is_stripped_with_llvm_strip_when_the_toolchain_has_no_rust_objcopy() {
+    if !require_cross_tools(&["zig", "cargo-zigbuild", "llvm-strip"]) {
         return;
     }
     let template = scratch_template(
         "strip-macos",
         &[("Cargo.toml", &SMALL_MANIFEST.replace("small", "strip-macos")), ("src/main.rs", "fn main() {}\n")],
     );
-    let out_dir = tempfile::tempdir().expect("tmp");
-    let out = rustle_cross(&[
-        "build",
-        template.to_str().expect("utf-8"),
-        "--target",
-        "aarch64-apple-darwin",
-        "--strip",
-        "--json",
-        "--out",
-        out_dir.path().to_str().expect("utf-8"),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let report = json(&out);
-    let result = &report["results"][0];
-    // Debian's rustc-web, the toolchain scripts/setup.sh provides for
-    // build-std targets, ships no rust-objcopy.
-    assert_eq!(result["status"], "unavailable", "{result:#}");
-    let error = result["error"].as_str().expect("error");
-    assert!(error.contains("rust-objcopy") && error.contains("without --strip"), "{error}");
+    let target = "aarch64-apple-darwin";
+    let build = |extra: &[&str]| {
+        let out_dir = tempfile::tempdir().expect("tmp");
+        let mut args = vec!["build", template.to_str().expect("utf-8"), "--target", target, "--json", "--no-cache"];
+        args.extend(["--out", out_dir.path().to_str().expect("utf-8")]);
+        args.extend(extra);
+        let out = rustle_cross(&args);
+        let report = json(&out);
+        let result = report["results"][0].clone();
+        assert_eq!(result["status"], "ok", "{result:#}");
+        assert_eq!(result["validation"]["format"], "MachO", "{result:#}");
+        result["size"].as_u64().expect("size")
+    };
+    let unstripped = build(&[]);
+    let stripped = build(&["--strip"]);
+    assert!(stripped < unstripped, "--strip made it {stripped} bytes, unstripped {unstripped}");
+    let command =
+        rustle_cross(&["build", template.to_str().expect("utf-8"), "--target", target, "--strip", "--print-command"]);
+    let command = String::from_utf8_lossy(&command.stdout);
+    assert!(command.contains("RUSTLE_STRIP_AFTER_LINK=symbols"), "{command}");
 }

@@ -9,7 +9,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{json, require_cross_tools, rustle_cross, scratch_template, stderr};
+use common::{json, require_cross_tools, result_for, rustle_cross, scratch_template, stderr};
 
 const X86_64: &str = "x86_64-unknown-linux-gnu";
 const AARCH64: &str = "aarch64-unknown-linux-gnu";
@@ -48,15 +48,6 @@ const MANIFEST: &str = "[package]\nname = \"links-zlib\"\nversion = \"0.1.0\"\ne
 
 /// The x86_64 host's zlib, which the template links against.
 const HOST_ZLIB: &str = "/usr/lib/x86_64-linux-gnu/libz.so";
-
-fn result<'a>(report: &'a serde_json::Value, target: &str) -> &'a serde_json::Value {
-    report["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .find(|r| r["target"] == target)
-        .unwrap_or_else(|| panic!("no result for {target}: {report:#}"))
-}
 
 fn strings(value: &serde_json::Value) -> Vec<&str> {
     value.as_array().unwrap_or_else(|| panic!("not a list: {value}")).iter().filter_map(|v| v.as_str()).collect()
@@ -97,12 +88,12 @@ fn a_library_outside_the_base_system_is_named_and_fails_a_self_contained_build()
     let built = build(&template, &out, None, &["--json"]);
     assert_eq!(built.status.code(), Some(0), "{}", stderr(&built));
     let report = json(&built);
-    let x86 = result(&report, X86_64);
+    let x86 = result_for(&report, X86_64);
     assert_eq!(x86["status"], "ok", "{report:#}");
     let needed = strings(&x86["validation"]["needed_libraries"]);
     assert!(needed.contains(&"libz.so.1") && needed.contains(&"libc.so.6"), "{x86:#}");
     assert_eq!(strings(&x86["validation"]["outside_base_system"]), ["libz.so.1"], "{x86:#}");
-    let arm = result(&report, AARCH64);
+    let arm = result_for(&report, AARCH64);
     assert_eq!(arm["status"], "ok", "{report:#}");
     let needed = strings(&arm["validation"]["needed_libraries"]);
     assert!(needed.contains(&"libc.so.6") && !needed.contains(&"libz.so.1"), "{arm:#}");
@@ -128,14 +119,14 @@ fn a_library_outside_the_base_system_is_named_and_fails_a_self_contained_build()
         assert_eq!(refused.status.code(), Some(1), "a failed target exits 1: {}", stderr(&refused));
         let report = json(&refused);
         assert_eq!(report["failed"], 1, "{report:#}");
-        let x86 = result(&report, X86_64);
+        let x86 = result_for(&report, X86_64);
         assert_eq!(x86["status"], "failed", "{report:#}");
         let error = x86["error"].as_str().expect("error");
         for needle in [X86_64, "libz.so.1", "self-contained", "statically", "c_libraries = \"static\""] {
             assert!(error.contains(needle), "missing {needle:?} in: {error}");
         }
         assert!(!out.join(format!("links-zlib-{X86_64}")).exists(), "no binary is written for a failed target");
-        let arm = result(&report, AARCH64);
+        let arm = result_for(&report, AARCH64);
         assert_eq!(arm["status"], "ok", "{report:#}");
         assert_eq!(arm["cached"].is_object(), name == "self-contained-cached", "{arm:#}");
         assert!(out.join(format!("links-zlib-{AARCH64}")).is_file(), "the other target keeps its binary");

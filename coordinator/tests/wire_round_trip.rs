@@ -10,8 +10,8 @@ use std::time::Duration;
 use rustle_agent::wire::request_from_offer;
 use rustle_cross::fleet::wire::offer_of;
 use rustle_cross::targets::{
-    BuildRequest, CachePolicy, CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, Target,
-    TargetSettings, TemplateId,
+    BuildRequest, CLibraryLinking, CachePolicy, CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy,
+    StripMode, Target, TargetSettings, TemplateId,
 };
 use rustle_protocol::{CoordinatorToAgent, JobId, JobOffer, MAX_FRAME_LEN, decode_frame, encode_frame};
 
@@ -60,10 +60,12 @@ fn target() -> impl Strategy<Value = (Target, TargetSettings)> {
         vec("[a-z0-9_-]{1,10}", 0..3),
         vec("-C[a-z-]{1,10}=[a-z0-9]{1,4}", 0..3),
         proptest::option::of("[a-z0-9_/.-]{1,20}"),
+        proptest::bool::ANY,
     )
-        .prop_map(|(name, features, rustflags, linker)| {
+        .prop_map(|(name, features, rustflags, linker, dynamic)| {
             let target = Target::from_triple(name).expect("a known target");
-            (target, TargetSettings { features, rustflags, linker, docker_image: None })
+            let c_libraries = if dynamic { CLibraryLinking::Dynamic } else { CLibraryLinking::Static };
+            (target, TargetSettings { features, rustflags, linker, docker_image: None, c_libraries })
         })
 }
 

@@ -35,6 +35,12 @@ pub enum CSupply {
         /// Where, or from what.
         from: String,
     },
+    /// It is not there, and rustle-cross builds it from source for the
+    /// target before the template (once per target, into the cache).
+    Buildable {
+        /// From what, with what.
+        how: String,
+    },
     /// It is not there; the way to get it.
     Missing {
         /// What to install or set.
@@ -46,6 +52,11 @@ impl CSupply {
     /// Whether it is there.
     pub fn is_present(&self) -> bool {
         matches!(self, Self::Present { .. })
+    }
+
+    /// Whether the build can have it: there, or built here first.
+    pub fn is_met(&self) -> bool {
+        !matches!(self, Self::Missing { .. })
     }
 }
 
@@ -126,27 +137,34 @@ pub fn supply(
         .map(|need| match need {
             CNeed::Library { crate_name, library, falls_back_to_bundled } => {
                 let multiarch = gnu_prefix.and_then(|p| DEBIAN_MULTIARCH.iter().find(|(prefix, _, _)| *prefix == p));
-                let supply = match multiarch {
-                    Some((_, _, dir)) if library.static_archives.iter().all(|a| lib_root.join(dir).join(a).is_file()) => {
-                        CSupply::Present {
-                            from: format!(
-                                "{} in {}",
-                                library.debian_package_for(gnu_prefix.unwrap_or_default()).unwrap_or_default(),
-                                lib_root.join(dir).display()
-                            ),
-                        }
+                let package = gnu_prefix.and_then(|p| library.debian_package_for(p));
+                let recipe = library.built_here.filter(|_| builds_c_libraries_here(target, &route));
+                let supply = match (multiarch, recipe) {
+                    (Some((_, _, dir)), _)
+                        if library.static_archives.iter().all(|a| lib_root.join(dir).join(a).is_file()) =>
+                    {
+                        let from = format!("{} in {}", package.unwrap_or_default(), lib_root.join(dir).display());
+                        CSupply::Present { from }
                     }
                     _ if falls_back_to_bundled => CSupply::Present {
                         from: format!("{crate_name}'s bundled copy, built with the target's C compiler"),
                     },
-                    Some(_) => CSupply::Missing {
+                    (_, Some(recipe)) => CSupply::Buildable {
+                        how: format!(
+                            "built here from {} {} with the target's C compiler, once per target, then reused{}",
+                            recipe.crate_name,
+                            recipe.version,
+                            package.map(|p| format!(" (apt-get install {p} saves that build)")).unwrap_or_default()
+                        ),
+                    },
+                    (Some(_), None) => CSupply::Missing {
                         way_out: format!(
                             "install {} (apt-get install {}), then build again",
                             library.name,
-                            library.debian_package_for(gnu_prefix.unwrap_or_default()).unwrap_or_default()
+                            package.unwrap_or_default()
                         ),
                     },
-                    None => CSupply::Missing {
+                    (None, None) => CSupply::Missing {
                         way_out: format!(
                             "no Debian package supplies {} for {}: build on an agent that has it, or enable {crate_name}'s bundled build in the template",
                             library.name, target.triple
@@ -175,6 +193,62 @@ pub fn supply(
         .collect()
 }
 
+/// Whether rustle-cross builds C libraries from source for `target` along
+/// `route` (Linux and MinGW targets with a C compiler; not Apple, not MSVC).
+pub fn builds_c_libraries_here(target: &Target, route: &LinkerRoute) -> bool {
+    matches!(target.os_family, rustle_targets::OsFamily::Linux | rustle_targets::OsFamily::Windows)
+        && !target.triple.ends_with("-msvc")
+        && !matches!(route, LinkerRoute::Unavailable { .. })
+}
+
+/// Fails the build before any compiling when a C dependency of the
+/// template cannot be had for the target here: each unmet need named with
+/// its crate, the library, the target and the way out. Resolves the graph
+/// (`cargo metadata`) only when the Cargo.lock lists a crate of the tables;
+/// a graph that cannot be resolved is left for cargo to report. Returns
+/// the crates of the tables in the target's graph (a Cargo.lock lists
+/// every platform's: openssl-sys is in a reqwest runner's lock, not in its
+/// Windows graph), `None` when it was not resolved.
+pub async fn check_before_building(
+    toolchain: &Toolchain,
+    template: &PreparedTemplate,
+    target: &Target,
+    lock_names: &[String],
+) -> Result<Option<Vec<String>>, String> {
+    let listed = |name: &str| lock_names.iter().any(|n| n == name);
+    let relevant = rustle_targets::SYS_CRATES.iter().any(|row| listed(row.crate_name))
+        || rustle_targets::PLATFORM_SDK_CRATES.iter().any(|(name, os, _)| *os == target.os_family && listed(name));
+    if !relevant {
+        return Ok(Some(Vec::new()));
+    }
+    let packages = match resolved_packages(toolchain, template, &target.triple).await {
+        Ok(packages) => packages,
+        Err(error) => {
+            tracing::warn!("{}: the C dependencies were not checked before building: {error}", target.triple);
+            return Ok(None);
+        }
+    };
+    let in_graph: Vec<String> = packages
+        .iter()
+        .map(|p| p.name.clone())
+        .filter(|name| {
+            rustle_targets::SYS_CRATES.iter().any(|row| row.crate_name == name)
+                || rustle_targets::PLATFORM_SDK_CRATES.iter().any(|(crate_name, _, _)| crate_name == name)
+        })
+        .collect();
+    let sdkroot = std::env::var_os("SDKROOT").map(std::path::PathBuf::from);
+    let unmet: Vec<String> = supply(&packages, target, Path::new("/usr/lib"), sdkroot.as_deref())
+        .into_iter()
+        .filter_map(|dep| match dep.supply {
+            CSupply::Missing { way_out } => {
+                Some(format!("{} needs {} for {}: {way_out}", dep.crate_name, dep.needs, target.triple))
+            }
+            _ => None,
+        })
+        .collect();
+    if unmet.is_empty() { Ok(Some(in_graph)) } else { Err(format!("refused before compiling: {}", unmet.join("; "))) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,12 +262,16 @@ mod tests {
     }
 
     #[test]
-    fn openssl_is_present_when_the_multiarch_archives_are_and_named_with_its_package_when_not() {
+    fn openssl_is_present_when_the_multiarch_archives_are_and_built_here_when_not() {
         let root = tempfile::tempdir().expect("tmp");
         let missing = supply(&openssl(), &target("aarch64-unknown-linux-gnu"), root.path(), None);
         assert_eq!(missing.len(), 1);
-        let CSupply::Missing { way_out } = &missing[0].supply else { panic!("{missing:?}") };
-        assert!(way_out.contains("apt-get install libssl-dev:arm64"), "{way_out}");
+        let CSupply::Buildable { how } = &missing[0].supply else { panic!("{missing:?}") };
+        assert!(how.contains("openssl-src") && how.contains("apt-get install libssl-dev:arm64"), "{how}");
+        let libpq =
+            supply(&[ResolvedPackage::new("pq-sys", &[])], &target("aarch64-unknown-linux-gnu"), root.path(), None);
+        let CSupply::Missing { way_out } = &libpq[0].supply else { panic!("{libpq:?}") };
+        assert!(way_out.contains("install libpq (apt-get install libpq-dev:arm64)"), "{way_out}");
 
         let dir = root.path().join("aarch64-linux-gnu");
         std::fs::create_dir_all(&dir).expect("mkdir");
@@ -208,8 +286,12 @@ mod tests {
     fn a_target_without_a_debian_architecture_says_so_and_apple_frameworks_need_an_sdk() {
         let root = tempfile::tempdir().expect("tmp");
         let musl = supply(&openssl(), &target("x86_64-unknown-linux-musl"), root.path(), None);
+        let CSupply::Buildable { how } = &musl[0].supply else { panic!("{musl:?}") };
+        assert!(how.contains("built here from openssl-src 300.6.1"), "{how}");
+        let libpq = [ResolvedPackage::new("pq-sys", &[])];
+        let musl = supply(&libpq, &target("x86_64-unknown-linux-musl"), root.path(), None);
         let CSupply::Missing { way_out } = &musl[0].supply else { panic!("{musl:?}") };
-        assert!(way_out.contains("no Debian package supplies OpenSSL for x86_64-unknown-linux-musl"), "{way_out}");
+        assert!(way_out.contains("no Debian package supplies libpq for x86_64-unknown-linux-musl"), "{way_out}");
 
         let frameworks = [ResolvedPackage::new("security-framework-sys", &[])];
         let without = supply(&frameworks, &target("aarch64-apple-darwin"), root.path(), None);

@@ -44,8 +44,9 @@ use crate::validate::{BinaryReport, validate_binary};
 
 /// Version of the key schema and the entry format; bumping it makes every
 /// older entry a miss. 2: builds are reproducible (remapped paths,
-/// `SOURCE_DATE_EPOCH`) and keys name those paths by placeholder.
-pub const SCHEMA: u32 = 2;
+/// `SOURCE_DATE_EPOCH`) and keys name those paths by placeholder. 3: an
+/// entry's metadata says what each C library was linked from, and how.
+pub const SCHEMA: u32 = 3;
 
 /// Environment variables of the cargo invocation that say where things are
 /// on this machine, not what is built.
@@ -792,6 +793,7 @@ mod tests {
                 compilation_flags: vec!["--release".into()],
                 dependencies: Vec::new(),
                 features_used: Vec::new(),
+                c_libraries: Vec::new(),
             },
             cached: None,
         }

@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 
 pub use rustle_targets::BuildRequest;
 use rustle_targets::{
-    CachePolicy, OptimizationError, OsFamily, StripMode, Target, TargetSettings, TargetSpecification, rule_for,
+    CLibraryLinking, CachePolicy, OptimizationError, OsFamily, StripMode, Target, TargetSettings, TargetSpecification,
+    rule_for,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::c_library_source::{SourcePrefix, TargetCCompiler, ensure_built};
 use crate::cache::{CacheHit, CacheKeyInputs, CompilationCache};
 use crate::shared_cache::SharedTier;
 use crate::template::{PreparedTemplate, hex};
@@ -40,6 +42,10 @@ pub struct CompilationMetadata {
     pub dependencies: Vec<String>,
     /// Cargo features enabled.
     pub features_used: Vec<String>,
+    /// What each C library of the template's `-sys` crates was linked from,
+    /// and how (`OpenSSL (openssl-sys) linked statically from ...`).
+    #[serde(default)]
+    pub c_libraries: Vec<String>,
 }
 
 /// A built, validated binary.
@@ -406,20 +412,16 @@ impl<'a> BuildJob<'a> {
         let rule = rule_for(target);
         let toolchain = &plan.toolchain;
         let shim = self.toolchain_shim()?;
-        // rustc strips Mach-O binaries with the toolchain's own rust-objcopy.
-        let objcopy = toolchain.sysroot.join("lib/rustlib").join(&toolchain.host).join("bin/rust-objcopy");
-        // The override, else the template's own profile; `None` when neither
-        // says (cargo's own default then applies).
-        let asked_strip = self.request.optimization.strip.or(self.template.release_strip);
-        let no_objcopy = target.os_family == OsFamily::MacOS && !objcopy.is_file();
-        if no_objcopy && asked_strip.is_some_and(|s| s != StripMode::None) {
+        let asked_strip = self.asked_strip();
+        let no_objcopy = self.lacks_rust_objcopy();
+        let strip_after = self.strip_after();
+        if no_objcopy && asked_strip.is_some_and(|s| s != StripMode::None) && strip_after.is_none() {
             return Err(CompilationError::target(
                 self.triple(),
                 TargetFailure::Unavailable {
                     reason: format!(
-                        "stripping a macOS binary needs rust-objcopy, which toolchain `{}` lacks ({} is missing); build without --strip, or with a toolchain that ships llvm-tools",
+                        "stripping a macOS binary needs rust-objcopy, which toolchain `{}` lacks, or llvm-strip, which is not on PATH either: apt-get install llvm (scripts/setup.sh does), build without --strip, or use a toolchain that ships llvm-tools",
                         toolchain.name,
-                        objcopy.display()
                     ),
                 },
             ));
@@ -519,6 +521,13 @@ impl<'a> BuildJob<'a> {
             // targets, which this toolchain lacks: keep the debug info.
             spec = spec.env("CARGO_PROFILE_RELEASE_STRIP", "none");
         }
+        if let Some((mode, _)) = &strip_after {
+            // rustc cannot strip here: it links unstripped and the engine
+            // strips the binary after (`strip_macho`). The variable is
+            // not cargo's business, but it keeps this build's cache key
+            // apart from the unstripped one's.
+            spec = spec.env("CARGO_PROFILE_RELEASE_STRIP", "none").env("RUSTLE_STRIP_AFTER_LINK", mode.as_str());
+        }
         for (key, value) in rule.env {
             spec = spec.env(key, value);
         }
@@ -532,23 +541,129 @@ impl<'a> BuildJob<'a> {
                 spec = spec.env(format!("AR_{suffix}"), ar);
             }
         }
-        for (key, value) in self.c_library_env() {
+        for (key, value) in self.c_library_plan().0 {
             spec = spec.env(key, value);
         }
         Ok(spec)
     }
 
-    /// The variables that point the template's `-sys` crates at this
-    /// machine's multiarch copy of their C library for the target (Debian's
-    /// `libssl-dev:arm64` under `/usr/lib/aarch64-linux-gnu`), linked
-    /// statically so the binary needs nothing more on its host. Part of the
-    /// command, so of the binary cache key too.
-    fn c_library_env(&self) -> Vec<(String, String)> {
+    /// The variables that point the template's `-sys` crates at their C
+    /// library for the target, and a line per library saying what is linked
+    /// how: this machine's multiarch copy (Debian's `libssl-dev:arm64` under
+    /// `/usr/lib/aarch64-linux-gnu`), else a prefix built here from source
+    /// ([`source_prefixes`](Self::source_prefixes), which [`build`] makes
+    /// sure of first). Static unless the settings say `dynamic`, so the
+    /// binary needs nothing more on its host; a library built here has only
+    /// static archives. Part of the command, so of the binary cache key too:
+    /// the variables follow the Cargo.lock, which lists every platform's
+    /// crates, so the key needs no resolved graph (a variable for a crate the
+    /// target's graph lacks is read by nothing). The lines name their crate,
+    /// for [`c_library_lines`](Self::c_library_lines).
+    pub fn c_library_plan(&self) -> (Vec<(String, String)>, Vec<(&'static str, String)>) {
         let target = &self.plan.target;
-        let Some(gnu_prefix) = rustle_targets::multiarch_gnu_prefix(target) else { return Vec::new() };
-        let packages = lock_packages(self.template.lock_file().as_deref());
-        let names: Vec<&str> = packages.iter().filter_map(|p| p.split_once('@').map(|(name, _)| name)).collect();
-        rustle_targets::multiarch_library_env(&names, target, gnu_prefix, Path::new("/usr/lib"), true).0
+        let link_static = self.request.settings.c_libraries == CLibraryLinking::Static;
+        let names = self.lock_package_names();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (mut env, mut said) = match rustle_targets::multiarch_gnu_prefix(target) {
+            Some(gnu_prefix) => {
+                rustle_targets::multiarch_library_env(&names, target, gnu_prefix, Path::new("/usr/lib"), link_static)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        let upper = target.triple.to_uppercase().replace(['-', '.'], "_");
+        for (crate_name, prefix) in self.source_prefixes() {
+            let env_var = prefix.library.env.clone();
+            let mut set = |var: Option<&str>, value: String| {
+                if let Some(var) = var {
+                    env.push((format!("{upper}_{var}"), value));
+                }
+            };
+            set(env_var.lib_dir, prefix.lib_dir().display().to_string());
+            set(env_var.include_dir, prefix.include_dir().display().to_string());
+            set(env_var.link_static, "1".to_owned());
+            said.push((
+                crate_name,
+                format!(
+                    "{} ({crate_name}) linked statically from {} {}, built here for {} ({})",
+                    prefix.library.name,
+                    prefix.recipe.crate_name,
+                    prefix.recipe.version,
+                    target.triple,
+                    prefix.dir.display()
+                ),
+            ));
+        }
+        (env, said)
+    }
+
+    /// What was linked how, for the crates of `graph` (the target's
+    /// resolved graph; `None`: every crate of the Cargo.lock).
+    pub fn c_library_lines(&self, graph: Option<&[String]>) -> Vec<String> {
+        let in_graph = |name: &str| graph.is_none_or(|graph| graph.iter().any(|g| g == name));
+        self.c_library_plan().1.into_iter().filter(|(name, _)| in_graph(name)).map(|(_, line)| line).collect()
+    }
+
+    /// The C libraries of the template's `-sys` crates that no package on
+    /// this machine supplies for the target and that rustle-cross builds
+    /// from source instead (OpenSSL for musl): one prefix each under the
+    /// cache dir, shared by every template built for the target; each with
+    /// the `-sys` crate of the Cargo.lock that links it.
+    pub fn source_prefixes(&self) -> Vec<(&'static str, SourcePrefix)> {
+        let target = &self.plan.target;
+        if !matches!(target.os_family, OsFamily::Linux | OsFamily::Windows) || target.triple.ends_with("-msvc") {
+            return Vec::new();
+        }
+        let names = self.lock_package_names();
+        let multiarch_dir = rustle_targets::multiarch_gnu_prefix(target)
+            .and_then(|p| rustle_targets::DEBIAN_MULTIARCH.iter().find(|(prefix, _, _)| *prefix == p))
+            .map(|(_, _, dir)| Path::new("/usr/lib").join(dir));
+        rustle_targets::SYS_CRATES
+            .iter()
+            .filter(|row| names.iter().any(|name| name == row.crate_name))
+            .filter(|row| {
+                // A multiarch copy wins.
+                !multiarch_dir
+                    .as_ref()
+                    .is_some_and(|dir| row.library.static_archives.iter().all(|a| dir.join(a).is_file()))
+            })
+            .filter_map(|row| Some((row.crate_name, SourcePrefix::new(self.cache_dir, target, row.library)?)))
+            .collect()
+    }
+
+    /// The strip mode asked for: the override, else the template's own
+    /// profile; `None` when neither says (cargo's own default then applies).
+    fn asked_strip(&self) -> Option<StripMode> {
+        self.request.optimization.strip.or(self.template.release_strip)
+    }
+
+    /// A macOS target whose toolchain has no rust-objcopy, which rustc
+    /// strips Mach-O binaries with (Debian's rustc ships none).
+    fn lacks_rust_objcopy(&self) -> bool {
+        let toolchain = &self.plan.toolchain;
+        let objcopy = toolchain.sysroot.join("lib/rustlib").join(&toolchain.host).join("bin/rust-objcopy");
+        self.plan.target.os_family == OsFamily::MacOS && !objcopy.is_file()
+    }
+
+    /// When rustc cannot strip a macOS binary that is asked to be
+    /// stripped: the mode, and the llvm-strip (Debian's LLVM) that strips it
+    /// after the link instead.
+    pub fn strip_after(&self) -> Option<(StripMode, PathBuf)> {
+        let mode = self.asked_strip().filter(|s| *s != StripMode::None)?;
+        if !self.lacks_rust_objcopy() {
+            return None;
+        }
+        let tool = which::which("llvm-strip")
+            .ok()
+            .or_else(|| (11..=30).rev().find_map(|version| which::which(format!("llvm-strip-{version}")).ok()))?;
+        Some((mode, tool))
+    }
+
+    /// The package names of the template's Cargo.lock.
+    fn lock_package_names(&self) -> Vec<String> {
+        lock_packages(self.template.lock_file().as_deref())
+            .into_iter()
+            .filter_map(|p| p.split_once('@').map(|(name, _)| name.to_owned()))
+            .collect()
     }
 
     /// The directories of this machine whose paths a build can write into
@@ -775,6 +890,8 @@ pub async fn build(
     let start = Instant::now();
     let command = job.cargo_command()?;
     let target_dir = job.target_dir();
+    let graph = check_c_dependencies(job).await?;
+    supply_source_built_libraries(job, graph.as_deref(), on_event).await?;
     let units_file = target_dir.join(".rustle-units");
     let expected = std::fs::read_to_string(&units_file)
         .ok()
@@ -812,6 +929,11 @@ pub async fn build(
     let executable = messages.executable.ok_or_else(|| {
         CompilationError::target(triple.clone(), TargetFailure::NoArtifact { bin: job.template.bin_name.clone() })
     })?;
+    if let Some((mode, tool)) = job.strip_after() {
+        strip_macho(&tool, mode, &executable)
+            .await
+            .map_err(|reason| CompilationError::unavailable(triple.clone(), reason))?;
+    }
     // Reading, parsing and hashing a binary of many MiB is blocking work:
     // never on an async worker, where it would hold back every other task
     // of the process (an agent's heartbeats among them).
@@ -863,10 +985,110 @@ pub async fn build(
                 .filter(|dep| !dep.starts_with(&format!("{}@", job.template.package)))
                 .collect(),
             features_used: job.request.settings.features.clone(),
+            c_libraries: job.c_library_lines(graph.as_deref()),
         },
         validation,
         cached: None,
     })
+}
+
+/// Refuses the job before cargo runs when a C dependency of the template
+/// cannot be had for its target ([`crate::c_dependencies::check_before_building`]).
+/// Returns the crates of the tables in the target's graph (`None`: not
+/// resolved). A target dir remembers the Cargo.lock it last passed with and
+/// that graph, so a rebuild with the same lock (a one-line change, a no-op)
+/// resolves nothing again.
+async fn check_c_dependencies(job: &BuildJob<'_>) -> Result<Option<Vec<String>>, CompilationError> {
+    let passed = job.target_dir().join(".rustle-c-dependencies-ok");
+    let lock = job.template.lock_file().and_then(|path| std::fs::read(path).ok()).unwrap_or_default();
+    let key = hex(&Sha256::digest(&lock));
+    if let Ok(seen) = std::fs::read_to_string(&passed)
+        && let Some((seen_key, graph)) = seen.split_once('\n')
+        && seen_key == key
+    {
+        return Ok(Some(graph.lines().map(str::to_owned).collect()));
+    }
+    let graph = crate::c_dependencies::check_before_building(
+        &job.plan.toolchain,
+        job.template,
+        &job.plan.target,
+        &job.lock_package_names(),
+    )
+    .await
+    .map_err(|reason| CompilationError::unavailable(job.triple(), reason))?;
+    if let Some(graph) = &graph
+        && std::fs::create_dir_all(job.target_dir()).is_ok()
+    {
+        let _ = std::fs::write(&passed, format!("{key}\n{}", graph.join("\n")));
+    }
+    Ok(graph)
+}
+
+/// Strips a Mach-O binary as rustc would have with rust-objcopy
+/// (`--strip-debug` for debug info, `--strip-all` for symbols), with
+/// Debian's llvm-strip. In place: stripping again changes nothing.
+async fn strip_macho(tool: &Path, mode: StripMode, binary: &Path) -> Result<(), String> {
+    let flag = match mode {
+        StripMode::Debuginfo => "--strip-debug",
+        StripMode::Symbols | StripMode::None => "--strip-all",
+    };
+    let output = ProcessSpec::new(tool)
+        .arg(flag)
+        .arg(binary)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .await
+        .map_err(|error| format!("{} could not run: {error}", tool.display()))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} {flag} {} failed: {}", tool.display(), binary.display(), output.stderr_text().trim()))
+    }
+}
+
+/// Builds, before cargo runs, each C library the job takes from a prefix
+/// built here ([`BuildJob::source_prefixes`]) that is not built yet and
+/// whose crate is in the target's `graph` (`None`: not resolved, every
+/// crate of the lock), and says what is linked how. A library that cannot
+/// be built fails the target (the others of a multi-target build go on),
+/// naming the crate, the library, the target and the way out.
+async fn supply_source_built_libraries(
+    job: &BuildJob<'_>,
+    graph: Option<&[String]>,
+    on_event: &(dyn Fn(BuildEvent) + Send + Sync),
+) -> Result<(), CompilationError> {
+    let triple = job.triple();
+    let note = |line: String| on_event(BuildEvent::Note { triple: triple.clone(), line });
+    let in_graph = |name: &str| graph.is_none_or(|graph| graph.iter().any(|g| g == name));
+    for (_, prefix) in job.source_prefixes().into_iter().filter(|(name, _)| in_graph(name)) {
+        let wrappers = prefix.dir.parent().unwrap_or(&prefix.dir).join("compiler");
+        let built = match TargetCCompiler::of_route(&job.plan.linker, &job.plan.target, &wrappers) {
+            Ok(compiler) => ensure_built(&prefix, &job.plan.toolchain, &compiler, &note).await,
+            Err(reason) => Err(reason),
+        };
+        if let Err(reason) = built {
+            let crates: Vec<&str> = rustle_targets::SYS_CRATES
+                .iter()
+                .filter(|row| std::ptr::eq(row.library, prefix.library))
+                .map(|row| row.crate_name)
+                .collect();
+            return Err(CompilationError::unavailable(
+                triple.clone(),
+                format!(
+                    "{} needs {} for {}, which no package here supplies and which could not be built from source: {reason}. \
+                     Install {}'s development files for the target, or build on an agent that has them",
+                    crates.join(", "),
+                    prefix.library.name,
+                    job.plan.target.triple,
+                    prefix.library.name
+                ),
+            ));
+        }
+    }
+    for line in job.c_library_lines(graph) {
+        note(line);
+    }
+    Ok(())
 }
 
 /// Sorts a failed cargo run. With `json-render-diagnostics` cargo renders

@@ -4,8 +4,10 @@
 
 pub mod bundle;
 pub mod c_dependencies;
+pub mod c_library_source;
 pub mod cache;
 pub mod engine;
+pub mod file_lock;
 pub mod runner;
 pub mod shared_cache;
 pub mod template;

@@ -19,15 +19,16 @@
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustle_targets::{Architecture, RunnerRoute, Target, rule_for};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use rustle_process::{ProcessError, ProcessOutput, ProcessSpec};
+
+use crate::file_lock::{LockError, lock_exclusive};
 
 /// The C source of the `ProcessPrng` shim DLL.
 const SHIM_SOURCE: &str = include_str!("../shim/bcryptprimitives.c");
@@ -363,42 +364,18 @@ async fn prepare_wine(wine: &Path, cache_dir: &Path) -> Result<PathBuf, RunnerEr
     let wine_dir = cache_dir.join("wine");
     std::fs::create_dir_all(&wine_dir)
         .map_err(|e| setup_err("creating the cache directory", format!("{}: {e}", wine_dir.display())))?;
-    let _lock = lock_exclusive(&wine_dir.join("setup.lock"), PREFIX_INIT_TIMEOUT).await?;
+    let _lock =
+        lock_exclusive(&wine_dir.join("setup.lock"), PREFIX_INIT_TIMEOUT).await.map_err(|error| match error {
+            LockError::TimedOut { .. } => {
+                setup_err("waiting for another process to finish setting up wine", error.to_string())
+            }
+            LockError::Io { .. } => setup_err("locking", error.to_string()),
+        })?;
     let dll = ensure_shim(&wine_dir).await?;
     let prefix = wine_dir.join("prefix");
     ensure_prefix(wine, &prefix).await?;
     install_shim(&dll, &prefix)?;
     Ok(prefix)
-}
-
-/// Takes an exclusive advisory lock on `path`, polling so the wait is async
-/// and bounded. Released when the returned file is dropped (or the process
-/// dies), so a crashed set-up never leaves a stale lock.
-async fn lock_exclusive(path: &Path, timeout: Duration) -> Result<File, RunnerError> {
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| setup_err("opening the lock file", format!("{}: {e}", path.display())))?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(setup_err(
-                    "waiting for another process to finish setting up wine",
-                    format!("{} was still locked after {}s", path.display(), timeout.as_secs()),
-                ));
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(setup_err("locking", format!("{}: {e}", path.display())));
-            }
-        }
-    }
 }
 
 /// The shim's cache key: a hash of its sources and build flags.

@@ -57,6 +57,7 @@ fn binary(n: u32) -> CompiledBinary {
             compilation_flags: Vec::new(),
             dependencies: Vec::new(),
             features_used: Vec::new(),
+            c_libraries: Vec::new(),
         },
         cached: None,
     }

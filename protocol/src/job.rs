@@ -62,6 +62,18 @@ pub struct BuildTarget {
     pub rustflags: Vec<String>,
     /// A linker to use instead of the one the agent's rules pick.
     pub linker: Option<String>,
+    /// How the `-sys` crates' C libraries are linked.
+    pub c_libraries: CLinking,
+}
+
+/// How a build links the C libraries its `-sys` crates need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum CLinking {
+    /// From static archives: the binary needs nothing more on its host.
+    #[default]
+    Static,
+    /// As the `-sys` crate links by itself.
+    Dynamic,
 }
 
 /// Overrides of the template's release profile for a job; a `None` field

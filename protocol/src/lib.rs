@@ -39,7 +39,7 @@ pub use capability::{
 pub use codec::{CodecError, FrameDecoder, WireMessage, decode_frame, encode_frame};
 pub use handshake::{HandshakeError, Hello, Role, check_compatibility};
 pub use job::{
-    BuildEvent, BuildOutcome, BuildTarget, JobId, JobOffer, LogStream, Lto, OptLevel, OptimizationSettings,
+    BuildEvent, BuildOutcome, BuildTarget, CLinking, JobId, JobOffer, LogStream, Lto, OptLevel, OptimizationSettings,
     PanicStrategy, RejectReason, Strip, TemplateId,
 };
 pub use messages::{AgentToCoordinator, CoordinatorToAgent};
@@ -54,7 +54,8 @@ pub use messages::{AgentToCoordinator, CoordinatorToAgent};
 /// - 3: a [`JobOffer`] says whether the agent may use its binary cache,
 ///   and a successful [`BuildOutcome`] says whether the cache answered.
 /// - 4: an agent says it is draining ([`AgentToCoordinator::Draining`]).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// - 5: a [`BuildTarget`] says how its C libraries are linked ([`CLinking`]).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// ALPN token both QUIC endpoints offer. It names the framing and the
 /// [`Hello`] layout, which never change under this token, so peers of any

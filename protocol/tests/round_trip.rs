@@ -142,8 +142,10 @@ prop_compose! {
         features in vec(text(), 0..4),
         rustflags in vec(text(), 0..4),
         linker in proptest::option::of(text()),
+        dynamic in any::<bool>(),
     ) -> BuildTarget {
-        BuildTarget { name, features, rustflags, linker }
+        let c_libraries = if dynamic { CLinking::Dynamic } else { CLinking::Static };
+        BuildTarget { name, features, rustflags, linker, c_libraries }
     }
 }
 

@@ -22,10 +22,24 @@ pub struct CLibrary {
     /// A crates.io package carrying the library's source, from which it can
     /// be built for a target with that target's C compiler (`openssl-src`).
     pub source_crate: Option<&'static str>,
+    /// How rustle-cross builds it from source into a per-target prefix
+    /// when no package supplies it for the target (musl, Windows).
+    pub built_here: Option<SourceRecipe>,
     /// The variables its `-sys` crate reads, each also as
     /// `<TRIPLE>_<VAR>` for one target (openssl-sys, libsqlite3-sys): where
     /// the libraries are, where the headers are, and "link statically".
     pub env: LibraryEnv,
+}
+
+/// A C library's source on crates.io, which rustle-cross compiles for a
+/// target with that target's C compiler: the crate and the exact version
+/// (part of the prefix's name, so a new version is a new prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceRecipe {
+    /// The crate carrying the source and its build (`openssl-src`).
+    pub crate_name: &'static str,
+    /// Its version, pinned.
+    pub version: &'static str,
 }
 
 /// The variables a `-sys` crate reads to find its library (`None`: it has no such variable).
@@ -63,6 +77,7 @@ pub static OPENSSL: CLibrary = CLibrary {
     pkg_config: "openssl",
     static_archives: &["libssl.a", "libcrypto.a"],
     source_crate: Some("openssl-src"),
+    built_here: Some(SourceRecipe { crate_name: "openssl-src", version: "300.6.1" }),
     env: LibraryEnv {
         lib_dir: Some("OPENSSL_LIB_DIR"),
         include_dir: Some("OPENSSL_INCLUDE_DIR"),
@@ -77,6 +92,7 @@ pub static ZLIB: CLibrary = CLibrary {
     pkg_config: "zlib",
     static_archives: &["libz.a"],
     source_crate: Some("libz-sys"),
+    built_here: None,
     env: LibraryEnv { lib_dir: None, include_dir: None, link_static: Some("LIBZ_SYS_STATIC") },
 };
 
@@ -87,6 +103,7 @@ pub static SQLITE: CLibrary = CLibrary {
     pkg_config: "sqlite3",
     static_archives: &["libsqlite3.a"],
     source_crate: Some("libsqlite3-sys"),
+    built_here: None,
     env: LibraryEnv {
         lib_dir: Some("SQLITE3_LIB_DIR"),
         include_dir: Some("SQLITE3_INCLUDE_DIR"),
@@ -101,6 +118,7 @@ pub static CURL: CLibrary = CLibrary {
     pkg_config: "libcurl",
     static_archives: &["libcurl.a"],
     source_crate: Some("curl-sys"),
+    built_here: None,
     env: LibraryEnv { lib_dir: None, include_dir: None, link_static: None },
 };
 
@@ -111,6 +129,7 @@ pub static LIBGIT2: CLibrary = CLibrary {
     pkg_config: "libgit2",
     static_archives: &["libgit2.a"],
     source_crate: Some("libgit2-sys"),
+    built_here: None,
     env: LibraryEnv { lib_dir: None, include_dir: None, link_static: None },
 };
 
@@ -121,6 +140,7 @@ pub static LIBPQ: CLibrary = CLibrary {
     pkg_config: "libpq",
     static_archives: &["libpq.a"],
     source_crate: Some("pq-src"),
+    built_here: None,
     env: LibraryEnv { lib_dir: Some("PQ_LIB_DIR"), include_dir: None, link_static: Some("PQ_LIB_STATIC") },
 };
 
@@ -131,6 +151,7 @@ pub static LIBSSH2: CLibrary = CLibrary {
     pkg_config: "libssh2",
     static_archives: &["libssh2.a"],
     source_crate: Some("libssh2-sys"),
+    built_here: None,
     env: LibraryEnv { lib_dir: None, include_dir: None, link_static: None },
 };
 
@@ -141,6 +162,7 @@ pub static BZIP2: CLibrary = CLibrary {
     pkg_config: "bzip2",
     static_archives: &["libbz2.a"],
     source_crate: Some("bzip2-sys"),
+    built_here: None,
     env: LibraryEnv { lib_dir: None, include_dir: None, link_static: None },
 };
 
@@ -151,6 +173,7 @@ pub static LZMA: CLibrary = CLibrary {
     pkg_config: "liblzma",
     static_archives: &["liblzma.a"],
     source_crate: Some("lzma-sys"),
+    built_here: None,
     env: LibraryEnv { lib_dir: None, include_dir: None, link_static: Some("LZMA_API_STATIC") },
 };
 
@@ -287,14 +310,14 @@ pub static DEBIAN_MULTIARCH: &[(&str, &str, &str)] = &[
 /// so host build scripts are untouched; with `link_static`, linked from its
 /// static archives. Only libraries whose archives are all there: for the
 /// others the crate's own search (or failure) stands. Returns the
-/// variables and a line per library saying what was linked how.
+/// variables and, per `-sys` crate, a line saying what was linked how.
 pub fn multiarch_library_env(
     lock_packages: &[&str],
     target: &Target,
     gnu_prefix: &str,
     lib_root: &std::path::Path,
     link_static: bool,
-) -> (Vec<(String, String)>, Vec<String>) {
+) -> (Vec<(String, String)>, Vec<(&'static str, String)>) {
     let Some((_, _, multiarch)) = DEBIAN_MULTIARCH.iter().find(|(prefix, _, _)| *prefix == gnu_prefix) else {
         return (Vec::new(), Vec::new());
     };
@@ -317,7 +340,10 @@ pub fn multiarch_library_env(
             set(library.env.link_static, "1".to_owned());
         }
         let how = if link_static && library.env.link_static.is_some() { "statically" } else { "dynamically" };
-        said.push(format!("{} ({}) linked {how} from {}", library.name, row.crate_name, dir.display()));
+        said.push((
+            row.crate_name,
+            format!("{} ({}) linked {how} from {}", library.name, row.crate_name, dir.display()),
+        ));
     }
     (env, said)
 }
@@ -442,12 +468,12 @@ mod tests {
                 ("AARCH64_UNKNOWN_LINUX_GNU_OPENSSL_STATIC".to_owned(), "1".to_owned()),
             ]
         );
-        assert_eq!(said, vec![format!("OpenSSL (openssl-sys) linked statically from {lib_dir}")]);
+        assert_eq!(said, vec![("openssl-sys", format!("OpenSSL (openssl-sys) linked statically from {lib_dir}"))]);
         let (env, _) = multiarch_library_env(&["tokio"], &target, "aarch64-linux-gnu", &root, true);
         assert!(env.is_empty(), "a template without openssl-sys gets nothing");
         let (env, said) = multiarch_library_env(&["openssl-sys"], &target, "aarch64-linux-gnu", &root, false);
         assert_eq!(env.len(), 2, "dynamic: no OPENSSL_STATIC: {env:?}");
-        assert!(said[0].contains("dynamically"));
+        assert!(said[0].1.contains("dynamically"));
         let _ = std::fs::remove_dir_all(&root);
     }
 

@@ -18,8 +18,8 @@ mod specification;
 pub use arch::{ARCHITECTURE_NAMES, ArchitectureNames};
 pub use base_system::{BASE_SYSTEMS, BaseSystem, NameCase, base_system_of};
 pub use c_libraries::{
-    C_COMPILER_ONLY, CLibrary, CNeed, DEBIAN_MULTIARCH, LibraryEnv, PLATFORM_SDK_CRATES, ResolvedPackage,
-    SETUP_C_LIBRARIES, SYS_CRATES, SysCrate, c_needs, multiarch_gnu_prefix, multiarch_library_env,
+    C_COMPILER_ONLY, CLibrary, CNeed, DEBIAN_MULTIARCH, LibraryEnv, OPENSSL, PLATFORM_SDK_CRATES, ResolvedPackage,
+    SETUP_C_LIBRARIES, SYS_CRATES, SourceRecipe, SysCrate, ZLIB, c_needs, multiarch_gnu_prefix, multiarch_library_env,
 };
 pub use optimization::{
     CompilationOptimization, LtoMode, OptimizationError, OptimizationLevel, PanicStrategy, StripMode,
@@ -31,4 +31,4 @@ pub use packages::{
 pub use request::{BuildRequest, CachePolicy, TemplateId};
 pub use rules::{LinkerRoute, RULES, RunnerRoute, TargetRule, rule_for, rule_for_build};
 pub use spec::{Architecture, Endianness, GlibcVersion, LibcType, OsFamily, Target, TargetError, known_triples};
-pub use specification::{TargetSettings, TargetSpecification};
+pub use specification::{CLibraryLinking, TargetSettings, TargetSpecification};

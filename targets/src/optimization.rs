@@ -50,6 +50,17 @@ pub enum StripMode {
     Symbols,
 }
 
+impl StripMode {
+    /// cargo's name of it (`none`, `debuginfo`, `symbols`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Debuginfo => "debuginfo",
+            Self::Symbols => "symbols",
+        }
+    }
+}
+
 /// What a panic does (cargo's `panic`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -134,12 +145,7 @@ impl CompilationOptimization {
             env.push(("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", units.to_string()));
         }
         if let Some(strip) = self.strip {
-            let strip = match strip {
-                StripMode::None => "none",
-                StripMode::Debuginfo => "debuginfo",
-                StripMode::Symbols => "symbols",
-            };
-            env.push(("CARGO_PROFILE_RELEASE_STRIP", strip.to_owned()));
+            env.push(("CARGO_PROFILE_RELEASE_STRIP", strip.as_str().to_owned()));
         }
         if let Some(panic) = self.panic_strategy {
             let panic = match panic {

@@ -5,8 +5,11 @@
 use crate::rules::{LinkerRoute, RULES, RunnerRoute, TargetRule};
 
 /// What every Debian build host needs, whatever it builds: Debian's Rust
-/// toolchain (with the std sources for build-std targets) and a C toolchain.
-pub const BUILD_HOST_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "build-essential", "pkg-config"];
+/// toolchain (with the std sources for build-std targets), a C toolchain,
+/// and LLVM's tools (llvm-strip strips macOS binaries, which Debian's
+/// rustc, having no rust-objcopy, cannot).
+pub const BUILD_HOST_PACKAGES: &[&str] =
+    &["rustc-web", "cargo-web", "rust-web-src", "build-essential", "pkg-config", "llvm"];
 
 /// The name of the line listing [`BUILD_HOST_PACKAGES`] in the packages file.
 pub const BUILD_HOST_LINE: &str = "build-host";

@@ -25,6 +25,49 @@ pub struct TargetSettings {
     pub linker: Option<String>,
     /// Docker image that builds this target, when one is configured.
     pub docker_image: Option<String>,
+    /// How the C libraries its `-sys` crates link are linked (static by default).
+    #[serde(default)]
+    pub c_libraries: CLibraryLinking,
+}
+
+/// How a build links the C libraries its `-sys` crates need (config
+/// `c_libraries`, `--c-libraries`): statically by default, so a binary runs
+/// on a host without the library's package; or as the crate would by itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CLibraryLinking {
+    /// From the library's static archives: the binary needs nothing more on its host.
+    #[default]
+    Static,
+    /// As the `-sys` crate links by itself (usually the shared library).
+    Dynamic,
+}
+
+impl CLibraryLinking {
+    /// `static` or `dynamic`, as the configuration spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Static => "static",
+            Self::Dynamic => "dynamic",
+        }
+    }
+}
+
+impl fmt::Display for CLibraryLinking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CLibraryLinking {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "static" => Ok(Self::Static),
+            "dynamic" => Ok(Self::Dynamic),
+            other => Err(format!("`{other}` is not a way to link C libraries: use \"static\" or \"dynamic\"")),
+        }
+    }
 }
 
 /// A target platform and how to build for it: the public form of a
@@ -54,6 +97,9 @@ pub struct TargetSpecification {
     pub docker_image: Option<String>,
     /// Linker to use instead of the one the rules table picks.
     pub linker: Option<String>,
+    /// How the C libraries its `-sys` crates link are linked.
+    #[serde(default)]
+    pub c_libraries: CLibraryLinking,
     /// The newest glibc the binary may require (glibc targets only).
     pub glibc_floor: Option<GlibcVersion>,
     /// The target-spec JSON file, for custom targets.
@@ -76,7 +122,7 @@ impl TargetSpecification {
     pub fn from_parts(target: Target, settings: TargetSettings) -> Self {
         let Target { triple, architecture, os_family, libc, endianness, pointer_width, glibc_floor, custom_spec } =
             target;
-        let TargetSettings { features, rustflags, linker, docker_image } = settings;
+        let TargetSettings { features, rustflags, linker, docker_image, c_libraries } = settings;
         Self {
             triple,
             architecture,
@@ -88,6 +134,7 @@ impl TargetSpecification {
             rustflags,
             docker_image,
             linker,
+            c_libraries,
             glibc_floor,
             custom_spec,
         }
@@ -106,12 +153,13 @@ impl TargetSpecification {
             rustflags,
             docker_image,
             linker,
+            c_libraries,
             glibc_floor,
             custom_spec,
         } = self;
         (
             Target { triple, architecture, os_family, libc, endianness, pointer_width, glibc_floor, custom_spec },
-            TargetSettings { features, rustflags, linker, docker_image },
+            TargetSettings { features, rustflags, linker, docker_image, c_libraries },
         )
     }
 
@@ -167,11 +215,20 @@ mod tests {
             rustflags: vec!["-Cdebug-assertions=on".into()],
             linker: Some("clang".into()),
             docker_image: Some("rustle/linux-gnu:1".into()),
+            c_libraries: CLibraryLinking::Dynamic,
         };
         let spec = TargetSpecification::from_parts(target.clone(), settings.clone());
         assert_eq!(spec.to_string(), "x86_64-unknown-linux-gnu.2.17");
         assert_eq!(spec.target(), target);
         assert_eq!(spec.settings(), settings);
         assert_eq!(spec.into_parts(), (target, settings));
+    }
+
+    #[test]
+    fn c_library_linking_is_static_unless_said_and_parses_only_its_two_words() {
+        assert_eq!(TargetSettings::default().c_libraries, CLibraryLinking::Static);
+        assert_eq!("dynamic".parse::<CLibraryLinking>(), Ok(CLibraryLinking::Dynamic));
+        let err = "shared".parse::<CLibraryLinking>().unwrap_err();
+        assert!(err.contains("\"static\" or \"dynamic\""), "{err}");
     }
 }

@@ -21,7 +21,7 @@ use rustle_cross::detect::{ParsedInventory, TargetPlan};
 use rustle_cross::manager::{docker_executor, local_executor};
 use rustle_cross::progress_log::{DEFAULT_COMPILING_INTERVAL, ProgressLog};
 use rustle_cross::targets::{
-    CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, TargetSpecification,
+    CLibraryLinking, CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode, TargetSpecification,
 };
 use rustle_cross::{CrossCompilationConfig, CrossCompilationManager, ProgressSink, TargetOutcome};
 use serde_json::json;
@@ -151,6 +151,11 @@ pub struct BuildArgs {
     /// named in the summary.
     #[arg(long)]
     self_contained: bool,
+    /// Link the templates' C libraries (OpenSSL for reqwest's default TLS,
+    /// zlib, ...) `static` (the default: the binary needs nothing more on its
+    /// host) or `dynamic` (config `c_libraries`, `RUSTLE_C_LIBRARIES`).
+    #[arg(long, value_name = "static|dynamic", value_parser = str::parse::<CLibraryLinking>)]
+    c_libraries: Option<CLibraryLinking>,
     /// Which executor builds: `auto` (the fleet, then Docker with
     /// use_docker, then this machine), or only `fleet`, `docker`, `local`
     /// (config `executor`, `RUSTLE_EXECUTOR`).
@@ -220,6 +225,9 @@ pub async fn run(mut config: CrossCompilationConfig, args: BuildArgs, verbose: b
     }
     if args.self_contained {
         config.self_contained = true;
+    }
+    if let Some(linking) = args.c_libraries {
+        config.c_libraries = linking;
     }
     if let Some(executor) = args.executor {
         config.executor = executor;
@@ -538,6 +546,12 @@ fn print_summary(rows: &[Row<'_>]) {
         }
         for reason in &outcome.passed_over {
             eprintln!("note: {}: passed over {reason}", outcome.target);
+        }
+        // What each C library was linked from, and how.
+        if let Ok(binary) = &outcome.result {
+            for line in &binary.metadata.c_libraries {
+                eprintln!("note: {}: {line}", outcome.target);
+            }
         }
     }
     for e in errors {

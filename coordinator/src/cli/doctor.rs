@@ -19,6 +19,11 @@ pub struct DoctorArgs {
     /// Free space below which the cache's disk is reported (GiB).
     #[arg(long, default_value_t = 5)]
     min_free_gib: u64,
+    /// Also check what this template's C dependencies (its `-sys` crates,
+    /// resolved per target) need, and whether each is here, is built here
+    /// from source, or is missing (with the way out).
+    #[arg(long)]
+    template: Option<std::path::PathBuf>,
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord, Clone, Copy)]
@@ -45,9 +50,11 @@ impl Check {
 pub async fn run(config: CrossCompilationConfig, args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let manager = CrossCompilationManager::new(config)?;
     let mut checks = Vec::new();
+    let mut found_toolchains = Vec::new();
 
     match manager.setup_environment().await {
         Ok(toolchains) => {
+            found_toolchains = toolchains.to_vec();
             for t in toolchains.iter() {
                 let src = match &t.rust_src {
                     Some(s) if s.matches_compiler => "rust-src (build-std)".to_owned(),
@@ -75,7 +82,8 @@ pub async fn run(config: CrossCompilationConfig, args: DoctorArgs) -> anyhow::Re
         }
     }
 
-    for report in super::targets::reports(&manager, &[]).await.unwrap_or_default() {
+    let reports = super::targets::reports(&manager, &[]).await.unwrap_or_default();
+    for report in &reports {
         let name = format!("target {}", report.target);
         checks.push(match &report.availability {
             TargetAvailability::Available(plan) => {
@@ -99,6 +107,9 @@ pub async fn run(config: CrossCompilationConfig, args: DoctorArgs) -> anyhow::Re
         });
     }
 
+    if let Some(template) = &args.template {
+        checks.extend(template_checks(&reports, &found_toolchains, template).await?);
+    }
     checks.extend(docker_checks(&manager).await);
     checks.extend(cache_checks(manager.cache_dir(), args.min_free_gib).await);
 
@@ -114,6 +125,43 @@ pub async fn run(config: CrossCompilationConfig, args: DoctorArgs) -> anyhow::Re
     println!("{}", table.render());
     let worst = checks.iter().map(|c| c.level).max().unwrap_or(Level::Ok);
     Ok(if worst == Level::Fail { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// One check per C dependency of `template` per target: ok when it is
+/// here or built here from source, a warning with the way out when it is
+/// missing or the graph cannot be resolved.
+async fn template_checks(
+    reports: &[rustle_cross::CompatibilityReport],
+    toolchains: &[rustle_cross::build::Toolchain],
+    template: &Path,
+) -> anyhow::Result<Vec<Check>> {
+    use rustle_cross::c_dependencies::CSupply;
+    let mut checks = Vec::new();
+    for need in super::targets::template_needs(reports, toolchains, template).await? {
+        let name = format!("template on {}", need.target);
+        match (need.c_dependencies, need.error) {
+            (Some(deps), _) if deps.is_empty() => checks.push(Check::new(Level::Ok, name, "no C dependencies", "")),
+            (Some(deps), _) => {
+                for dep in deps {
+                    let what = format!("{} needs {}", dep.crate_name, dep.needs);
+                    checks.push(match dep.supply {
+                        CSupply::Present { from } => Check::new(Level::Ok, &name, format!("{what}: {from}"), ""),
+                        CSupply::Buildable { how } => Check::new(Level::Ok, &name, format!("{what}: {how}"), ""),
+                        CSupply::Missing { way_out } => {
+                            Check::new(Level::Warn, &name, format!("{what}: missing"), way_out)
+                        }
+                    });
+                }
+            }
+            (None, error) => checks.push(Check::new(
+                Level::Warn,
+                name,
+                "its dependency graph could not be resolved",
+                error.unwrap_or_default(),
+            )),
+        }
+    }
+    Ok(checks)
 }
 
 /// The Docker daemon (through the same client builds use), its storage

@@ -35,17 +35,46 @@ pub struct TargetsArgs {
 /// What a template's C dependencies need for one target, or why that
 /// could not be found out.
 #[derive(serde::Serialize)]
-struct TemplateNeeds {
-    target: String,
+pub struct TemplateNeeds {
+    /// The target.
+    pub target: String,
+    /// Each crate that needs something from the target's C side.
     #[serde(skip_serializing_if = "Option::is_none")]
-    c_dependencies: Option<Vec<CDependency>>,
+    pub c_dependencies: Option<Vec<CDependency>>,
+    /// Why the graph could not be resolved.
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    pub error: Option<String>,
 }
 
 /// The C needs of `template` for each report's target, resolved with the
 /// toolchain that would build it (else this machine's first).
-async fn template_needs(
+/// The C dependencies of `template` per target, as lines: one per crate
+/// that needs something, with whether it is present, built here, or
+/// missing and the way out.
+pub fn render_needs(template: &std::path::Path, needs: &[TemplateNeeds]) -> String {
+    let mut text = format!("C dependencies of {}:\n", template.display());
+    for need in needs {
+        match (&need.c_dependencies, &need.error) {
+            (Some(deps), _) if deps.is_empty() => text.push_str(&format!("  {}: none\n", need.target)),
+            (Some(deps), _) => {
+                for dep in deps {
+                    let state = match &dep.supply {
+                        CSupply::Present { from } => format!("present ({from})"),
+                        CSupply::Buildable { how } => format!("built here ({how})"),
+                        CSupply::Missing { way_out } => format!("MISSING: {way_out}"),
+                    };
+                    text.push_str(&format!("  {}: {} needs {}: {state}\n", need.target, dep.crate_name, dep.needs));
+                }
+            }
+            (None, error) => {
+                text.push_str(&format!("  {}: unknown: {}\n", need.target, error.as_deref().unwrap_or_default()))
+            }
+        }
+    }
+    text
+}
+
+pub async fn template_needs(
     reports: &[CompatibilityReport],
     toolchains: &[rustle_cross::build::Toolchain],
     template: &std::path::Path,
@@ -159,22 +188,7 @@ pub async fn run(config: CrossCompilationConfig, args: TargetsArgs) -> anyhow::R
     let available = reports.iter().filter(|r| r.is_buildable()).count();
     println!("\n{available} of {} targets can be built here.", reports.len());
     if let (Some(needs), Some(template)) = (&needs, &args.template) {
-        println!("\nC dependencies of {}:", template.display());
-        for need in needs {
-            match (&need.c_dependencies, &need.error) {
-                (Some(deps), _) if deps.is_empty() => println!("  {}: none", need.target),
-                (Some(deps), _) => {
-                    for dep in deps {
-                        let state = match &dep.supply {
-                            CSupply::Present { from } => format!("present ({from})"),
-                            CSupply::Missing { way_out } => format!("MISSING: {way_out}"),
-                        };
-                        println!("  {}: {} needs {}: {state}", need.target, dep.crate_name, dep.needs);
-                    }
-                }
-                (None, error) => println!("  {}: unknown: {}", need.target, error.as_deref().unwrap_or_default()),
-            }
-        }
+        print!("\n{}", render_needs(template, needs));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -542,6 +542,7 @@ impl State {
                         compilation_flags,
                         dependencies: Vec::new(),
                         features_used: offered.request.settings.features.clone(),
+                        c_libraries: Vec::new(),
                     },
                     validation,
                     // The agent's own cache answered: say so, and whose.

@@ -5,12 +5,12 @@
 
 use rustle_engine::engine::CompiledBinary;
 use rustle_protocol::{
-    BuildOutcome, BuildTarget, JobId, JobOffer, Lto, OptLevel, OptimizationSettings, PanicStrategy as WirePanic,
-    Sha256Digest, Strip, TemplateId as WireTemplateId,
+    BuildOutcome, BuildTarget, CLinking, JobId, JobOffer, Lto, OptLevel, OptimizationSettings,
+    PanicStrategy as WirePanic, Sha256Digest, Strip, TemplateId as WireTemplateId,
 };
 use rustle_targets::{
-    BuildRequest, CachePolicy, CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy, StripMode,
-    TemplateId,
+    BuildRequest, CLibraryLinking, CachePolicy, CompilationOptimization, LtoMode, OptimizationLevel, PanicStrategy,
+    StripMode, TemplateId,
 };
 
 /// The protocol's form of the optimization overrides: every field as set,
@@ -56,6 +56,10 @@ pub fn target_to_wire(request: &BuildRequest) -> BuildTarget {
         features: request.settings.features.clone(),
         rustflags: request.settings.rustflags.clone(),
         linker: request.settings.linker.clone(),
+        c_libraries: match request.settings.c_libraries {
+            CLibraryLinking::Static => CLinking::Static,
+            CLibraryLinking::Dynamic => CLinking::Dynamic,
+        },
     }
 }
 

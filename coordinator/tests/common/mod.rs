@@ -58,6 +58,15 @@ pub fn example_template_at(dst: &Path) -> PathBuf {
     dst.to_path_buf()
 }
 
+/// A copy of the bundled template `examples/NAME` at a stable path (so its
+/// target dirs stay warm between runs), refreshed from the source.
+pub fn bundled_template(name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name);
+    let dst = work_root().join("templates").join(name);
+    copy_tree(&src, &dst);
+    dst
+}
+
 /// Writes a template from (path, content) pairs at a stable path named `name`.
 pub fn scratch_template(name: &str, files: &[(&str, &str)]) -> PathBuf {
     let dir = work_root().join("templates").join(name);
@@ -94,6 +103,16 @@ fn copy_tree(src: &Path, dst: &Path) {
 pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The result for `target` in a `build --json` report.
+pub fn result_for<'a>(report: &'a serde_json::Value, target: &str) -> &'a serde_json::Value {
+    report["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .find(|r| r["target"] == target)
+        .unwrap_or_else(|| panic!("no result for {target}: {report:#}"))
 }
 
 /// stderr as text.
