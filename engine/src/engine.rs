@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 pub use rustle_targets::BuildRequest;
 use rustle_targets::{
-    CLibraryLinking, CachePolicy, OptimizationError, OsFamily, StripMode, Target, TargetSettings, TargetSpecification,
-    rule_for,
+    CLibraryLinking, CLibraryPlan, CachePolicy, OptimizationError, OsFamily, StripMode, Target, TargetSettings,
+    TargetSpecification, rule_for,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -541,7 +541,7 @@ impl<'a> BuildJob<'a> {
                 spec = spec.env(format!("AR_{suffix}"), ar);
             }
         }
-        for (key, value) in self.c_library_plan().0 {
+        for (key, value) in self.c_library_plan().env {
             spec = spec.env(key, value);
         }
         Ok(spec)
@@ -559,16 +559,16 @@ impl<'a> BuildJob<'a> {
     /// crates, so the key needs no resolved graph (a variable for a crate the
     /// target's graph lacks is read by nothing). The lines name their crate,
     /// for [`c_library_lines`](Self::c_library_lines).
-    pub fn c_library_plan(&self) -> (Vec<(String, String)>, Vec<(&'static str, String)>) {
+    pub fn c_library_plan(&self) -> CLibraryPlan {
         let target = &self.plan.target;
         let link_static = self.request.settings.c_libraries == CLibraryLinking::Static;
         let names = self.lock_package_names();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let (mut env, mut said) = match rustle_targets::multiarch_gnu_prefix(target) {
+        let CLibraryPlan { mut env, linked: mut said } = match rustle_targets::multiarch_gnu_prefix(target) {
             Some(gnu_prefix) => {
                 rustle_targets::multiarch_library_env(&names, target, gnu_prefix, Path::new("/usr/lib"), link_static)
             }
-            None => (Vec::new(), Vec::new()),
+            None => CLibraryPlan::default(),
         };
         let upper = target.triple.to_uppercase().replace(['-', '.'], "_");
         for (crate_name, prefix) in self.source_prefixes() {
@@ -593,14 +593,14 @@ impl<'a> BuildJob<'a> {
                 ),
             ));
         }
-        (env, said)
+        CLibraryPlan { env, linked: said }
     }
 
     /// What was linked how, for the crates of `graph` (the target's
     /// resolved graph; `None`: every crate of the Cargo.lock).
     pub fn c_library_lines(&self, graph: Option<&[String]>) -> Vec<String> {
         let in_graph = |name: &str| graph.is_none_or(|graph| graph.iter().any(|g| g == name));
-        self.c_library_plan().1.into_iter().filter(|(name, _)| in_graph(name)).map(|(_, line)| line).collect()
+        self.c_library_plan().linked.into_iter().filter(|(name, _)| in_graph(name)).map(|(_, line)| line).collect()
     }
 
     /// The C libraries of the template's `-sys` crates that no package on

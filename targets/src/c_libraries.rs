@@ -303,6 +303,16 @@ pub static DEBIAN_MULTIARCH: &[(&str, &str, &str)] = &[
     ("riscv64-linux-gnu", "riscv64", "riscv64-linux-gnu"),
 ];
 
+/// How a build is given its C libraries: the variables that point the
+/// `-sys` crates at them, and per crate a line saying what is linked how.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CLibraryPlan {
+    /// `<TRIPLE>_OPENSSL_LIB_DIR` and the like, with their values.
+    pub env: Vec<(String, String)>,
+    /// (the `-sys` crate, `OpenSSL (openssl-sys) linked statically from ...`).
+    pub linked: Vec<(&'static str, String)>,
+}
+
 /// The variables that point `lock`'s `-sys` crates (those of [`SYS_CRATES`]
 /// a Cargo.lock lists, `lock_packages`) at the target's multiarch copy of
 /// their library under `lib_root` (`/usr/lib/<multiarch>`, headers in
@@ -317,9 +327,9 @@ pub fn multiarch_library_env(
     gnu_prefix: &str,
     lib_root: &std::path::Path,
     link_static: bool,
-) -> (Vec<(String, String)>, Vec<(&'static str, String)>) {
+) -> CLibraryPlan {
     let Some((_, _, multiarch)) = DEBIAN_MULTIARCH.iter().find(|(prefix, _, _)| *prefix == gnu_prefix) else {
-        return (Vec::new(), Vec::new());
+        return CLibraryPlan::default();
     };
     let dir = lib_root.join(multiarch);
     let upper = target.triple.to_uppercase().replace(['-', '.'], "_");
@@ -345,7 +355,7 @@ pub fn multiarch_library_env(
             format!("{} ({}) linked {how} from {}", library.name, row.crate_name, dir.display()),
         ));
     }
-    (env, said)
+    CLibraryPlan { env, linked: said }
 }
 
 /// The GNU prefix under which Debian's multiarch packages hold `target`'s
@@ -453,12 +463,13 @@ mod tests {
         let dir = root.join("aarch64-linux-gnu");
         std::fs::create_dir_all(&dir).expect("mkdir");
         let target = target("aarch64-unknown-linux-gnu");
-        let (env, said) = multiarch_library_env(&["openssl-sys", "tokio"], &target, "aarch64-linux-gnu", &root, true);
-        assert!(env.is_empty() && said.is_empty(), "no archives, nothing set: {env:?}");
+        let plan = multiarch_library_env(&["openssl-sys", "tokio"], &target, "aarch64-linux-gnu", &root, true);
+        assert_eq!(plan, CLibraryPlan::default(), "no archives, nothing set");
         for archive in OPENSSL.static_archives {
             std::fs::write(dir.join(archive), b"!<arch>\n").expect("write");
         }
-        let (env, said) = multiarch_library_env(&["openssl-sys", "tokio"], &target, "aarch64-linux-gnu", &root, true);
+        let CLibraryPlan { env, linked: said } =
+            multiarch_library_env(&["openssl-sys", "tokio"], &target, "aarch64-linux-gnu", &root, true);
         let lib_dir = dir.display().to_string();
         assert_eq!(
             env,
@@ -469,9 +480,10 @@ mod tests {
             ]
         );
         assert_eq!(said, vec![("openssl-sys", format!("OpenSSL (openssl-sys) linked statically from {lib_dir}"))]);
-        let (env, _) = multiarch_library_env(&["tokio"], &target, "aarch64-linux-gnu", &root, true);
-        assert!(env.is_empty(), "a template without openssl-sys gets nothing");
-        let (env, said) = multiarch_library_env(&["openssl-sys"], &target, "aarch64-linux-gnu", &root, false);
+        let plan = multiarch_library_env(&["tokio"], &target, "aarch64-linux-gnu", &root, true);
+        assert!(plan.env.is_empty(), "a template without openssl-sys gets nothing");
+        let CLibraryPlan { env, linked: said } =
+            multiarch_library_env(&["openssl-sys"], &target, "aarch64-linux-gnu", &root, false);
         assert_eq!(env.len(), 2, "dynamic: no OPENSSL_STATIC: {env:?}");
         assert!(said[0].1.contains("dynamically"));
         let _ = std::fs::remove_dir_all(&root);

@@ -18,8 +18,9 @@ mod specification;
 pub use arch::{ARCHITECTURE_NAMES, ArchitectureNames};
 pub use base_system::{BASE_SYSTEMS, BaseSystem, NameCase, base_system_of};
 pub use c_libraries::{
-    C_COMPILER_ONLY, CLibrary, CNeed, DEBIAN_MULTIARCH, LibraryEnv, OPENSSL, PLATFORM_SDK_CRATES, ResolvedPackage,
-    SETUP_C_LIBRARIES, SYS_CRATES, SourceRecipe, SysCrate, ZLIB, c_needs, multiarch_gnu_prefix, multiarch_library_env,
+    C_COMPILER_ONLY, CLibrary, CLibraryPlan, CNeed, DEBIAN_MULTIARCH, LibraryEnv, OPENSSL, PLATFORM_SDK_CRATES,
+    ResolvedPackage, SETUP_C_LIBRARIES, SYS_CRATES, SourceRecipe, SysCrate, ZLIB, c_needs, multiarch_gnu_prefix,
+    multiarch_library_env,
 };
 pub use optimization::{
     CompilationOptimization, LtoMode, OptimizationError, OptimizationLevel, PanicStrategy, StripMode,
