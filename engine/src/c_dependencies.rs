@@ -151,7 +151,7 @@ pub fn supply(
                     },
                     (_, Some(recipe)) => CSupply::Buildable {
                         how: format!(
-                            "built here from {} {} with the target's C compiler, once per target, then reused{}",
+                            "from {} {} with the target's C compiler, once per target, then reused{}",
                             recipe.crate_name,
                             recipe.version,
                             package.map(|p| format!(" (apt-get install {p} saves that build)")).unwrap_or_default()
@@ -287,7 +287,7 @@ mod tests {
         let root = tempfile::tempdir().expect("tmp");
         let musl = supply(&openssl(), &target("x86_64-unknown-linux-musl"), root.path(), None);
         let CSupply::Buildable { how } = &musl[0].supply else { panic!("{musl:?}") };
-        assert!(how.contains("built here from openssl-src 300.6.1"), "{how}");
+        assert!(how.contains("from openssl-src 300.6.1 with the target's C compiler"), "{how}");
         let libpq = [ResolvedPackage::new("pq-sys", &[])];
         let musl = supply(&libpq, &target("x86_64-unknown-linux-musl"), root.path(), None);
         let CSupply::Missing { way_out } = &musl[0].supply else { panic!("{musl:?}") };

@@ -146,7 +146,9 @@ async fn template_checks(
                     let what = format!("{} needs {}", dep.crate_name, dep.needs);
                     checks.push(match dep.supply {
                         CSupply::Present { from } => Check::new(Level::Ok, &name, format!("{what}: {from}"), ""),
-                        CSupply::Buildable { how } => Check::new(Level::Ok, &name, format!("{what}: {how}"), ""),
+                        CSupply::Buildable { how } => {
+                            Check::new(Level::Ok, &name, format!("{what}: built here {how}"), "")
+                        }
                         CSupply::Missing { way_out } => {
                             Check::new(Level::Warn, &name, format!("{what}: missing"), way_out)
                         }
