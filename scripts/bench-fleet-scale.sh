@@ -96,7 +96,7 @@ before=$(agent_ticks)
 start=$(date +%s.%N)
 status=0
 cargo bench -q "${JOBS_FLAG[@]}" -p rustle-cross --bench fleet_scale -- --config "$BENCH_DIR/fleet.toml" \
-  --binary "$CANNED" --template examples/hello-template --jobs "$JOBS" --idle-secs "$IDLE_SECS" \
+  --binary "$CANNED" --template "$PWD/examples/hello-template" --jobs "$JOBS" --idle-secs "$IDLE_SECS" \
   --target "$TARGET" | tee "$BENCH_DIR/coordinator.out" || status=$?
 end=$(date +%s.%N)
 after=$(agent_ticks)
