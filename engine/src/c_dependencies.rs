@@ -141,7 +141,7 @@ pub fn supply(
                 let recipe = library.built_here.filter(|_| builds_c_libraries_here(target, &route));
                 let supply = match (multiarch, recipe) {
                     (Some((_, _, dir)), _)
-                        if library.static_archives.iter().all(|a| lib_root.join(dir).join(a).is_file()) =>
+                        if library.has_static_archives_in(&lib_root.join(dir)) =>
                     {
                         let from = format!("{} in {}", package.unwrap_or_default(), lib_root.join(dir).display());
                         CSupply::Present { from }

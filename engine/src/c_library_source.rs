@@ -63,7 +63,7 @@ impl SourcePrefix {
 
     /// Whether it is complete: stamped, with every static archive there.
     pub fn is_built(&self) -> bool {
-        self.dir.join(STAMP).is_file() && self.library.static_archives.iter().all(|a| self.lib_dir().join(a).is_file())
+        self.dir.join(STAMP).is_file() && self.library.has_static_archives_in(&self.lib_dir())
     }
 
     /// A sibling of the prefix: `<prefix>.<suffix>` (its lock, its build in progress).

@@ -570,17 +570,9 @@ impl<'a> BuildJob<'a> {
             }
             None => CLibraryPlan::default(),
         };
-        let upper = target.triple.to_uppercase().replace(['-', '.'], "_");
         for (crate_name, prefix) in self.source_prefixes() {
-            let env_var = prefix.library.env.clone();
-            let mut set = |var: Option<&str>, value: String| {
-                if let Some(var) = var {
-                    env.push((format!("{upper}_{var}"), value));
-                }
-            };
-            set(env_var.lib_dir, prefix.lib_dir().display().to_string());
-            set(env_var.include_dir, prefix.include_dir().display().to_string());
-            set(env_var.link_static, "1".to_owned());
+            // Only static archives are built: static whatever the settings say.
+            env.extend(prefix.library.env.for_target(target, &prefix.lib_dir(), &prefix.include_dir(), true));
             said.push((
                 crate_name,
                 format!(
@@ -622,9 +614,7 @@ impl<'a> BuildJob<'a> {
             .filter(|row| names.iter().any(|name| name == row.crate_name))
             .filter(|row| {
                 // A multiarch copy wins.
-                !multiarch_dir
-                    .as_ref()
-                    .is_some_and(|dir| row.library.static_archives.iter().all(|a| dir.join(a).is_file()))
+                !multiarch_dir.as_ref().is_some_and(|dir| row.library.has_static_archives_in(dir))
             })
             .filter_map(|row| Some((row.crate_name, SourcePrefix::new(self.cache_dir, target, row.library)?)))
             .collect()

@@ -290,6 +290,30 @@ pub fn c_needs(packages: &[ResolvedPackage], target: &Target) -> Vec<CNeed> {
     needs
 }
 
+impl LibraryEnv {
+    /// The variables that point the `-sys` crate at `lib_dir` and
+    /// `include_dir` for `target` only (`<TRIPLE>_OPENSSL_LIB_DIR`), so host
+    /// build scripts are untouched; with `link_static`, "link statically" too.
+    pub fn for_target(
+        &self,
+        target: &Target,
+        lib_dir: &std::path::Path,
+        include_dir: &std::path::Path,
+        link_static: bool,
+    ) -> Vec<(String, String)> {
+        let upper = target.triple.to_uppercase().replace(['-', '.'], "_");
+        let static_flag = if link_static { self.link_static } else { None };
+        [
+            (self.lib_dir, lib_dir.display().to_string()),
+            (self.include_dir, include_dir.display().to_string()),
+            (static_flag, "1".to_owned()),
+        ]
+        .into_iter()
+        .filter_map(|(var, value)| var.map(|var| (format!("{upper}_{var}"), value)))
+        .collect()
+    }
+}
+
 /// Debian's multiarch names of the GNU cross prefixes: (cross prefix,
 /// Debian architecture, multiarch library directory under `/usr/lib`).
 #[rustfmt::skip]
@@ -332,23 +356,13 @@ pub fn multiarch_library_env(
         return CLibraryPlan::default();
     };
     let dir = lib_root.join(multiarch);
-    let upper = target.triple.to_uppercase().replace(['-', '.'], "_");
     let (mut env, mut said) = (Vec::new(), Vec::new());
     for row in SYS_CRATES.iter().filter(|row| lock_packages.contains(&row.crate_name)) {
         let library = row.library;
-        if !library.static_archives.iter().all(|archive| dir.join(archive).is_file()) {
+        if !library.has_static_archives_in(&dir) {
             continue;
         }
-        let mut set = |var: Option<&str>, value: String| {
-            if let Some(var) = var {
-                env.push((format!("{upper}_{var}"), value));
-            }
-        };
-        set(library.env.lib_dir, dir.display().to_string());
-        set(library.env.include_dir, "/usr/include".to_owned());
-        if link_static {
-            set(library.env.link_static, "1".to_owned());
-        }
+        env.extend(library.env.for_target(target, &dir, std::path::Path::new("/usr/include"), link_static));
         let how = if link_static && library.env.link_static.is_some() { "statically" } else { "dynamically" };
         said.push((
             row.crate_name,
@@ -371,6 +385,11 @@ pub fn multiarch_gnu_prefix(target: &Target) -> Option<&'static str> {
 }
 
 impl CLibrary {
+    /// Whether `dir` holds every static archive a self-contained link needs.
+    pub fn has_static_archives_in(&self, dir: &std::path::Path) -> bool {
+        self.static_archives.iter().all(|archive| dir.join(archive).is_file())
+    }
+
     /// The Debian package that supplies this library for the target whose
     /// GNU cross prefix is `gnu_prefix` (`libssl-dev:arm64`), when Debian
     /// has that architecture.
