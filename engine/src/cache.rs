@@ -11,9 +11,9 @@
 //! runs (arguments and environment: features, rustflags, profile overrides,
 //! linker variables, `SOURCE_DATE_EPOCH`), with the paths that only say
 //! where things are on this machine left out (the target dir, PATH) or
-//! written as placeholders (`<template>`, `<cache>`, `<cargo-home>`,
+//! written as placeholders (`<template>`, `<target-dir>`, `<cargo-home>`,
 //! `<rust-src>`: the directories every build remaps, so that they are not
-//! in the binary either, see [`BuildJob::path_remaps`]). The same key thus
+//! in the binary either, see [`BuildJob::path_remaps`]; and `<cache>`). The same key thus
 //! means the same binary wherever it was built.
 //!
 //! **Store** (under `<cache>/binaries/`): `blobs/<sha256>` holds a binary by
@@ -46,7 +46,7 @@ use crate::validate::{BinaryReport, validate_binary};
 /// older entry a miss. 2: builds are reproducible (remapped paths,
 /// `SOURCE_DATE_EPOCH`) and keys name those paths by placeholder. 3: an
 /// entry's metadata says what each C library was linked from, and how.
-pub const SCHEMA: u32 = 3;
+pub const SCHEMA: u32 = 4;
 
 /// Environment variables of the cargo invocation that say where things are
 /// on this machine, not what is built.
@@ -112,13 +112,13 @@ impl CacheKeyInputs {
     /// The inputs of `job` run by `command` (its exact cargo invocation,
     /// [`BuildJob::cargo_command`]). Reads the template's files and asks the
     /// route's tools for their versions (once per process and tool). The
-    /// directories the job remaps ([`BuildJob::path_remaps`]: template,
-    /// cache, CARGO_HOME, rust-src) are written as placeholders wherever an
-    /// argument or variable names them, so the key does not say where they
-    /// are.
+    /// directories the job remaps ([`BuildJob::key_placeholders`]: template,
+    /// target dir, cache, CARGO_HOME, rust-src) are written as placeholders
+    /// wherever an argument or variable names them, so the key does not say
+    /// where they are.
     pub async fn of(job: &BuildJob<'_>, command: &ProcessSpec) -> std::io::Result<Self> {
         let (template, plan) = (job.template(), job.plan());
-        let remaps = job.path_remaps();
+        let remaps = job.key_placeholders();
         let files = template_files(&template.dir)?;
         let custom_spec_sha256 = match &plan.target.custom_spec {
             Some(path) => Some(hex(&Sha256::digest(std::fs::read(path)?))),
@@ -669,14 +669,17 @@ mod tests {
         let other_cache = scratch.path().join("another/cache-dir");
         let key_c = inputs_of(&toolchains, &other_cache, &a, TargetSettings::default()).await;
         assert_eq!(key_a.key(), key_c.key(), "another cache, the same key: {key_a:#?}\n{key_c:#?}");
-        // The build remaps the template, the cache and CARGO_HOME, and the
-        // key names them by placeholder: no path of this machine is in it.
+        // The build remaps the target dir and CARGO_HOME for every crate,
+        // the template for its own, and the key names them by placeholder:
+        // no path of this machine is in it.
         let rustflags = &key_a.cargo_env["CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS"];
-        for flag in ["<template>=/rustle/template", "<cache>=/rustle/cache", "<cargo-home>=/rustle/cargo"]
-            .map(|m| format!("--remap-path-prefix={m}"))
+        for flag in
+            ["<target-dir>=/rustle/target", "<cargo-home>=/rustle/cargo"].map(|m| format!("--remap-path-prefix={m}"))
         {
             assert!(rustflags.split_whitespace().any(|f| f == flag), "{flag} in {rustflags}");
         }
+        let template_flag = "--remap-path-prefix=<template>=/rustle/template".to_owned();
+        assert_eq!(key_a.cargo_args.last(), Some(&template_flag), "{:?}", key_a.cargo_args);
         let recorded = serde_json::to_string(&key_a).unwrap();
         let cargo_home = crate::toolchain::cargo_home();
         for here in [scratch.path(), &cache, &a, &cargo_home] {

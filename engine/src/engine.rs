@@ -21,7 +21,9 @@ use sha2::{Digest, Sha256};
 
 use crate::c_library_source::{SourcePrefix, TargetCCompiler, ensure_built};
 use crate::cache::{CacheHit, CacheKeyInputs, CompilationCache};
+use crate::file_lock::{LockError, lock_exclusive};
 use crate::shared_cache::SharedTier;
+use crate::std_sysroot::{StdSysroot, SysrootBuild};
 use crate::template::{PreparedTemplate, hex};
 use crate::toolchain::{BuildPlan, LinkerPlan, StdSource, ToolchainError, ToolchainManager, cargo_home, last_lines};
 use crate::validate::{BinaryReport, ValidationError, validate_binary};
@@ -372,6 +374,8 @@ pub struct BuildJob<'a> {
     request: &'a BuildRequest,
     /// The cache root: target dirs live under `cache_dir/targets`.
     cache_dir: &'a Path,
+    /// `cache_dir/targets/<dependency key>/<triple>/<toolchain id>`.
+    target_dir: PathBuf,
 }
 
 impl<'a> BuildJob<'a> {
@@ -382,7 +386,12 @@ impl<'a> BuildJob<'a> {
         request: &'a BuildRequest,
         cache_dir: &'a Path,
     ) -> Self {
-        Self { template, plan, request, cache_dir }
+        let target_dir = cache_dir
+            .join("targets")
+            .join(template.dependency_key())
+            .join(plan.target.triple_with_floor())
+            .join(plan.toolchain.id());
+        Self { template, plan, request, cache_dir, target_dir }
     }
 
     fn triple(&self) -> String {
@@ -394,13 +403,12 @@ impl<'a> BuildJob<'a> {
         self.request
     }
 
-    /// The persistent target directory of this (template, target, toolchain).
+    /// The persistent target directory of this (dependency set, target,
+    /// toolchain), shared by every template with the same dependencies
+    /// ([`PreparedTemplate::dependency_key`]); [`build`] holds its lock
+    /// while it runs.
     pub fn target_dir(&self) -> PathBuf {
-        self.cache_dir
-            .join("targets")
-            .join(&self.template.id.0)
-            .join(self.plan.target.triple_with_floor())
-            .join(self.plan.toolchain.id())
+        self.target_dir.clone()
     }
 
     /// The exact cargo invocation this build runs (what `--print-command`
@@ -429,9 +437,9 @@ impl<'a> BuildJob<'a> {
 
         let (program, mut args): (PathBuf, Vec<String>) = match &plan.linker {
             LinkerPlan::Zig { cargo_zigbuild, .. } => {
-                (cargo_zigbuild.clone(), vec!["zigbuild".into(), "--target".into(), target.triple_with_floor()])
+                (cargo_zigbuild.clone(), vec!["rustc".into(), "--target".into(), target.triple_with_floor()])
             }
-            _ => (toolchain.cargo.clone(), vec!["build".into(), "--target".into(), target.cargo_target()]),
+            _ => (toolchain.cargo.clone(), vec!["rustc".into(), "--target".into(), target.cargo_target()]),
         };
         args.extend(
             [
@@ -448,19 +456,20 @@ impl<'a> BuildJob<'a> {
             args.push("--features".into());
             args.push(settings.features.join(","));
         }
-        if plan.std == StdSource::BuildStd {
-            args.push("-Zbuild-std=std,panic_abort".into());
-        }
         args.extend(self.template.cargo_args.iter().cloned());
+        // `cargo rustc`: what follows `--` is given to the template's own
+        // crate only. Its directory's name goes there, not into the
+        // target's RUSTFLAGS, which every dependency is fingerprinted by:
+        // templates in other directories then share the compiled dependencies.
+        let template_remap = self.path_remaps().into_iter().find(|remap| remap.from == self.template.dir);
+        if let Some(remap) = template_remap {
+            if !args.iter().any(|a| a == "--") {
+                args.push("--".into());
+            }
+            args.push(remap.flag());
+        }
 
-        let mut rustflags: Vec<String> = rule.rustflags.iter().map(|s| (*s).to_owned()).collect();
-        rustflags.extend(settings.rustflags.iter().cloned());
-        rustflags.extend(
-            self.request
-                .optimization
-                .rustflags(target, &toolchain.host)
-                .map_err(|source| CompilationError::target(self.triple(), TargetFailure::Optimization(source)))?,
-        );
+        let mut rustflags = self.target_rustflags()?;
 
         // Reproducible builds. First, so that a caller's own
         // `--remap-path-prefix` or `-Cdlltool` (later) wins.
@@ -478,8 +487,12 @@ impl<'a> BuildJob<'a> {
             ok
         };
         #[cfg_attr(not(unix), expect(unused_mut, reason = "only the Unix dlltool wrapper adds to it"))]
-        let mut reproducible: Vec<String> =
-            self.path_remaps().iter().filter(|remap| passable(&remap.from)).map(PathRemap::flag).collect();
+        let mut reproducible: Vec<String> = self
+            .path_remaps()
+            .iter()
+            .filter(|remap| remap.from != self.template.dir && passable(&remap.from))
+            .map(PathRemap::flag)
+            .collect();
         // The wrapper is a shell script: on a host without one, dlltool runs as it is.
         #[cfg(unix)]
         if let Some(dlltool) = rule.linker.dlltool() {
@@ -487,6 +500,11 @@ impl<'a> BuildJob<'a> {
             if passable(&wrapper) {
                 reproducible.push(format!("-Cdlltool={}", wrapper.display()));
             }
+        }
+        // std from the sysroot built once for the target, not from source
+        // in every target dir.
+        if let Some(sysroot) = self.std_sysroot()? {
+            reproducible.push(sysroot.flag());
         }
         rustflags.splice(0..0, reproducible);
 
@@ -531,9 +549,6 @@ impl<'a> BuildJob<'a> {
         for (key, value) in rule.env {
             spec = spec.env(key, value);
         }
-        if plan.std == StdSource::BuildStd && !toolchain.is_nightly() {
-            spec = spec.env("RUSTC_BOOTSTRAP", "1");
-        }
         if let LinkerPlan::Cross { linker, cc, ar } = &plan.linker {
             let suffix = target.cc_env_suffix();
             spec = spec.env(format!("{prefix}_LINKER"), linker).env(format!("CC_{suffix}"), cc);
@@ -545,6 +560,43 @@ impl<'a> BuildJob<'a> {
             spec = spec.env(key, value);
         }
         Ok(spec)
+    }
+
+    /// The target's rustflags from the rules table, the settings and the
+    /// optimization overrides (`-Ctarget-cpu`): what its std is built with
+    /// too. Without the ones that only name directories.
+    fn target_rustflags(&self) -> Result<Vec<String>, CompilationError> {
+        let target = &self.plan.target;
+        let mut rustflags: Vec<String> = rule_for(target).rustflags.iter().map(|s| (*s).to_owned()).collect();
+        rustflags.extend(self.request.settings.rustflags.iter().cloned());
+        rustflags.extend(
+            self.request
+                .optimization
+                .rustflags(target, &self.plan.toolchain.host)
+                .map_err(|source| CompilationError::target(self.triple(), TargetFailure::Optimization(source)))?,
+        );
+        Ok(rustflags)
+    }
+
+    /// The rules table's variables for the target.
+    fn target_env(&self) -> Vec<(String, String)> {
+        rule_for(&self.plan.target).env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    /// The sysroot this build takes std from, when the target has no
+    /// prebuilt std: built once per (toolchain, target, rustflags) by
+    /// [`build`] before cargo runs, shared by every template.
+    pub fn std_sysroot(&self) -> Result<Option<StdSysroot>, CompilationError> {
+        if self.plan.std != StdSource::BuildStd {
+            return Ok(None);
+        }
+        let plan = self.plan;
+        StdSysroot::new(self.cache_dir, &plan.toolchain, &plan.target, &self.target_rustflags()?, &self.target_env())
+            .map(Some)
+            .map_err(|source| {
+                let path = plan.target.custom_spec.clone().unwrap_or_default();
+                CompilationError::target(self.triple(), TargetFailure::Io { path, source })
+            })
     }
 
     /// The variables that point the template's `-sys` crates at their C
@@ -658,17 +710,20 @@ impl<'a> BuildJob<'a> {
 
     /// The directories of this machine whose paths a build can write into
     /// a binary (panic locations, `file!()`, debug info, code generated in
-    /// `OUT_DIR`), each with the fixed name it gets instead: the template,
-    /// the cache (its target dirs and generated templates), CARGO_HOME
-    /// (registry and git sources) and, when std is built from source, the
-    /// toolchain's rust-src. rustc applies the last `--remap-path-prefix`
-    /// that matches, so a directory inside another (a generated template
-    /// inside the cache) comes after it and keeps its own name. The cache
-    /// key writes the same directories as placeholders.
+    /// `OUT_DIR`), each with the fixed name it gets instead: CARGO_HOME
+    /// (registry and git sources), the target dir, when std is built from
+    /// source the toolchain's rust-src, and the template. rustc applies the
+    /// last `--remap-path-prefix` that matches, so a directory inside
+    /// another comes after it. The template's is given to its own crate
+    /// only, in `cargo rustc`'s trailing arguments, which rustc reads
+    /// before the target's RUSTFLAGS: so the template may lie inside none of
+    /// the others (a generated one lies in the cache, not in a target dir).
+    /// The cache key writes these directories, and the cache dir, as
+    /// placeholders ([`key_placeholders`](Self::key_placeholders)).
     pub fn path_remaps(&self) -> Vec<PathRemap> {
         let mut remaps = vec![
             PathRemap { from: cargo_home(), to: "/rustle/cargo".into(), placeholder: "<cargo-home>" },
-            PathRemap { from: self.cache_dir.to_path_buf(), to: "/rustle/cache".into(), placeholder: "<cache>" },
+            PathRemap { from: self.target_dir.clone(), to: "/rustle/target".into(), placeholder: "<target-dir>" },
         ];
         let toolchain = &self.plan.toolchain;
         // A prebuilt std says `/rustc/<commit>/library/...`; a std built
@@ -712,6 +767,19 @@ impl<'a> BuildJob<'a> {
             ordered.push(remaps.remove(outermost));
         }
         ordered
+    }
+
+    /// The directories the cache key names by placeholder: those of
+    /// [`path_remaps`](Self::path_remaps) and the cache dir (which the
+    /// dlltool wrapper's path in the flags lies in).
+    pub fn key_placeholders(&self) -> Vec<PathRemap> {
+        let mut remaps = self.path_remaps();
+        remaps.push(PathRemap {
+            from: self.cache_dir.to_path_buf(),
+            to: "/rustle/cache".into(),
+            placeholder: "<cache>",
+        });
+        remaps
     }
 
     /// The template being built.
@@ -880,8 +948,10 @@ pub async fn build(
     let start = Instant::now();
     let command = job.cargo_command()?;
     let target_dir = job.target_dir();
+    let _turn = take_target_dir(job, on_event).await?;
     let graph = check_c_dependencies(job).await?;
     supply_source_built_libraries(job, graph.as_deref(), on_event).await?;
+    supply_std_sysroot(job, on_event).await?;
     let units_file = target_dir.join(".rustle-units");
     let expected = std::fs::read_to_string(&units_file)
         .ok()
@@ -982,6 +1052,74 @@ pub async fn build(
     })
 }
 
+/// Waits for this build's turn in its target dir, which templates with the
+/// same dependencies share (cargo would make it wait too, but the binary
+/// is read after cargo exits, and the next template's build must not
+/// overwrite it before). Held until the returned file is dropped. When the
+/// dir's last build was of another template, the fingerprints of the path
+/// packages are removed first: cargo knows a path package by its path
+/// within its workspace, the same for two templates, and would take the
+/// other template's files as up to date when they are older than its build.
+async fn take_target_dir(
+    job: &BuildJob<'_>,
+    on_event: &(dyn Fn(BuildEvent) + Send + Sync),
+) -> Result<std::fs::File, CompilationError> {
+    let target_dir = job.target_dir();
+    let io = |path: &Path, source| {
+        CompilationError::target(job.triple(), TargetFailure::Io { path: path.to_path_buf(), source })
+    };
+    std::fs::create_dir_all(&target_dir).map_err(|e| io(&target_dir, e))?;
+    let lock_path = target_dir.join(".rustle-lock");
+    let locked = |error: LockError| match error {
+        LockError::Io { path, source } => io(&path, source),
+        LockError::TimedOut { timeout, .. } => {
+            CompilationError::target(job.triple(), TargetFailure::Timeout { timeout })
+        }
+    };
+    let turn = match lock_exclusive(&lock_path, Duration::ZERO).await {
+        Ok(file) => file,
+        Err(LockError::TimedOut { .. }) => {
+            on_event(BuildEvent::Log {
+                triple: job.triple(),
+                line: format!("waiting for another build of the same dependencies in {}", target_dir.display()),
+            });
+            lock_exclusive(&lock_path, job.request.deadline).await.map_err(locked)?
+        }
+        Err(error) => return Err(locked(error)),
+    };
+    let last_path = target_dir.join(".rustle-last-template");
+    let this = job.template.dir.display().to_string();
+    if std::fs::read_to_string(&last_path).is_ok_and(|last| last != this) {
+        forget_path_packages(&target_dir, &job.template.path_packages());
+    }
+    std::fs::write(&last_path, &this).map_err(|e| io(&last_path, e))?;
+    Ok(turn)
+}
+
+/// Removes the fingerprints (`.fingerprint/<package>-<hash>`) of
+/// `packages` from every profile dir of `target_dir` (the host's and each
+/// target's), so cargo builds their units again.
+fn forget_path_packages(target_dir: &Path, packages: &[String]) {
+    let profile_dirs = std::fs::read_dir(target_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("release"))
+        .chain(std::iter::once(target_dir.join("release")));
+    for fingerprints in profile_dirs.map(|dir| dir.join(".fingerprint")) {
+        let Ok(entries) = std::fs::read_dir(&fingerprints) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let of_package = name.rsplit_once('-').is_some_and(|(package, hash)| {
+                packages.iter().any(|p| p == package) && hash.chars().all(|c| c.is_ascii_hexdigit())
+            });
+            if of_package {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
 /// Refuses the job before cargo runs when a C dependency of the template
 /// cannot be had for its target ([`crate::c_dependencies::check_before_building`]).
 /// Returns the crates of the tables in the target's graph (`None`: not
@@ -1034,6 +1172,37 @@ async fn strip_macho(tool: &Path, mode: StripMode, binary: &Path) -> Result<(), 
     } else {
         Err(format!("{} {flag} {} failed: {}", tool.display(), binary.display(), output.stderr_text().trim()))
     }
+}
+
+/// Builds the job's std sysroot ([`BuildJob::std_sysroot`]) unless it is
+/// built; a std that cannot be built fails the target.
+async fn supply_std_sysroot(
+    job: &BuildJob<'_>,
+    on_event: &(dyn Fn(BuildEvent) + Send + Sync),
+) -> Result<(), CompilationError> {
+    let Some(sysroot) = job.std_sysroot()? else { return Ok(()) };
+    let triple = job.triple();
+    let remaps: Vec<PathRemap> = job
+        .path_remaps()
+        .into_iter()
+        .filter(|remap| matches!(remap.placeholder, "<cargo-home>" | "<rust-src>"))
+        .collect();
+    let build = SysrootBuild {
+        sysroot: &sysroot,
+        toolchain: &job.plan.toolchain,
+        target: &job.plan.target,
+        rustflags: &job.target_rustflags()?,
+        env: &job.target_env(),
+        remaps: &remaps,
+        timeout: job.request.deadline,
+    };
+    let note = |line: String| on_event(BuildEvent::Note { triple: triple.clone(), line });
+    crate::std_sysroot::ensure_built(&build, &note).await.map(drop).map_err(|reason| {
+        CompilationError::unavailable(
+            triple.clone(),
+            format!("{reason}. The toolchain's rust-src must match its rustc (rustup component add rust-src, or Debian's rust-src package)"),
+        )
+    })
 }
 
 /// Builds, before cargo runs, each C library the job takes from a prefix
@@ -1332,31 +1501,37 @@ mod tests {
         let remap = |from: &Path, to: &str| format!("--remap-path-prefix={}={to}", from.display());
         let position =
             |flag: &str| flags.iter().position(|f| *f == flag).unwrap_or_else(|| panic!("{flag}: {flags:?}"));
-        let cache_at = position(&remap(&cache, "/rustle/cache"));
-        let template_pos = position(&remap(&template.dir, "/rustle/template"));
+        let target_at = position(&remap(&job.target_dir(), "/rustle/target"));
         let cargo_at = position(&remap(&crate::toolchain::cargo_home(), "/rustle/cargo"));
         let src_at = position(&remap(&rust_src, "/rustc/ac68faa20c58cbccd01ee7208bf3b6e93a7d7f96/library"));
-        // rustc applies the last match: the template inside the cache is
-        // named as the template, rust-src inside the scratch dir as rust-src.
-        assert!(cache_at < template_pos, "{flags:?}");
-        assert!(cargo_at < 4 && src_at < 4, "{flags:?}");
+        // rustc applies the last match: the target dir inside the cache is
+        // named as the target dir, rust-src inside the scratch dir as rust-src.
+        assert!(cargo_at < 3 && src_at < 3 && target_at < 3, "{flags:?}");
+        assert!(!flags.iter().any(|f| f.contains("/rustle/cache")), "the cache dir is no name of its own: {flags:?}");
+        // The template's name goes to its own crate only, after `--`: the
+        // dependencies' flags are the same for every template.
+        assert!(!flags.iter().any(|f| f.contains("/rustle/template")), "{flags:?}");
+        let args: Vec<String> = command.get_args().iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(args[0], "rustc", "{args:?}");
+        let dashes = args.iter().position(|a| a == "--").expect("`--` before the template's flags");
+        assert_eq!(args[dashes + 1..], [remap(&template.dir, "/rustle/template")], "{args:?}");
         // MinGW's dlltool runs through the wrapper; the caller's own flags
         // come after ours, so they win.
         let wrapper = cache.join("dlltool/x86_64-w64-mingw32-dlltool");
-        assert_eq!(flags[4], format!("-Cdlltool={}", wrapper.display()), "{flags:?}");
-        assert_eq!(flags[5..], ["--remap-path-prefix=/mine=/theirs"], "{flags:?}");
+        assert_eq!(flags[3], format!("-Cdlltool={}", wrapper.display()), "{flags:?}");
+        assert_eq!(flags[4..], ["--remap-path-prefix=/mine=/theirs"], "{flags:?}");
         let epoch = env_of(&command, "SOURCE_DATE_EPOCH").expect("SOURCE_DATE_EPOCH is set");
         match std::env::var("SOURCE_DATE_EPOCH") {
             Ok(caller) if !caller.is_empty() && caller.bytes().all(|b| b.is_ascii_digit()) => assert_eq!(epoch, caller),
             _ => assert_eq!(epoch, DEFAULT_SOURCE_DATE_EPOCH),
         }
 
-        // A cache inside the template: then the cache goes last.
+        // A cache inside the template: then the template goes first.
         let template = template_at(&scratch.path().join("t"));
         let inner_cache = template.dir.join(".cache");
         let job = BuildJob::new(&template, &plan, &request, &inner_cache);
         let order: Vec<&str> = job.path_remaps().iter().map(|r| r.placeholder).collect();
-        assert_eq!(order, ["<cargo-home>", "<rust-src>", "<template>", "<cache>"]);
+        assert_eq!(order, ["<cargo-home>", "<rust-src>", "<template>", "<target-dir>"]);
 
         // Without a known commit there is no `/rustc/<commit>` to name rust-src.
         let plan = build_std_plan(&rust_src, "unknown");

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod file_lock;
 pub mod runner;
 pub mod shared_cache;
+pub mod std_sysroot;
 pub mod template;
 pub mod toolchain;
 pub mod validate;

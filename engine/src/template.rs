@@ -121,8 +121,12 @@ const WRITTEN_LIST: &str = ".rustle-template-files";
 
 impl TemplateSource {
     /// Checks the template and, for a generated one, writes it under
-    /// `work_root/<package>/` (only files whose content changed, so cargo's
-    /// fingerprints of the others stay valid).
+    /// `work_root/<package>-<content hash>/`: a work dir per content, so
+    /// concurrent builds of different templates of one package never write
+    /// into each other's, and the same template again finds its dir as it
+    /// left it (its Cargo.lock too). What a new template shares with earlier
+    /// ones is in the target dirs, keyed by its dependencies
+    /// ([`PreparedTemplate::dependency_key`]), not in its work dir.
     pub fn prepare(&self, work_root: &Path) -> Result<PreparedTemplate, TemplateError> {
         match self {
             TemplateSource::Dir(dir) => {
@@ -138,8 +142,10 @@ impl TemplateSource {
                 }
                 // Parse first: a broken template must not overwrite a good work dir.
                 let package = parse_manifest(Path::new("Cargo.toml"), &template.cargo_toml)?.0;
-                let dir = work_root.join(&package);
-                write_generated(template, &dir)?;
+                let files = generated_files(template)?;
+                let dir = work_root.join(format!("{package}-{}", content_hash(&files)));
+                write_generated(&files, &dir)?;
+                prune_generated(work_root, &dir);
                 let dir = dir.canonicalize().map_err(|source| TemplateError::Io { path: dir.clone(), source })?;
                 prepared(&dir, &template.cargo_toml, template.compilation_flags.clone())
             }
@@ -176,6 +182,86 @@ impl PreparedTemplate {
     /// workspace's (the nearest one in an ancestor directory).
     pub fn lock_file(&self) -> Option<PathBuf> {
         self.dir.ancestors().map(|d| d.join("Cargo.lock")).find(|p| p.is_file())
+    }
+
+    /// What decides which dependency artifacts a build of this template
+    /// makes, as a directory name (`deps-<16 hex digits>`): the registry
+    /// and git packages its Cargo.lock pins (name, version, source), or,
+    /// without a Cargo.lock, the dependency tables of its manifest. The
+    /// template's own package and other path packages are left out: every
+    /// new template of rustle-deploy's runner has the same key, so its
+    /// build finds the dependencies compiled and compiles only its own crate.
+    pub fn dependency_key(&self) -> String {
+        let mut hasher = Sha256::new();
+        match self.read_lock().map(CargoLock::locked_sources) {
+            Some(packages) => {
+                hasher.update(b"lock\n");
+                for package in packages {
+                    hasher.update(package.as_bytes());
+                    hasher.update(b"\n");
+                }
+            }
+            None => {
+                hasher.update(b"manifest\n");
+                let table: toml::Table = std::fs::read_to_string(&self.manifest)
+                    .ok()
+                    .and_then(|t| toml::from_str(&t).ok())
+                    .unwrap_or_default();
+                for key in ["dependencies", "build-dependencies", "target", "patch", "replace", "workspace"] {
+                    if let Some(value) = table.get(key) {
+                        hasher.update(format!("{key} = {value}\n").as_bytes());
+                    }
+                }
+            }
+        }
+        format!("deps-{}", hex(&hasher.finalize()[..8]))
+    }
+
+    /// The names of the path packages of the Cargo.lock (the template's
+    /// own and its workspace's): the units a target dir shared by several
+    /// templates holds for whichever was built there last.
+    pub fn path_packages(&self) -> Vec<String> {
+        let mut names: BTreeSet<String> = self
+            .read_lock()
+            .map(|lock| lock.package.into_iter().filter(|p| p.source.is_none()).map(|p| p.name).collect())
+            .unwrap_or_default();
+        names.insert(self.package.clone());
+        names.into_iter().collect()
+    }
+}
+
+impl PreparedTemplate {
+    fn read_lock(&self) -> Option<CargoLock> {
+        let text = std::fs::read_to_string(self.lock_file()?).ok()?;
+        toml::from_str(&text).ok()
+    }
+}
+
+/// The packages of a Cargo.lock.
+#[derive(Deserialize)]
+struct CargoLock {
+    #[serde(default)]
+    package: Vec<LockPackage>,
+}
+
+/// A `[[package]]` of a Cargo.lock.
+#[derive(Deserialize)]
+struct LockPackage {
+    name: String,
+    version: String,
+    #[serde(default)]
+    source: Option<String>,
+}
+
+impl CargoLock {
+    /// `name version source` of each package that is not a path package, sorted.
+    fn locked_sources(self) -> Vec<String> {
+        let set: BTreeSet<String> = self
+            .package
+            .into_iter()
+            .filter_map(|p| p.source.map(|source| format!("{} {} {source}", p.name, p.version)))
+            .collect();
+        set.into_iter().collect()
     }
 }
 
@@ -231,11 +317,13 @@ fn parse_manifest(path: &Path, text: &str) -> Result<(String, String, Option<Str
     Ok((package, bin, strip))
 }
 
-fn write_generated(template: &GeneratedTemplate, dir: &Path) -> Result<(), TemplateError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| TemplateError::Io { path, source }
-    };
+/// How long a generated template's work dir is kept after it was last
+/// prepared: rustle-deploy writes a new one per plan, and its binaries are
+/// in the binary cache, its dependencies in the shared target dirs.
+const GENERATED_TEMPLATE_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// The files of a generated template by path, checked to stay inside it.
+fn generated_files(template: &GeneratedTemplate) -> Result<BTreeMap<PathBuf, &str>, TemplateError> {
     let mut files: BTreeMap<PathBuf, &str> = BTreeMap::new();
     for (path, content) in &template.source_files {
         if path.as_os_str().is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
@@ -247,27 +335,89 @@ fn write_generated(template: &GeneratedTemplate, dir: &Path) -> Result<(), Templ
     if let Some(build) = &template.build_script {
         files.insert("build.rs".into(), build);
     }
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    // Remove what an earlier version of the template wrote and this one does not.
-    let list_path = dir.join(WRITTEN_LIST);
-    let previous: BTreeSet<PathBuf> =
-        std::fs::read_to_string(&list_path).unwrap_or_default().lines().map(PathBuf::from).collect();
-    for stale in previous.iter().filter(|p| !files.contains_key(*p)) {
-        let _ = std::fs::remove_file(dir.join(stale));
+    Ok(files)
+}
+
+/// 16 hex digits of SHA-256 over the files' paths and contents, each
+/// length-prefixed so no two different sets of files hash alike.
+fn content_hash(files: &BTreeMap<PathBuf, &str>) -> String {
+    let mut hasher = Sha256::new();
+    for (path, content) in files {
+        let path = path.to_string_lossy();
+        hasher.update((path.len() as u64).to_le_bytes());
+        hasher.update(path.as_bytes());
+        hasher.update((content.len() as u64).to_le_bytes());
+        hasher.update(content.as_bytes());
     }
-    for (rel, content) in &files {
-        let path = dir.join(rel);
-        if std::fs::read(&path).is_ok_and(|old| old == content.as_bytes()) {
+    hex(&hasher.finalize()[..8])
+}
+
+/// Writes `files` as the content-addressed work dir `dir`, unless it is
+/// there already: into a sibling of a name no other writer uses, renamed
+/// into place, so a reader never sees half a template and two processes
+/// writing the same template at once both end up with one whole copy.
+fn write_generated(files: &BTreeMap<PathBuf, &str>, dir: &Path) -> Result<(), TemplateError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TemplateError::Io { path, source }
+    };
+    let list_path = dir.join(WRITTEN_LIST);
+    if list_path.is_file() {
+        // Prepared again: the mark of its last use, which pruning reads.
+        let _ = std::fs::File::options()
+            .append(true)
+            .open(&list_path)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        return Ok(());
+    }
+    let parent = dir.parent().unwrap_or(dir);
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let partial = parent.join(format!(".{name}.partial-{}", crate::engine::unique_suffix()));
+    let written = (|| {
+        for (rel, content) in files {
+            let path = partial.join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            std::fs::write(&path, content).map_err(io(&path))?;
+        }
+        let list: Vec<String> = files.keys().map(|p| p.display().to_string()).collect();
+        let partial_list = partial.join(WRITTEN_LIST);
+        std::fs::write(&partial_list, list.join("\n")).map_err(io(&partial_list))
+    })();
+    let renamed = written.and_then(|()| match std::fs::rename(&partial, dir) {
+        Ok(()) => Ok(()),
+        // Another writer of the same content was first: its copy is whole.
+        Err(_) if list_path.is_file() => Ok(()),
+        Err(source) => Err(TemplateError::Io { path: dir.to_path_buf(), source }),
+    });
+    let _ = std::fs::remove_dir_all(&partial);
+    renamed
+}
+
+/// Removes the generated templates of `work_root` not prepared for
+/// [`GENERATED_TEMPLATE_TTL`], and partial copies a crashed writer left
+/// that long ago; never `keep`. Best effort: what cannot be removed stays.
+fn prune_generated(work_root: &Path, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(work_root) else { return };
+    let now = std::time::SystemTime::now();
+    let stale = |path: &Path| {
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| now.duration_since(modified).is_ok_and(|age| age > GENERATED_TEMPLATE_TTL))
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path == keep || !path.is_dir() {
             continue;
         }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        let list = path.join(WRITTEN_LIST);
+        let partial = entry.file_name().to_string_lossy().contains(".partial-");
+        if (list.is_file() && stale(&list)) || (partial && stale(&path)) {
+            let _ = std::fs::remove_dir_all(&path);
         }
-        std::fs::write(&path, content).map_err(io(&path))?;
     }
-    let list: Vec<String> = files.keys().map(|p| p.display().to_string()).collect();
-    std::fs::write(&list_path, list.join("\n")).map_err(io(&list_path))?;
-    Ok(())
 }
 
 /// Lower-case hex.
@@ -305,15 +455,62 @@ mod tests {
     }
 
     #[test]
-    fn stale_files_are_removed() {
+    fn each_content_gets_its_own_work_dir_and_one_writer_wins() {
         let root = tempfile::tempdir().unwrap();
-        let mut t = generated(MANIFEST);
-        t.source_files.insert("src/extra.rs".into(), "".into());
-        let p = TemplateSource::Generated(t.clone()).prepare(root.path()).unwrap();
-        assert!(p.dir.join("src/extra.rs").exists());
-        t.source_files.remove(Path::new("src/extra.rs"));
-        TemplateSource::Generated(t).prepare(root.path()).unwrap();
-        assert!(!p.dir.join("src/extra.rs").exists());
+        let one = generated(MANIFEST);
+        let mut other = generated(MANIFEST);
+        other.source_files.insert("src/main.rs".into(), "fn main() { println!(\"other plan\"); }".into());
+        let a = TemplateSource::Generated(one.clone()).prepare(root.path()).unwrap();
+        let b = TemplateSource::Generated(other).prepare(root.path()).unwrap();
+        assert_ne!(a.dir, b.dir, "two plans of one package, two work dirs");
+        assert_ne!(a.id, b.id);
+        assert!(a.dir.file_name().unwrap().to_string_lossy().starts_with("demo-"), "{}", a.dir.display());
+        assert_eq!(std::fs::read_to_string(a.dir.join("src/main.rs")).unwrap(), "fn main() {}");
+        assert!(std::fs::read_to_string(b.dir.join("src/main.rs")).unwrap().contains("other plan"));
+        // Many writers of one content at once: one whole copy, no leftovers.
+        let again: Vec<PreparedTemplate> = std::thread::scope(|scope| {
+            let writers: Vec<_> = (0..8)
+                .map(|_| {
+                    let t = TemplateSource::Generated(one.clone());
+                    let root = root.path();
+                    scope.spawn(move || t.prepare(root).unwrap())
+                })
+                .collect();
+            writers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        assert!(again.iter().all(|p| *p == a), "{again:?}");
+        let names: Vec<String> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn the_dependency_key_follows_the_locked_dependencies_not_the_template() {
+        let root = tempfile::tempdir().unwrap();
+        let lock = |root_name: &str, serde: &str| {
+            format!(
+                "version = 4\n\n[[package]]\nname = \"{root_name}\"\nversion = \"0.1.0\"\ndependencies = [\"serde\"]\n\n\
+                 [[package]]\nname = \"serde\"\nversion = \"{serde}\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n"
+            )
+        };
+        let with = |name: &str, main: &str, lock_text: Option<String>| {
+            let mut t = generated(&MANIFEST.replace("demo", name));
+            t.source_files.insert("src/main.rs".into(), main.into());
+            if let Some(lock_text) = lock_text {
+                t.source_files.insert("Cargo.lock".into(), lock_text);
+            }
+            TemplateSource::Generated(t).prepare(root.path()).unwrap().dependency_key()
+        };
+        let base = with("demo", "fn main() {}", Some(lock("demo", "1.0.200")));
+        assert!(base.starts_with("deps-") && base.len() == 21, "{base}");
+        assert_eq!(with("demo", "fn main() { println!(); }", Some(lock("demo", "1.0.200"))), base, "another plan");
+        assert_eq!(with("runner", "fn main() {}", Some(lock("runner", "1.0.200"))), base, "another package name");
+        assert_ne!(with("demo", "fn main() {}", Some(lock("demo", "1.0.201"))), base, "another serde");
+        // Without a lock: the manifest's dependency tables.
+        assert_ne!(with("demo", "fn main() {}", None), base);
+        assert_eq!(with("demo", "fn main() {}", None), with("other", "fn main() { }", None));
     }
 
     #[test]
