@@ -1544,6 +1544,52 @@ mod tests {
         assert_eq!(job.path_remaps().len(), 3, "{:?}", job.path_remaps());
     }
 
+    #[tokio::test]
+    async fn a_shared_target_dir_takes_one_build_at_a_time_and_forgets_another_templates_own_units() {
+        let scratch = tempfile::tempdir().unwrap();
+        let cache = scratch.path().join("cache");
+        let (first, second) = (template_at(&scratch.path().join("a")), template_at(&scratch.path().join("b")));
+        let plan = build_std_plan(&scratch.path().join("no-src"), "unknown");
+        let request = request_for(&first, &plan, &[]);
+        let job_a = BuildJob::new(&first, &plan, &request, &cache);
+        let job_b = BuildJob::new(&second, &plan, &request, &cache);
+        assert_eq!(job_a.target_dir(), job_b.target_dir(), "the same dependencies (none), one target dir");
+        let lines = std::sync::Mutex::new(Vec::new());
+        let on_event = |event: BuildEvent| {
+            if let BuildEvent::Log { line, .. } = event {
+                lines.lock().unwrap().push(line);
+            }
+        };
+        let turn = take_target_dir(&job_a, &on_event).await.unwrap();
+        // What the first template's build left: its own units, and a dependency's.
+        let dir = job_a.target_dir();
+        let fingerprints = |profile: &Path| profile.join("release/.fingerprint");
+        for profile in [dir.clone(), dir.join("x86_64-pc-windows-gnu")] {
+            for unit in ["app-0123abcd", "app-4567ef01", "serde-89abcdef", "app-helper-0123abcd"] {
+                std::fs::create_dir_all(fingerprints(&profile).join(unit)).unwrap();
+            }
+        }
+        // The second waits for the first, says so, and gets its turn once the first is done.
+        let (second_turn, ()) = tokio::join!(take_target_dir(&job_b, &on_event), async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(turn);
+        });
+        let _second_turn = second_turn.unwrap();
+        assert!(lines.lock().unwrap().iter().any(|l| l.starts_with("waiting for another build")), "{lines:?}");
+        for profile in [dir.clone(), dir.join("x86_64-pc-windows-gnu")] {
+            let mut left: Vec<String> = std::fs::read_dir(fingerprints(&profile))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            left.sort();
+            assert_eq!(left, ["app-helper-0123abcd", "serde-89abcdef"], "only the template's own units go");
+        }
+        assert_eq!(
+            std::fs::read_to_string(dir.join(".rustle-last-template")).unwrap(),
+            second.dir.display().to_string()
+        );
+    }
+
     #[test]
     fn the_dlltool_wrapper_names_the_library_relative_to_its_directory() {
         let scratch = tempfile::tempdir().unwrap();
