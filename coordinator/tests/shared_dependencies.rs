@@ -175,6 +175,69 @@ async fn two_generated_templates_of_one_package_built_at_once_keep_their_own_pla
     assert!(work_dirs.len() >= 2, "one work dir per plan: {work_dirs:?}");
 }
 
+/// Two builds for a target without a prebuilt std, of two templates, start
+/// at once on an empty cache (two managers, as two rustle-deploy processes
+/// would be): std is built once, under the sysroot's lock, and both
+/// builds link against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_builds_at_once_on_an_empty_cache_build_std_once() {
+    if !common::require_cross_tools(&["x86_64-w64-mingw32-gcc"]) {
+        return;
+    }
+    let cache = tempfile::Builder::new().prefix("rustle-sysroot-race").tempdir_in(common::work_root()).expect("tmp");
+    let notes: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = |notes: Arc<Mutex<Vec<String>>>| -> ProgressSink {
+        Arc::new(move |event| {
+            if let BuildEvent::Note { line, .. } = event {
+                notes.lock().expect("lock").push(line);
+            }
+        })
+    };
+    let template = |name: &str| {
+        common::scratch_template(
+            &fresh(name),
+            &[
+                ("Cargo.toml", &format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n")),
+                ("src/main.rs", &format!("fn main() {{\n    println!(\"{name}\");\n}}\n")),
+            ],
+        )
+    };
+    let (one, two) = (template("race-one"), template("race-two"));
+    let managers: Vec<CrossCompilationManager> = (0..2)
+        .map(|_| {
+            CrossCompilationManager::new(CrossCompilationConfig {
+                target_cache_dir: Some(cache.path().to_path_buf()),
+                binary_cache: false,
+                ..CrossCompilationConfig::default()
+            })
+            .expect("manager")
+        })
+        .collect();
+    let windows = [TargetSpecification::from_triple(WINDOWS).expect("windows")];
+    let optimization = CompilationOptimization::default();
+    let (source_one, source_two) = (TemplateSource::Dir(one.clone()), TemplateSource::Dir(two.clone()));
+    let (a, b) = tokio::time::timeout(TEST_BOUND, async {
+        tokio::join!(
+            managers[0].build(&source_one, &windows, &optimization, Some(sink(notes.clone()))),
+            managers[1].build(&source_two, &windows, &optimization, Some(sink(notes.clone()))),
+        )
+    })
+    .await
+    .expect("bounded");
+    for outcomes in [a.expect("usable"), b.expect("usable")] {
+        assert!(outcomes[0].result.is_ok(), "{}", common::describe(&outcomes[0]));
+    }
+    let notes = notes.lock().expect("lock").clone();
+    let std_builds = notes.iter().filter(|n| n.starts_with("building std for")).count();
+    assert_eq!(std_builds, 1, "std built once for both: {notes:?}");
+    let stamps: Vec<PathBuf> =
+        walk(&cache.path().join("sysroots")).into_iter().filter(|p| p.ends_with("built")).collect();
+    assert_eq!(stamps.len(), 1, "{stamps:?}");
+    for dir in [one, two] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// Every file under `dir`.
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();

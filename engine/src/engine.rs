@@ -1544,6 +1544,41 @@ mod tests {
         assert_eq!(job.path_remaps().len(), 3, "{:?}", job.path_remaps());
     }
 
+    #[test]
+    fn std_is_built_once_per_toolchain_rust_src_target_and_flags() {
+        let scratch = tempfile::tempdir().unwrap();
+        let cache = scratch.path().join("cache");
+        let (first, second) = (template_at(&scratch.path().join("a")), template_at(&scratch.path().join("b")));
+        let plan = build_std_plan(&scratch.path().join("src"), "ac68faa20c58cbccd01ee7208bf3b6e93a7d7f96");
+        let request = request_for(&first, &plan, &[]);
+        let sysroot_of = |template: &PreparedTemplate, plan: &BuildPlan, request: &BuildRequest| {
+            BuildJob::new(template, plan, request, &cache).std_sysroot().unwrap().expect("build-std: a sysroot")
+        };
+        let base = sysroot_of(&first, &plan, &request);
+        assert_eq!(sysroot_of(&second, &plan, &request_for(&second, &plan, &[])), base, "any template");
+        assert!(base.dir.starts_with(cache.join("sysroots").join(plan.toolchain.id())), "{}", base.dir.display());
+        let command = BuildJob::new(&first, &plan, &request, &cache).cargo_command().unwrap();
+        let flags = env_of(&command, "CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUSTFLAGS").unwrap();
+        assert!(flags.split_whitespace().any(|f| f == base.flag()), "{flags}");
+        let args: Vec<String> = command.get_args().iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(!args.iter().any(|a| a.starts_with("-Zbuild-std")), "no std compiled per build: {args:?}");
+        assert!(env_of(&command, "RUSTC_BOOTSTRAP").is_none());
+
+        let mut other_commit = plan.clone();
+        other_commit.toolchain.commit_hash = "0123456789abcdef0123456789abcdef01234567".into();
+        let mut other_src = plan.clone();
+        other_src.toolchain.rust_src.as_mut().unwrap().version = Some("1.97.0".into());
+        for (changed, what) in [(&other_commit, "the toolchain's commit"), (&other_src, "rust-src's version")] {
+            assert_ne!(sysroot_of(&first, changed, &request), base, "{what}");
+        }
+        let flagged = request_for(&first, &plan, &["-Ctarget-cpu=znver3"]);
+        assert_ne!(sysroot_of(&first, &plan, &flagged), base, "the target's rustflags");
+        // A target with a prebuilt std has none.
+        let mut prebuilt = plan.clone();
+        prebuilt.std = StdSource::Prebuilt;
+        assert_eq!(BuildJob::new(&first, &prebuilt, &request, &cache).std_sysroot().unwrap(), None);
+    }
+
     #[tokio::test]
     async fn a_shared_target_dir_takes_one_build_at_a_time_and_forgets_another_templates_own_units() {
         let scratch = tempfile::tempdir().unwrap();
