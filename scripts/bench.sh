@@ -58,21 +58,19 @@ export RUSTLE_TARGET_CACHE_DIR="$BENCH_DIR/rustle-cache"
 source scripts/bench-lib.sh  # the script has cd-ed to the repository root
 fmt() { printf '%.2f' "$1"; }
 
-# The plain-cargo command for a target and template (default: the one
-# measured): rustle-cross's exact invocation with its own target dir (NAME,
-# default the target), and std compiled from source where rustle-cross
+# The plain-cargo command for a target: rustle-cross's exact invocation
+# with its own target dir, and std compiled from source where rustle-cross
 # passes the sysroot it built once.
 plain_script() {
-  local t=$1 template=${2:-$TEMPLATE} name=${3:-$1}
-  local script="$BENCH_DIR/plain-$name.sh" command
-  command=$("$RC" build "$template" --target "$t" --print-command | grep -v '^#' |
-    sed "s#^CARGO_TARGET_DIR=.*#CARGO_TARGET_DIR=$BENCH_DIR/plain-target/$name \\\\#")
+  local t=$1 script="$BENCH_DIR/plain-$1.sh" command
+  command=$("$RC" build "$TEMPLATE" --target "$t" --print-command | grep -v '^#' |
+    sed "s#^CARGO_TARGET_DIR=.*#CARGO_TARGET_DIR=$BENCH_DIR/plain-target/$t \\\\#")
   if grep -q -- '--sysroot=' <<<"$command"; then
     command=$(sed -e "s# --sysroot=[^ ']*##" -e "s# rustc --target # rustc -Zbuild-std=std,panic_abort --target #" <<<"$command")
     command="RUSTC_BOOTSTRAP=1 \\
 $command"
   fi
-  { echo "#!/bin/sh"; echo "cd '$template'"; echo "$command"; } >"$script"
+  { echo "#!/bin/sh"; echo "cd '$TEMPLATE'"; echo "$command"; } >"$script"
   chmod +x "$script"
   echo "$script"
 }
@@ -136,7 +134,8 @@ ALL_NOOP_R=$(median "${r[@]}")
 # A new template with the same dependencies: the measured one copied to a
 # new directory with one string changed, every target in one build; against
 # a one-line change of the measured one, every target in one build, and
-# against plain cargo building the new one cold, each target in its own dir.
+# against plain cargo building it cold, each target in its own dir (the
+# cold column: the new template differs from the measured one by a string).
 NEW="$BENCH_DIR/new-template"
 rm -rf "$NEW"
 cp -r "$TEMPLATE" "$NEW"
@@ -145,11 +144,6 @@ change_line "all targets"
 echo "bench: one-line change and a new template, all targets" >&2
 ALL_CHG_R=$(elapsed "$RC" build "$TEMPLATE" "${all_args[@]}" --out "$BENCH_DIR/out" --no-cache)
 NEW_R=$(elapsed "$RC" build "$NEW" "${all_args[@]}" --out "$BENCH_DIR/out" --no-cache)
-SUM_NEW_P=0
-for t in "${TARGETS[@]}"; do
-  echo "bench: plain cargo, the new template cold, $t" >&2
-  SUM_NEW_P=$(echo "$SUM_NEW_P + $(elapsed "$(plain_script "$t" "$NEW" "new-$t")")" | bc -l)
-done
 
 # A second template with other dependencies (none): std crates compiled
 # in rustle-cross's target dirs for it, and sysroots there are.
@@ -184,7 +178,7 @@ for t in "${TARGETS[@]}"; do
 done
 echo
 echo "- Cold from nothing, all ${#TARGETS[@]} targets in one \`rustle-cross build\`: $(fmt "$COLD_ALL_R") s wall, against the sum of plain cargo's cold builds $(fmt "$SUM_COLD_P") s: $(fmt "$(echo "$COLD_ALL_R / $SUM_COLD_P" | bc -l)")x (bar: 0.75x)."
-echo "- A new template with the same dependencies, all targets in one build: $(fmt "$NEW_R") s, against the one-line change of the same targets in one build $(fmt "$ALL_CHG_R") s: $(fmt "$(echo "$NEW_R / $ALL_CHG_R" | bc -l)")x (bar: 2x); plain cargo building it cold, each target in its own dir: $(fmt "$SUM_NEW_P") s, $(fmt "$(echo "$SUM_NEW_P / $NEW_R" | bc -l)")x slower (bar: 10x)."
+echo "- A new template with the same dependencies, all targets in one build: $(fmt "$NEW_R") s, against the one-line change of the same targets in one build $(fmt "$ALL_CHG_R") s: $(fmt "$(echo "$NEW_R / $ALL_CHG_R" | bc -l)")x (bar: 2x); plain cargo building it cold, each target in its own dir (the cold column, summed): $(fmt "$SUM_COLD_P") s, $(fmt "$(echo "$SUM_COLD_P / $NEW_R" | bc -l)")x slower (bar: 10x)."
 echo "- A second template with other dependencies, all targets: $(fmt "$OTHER_R") s; std crates compiled for it in any target dir: $((STD_AFTER - STD_BEFORE)) (sysroots built once: $SYSROOTS)."
 echo "- All ${#TARGETS[@]} targets, one \`rustle-cross build\`, nothing changed: $(fmt "$ALL_NOOP_R") s (bar: 1.2 x $(fmt "$SUM_NOOP_P") s + 0.2 s = $(fmt "$NOOP_BAR") s)."
 echo "- One-line change, sum over targets: rustle-cross $(fmt "$SUM_CHG_R") s, cargo $(fmt "$SUM_CHG_P") s (bar: 1.1 x = $(fmt "$CHG_BAR") s)."

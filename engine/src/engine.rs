@@ -1519,7 +1519,10 @@ mod tests {
         // come after ours, so they win.
         let wrapper = cache.join("dlltool/x86_64-w64-mingw32-dlltool");
         assert_eq!(flags[3], format!("-Cdlltool={}", wrapper.display()), "{flags:?}");
-        assert_eq!(flags[4..], ["--remap-path-prefix=/mine=/theirs"], "{flags:?}");
+        // std from the sysroot built once for the target.
+        let sysroot = job.std_sysroot().unwrap().expect("build-std: a sysroot");
+        assert_eq!(flags[4], sysroot.flag(), "{flags:?}");
+        assert_eq!(flags[5..], ["--remap-path-prefix=/mine=/theirs"], "{flags:?}");
         let epoch = env_of(&command, "SOURCE_DATE_EPOCH").expect("SOURCE_DATE_EPOCH is set");
         match std::env::var("SOURCE_DATE_EPOCH") {
             Ok(caller) if !caller.is_empty() && caller.bytes().all(|b| b.is_ascii_digit()) => assert_eq!(epoch, caller),
