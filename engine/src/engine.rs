@@ -24,7 +24,7 @@ use crate::cache::{CacheHit, CacheKeyInputs, CompilationCache};
 use crate::file_lock::{LockError, lock_exclusive};
 use crate::shared_cache::SharedTier;
 use crate::std_sysroot::{StdSysroot, SysrootBuild};
-use crate::template::{PreparedTemplate, hex};
+use crate::template::{CargoLock, PreparedTemplate, hex};
 use crate::toolchain::{BuildPlan, LinkerPlan, StdSource, ToolchainError, ToolchainManager, cargo_home, last_lines};
 use crate::validate::{BinaryReport, ValidationError, validate_binary};
 use rustle_process::{ProcessError, ProcessSpec};
@@ -1385,20 +1385,7 @@ impl<'a> CargoMessages<'a> {
 /// `name@version` of every package in the template's Cargo.lock (its
 /// workspace's, for a workspace member).
 fn lock_packages(lock_file: Option<&Path>) -> Vec<String> {
-    #[derive(Deserialize)]
-    struct Lock {
-        #[serde(default)]
-        package: Vec<LockPackage>,
-    }
-    #[derive(Deserialize)]
-    struct LockPackage {
-        name: String,
-        version: String,
-    }
-    let Some(Ok(text)) = lock_file.map(std::fs::read_to_string) else { return Vec::new() };
-    let Ok(lock) = toml::from_str::<Lock>(&text) else { return Vec::new() };
-    let set: BTreeSet<String> = lock.package.into_iter().map(|p| format!("{}@{}", p.name, p.version)).collect();
-    set.into_iter().collect()
+    lock_file.and_then(CargoLock::read).map(CargoLock::package_ids).unwrap_or_default()
 }
 
 #[cfg(test)]

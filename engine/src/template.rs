@@ -193,7 +193,7 @@ impl PreparedTemplate {
     /// build finds the dependencies compiled and compiles only its own crate.
     pub fn dependency_key(&self) -> String {
         let mut hasher = Sha256::new();
-        match self.read_lock().map(CargoLock::locked_sources) {
+        match self.lock_file().as_deref().and_then(CargoLock::read).map(CargoLock::locked_sources) {
             Some(packages) => {
                 hasher.update(b"lock\n");
                 for package in packages {
@@ -222,7 +222,9 @@ impl PreparedTemplate {
     /// templates holds for whichever was built there last.
     pub fn path_packages(&self) -> Vec<String> {
         let mut names: BTreeSet<String> = self
-            .read_lock()
+            .lock_file()
+            .as_deref()
+            .and_then(CargoLock::read)
             .map(|lock| lock.package.into_iter().filter(|p| p.source.is_none()).map(|p| p.name).collect())
             .unwrap_or_default();
         names.insert(self.package.clone());
@@ -230,16 +232,9 @@ impl PreparedTemplate {
     }
 }
 
-impl PreparedTemplate {
-    fn read_lock(&self) -> Option<CargoLock> {
-        let text = std::fs::read_to_string(self.lock_file()?).ok()?;
-        toml::from_str(&text).ok()
-    }
-}
-
 /// The packages of a Cargo.lock.
 #[derive(Deserialize)]
-struct CargoLock {
+pub(crate) struct CargoLock {
     #[serde(default)]
     package: Vec<LockPackage>,
 }
@@ -254,6 +249,17 @@ struct LockPackage {
 }
 
 impl CargoLock {
+    /// The Cargo.lock at `path`; `None` when it cannot be read or parsed.
+    pub(crate) fn read(path: &Path) -> Option<Self> {
+        toml::from_str(&std::fs::read_to_string(path).ok()?).ok()
+    }
+
+    /// `name@version` of every package, sorted, each once.
+    pub(crate) fn package_ids(self) -> Vec<String> {
+        let set: BTreeSet<String> = self.package.into_iter().map(|p| format!("{}@{}", p.name, p.version)).collect();
+        set.into_iter().collect()
+    }
+
     /// `name version source` of each package that is not a path package, sorted.
     fn locked_sources(self) -> Vec<String> {
         let set: BTreeSet<String> = self
