@@ -2,10 +2,13 @@
 //!
 //! ```text
 //! work_dir/
-//!   cache/                  toolchain discovery (ToolchainManager)
+//!   cache/                  the engine's cache: toolchain discovery, the binary cache,
+//!     targets/<deps>/<triple>/<toolchain>[.k]/   cargo target dirs, shared by every
+//!                           template with the same dependencies (a pool of members, so
+//!                           jobs at once build side by side), each evicted as a whole
+//!     sysroots/, c-libraries/   std and C libraries built once per target
 //!   warm/<template_id>/     one warm dir per template, evicted as a whole
 //!     src/                  the synced source tree (sync_bundle)
-//!     cache/targets/...     cargo target dirs per (target, toolchain)
 //!     rustle-warm.json      which (target, toolchain) pairs were built, last use
 //!   jobs/<job-key>/         scratch for a job whose template dir holds another bundle; removed after
 //!   trash/                  evicted dirs being deleted
@@ -13,9 +16,12 @@
 //!
 //! Jobs of a template that carry the same bundle share `src/` (synced once,
 //! see the listener) and build side by side, each target in its own target
-//! dir. Target dirs live inside the template's warm dir (rather than under the
-//! shared `work_dir/cache`) so that evicting a template removes its sources
-//! and all of its build output in one rename.
+//! dir. Target dirs live in the shared `work_dir/cache`, keyed by the
+//! template's dependencies (the engine's `dependency_key`), so a new
+//! template of rustle-deploy (a new plan: a new template id) finds its
+//! dependencies compiled. Warm dirs and target dirs are evicted together,
+//! least recently used first, under `warm_cache_max_bytes`; a target dir a
+//! build holds (its `.rustle-lock`) is never taken.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -162,6 +168,51 @@ pub fn eviction_plan(sizes: &[(String, u64, u64)], in_use: &BTreeSet<String>, ca
     evict
 }
 
+/// The prefix of a target dir's id in an eviction plan: no template id
+/// contains a `/`.
+pub const TARGET_DIR_ID: &str = "targets/";
+
+/// The target dirs under `cache_dir/targets` (`<deps>/<triple>/<toolchain>`)
+/// as eviction candidates: id (`targets/<deps>/<triple>/<toolchain>`), size,
+/// last use (when its last build began: the mtime of `.rustle-last-template`).
+pub fn target_dirs(cache_dir: &Path) -> Vec<(String, u64, u64)> {
+    let children = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()
+    };
+    let root = cache_dir.join("targets");
+    let mut found = Vec::new();
+    for deps in children(&root) {
+        for triple in children(&deps) {
+            for dir in children(&triple) {
+                let Ok(relative) = dir.strip_prefix(&root) else { continue };
+                let last_used = std::fs::metadata(dir.join(".rustle-last-template"))
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs());
+                found.push((format!("{TARGET_DIR_ID}{}", relative.display()), dir_size(&dir), last_used));
+            }
+        }
+    }
+    found
+}
+
+/// Moves the target dir of `id` ([`target_dirs`]) to `trash` unless a build
+/// holds it; whether it was moved.
+pub fn take_target_dir(cache_dir: &Path, id: &str, trash: &Path) -> std::io::Result<bool> {
+    let Some(relative) = id.strip_prefix(TARGET_DIR_ID) else { return Ok(false) };
+    let dir = cache_dir.join("targets").join(relative);
+    let lock = std::fs::File::options().create(true).truncate(false).write(true).open(dir.join(".rustle-lock"))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+        Err(std::fs::TryLockError::Error(error)) => return Err(error),
+    }
+    // Renamed while locked: no build can start in it half-deleted.
+    std::fs::rename(&dir, trash)?;
+    Ok(true)
+}
+
 /// Removes a directory tree, ignoring one that is already gone.
 pub fn remove_tree(path: &Path) {
     if let Err(error) = std::fs::remove_dir_all(path)
@@ -174,6 +225,33 @@ pub fn remove_tree(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_target_dir_is_measured_and_taken_only_when_no_build_holds_it() {
+        let work = tempfile::tempdir().unwrap();
+        let cache = work.path().join("cache");
+        let dir = cache.join("targets/deps-0123456789abcdef/x86_64-unknown-linux-gnu/stable-1.95.0-59807616e");
+        std::fs::create_dir_all(dir.join("release")).unwrap();
+        std::fs::write(dir.join("release/app"), vec![0u8; 4096]).unwrap();
+        std::fs::write(dir.join(".rustle-last-template"), "/t/app").unwrap();
+        let found = target_dirs(&cache);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let (id, size, last_used) = &found[0];
+        assert_eq!(id, "targets/deps-0123456789abcdef/x86_64-unknown-linux-gnu/stable-1.95.0-59807616e");
+        assert!(!is_safe_template_id(id), "no template id can be a target dir's");
+        assert!(*size >= 4096 && *last_used > 0, "{found:?}");
+
+        let trash = work.path().join("trash-1");
+        let held =
+            std::fs::File::options().create(true).truncate(false).write(true).open(dir.join(".rustle-lock")).unwrap();
+        held.lock().unwrap();
+        assert!(!take_target_dir(&cache, id, &trash).unwrap(), "a build holds it");
+        assert!(dir.is_dir());
+        drop(held);
+        assert!(take_target_dir(&cache, id, &trash).unwrap());
+        assert!(!dir.exists() && trash.join("release/app").is_file());
+        assert!(target_dirs(&cache).is_empty());
+    }
 
     #[test]
     fn template_ids_must_be_one_plain_component() {

@@ -192,10 +192,11 @@ async fn a_job_builds_streams_progress_and_the_binary_and_a_repeat_is_incrementa
     let output = std::process::Command::new(&exe).output().expect("the binary runs");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "hello from the agent\n");
 
-    // The sources landed in the warm dir, inside the work dir.
+    // The sources landed in the warm dir, inside the work dir; the build in
+    // the target dirs the engine shares by dependencies.
     let warm = agent.work_dir.join("warm/hello-agent");
     assert!(warm.join("src/src/main.rs").is_file());
-    let built: Vec<_> = find_files(&warm, "hello-agent")
+    let built: Vec<_> = find_files(&agent.work_dir.join("cache/targets"), "hello-agent")
         .into_iter()
         .filter(|p| p.parent().is_some_and(|d| d.ends_with("release")))
         .collect();
@@ -424,6 +425,12 @@ async fn warm_dirs_over_the_cap_are_evicted() {
     );
     let warm = agent.work_dir.join("warm/hello-agent");
     wait_for(Duration::from_secs(20), "the warm dir to be evicted", || !warm.exists()).await;
+    // The template's target dir (shared by its dependencies) went with it.
+    let cache = agent.work_dir.join("cache");
+    wait_for(Duration::from_secs(20), "the target dir to be evicted", || {
+        rustle_agent::warm::target_dirs(&cache).is_empty()
+    })
+    .await;
     agent.stop().await;
 }
 
@@ -544,14 +551,14 @@ async fn jobs_of_one_bundle_share_the_warm_dir_and_a_repeat_is_warm_for_every_ta
         );
         assert!(cargo_lines(frames).iter().any(|l| l.contains("Compiling shared-agent")), "job {job} built it");
     }
-    let targets_dir = agent.work_dir.join("warm/shared-agent/cache/targets");
+    let targets_dir = agent.work_dir.join("cache/targets");
     for triple in targets {
         let found = std::fs::read_dir(&targets_dir)
             .into_iter()
             .flatten()
             .flatten()
             .any(|template_dir| template_dir.path().join(triple).is_dir());
-        assert!(found, "{triple} was built in the warm dir {}", targets_dir.display());
+        assert!(found, "{triple} was built in the shared target dirs {}", targets_dir.display());
     }
 
     let again = run_together(&mut driver, &[(32, targets[0]), (33, targets[1])], "shared-agent", &bundle).await;
@@ -563,6 +570,37 @@ async fn jobs_of_one_bundle_share_the_warm_dir_and_a_repeat_is_warm_for_every_ta
         let lines = cargo_lines(frames);
         assert!(!lines.iter().any(|l| l.contains("Compiling shared-agent")), "job {job} was warm: {lines:?}");
     }
+    agent.stop().await;
+}
+
+/// A new template (rustle-deploy's next plan: another template id, another
+/// package name) with the same dependencies compiles only its own crate:
+/// the agent's target dirs are keyed by the dependencies, not by the
+/// template's warm dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_template_with_the_same_dependencies_compiles_only_its_own_crate() {
+    let fleet = fleet();
+    let agent = started(&fleet);
+    let mut driver = Driver::connect(&fleet, agent.addr).await;
+    let main = "fn main() {\n    println!(\"{}\", itoa::Buffer::new().format(42));\n}\n";
+    let mut compiled = Vec::new();
+    for (job, name) in [(40, "first-plan"), (41, "second-plan")] {
+        let template = Template::with_dependencies(name, main, None, "itoa = \"1\"\n");
+        let (frames, _) = run_job(&mut driver, job, name, &template.bundle()).await;
+        assert!(
+            matches!(frames.last(), Some(AgentToCoordinator::Finished { outcome: BuildOutcome::Success { .. }, .. })),
+            "{name}: {frames:?}"
+        );
+        compiled.push(
+            cargo_lines(&frames).into_iter().filter(|l| l.trim_start().starts_with("Compiling")).collect::<Vec<_>>(),
+        );
+    }
+    assert!(
+        compiled[0].iter().any(|l| l.contains("Compiling itoa")),
+        "the first plan compiles its dependency: {compiled:?}"
+    );
+    assert_eq!(compiled[1].len(), 1, "the second compiles only itself: {compiled:?}");
+    assert!(compiled[1][0].contains("Compiling second-plan"), "{compiled:?}");
     agent.stop().await;
 }
 

@@ -21,7 +21,6 @@ use sha2::{Digest, Sha256};
 
 use crate::c_library_source::{SourcePrefix, TargetCCompiler, ensure_built};
 use crate::cache::{CacheHit, CacheKeyInputs, CompilationCache};
-use crate::file_lock::{LockError, lock_exclusive};
 use crate::shared_cache::SharedTier;
 use crate::std_sysroot::{StdSysroot, SysrootBuild};
 use crate::template::{CargoLock, PreparedTemplate, hex};
@@ -374,9 +373,22 @@ pub struct BuildJob<'a> {
     request: &'a BuildRequest,
     /// The cache root: target dirs live under `cache_dir/targets`.
     cache_dir: &'a Path,
-    /// `cache_dir/targets/<dependency key>/<triple>/<toolchain id>`.
+    /// `cache_dir/targets/<dependency key>/<triple>/<toolchain id>`, or
+    /// the member of its pool [`build`] took ([`TARGET_DIR_POOL`]).
     target_dir: PathBuf,
 }
+
+/// How many target dirs one (dependency set, target, toolchain) may have:
+/// builds of it that run at once take one each (member 0 is
+/// `<toolchain id>`, member k `<toolchain id>.k`), so two plans of
+/// rustle-deploy or two jobs on an agent never wait for each other's cargo
+/// while their dirs are cold.
+pub const TARGET_DIR_POOL: usize = 4;
+
+/// How long a build waits for a warm member of its pool that another build
+/// holds before it takes a cold member of its own: a warm dir rebuilds
+/// only the template's own crate, a cold one everything.
+const WARM_TARGET_DIR_WAIT: Duration = Duration::from_secs(60);
 
 impl<'a> BuildJob<'a> {
     /// The build of `request` for `template` with `plan`, in `cache_dir`.
@@ -409,6 +421,22 @@ impl<'a> BuildJob<'a> {
     /// while it runs.
     pub fn target_dir(&self) -> PathBuf {
         self.target_dir.clone()
+    }
+
+    /// Member `k` of this job's target-dir pool ([`TARGET_DIR_POOL`]).
+    fn pool_member(&self, k: usize) -> PathBuf {
+        let first = &self.target_dir;
+        if k == 0 {
+            return first.clone();
+        }
+        let mut name = first.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".{k}"));
+        first.with_file_name(name)
+    }
+
+    /// This job building in `target_dir` (a member of its pool).
+    fn in_target_dir(&self, target_dir: PathBuf) -> Self {
+        Self { target_dir, ..self.clone() }
     }
 
     /// The exact cargo invocation this build runs (what `--print-command`
@@ -946,9 +974,9 @@ pub async fn build(
 ) -> Result<CompiledBinary, CompilationError> {
     let triple = job.triple();
     let start = Instant::now();
+    let (_turn, target_dir) = take_target_dir(job, on_event).await?;
+    let job = &job.in_target_dir(target_dir.clone());
     let command = job.cargo_command()?;
-    let target_dir = job.target_dir();
-    let _turn = take_target_dir(job, on_event).await?;
     let graph = check_c_dependencies(job).await?;
     supply_source_built_libraries(job, graph.as_deref(), on_event).await?;
     supply_std_sysroot(job, on_event).await?;
@@ -1052,40 +1080,95 @@ pub async fn build(
     })
 }
 
-/// Waits for this build's turn in its target dir, which templates with the
-/// same dependencies share (cargo would make it wait too, but the binary
-/// is read after cargo exits, and the next template's build must not
-/// overwrite it before). Held until the returned file is dropped. When the
-/// dir's last build was of another template, the fingerprints of the path
-/// packages are removed first: cargo knows a path package by its path
-/// within its workspace, the same for two templates, and would take the
-/// other template's files as up to date when they are older than its build.
+/// Takes a target dir of this job's pool ([`TARGET_DIR_POOL`]), which
+/// templates with the same dependencies share, and holds it until the
+/// returned file is dropped (cargo would make a second build wait too, but
+/// the binary is read after cargo exits, and the next template's build must
+/// not overwrite it before). A free warm member (one a build finished in)
+/// comes first; when every warm one is busy the build waits for one, for
+/// [`WARM_TARGET_DIR_WAIT`] at most, saying so; then a free cold member or a
+/// new one; with the pool full of busy members, whichever is freed first.
+/// When the dir's last build was of another template, the fingerprints of
+/// the path packages are removed first: cargo knows a path package by its
+/// path within its workspace, the same for two templates, and would take
+/// the other template's files as up to date when they are older than its
+/// build.
 async fn take_target_dir(
     job: &BuildJob<'_>,
     on_event: &(dyn Fn(BuildEvent) + Send + Sync),
-) -> Result<std::fs::File, CompilationError> {
-    let target_dir = job.target_dir();
+) -> Result<(std::fs::File, PathBuf), CompilationError> {
     let io = |path: &Path, source| {
         CompilationError::target(job.triple(), TargetFailure::Io { path: path.to_path_buf(), source })
     };
-    std::fs::create_dir_all(&target_dir).map_err(|e| io(&target_dir, e))?;
-    let lock_path = target_dir.join(".rustle-lock");
-    let locked = |error: LockError| match error {
-        LockError::Io { path, source } => io(&path, source),
-        LockError::TimedOut { timeout, .. } => {
-            CompilationError::target(job.triple(), TargetFailure::Timeout { timeout })
+    let members: Vec<PathBuf> = (0..TARGET_DIR_POOL).map(|k| job.pool_member(k)).collect();
+    let is_warm = |dir: &Path| dir.join(".rustle-units").is_file();
+    // One try at each of `dirs` that exists (or, with `create`, every one):
+    // the first whose lock is free.
+    let try_take = |dirs: &[&PathBuf], create: bool| -> Result<Option<(std::fs::File, PathBuf)>, CompilationError> {
+        for dir in dirs {
+            if !dir.is_dir() && !create {
+                continue;
+            }
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+            let lock_path = dir.join(".rustle-lock");
+            let file = std::fs::File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(|e| io(&lock_path, e))?;
+            match file.try_lock() {
+                Ok(()) => return Ok(Some((file, (*dir).clone()))),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path, e)),
+            }
         }
+        Ok(None)
     };
-    let turn = match lock_exclusive(&lock_path, Duration::ZERO).await {
-        Ok(file) => file,
-        Err(LockError::TimedOut { .. }) => {
-            on_event(BuildEvent::Log {
-                triple: job.triple(),
-                line: format!("waiting for another build of the same dependencies in {}", target_dir.display()),
-            });
-            lock_exclusive(&lock_path, job.request.deadline).await.map_err(locked)?
+    let poll = Duration::from_millis(100);
+    let warm: Vec<&PathBuf> = members.iter().filter(|dir| is_warm(dir)).collect();
+    let mut taken = try_take(&warm, false)?;
+    if taken.is_none() && !warm.is_empty() {
+        on_event(BuildEvent::Log {
+            triple: job.triple(),
+            line: format!(
+                "waiting for another build of the same dependencies in {} (for {}s at most, then a cold dir)",
+                warm[0].display(),
+                WARM_TARGET_DIR_WAIT.as_secs()
+            ),
+        });
+        let until = Instant::now() + WARM_TARGET_DIR_WAIT.min(job.request.deadline);
+        while taken.is_none() && Instant::now() < until {
+            tokio::time::sleep(poll).await;
+            taken = try_take(&warm, false)?;
         }
-        Err(error) => return Err(locked(error)),
+    }
+    let all: Vec<&PathBuf> = members.iter().collect();
+    if taken.is_none() {
+        taken = try_take(&all, true)?;
+    }
+    if taken.is_none() {
+        on_event(BuildEvent::Log {
+            triple: job.triple(),
+            line: format!(
+                "waiting for one of {TARGET_DIR_POOL} builds of the same dependencies in {}",
+                members[0].parent().unwrap_or(&members[0]).display()
+            ),
+        });
+    }
+    let until = Instant::now() + job.request.deadline;
+    let (turn, target_dir) = loop {
+        if let Some(taken) = taken.take() {
+            break taken;
+        }
+        if Instant::now() >= until {
+            return Err(CompilationError::target(
+                job.triple(),
+                TargetFailure::Timeout { timeout: job.request.deadline },
+            ));
+        }
+        tokio::time::sleep(poll).await;
+        taken = try_take(&all, false)?;
     };
     let last_path = target_dir.join(".rustle-last-template");
     let this = job.template.dir.display().to_string();
@@ -1093,7 +1176,7 @@ async fn take_target_dir(
         forget_path_packages(&target_dir, &job.template.path_packages());
     }
     std::fs::write(&last_path, &this).map_err(|e| io(&last_path, e))?;
-    Ok(turn)
+    Ok((turn, target_dir))
 }
 
 /// Removes the fingerprints (`.fingerprint/<package>-<hash>`) of
@@ -1570,7 +1653,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_shared_target_dir_takes_one_build_at_a_time_and_forgets_another_templates_own_units() {
+    async fn a_shared_target_dir_pool_gives_cold_builds_a_dir_each_waits_for_a_warm_one_and_forgets_another_templates_units()
+     {
         let scratch = tempfile::tempdir().unwrap();
         let cache = scratch.path().join("cache");
         let (first, second) = (template_at(&scratch.path().join("a")), template_at(&scratch.path().join("b")));
@@ -1578,28 +1662,37 @@ mod tests {
         let request = request_for(&first, &plan, &[]);
         let job_a = BuildJob::new(&first, &plan, &request, &cache);
         let job_b = BuildJob::new(&second, &plan, &request, &cache);
-        assert_eq!(job_a.target_dir(), job_b.target_dir(), "the same dependencies (none), one target dir");
+        assert_eq!(job_a.target_dir(), job_b.target_dir(), "the same dependencies (none), one pool");
         let lines = std::sync::Mutex::new(Vec::new());
         let on_event = |event: BuildEvent| {
             if let BuildEvent::Log { line, .. } = event {
                 lines.lock().unwrap().push(line);
             }
         };
-        let turn = take_target_dir(&job_a, &on_event).await.unwrap();
-        // What the first template's build left: its own units, and a dependency's.
-        let dir = job_a.target_dir();
+        // Two builds at once on a cold pool: a member each, no waiting.
+        let (turn, dir) = take_target_dir(&job_a, &on_event).await.unwrap();
+        assert_eq!(dir, job_a.target_dir());
+        let (other_turn, other_dir) = take_target_dir(&job_b, &on_event).await.unwrap();
+        assert_eq!(other_dir, job_a.pool_member(1), "a cold busy member: the next build takes its own");
+        assert!(lines.lock().unwrap().is_empty(), "{lines:?}");
+        drop(other_turn);
+
+        // Member 0 finished a build (warm) with the first template's units
+        // and a dependency's; while it is busy, the second template waits
+        // for it rather than building cold, and says so.
+        std::fs::write(dir.join(".rustle-units"), "4").unwrap();
         let fingerprints = |profile: &Path| profile.join("release/.fingerprint");
         for profile in [dir.clone(), dir.join("x86_64-pc-windows-gnu")] {
             for unit in ["app-0123abcd", "app-4567ef01", "serde-89abcdef", "app-helper-0123abcd"] {
                 std::fs::create_dir_all(fingerprints(&profile).join(unit)).unwrap();
             }
         }
-        // The second waits for the first, says so, and gets its turn once the first is done.
         let (second_turn, ()) = tokio::join!(take_target_dir(&job_b, &on_event), async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             drop(turn);
         });
-        let _second_turn = second_turn.unwrap();
+        let (_second_turn, second_dir) = second_turn.unwrap();
+        assert_eq!(second_dir, dir, "the warm member, once free");
         assert!(lines.lock().unwrap().iter().any(|l| l.starts_with("waiting for another build")), "{lines:?}");
         for profile in [dir.clone(), dir.join("x86_64-pc-windows-gnu")] {
             let mut left: Vec<String> = std::fs::read_dir(fingerprints(&profile))

@@ -441,7 +441,10 @@ async fn run_build(
 ) -> Result<CompiledBinary, CompilationError> {
     let triple = offer.target.name.clone();
     let src = base.join("src");
-    let cache_dir = base.join("cache");
+    // The engine's cache is the agent's: target dirs keyed by the
+    // dependencies, so a new template finds them compiled; std and C
+    // libraries built once per target.
+    let cache_dir = context.config.cache_dir();
     // Reading and hashing the template's files is blocking work.
     let template = tokio::task::spawn_blocking(move || TemplateSource::Dir(src.clone()).prepare(&src)).await.map_err(
         |error| {
@@ -451,7 +454,7 @@ async fn run_build(
             )
         },
     )??;
-    // The binary cache lives in the warm dir, so warm-dir eviction bounds it too.
+    // The binary cache is bounded by the same cap as the warm dirs.
     let cache_cap = context.config.warm_cache_max_bytes;
     let request = wire::request_from_offer(offer, template.id.clone(), DEFAULT_DEADLINE, cache_cap)
         .map_err(|e| CompilationError::unavailable(triple.clone(), e.to_string()))?;

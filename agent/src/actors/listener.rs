@@ -431,9 +431,11 @@ fn job_ended(myself: &ActorRef<Msg>, state: &mut State, key: JobKey, built: Opti
     let layout = state.context.layout.clone();
     let known: Vec<(String, u64)> = state.warm.iter().map(|(id, r)| (id.clone(), r.last_used)).collect();
     let me = myself.clone();
+    let cache_dir = state.context.config.cache_dir();
     tokio::task::spawn_blocking(move || {
         warm::write_record(&layout, &template_id, &record);
         let sizes = known.into_iter().map(|(id, last)| (id.clone(), warm::dir_size(&layout.warm_dir(&id)), last));
+        let sizes = sizes.chain(warm::target_dirs(&cache_dir));
         let _ = me.send_message(Msg::Measured(sizes.collect()));
     });
 }
@@ -453,11 +455,24 @@ fn evict(state: &mut State, sizes: &[(String, u64, u64)]) {
         return;
     }
     let layout = state.context.layout.clone();
+    let cache_dir = state.context.config.cache_dir();
     let mut moved = Vec::new();
     for id in victims {
+        let _ = std::fs::create_dir_all(layout.trash_root());
+        if id.starts_with(warm::TARGET_DIR_ID) {
+            let trash = layout.trash_root().join(format!("{}-{}", id.replace('/', "_"), warm::now_secs()));
+            match warm::take_target_dir(&cache_dir, &id, &trash) {
+                Ok(true) => {
+                    tracing::info!("evicted target dir {id} (warm_cache_max_bytes)");
+                    moved.push(trash);
+                }
+                Ok(false) => tracing::debug!("target dir {id} is in use: kept"),
+                Err(error) => tracing::warn!("failed to evict target dir {id}: {error}"),
+            }
+            continue;
+        }
         state.warm.remove(&id);
         let trash = layout.trash_root().join(format!("{id}-{}", warm::now_secs()));
-        let _ = std::fs::create_dir_all(layout.trash_root());
         match std::fs::rename(layout.warm_dir(&id), &trash) {
             Ok(()) => {
                 tracing::info!("evicted warm dir {id} (warm_cache_max_bytes)");

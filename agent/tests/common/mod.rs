@@ -212,12 +212,20 @@ pub struct Template {
 impl Template {
     /// A package `name` with `main_rs` and, if given, `build_rs`.
     pub fn new(name: &str, main_rs: &str, build_rs: Option<&str>) -> Self {
+        Self::with_dependencies(name, main_rs, build_rs, "")
+    }
+
+    /// As [`new`](Self::new), with `dependencies` as the manifest's
+    /// `[dependencies]` lines (cargo adds them to the Cargo.lock).
+    pub fn with_dependencies(name: &str, main_rs: &str, build_rs: Option<&str>, dependencies: &str) -> Self {
         let dir = tempfile::Builder::new().prefix("rustle-agent-template").tempdir().expect("template dir");
         let root = dir.path();
         std::fs::create_dir_all(root.join("src")).expect("src dir");
         std::fs::write(
             root.join("Cargo.toml"),
-            format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n"),
+            format!(
+                "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n[dependencies]\n{dependencies}"
+            ),
         )
         .expect("Cargo.toml");
         std::fs::write(
