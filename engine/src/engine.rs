@@ -1708,6 +1708,44 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_full_pool_makes_the_next_build_wait_for_whichever_member_is_freed_first() {
+        let scratch = tempfile::tempdir().unwrap();
+        let cache = scratch.path().join("cache");
+        let template = template_at(&scratch.path().join("a"));
+        let plan = build_std_plan(&scratch.path().join("no-src"), "unknown");
+        let request = request_for(&template, &plan, &[]);
+        let job = BuildJob::new(&template, &plan, &request, &cache);
+        let lines = std::sync::Mutex::new(Vec::new());
+        let on_event = |event: BuildEvent| {
+            if let BuildEvent::Log { line, .. } = event {
+                lines.lock().unwrap().push(line);
+            }
+        };
+        let mut held = Vec::new();
+        for k in 0..TARGET_DIR_POOL {
+            let (turn, dir) = take_target_dir(&job, &on_event).await.unwrap();
+            assert_eq!(dir, job.pool_member(k), "cold builds at once take the members in order");
+            held.push(turn);
+        }
+        let freed = held.remove(2);
+        let (next, ()) = tokio::join!(take_target_dir(&job, &on_event), async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(freed);
+        });
+        let (_next_turn, dir) = next.unwrap();
+        assert_eq!(dir, job.pool_member(2), "the member freed");
+        assert!(
+            lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.starts_with(&format!("waiting for one of {TARGET_DIR_POOL} builds"))),
+            "{lines:?}"
+        );
+        assert!(!job.pool_member(TARGET_DIR_POOL).exists(), "never more than the pool's members");
+    }
+
     #[test]
     fn the_dlltool_wrapper_names_the_library_relative_to_its_directory() {
         let scratch = tempfile::tempdir().unwrap();
